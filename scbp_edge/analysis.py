@@ -1,0 +1,64 @@
+"""Static cost analysis of a model: parameters and multiply-accumulates.
+
+MACs count only Conv2d and Linear (the layers that dominate CNN cost and the
+ones pruning shrinks); the figures are for batch 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LayerCost:
+    """Cost of one Conv2d/Linear layer at batch 1, in execution order."""
+
+    name: str
+    macs: int
+    params: int
+    out_shape: tuple[int, ...]
+
+
+def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCost]:
+    """Run one forward pass and return each Conv2d/Linear's cost, in execution order."""
+    records: list[LayerCost] = []
+    hooks = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            hooks.append(mod.register_forward_hook(_cost_hook(name, records)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return records
+
+
+def _cost_hook(name: str, records: list[LayerCost]):
+    def hook(mod: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        params = sum(p.numel() for p in mod.parameters(recurse=False))
+        if isinstance(mod, nn.Conv2d):
+            kh, kw = mod.kernel_size
+            macs = out.numel() * (mod.in_channels // mod.groups) * kh * kw
+        else:
+            macs = out.numel() // out.shape[-1] * mod.in_features * mod.out_features
+        records.append(LayerCost(name, int(macs), int(params), tuple(out.shape)))
+
+    return hook
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (buffers excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Total Conv2d + Linear MACs for one input of ``input_shape`` (C, H, W)."""
+    return sum(rec.macs for rec in trace_layers(model, input_shape))

@@ -1,0 +1,109 @@
+"""The importable API behind the CLI: open a seed, list its space, derive candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from scbp_edge.derive import Deriver, model_cost
+from scbp_edge.derive.io import save_derived
+from scbp_edge.seeds import Seed, default_spec, load_seed
+from scbp_edge.segments import Segmentation, segment_model
+from scbp_edge.space import Candidate, build_space, candidate_id, parse_ratios
+
+
+@dataclass
+class SeedOptions:
+    """How to obtain and cut a seed; JSON-serialisable."""
+
+    seed: str = "cifar-resnet20"
+    weights: str | None = None
+    num_classes: int | None = None
+    input_size: int | None = None
+    in_channels: int | None = None
+    segments: str = "stages"
+    round_to: int = 8
+
+
+class Workbench:
+    """A seed, its segmentation and a deriver, built once and reused for many candidates."""
+
+    def __init__(self, opts: SeedOptions, seed: Seed | None = None) -> None:
+        self.opts = opts
+        if seed is None:
+            shape = None
+            if opts.input_size or opts.in_channels:
+                base = default_spec(opts.seed).input_shape
+                size = opts.input_size or base[1]
+                shape = (opts.in_channels or base[0], size, size)
+            seed = load_seed(opts.seed, opts.weights, num_classes=opts.num_classes, input_shape=shape)
+        self.seed = seed
+        self.segmentation: Segmentation = segment_model(seed.model, seed.spec.input_shape, opts.segments)
+        self.deriver = Deriver(seed, self.segmentation, opts.round_to)
+
+    @property
+    def num_segments(self) -> int:
+        return len(self.segmentation.segments)
+
+    def candidate(self, ratios: Sequence[float]) -> tuple[Candidate, nn.Module]:
+        """Derive one configuration; returns its candidate record (with costs) and model."""
+        model = self.deriver.derive(ratios)
+        cost = model_cost(model, self.seed.spec.input_shape)
+        cand = Candidate(
+            candidate_id(self.seed.spec.name, ratios),
+            list(ratios),
+            "seed" if not any(ratios) else None,
+            cost.params,
+            cost.macs,
+            cost.size_bytes,
+        )
+        return cand, model
+
+    def space(
+        self,
+        ratios: str,
+        *,
+        monotone: bool = False,
+        exclude: Sequence[str] = (),
+        limit: int | None = None,
+        sample_seed: int = 0,
+        max_params: int | None = None,
+        max_macs: int | None = None,
+    ) -> list[Candidate]:
+        """The candidate list with static costs filled in."""
+        costs: dict[tuple[float, ...], Candidate] = {}
+
+        def cost(config: tuple[float, ...]) -> Candidate:
+            if config not in costs:
+                costs[config] = self.candidate(config)[0]
+            return costs[config]
+
+        keep = None
+        if max_params is not None or max_macs is not None:
+
+            def keep(c: tuple[float, ...]) -> bool:
+                got = cost(c)
+                return (max_params is None or got.params <= max_params) and (  # type: ignore[operator]
+                    max_macs is None or got.macs <= max_macs  # type: ignore[operator]
+                )
+
+        sets = parse_ratios(ratios, self.num_segments)
+        cands = build_space(
+            self.seed.spec.name, sets, monotone=monotone, exclude=exclude, limit=limit,
+            sample_seed=sample_seed, keep=keep,
+        )
+        for c in cands:
+            full = cost(tuple(c.ratios))
+            c.params, c.macs, c.size_bytes = full.params, full.macs, full.size_bytes
+        return cands
+
+    def save(self, ratios: Sequence[float], path: str | Path) -> Path:
+        """Derive ``ratios`` and write it as a loadable derived-model file."""
+        cand, model = self.candidate(ratios)
+        return save_derived(
+            path, model, self.seed.spec, ignored=self.deriver.ignored,
+            keep=self.deriver.plan(ratios), ratios=list(ratios), candidate_id=cand.id,
+        )

@@ -1,0 +1,1 @@
+"""Thin typer CLI over the importable API."""

@@ -1,0 +1,49 @@
+"""Entry point: ``scbp-edge``.  Maps ScbpError to one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from scbp_edge.cli import seedcmds
+from scbp_edge.errors import ScbpError
+
+app = typer.Typer(
+    name="scbp-edge",
+    help="Compress an off-the-shelf CNN with SCBP and rank candidates by measured cost on edge targets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(seedcmds.seeds)
+app.command()(seedcmds.inspect)
+app.command()(seedcmds.search)
+app.command()(seedcmds.derive)
+
+
+def _register_optional() -> None:
+    # Later pipeline stages register here; kept in one place so --help stays cheap.
+    from scbp_edge.cli import buildcmds
+
+    buildcmds.register(app)
+
+
+def main() -> None:
+    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    try:
+        _register_optional()
+    except ImportError:
+        pass
+    try:
+        app()
+    except ScbpError as err:
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: finished work is saved; rerun with --resume RUN_DIR to continue\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

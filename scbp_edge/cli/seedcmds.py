@@ -1,0 +1,108 @@
+"""Commands over one seed: seeds, inspect, search, derive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from scbp_edge.api import SeedOptions, Workbench
+from scbp_edge.cli.common import (
+    ClassesOpt,
+    InputOpt,
+    JsonOpt,
+    RoundOpt,
+    SeedOpt,
+    SegmentsOpt,
+    WeightsOpt,
+    console,
+    emit_json,
+    human,
+    out,
+)
+from scbp_edge.seeds import known_seeds
+from scbp_edge.space import parse_config
+
+
+def seeds(json_out: bool = JsonOpt) -> None:
+    """List built-in seed names."""
+    names = known_seeds()
+    if json_out:
+        emit_json(names)
+    else:
+        out.print("\n".join(names))
+
+
+def inspect(
+    seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt,
+    num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt, json_out: bool = JsonOpt,
+) -> None:
+    """Show the seed's segments: blocks, conv layers, channels, params, MACs."""
+    wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments))
+    seg = wb.segmentation
+    if json_out:
+        emit_json({"seed": wb.seed.spec.to_dict(), "segmentation": seg.to_dict()})
+        return
+    table = Table(title=f"{seed}: {len(seg.segments)} segments (stem {', '.join(seg.stem)}; head {', '.join(seg.head)})")
+    for col in ("segment", "blocks", "conv layers", "channels", "params", "MACs"):
+        table.add_column(col, justify="right" if col in ("params", "MACs", "conv layers") else "left")
+    for s in seg.segments:
+        blocks = s.blocks[0] if len(s.blocks) == 1 else f"{s.blocks[0]} .. {s.blocks[-1]} ({len(s.blocks)})"
+        chans = f"{min(s.out_channels)}-{max(s.out_channels)}" if s.out_channels else "-"
+        table.add_row(str(s.index), blocks, str(len(s.convs)), chans, human(s.params), human(s.macs))
+    out.print(table)
+
+
+def search(
+    seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt,
+    ratios: str = typer.Option("0,0.25,0.5", "--ratios", help="Ratio set, or one set per segment: a,b/c,d/..."),
+    round_to: int = RoundOpt, monotone: bool = typer.Option(False, "--monotone", help="Ratios non-decreasing with depth"),
+    max_params: int | None = typer.Option(None, "--max-params"), max_macs: int | None = typer.Option(None, "--max-macs"),
+    exclude: list[str] = typer.Option([], "--exclude", help="Pattern like '0.5,*,*' (repeatable)"),
+    limit: int | None = typer.Option(None, "--limit", help="Seeded sample of at most N (plus references)"),
+    sample_seed: int = typer.Option(0, "--sample-seed"),
+    num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt, json_out: bool = JsonOpt,
+) -> None:
+    """List the candidates of a search space with params, MACs and size vs the seed (no training)."""
+    wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to))
+    cands = wb.space(ratios, monotone=monotone, exclude=exclude, limit=limit, sample_seed=sample_seed,
+                     max_params=max_params, max_macs=max_macs)
+    base, _ = wb.candidate([0.0] * wb.num_segments)
+    if json_out:
+        emit_json({"seed": base.to_dict(), "candidates": [c.to_dict() for c in cands]})
+        return
+    table = Table(title=f"{len(cands)} candidates of {seed} ({wb.num_segments} segments)")
+    for col in ("id", "ratios", "params", "MACs", "fp32 size", "params vs seed", "MACs vs seed", "ref"):
+        table.add_column(col, no_wrap=col in ("id", "ratios"))
+    for c in cands:
+        table.add_row(
+            c.id, ",".join(f"{r:g}" for r in c.ratios), human(c.params), human(c.macs), human(c.size_bytes, "B"),
+            f"{100 * c.params / base.params:.1f}%", f"{100 * c.macs / base.macs:.1f}%", c.reference or "",
+        )
+    out.print(table)
+
+
+def derive(
+    config: str = typer.Option(..., "--config", help="One ratio per segment, e.g. 0.5,0.25,0"),
+    output: Path = typer.Option(..., "-o", "--output", help="out.pt (derived model) or out.onnx"),
+    seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt, round_to: int = RoundOpt,
+    num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
+    dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="ONNX with a dynamic batch axis"),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
+    wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to))
+    ratios = parse_config(config, wb.num_segments)
+    cand, model = wb.candidate(ratios)
+    if output.suffix == ".onnx":
+        from scbp_edge.export.onnx import export_onnx
+
+        info = export_onnx(model, wb.seed.spec.input_shape, output, dynamic_batch=dynamic_batch)
+        cand.extra["onnx"] = info.to_dict()
+    else:
+        wb.save(ratios, output)
+    if json_out:
+        emit_json({**cand.to_dict(), "output": str(output)})
+    else:
+        console.print(f"wrote {output}: {cand.id}, {human(cand.params)} params, {human(cand.macs)} MACs")

@@ -1,0 +1,116 @@
+"""Datasets: ImageFolder trees, also inside .tar/.tar.gz archives, and built-in digits.
+
+Images are decoded once into a uint8 array (N, H, W, C) at the seed's input
+size; corrupt files are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+
+from scbp_edge.errors import DataError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
+SPLIT_NAMES = {"train": ("train",), "test": ("val", "test")}
+
+
+@dataclass
+class ImageSet:
+    """Decoded images (N, H, W, C uint8), integer labels, class names, skipped files."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> ImageSet:
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, [])
+
+    def tensors(self, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float NCHW tensor normalised with the seed's mean/std, and int64 labels."""
+        x = torch.from_numpy(self.images).permute(0, 3, 1, 2).float().div_(255.0)
+        c = x.shape[1]
+        m = torch.tensor(mean[:c]).view(1, c, 1, 1)
+        s = torch.tensor(std[:c]).view(1, c, 1, 1)
+        return (x - m) / s, torch.from_numpy(self.labels).long()
+
+
+def _iter_folder(root: Path) -> Iterator[tuple[str, str, bytes]]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTS:
+            rel = path.relative_to(root)
+            if len(rel.parts) >= 2:
+                yield rel.parts[0], str(rel), path.read_bytes()
+
+
+def _iter_tar(path: Path) -> Iterator[tuple[str, str, bytes]]:
+    try:
+        with tarfile.open(path) as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+            # Archives hold "split/class/file" or "class/file": class is the parent folder.
+            for m in sorted(members, key=lambda m: m.name):
+                p = PurePosixPath(m.name)
+                if p.suffix.lower() in IMAGE_EXTS and len(p.parts) >= 2:
+                    f = tar.extractfile(m)
+                    if f is not None:
+                        yield p.parts[-2], m.name, f.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"cannot read archive '{path}' ({exc}); check it is a complete .tar/.tar.gz") from None
+
+
+def _decode(blob: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(blob)) as im:
+        im = im.convert("RGB" if channels == 3 else "L")
+        if im.size != (size[1], size[0]):
+            im = im.resize((size[1], size[0]), Image.BILINEAR)
+        arr = np.asarray(im, dtype=np.uint8)
+    return arr if arr.ndim == 3 else arr[:, :, None]
+
+
+def read_split(path: str | Path, size: tuple[int, int], channels: int = 3) -> ImageSet:
+    """Read an ImageFolder split (a folder or a .tar/.tar.gz of it) at ``size`` (H, W)."""
+    path = Path(path)
+    if path.is_dir():
+        entries = _iter_folder(path)
+    elif path.is_file():
+        entries = _iter_tar(path)
+    else:
+        raise DataError(f"split '{path}' does not exist; expected an ImageFolder folder or .tar/.tar.gz")
+    images: list[np.ndarray] = []
+    names: list[str] = []
+    skipped: list[str] = []
+    for cls, name, blob in entries:
+        try:
+            images.append(_decode(blob, size, channels))
+            names.append(cls)
+        except Exception:  # noqa: BLE001 - PIL raises many types for bad files; skip and count
+            skipped.append(name)
+    if not images:
+        raise DataError(f"no readable images in '{path}' (expected <class>/<image> files)")
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[c] for c in names], dtype=np.int64)
+    return ImageSet(np.stack(images), labels, classes, skipped)
+
+
+def find_split(root: str | Path, split: str) -> Path:
+    """``root/train`` or ``root/train.tar(.gz)``; for ``test`` also ``val``."""
+    root = Path(root)
+    for name in SPLIT_NAMES[split]:
+        for cand in (root / name, root / f"{name}.tar.gz", root / f"{name}.tgz", root / f"{name}.tar"):
+            if cand.exists():
+                return cand
+    wanted = " or ".join(SPLIT_NAMES[split])
+    raise DataError(f"'{root}' has no {wanted} split; expected {wanted}/ or {wanted}.tar.gz holding class folders")

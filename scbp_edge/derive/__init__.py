@@ -1,0 +1,119 @@
+"""Derive: turn a seed plus one c-ratio per segment into a physically smaller model.
+
+SCBP's own logic lives here: the rounding rule, the mapping from segments to
+Torch-Pruning's coupled channel groups (a group spanning several segments takes
+the smallest ratio among them), and the per-candidate cost figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import nn
+
+from scbp_edge.analysis import count_params, trace_layers
+from scbp_edge.errors import DeriveError, SpaceError
+from scbp_edge.seeds import Seed
+from scbp_edge.segments import Segmentation
+
+
+def pruned_width(channels: int, ratio: float, multiple: int) -> int:
+    """Channels a layer of ``channels`` keeps after removing fraction ``ratio``.
+
+    The one rounding rule: ratio 0 keeps the layer intact; otherwise the kept
+    count ``channels * (1 - ratio)`` is rounded to the nearest multiple of
+    ``multiple``, never above ``channels`` and never below one multiple (a
+    layer narrower than one multiple is left alone).
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise SpaceError(f"c-ratio {ratio} is outside [0, 1); a ratio is the fraction of filters removed")
+    if multiple < 1:
+        raise SpaceError(f"--round-to {multiple} must be >= 1")
+    if ratio == 0.0 or channels <= multiple:
+        return channels
+    kept = multiple * math.floor(channels * (1.0 - ratio) / multiple + 0.5)
+    return max(multiple, min(channels, kept))
+
+
+@dataclass
+class DerivedCost:
+    """Static cost of one derived model (batch 1, fp32)."""
+
+    params: int
+    macs: int
+    size_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> DerivedCost:
+    """Params, MACs and fp32 bytes of parameters plus buffers."""
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    macs = sum(r.macs for r in trace_layers(model, input_shape))
+    return DerivedCost(count_params(model), macs, size)
+
+
+class Deriver:
+    """Derives candidates of one seed under one segmentation and channel multiple."""
+
+    def __init__(self, seed: Seed, segmentation: Segmentation, round_to: int = 8) -> None:
+        from scbp_edge.derive.tp_adapter import PruningGraph
+
+        self.seed = seed
+        self.segmentation = segmentation
+        self.round_to = round_to
+        self.ignored = segmentation.stem + segmentation.head
+        self.graph = PruningGraph(seed.model, seed.spec.input_shape, self.ignored)
+        self.group_segments: dict[str, list[int]] = {}
+        for g in self.graph.groups:
+            segs = {segmentation.segment_of(n) for n in g.out_layers} - {None}
+            if segs:
+                self.group_segments[g.root] = sorted(segs)  # type: ignore[arg-type]
+        if not self.group_segments:
+            raise DeriveError(
+                "no prunable channel group lies in any segment; layers Torch-Pruning cannot handle: "
+                + (", ".join(self.graph.unhandled_layers()) or "none")
+            )
+
+    @property
+    def num_segments(self) -> int:
+        return len(self.segmentation.segments)
+
+    def plan(self, ratios: Sequence[float]) -> dict[str, int]:
+        """Channels each coupled group keeps under ``ratios`` (one per segment)."""
+        if len(ratios) != self.num_segments:
+            raise SpaceError(
+                f"config has {len(ratios)} ratio(s) but the seed has {self.num_segments} segments; "
+                f"give one ratio per segment"
+            )
+        keep: dict[str, int] = {}
+        for g in self.graph.groups:
+            segs = self.group_segments.get(g.root)
+            if segs:
+                keep[g.root] = pruned_width(g.channels, min(ratios[s] for s in segs), self.round_to)
+        return keep
+
+    def derive(self, ratios: Sequence[float]) -> nn.Module:
+        """A physically pruned model inheriting the seed's strongest filters."""
+        model = self.graph.derive(self.plan(ratios))
+        _check_forward(model, self.seed.spec.input_shape, self.seed.spec.num_classes, self.graph)
+        return model
+
+
+def _check_forward(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, graph: Any) -> None:
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, *input_shape))
+    except Exception as exc:  # noqa: BLE001 - surgery broke the model: say which layers are suspect
+        raise DeriveError(
+            f"the derived model does not run ({type(exc).__name__}: {str(exc)[:200]}); "
+            f"layers Torch-Pruning may not handle: {', '.join(graph.unhandled_layers()) or 'none found'}"
+        ) from None
+    if tuple(out.shape) != (1, num_classes):
+        raise DeriveError(f"derived model outputs {tuple(out.shape)}, expected (1, {num_classes})")

@@ -1,0 +1,167 @@
+"""Seeds: the off-the-shelf CNNs that SCBP derives candidates from.
+
+A seed is named by a string (``cifar-resnet56``, ``resnet18``, any torchvision
+classifier, or a user ``package.module:factory``) and carries its metadata in a
+JSON-serialisable :class:`SeedSpec`, which is all that is needed to rebuild the
+architecture later (derived-model files store the spec, never code).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from scbp_edge.errors import SeedError, WeightsError
+from scbp_edge.seeds.cifar_resnet import CIFAR_DEPTHS, CifarResNet
+from scbp_edge.seeds.weights import apply_state_dict, read_state_dict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    """Everything needed to rebuild a seed's architecture, plus its metadata."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    weights: str | None = None
+    class_names: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SeedSpec:
+        return cls(
+            name=d["name"],
+            num_classes=int(d["num_classes"]),
+            input_shape=tuple(d["input_shape"]),  # type: ignore[arg-type]
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            weights=d.get("weights"),
+            class_names=tuple(d.get("class_names", ())),
+        )
+
+
+@dataclass
+class Seed:
+    """A seed architecture with its (possibly pretrained) weights."""
+
+    spec: SeedSpec
+    model: nn.Module
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def known_seeds() -> list[str]:
+    """Built-in seed names (torchvision classifiers plus the CIFAR ResNets)."""
+    return [f"cifar-resnet{d}" for d in CIFAR_DEPTHS] + _torchvision_names()
+
+
+def default_spec(name: str) -> SeedSpec:
+    if name.startswith("cifar-resnet"):
+        return SeedSpec(name, 10, (3, 32, 32))
+    return SeedSpec(name, 1000, (3, 224, 224))
+
+
+def build_model(spec: SeedSpec) -> nn.Module:
+    """Build the seed architecture of ``spec`` with fresh (untrained) weights."""
+    name = spec.name
+    in_ch = spec.input_shape[0]
+    if name.startswith("cifar-resnet"):
+        depth = name.removeprefix("cifar-resnet")
+        if not depth.isdigit() or int(depth) not in CIFAR_DEPTHS:
+            raise SeedError(f"unknown seed '{name}'; CIFAR ResNets are {', '.join(known_seeds()[:5])}")
+        return CifarResNet(int(depth), spec.num_classes, in_channels=in_ch)
+    if ":" in name:
+        return _build_factory(name, spec.num_classes)
+    if name not in _torchvision_names():
+        raise SeedError(
+            f"unknown seed '{name}'; known: cifar-resnet20/32/44/56/110, resnet18/34/50/101/152 and "
+            "the other torchvision classifiers (scbp-edge seeds lists them), or package.module:factory"
+        )
+    if in_ch != 3:
+        raise SeedError(f"seed '{name}' takes 3 input channels, not {in_ch}")
+    import torchvision
+
+    return torchvision.models.get_model(name, weights=None, num_classes=spec.num_classes)
+
+
+def _build_factory(name: str, num_classes: int) -> nn.Module:
+    if not _FACTORY_RE.match(name):
+        raise SeedError(f"'{name}' is not of the form package.module:factory")
+    mod_name, attr = name.split(":")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SeedError(f"cannot load factory '{name}' ({exc}); check it is importable") from None
+    try:
+        model = factory(num_classes=num_classes)
+    except TypeError:
+        model = factory()
+    if not isinstance(model, nn.Module):
+        raise SeedError(f"factory '{name}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_seed(
+    name: str,
+    weights: str | Path | None = None,
+    *,
+    num_classes: int | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    class_names: tuple[str, ...] = (),
+) -> Seed:
+    """Build seed ``name`` and load ``weights`` (a checkpoint path or a torchvision weight name)."""
+    base = default_spec(name)
+    spec = SeedSpec(
+        name=name,
+        num_classes=num_classes or base.num_classes,
+        input_shape=input_shape or base.input_shape,
+        mean=base.mean,
+        std=base.std,
+        weights=str(weights) if weights is not None else None,
+        class_names=class_names,
+    )
+    model = build_model(spec)
+    if weights is not None:
+        if Path(weights).exists() or "/" in str(weights) or str(weights).endswith((".pt", ".pth", ".th")):
+            apply_state_dict(model, read_state_dict(weights), f"'{weights}'")
+        else:
+            _load_torchvision_weights(model, name, str(weights))
+    model.eval()
+    return Seed(spec, model)
+
+
+def _load_torchvision_weights(model: nn.Module, name: str, weight_name: str) -> None:
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(name)
+        weights = enum[weight_name]
+    except (KeyError, ValueError):
+        raise WeightsError(
+            f"'{weight_name}' is neither a file nor a torchvision weight name of '{name}'"
+        ) from None
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot download {name} {weight_name} ({exc.__class__.__name__}: the machine looks offline); "
+            f"download {weights.url} elsewhere and pass --weights path/to/file.pth"
+        ) from None
+    apply_state_dict(model, state, f"{name} {weight_name}")

@@ -1,0 +1,160 @@
+"""Superblocks: group a seed's blocks into a few contiguous segments.
+
+A *block* is the unit a CNN is built from (a ResNet BasicBlock, an inverted
+residual, a conv-bn-act unit, a lone conv); a *stage* is a maximal run of
+blocks whose outputs share one spatial size; a *segment* (superblock) is a
+contiguous run of blocks that shares one width modifier.  The first block
+(stem) and whatever produces the logits (head) are never pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from scbp_edge.analysis import trace_layers
+from scbp_edge.errors import SegmentError
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+@dataclass
+class Segment:
+    """One superblock: contiguous blocks sharing a width modifier."""
+
+    index: int
+    blocks: list[str]
+    convs: list[str]
+    out_channels: list[int]
+    params: int = 0
+    macs: int = 0
+
+
+@dataclass
+class Segmentation:
+    """How a seed is cut into segments; JSON-serialisable."""
+
+    mode: str
+    stem: list[str]
+    head: list[str]
+    segments: list[Segment] = field(default_factory=list)
+
+    def segment_of(self, module_name: str) -> int | None:
+        """Index of the segment holding ``module_name`` (None for stem/head/outside)."""
+        for seg in self.segments:
+            for block in seg.blocks:
+                if module_name == block or module_name.startswith(block + "."):
+                    return seg.index
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _conv_count(module: nn.Module) -> int:
+    return sum(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+def discover_blocks(model: nn.Module) -> list[str]:
+    """Names of the model's blocks in definition order (see module docstring)."""
+    blocks: list[str] = []
+
+    def walk(prefix: str, module: nn.Module) -> None:
+        for cname, child in module.named_children():
+            full = f"{prefix}.{cname}" if prefix else cname
+            n = _conv_count(child)
+            if n == 0:
+                continue
+            if isinstance(child, _CONTAINERS) and n > 1:
+                walk(full, child)
+            else:
+                blocks.append(full)
+
+    walk("", model)
+    return blocks
+
+
+def _block_shapes(model: nn.Module, blocks: list[str], input_shape: tuple[int, ...]) -> dict[str, tuple]:
+    """Output shape of each block that runs in an eval forward pass."""
+    shapes: dict[str, tuple] = {}
+    mods = dict(model.named_modules())
+
+    def hook_for(block: str):
+        def hook(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
+            shapes.setdefault(block, tuple(out.shape))  # first call wins (shared modules)
+
+        return hook
+
+    hooks = [mods[b].register_forward_hook(hook_for(b)) for b in blocks]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return shapes
+
+
+def _stages(blocks: list[str], shapes: dict[str, tuple]) -> list[list[str]]:
+    stages: list[list[str]] = []
+    last = None
+    for b in blocks:
+        size = shapes[b][2:] if len(shapes[b]) == 4 else shapes[b]
+        if stages and size == last:
+            stages[-1].append(b)
+        else:
+            stages.append([b])
+        last = size
+    return stages
+
+
+def segment_model(model: nn.Module, input_shape: tuple[int, ...], segments: str | int = "stages") -> Segmentation:
+    """Cut ``model`` into segments: ``"stages"`` (one per stage) or ``N`` equal runs of blocks."""
+    layers = trace_layers(model, input_shape)
+    if not layers:
+        raise SegmentError("the seed has no Conv2d/Linear layers; SCBP needs a CNN")
+    shapes = _block_shapes(model, discover_blocks(model), input_shape)
+    blocks = [b for b in discover_blocks(model) if b in shapes]  # drop blocks unused in eval (aux heads)
+    classifier = layers[-1].name
+    head = [b for b in blocks if classifier == b or classifier.startswith(b + ".")]
+    body = [b for b in blocks if b not in head]
+    if len(body) < 2:
+        raise SegmentError(f"found {len(body)} conv block(s); SCBP needs a stem plus at least one block")
+    stem, body = body[:1], body[1:]
+    if isinstance(segments, str) and segments.isdigit():
+        segments = int(segments)
+    if segments == "stages":
+        groups = _stages(body, shapes)
+    elif isinstance(segments, int):
+        if not 1 <= segments <= len(body):
+            raise SegmentError(
+                f"--segments {segments} is out of range: this seed has {len(body)} prunable blocks, "
+                f"so use 1..{len(body)} or 'stages'"
+            )
+        q, r = divmod(len(body), segments)
+        sizes = [q + (i < r) for i in range(segments)]
+        starts = [sum(sizes[:i]) for i in range(segments)]
+        groups = [body[s : s + n] for s, n in zip(starts, sizes)]
+    else:
+        raise SegmentError(f"--segments '{segments}' is neither 'stages' nor a whole number")
+    seg = Segmentation(mode=str(segments), stem=stem, head=head or [classifier])
+    for i, group in enumerate(groups):
+        seg.segments.append(Segment(i, group, [], []))
+    mods = dict(model.named_modules())
+    for rec in layers:
+        idx = seg.segment_of(rec.name)
+        if idx is None or not isinstance(mods[rec.name], nn.Conv2d):
+            continue
+        s = seg.segments[idx]
+        s.convs.append(rec.name)
+        s.out_channels.append(mods[rec.name].out_channels)
+        s.macs += rec.macs
+    for s in seg.segments:
+        s.params = sum(p.numel() for b in s.blocks for p in mods[b].parameters())
+    return seg

@@ -1,0 +1,139 @@
+"""The SCBP search space: the set product of per-segment c-ratio sets.
+
+Set transformations (monotone, exclude patterns, budgets, seeded sampling)
+shrink the product; the seed itself and every uniform configuration (one
+ratio everywhere, i.e. a MobileNet-style width multiplier) always stay in as
+reference points.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scbp_edge.errors import SpaceError
+
+Config = tuple[float, ...]
+
+
+@dataclass
+class Candidate:
+    """One derived-model configuration and its static figures; JSON-serialisable."""
+
+    id: str
+    ratios: list[float]
+    reference: str | None = None  # "seed" or "uniform" for reference points
+    params: int | None = None
+    macs: int | None = None
+    size_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        return cls(**d)
+
+
+def _ratio(text: str) -> float:
+    try:
+        r = float(text)
+    except ValueError:
+        raise SpaceError(f"'{text}' in --ratios is not a number; write e.g. --ratios 0,0.25,0.5") from None
+    if not 0.0 <= r < 1.0:
+        raise SpaceError(
+            f"c-ratio {r} is outside [0, 1): it is the fraction of filters removed, and 1 would leave "
+            "a layer empty"
+        )
+    return r
+
+
+def parse_ratios(text: str, num_segments: int) -> list[list[float]]:
+    """``"0,0.25,0.5"`` (same set everywhere) or ``"0,0.25/0,0.5/..."`` (one set per segment)."""
+    parts = [p for p in text.strip().split("/")]
+    sets = [sorted({_ratio(x) for x in p.split(",") if x.strip()}) for p in parts]
+    if any(not s for s in sets):
+        raise SpaceError(f"--ratios '{text}' has an empty set; give at least one ratio per segment")
+    if len(sets) == 1:
+        return sets * num_segments
+    if len(sets) != num_segments:
+        raise SpaceError(
+            f"--ratios gives {len(sets)} per-segment sets but there are {num_segments} segments; "
+            "give one set, or one per segment separated by '/'"
+        )
+    return sets
+
+
+def parse_config(text: str, num_segments: int) -> Config:
+    """``"0.5,0.25,0,0"``: one ratio per segment."""
+    ratios = tuple(_ratio(x) for x in text.split(",") if x.strip())
+    if len(ratios) != num_segments:
+        raise SpaceError(
+            f"--config '{text}' has {len(ratios)} ratio(s); this seed has {num_segments} segments"
+        )
+    return ratios
+
+
+def _fmt(r: float) -> str:
+    pct = round(r * 100, 1)
+    return (f"{pct:g}").replace(".", "p")
+
+
+def candidate_id(seed_name: str, ratios: Sequence[float]) -> str:
+    """Stable, readable id such as ``resnet18-s4-50.25.0.0`` (ratios in percent)."""
+    base = re.sub(r"[^A-Za-z0-9_-]+", "_", seed_name.split(":")[-1])
+    return f"{base}-s{len(ratios)}-" + ".".join(_fmt(r) for r in ratios)
+
+
+def _matches(pattern: str, config: Config) -> bool:
+    items = [p.strip() for p in pattern.split(",")]
+    if len(items) != len(config):
+        raise SpaceError(
+            f"--exclude '{pattern}' has {len(items)} entries but there are {len(config)} segments; "
+            "use one ratio or '*' per segment"
+        )
+    return all(p == "*" or abs(_ratio(p) - r) < 1e-9 for p, r in zip(items, config))
+
+
+def build_space(
+    seed_name: str,
+    ratio_sets: Sequence[Sequence[float]],
+    *,
+    monotone: bool = False,
+    exclude: Sequence[str] = (),
+    limit: int | None = None,
+    sample_seed: int = 0,
+    keep: Callable[[Config], bool] | None = None,
+) -> list[Candidate]:
+    """Candidates of the set product after the transformations, references always included.
+
+    ``keep`` is a budget predicate (e.g. params/MACs under a cap) applied to
+    non-reference configurations.
+    """
+    product: list[Config] = [tuple(c) for c in itertools.product(*ratio_sets)]
+    common = sorted(set.intersection(*(set(s) for s in ratio_sets)))
+    references: dict[Config, str] = {tuple(r for _ in ratio_sets): "uniform" for r in common}
+    references[tuple(0.0 for _ in ratio_sets)] = "seed"
+    chosen = [c for c in product if c not in references]
+    if monotone:
+        chosen = [c for c in chosen if all(a <= b for a, b in zip(c, c[1:]))]
+    for pattern in exclude:
+        chosen = [c for c in chosen if not _matches(pattern, c)]
+    if keep is not None:
+        chosen = [c for c in chosen if keep(c)]
+        if not chosen and not any(keep(c) for c in references):
+            raise SpaceError(
+                "no candidate meets the budgets (--max-params/--max-macs); raise them or allow larger ratios"
+            )
+    if limit is not None:
+        if limit < 1:
+            raise SpaceError(f"--limit {limit} must be at least 1")
+        if len(chosen) > limit:
+            chosen = sorted(random.Random(sample_seed).sample(chosen, limit))
+    configs = sorted(references) + chosen
+    return [Candidate(candidate_id(seed_name, c), list(c), references.get(c)) for c in configs]

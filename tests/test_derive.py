@@ -1,0 +1,125 @@
+"""Derive: physical pruning, rounding rule, monotone costs, identity at zero, inherited filters."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from scbp_edge.api import SeedOptions, Workbench
+from scbp_edge.derive import pruned_width
+from scbp_edge.derive.io import load_derived
+from scbp_edge.errors import ModelFileError, SpaceError
+
+SMALL = 64  # torchvision seeds are checked at 64x64 to keep CI short; the code path is the same
+SEEDS = [
+    ("cifar-resnet20", None), ("cifar-resnet32", None), ("cifar-resnet44", None), ("cifar-resnet56", None),
+    ("cifar-resnet110", None), ("resnet18", SMALL), ("resnet34", SMALL), ("resnet50", SMALL),
+    ("resnet101", SMALL), ("resnet152", SMALL), ("mobilenet_v2", SMALL), ("densenet121", SMALL),
+]
+
+
+@pytest.fixture(scope="module", params=SEEDS, ids=[s for s, _ in SEEDS])
+def bench(request) -> Workbench:
+    name, size = request.param
+    torch.manual_seed(0)
+    wb = Workbench(SeedOptions(name, input_size=size))
+    for m in wb.seed.model.modules():  # non-trivial BN stats so identity checks mean something
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    wb.deriver = type(wb.deriver)(wb.seed, wb.segmentation, 8)
+    return wb
+
+
+def test_rounding_rule():
+    assert pruned_width(64, 0.0, 8) == 64
+    assert pruned_width(64, 0.5, 8) == 32
+    assert pruned_width(64, 0.9, 8) == 8  # never below one multiple
+    assert pruned_width(16, 0.75, 8) == 8
+    assert pruned_width(6, 0.5, 8) == 6  # narrower than a multiple: untouched
+    assert pruned_width(100, 0.3, 8) == 72  # 70 -> nearest multiple of 8
+    widths = [pruned_width(96, r / 100, 8) for r in range(0, 100)]
+    assert widths == sorted(widths, reverse=True)
+    with pytest.raises(SpaceError):
+        pruned_width(64, 1.0, 8)
+
+
+def test_zero_config_is_the_seed(bench):
+    n = bench.num_segments
+    model = bench.deriver.derive([0.0] * n)
+    x = torch.randn(2, *bench.seed.spec.input_shape)
+    with torch.no_grad():
+        assert (model(x) - bench.seed.model(x)).abs().max().item() <= 1e-6
+
+
+def test_pruned_widths_follow_the_rule_and_shape_is_kept(bench):
+    n = bench.num_segments
+    mods_seed = dict(bench.seed.model.named_modules())
+    for ratios in ([0.5] * n, [0.25 * (i % 3) for i in range(n)]):
+        model = bench.deriver.derive(ratios)
+        mods = dict(model.named_modules())
+        keep = bench.deriver.plan(ratios)
+        assert keep, "some group must be prunable"
+        for g in bench.deriver.graph.groups:
+            if g.root not in keep:
+                continue
+            segs = bench.deriver.group_segments[g.root]
+            expected = pruned_width(g.channels, min(ratios[s] for s in segs), 8)
+            assert keep[g.root] == expected
+            for name in g.out_layers:
+                if isinstance(mods[name], nn.Conv2d) and mods_seed[name].groups == 1:
+                    assert mods[name].out_channels == expected, name
+        out = model(torch.zeros(1, *bench.seed.spec.input_shape))
+        assert out.shape == (1, bench.seed.spec.num_classes)
+        # Physically smaller, not masked.
+        assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in bench.seed.model.parameters())
+
+
+def test_costs_never_increase_with_any_ratio(bench):
+    n = bench.num_segments
+    ratios = (0.0, 0.25, 0.5)
+    configs = list(itertools.product(ratios, repeat=n))[:: max(1, 3**n // 6)]
+    for cfg in configs:
+        base, _ = bench.candidate(cfg)
+        for s in range(n):
+            if cfg[s] == ratios[-1]:
+                continue
+            up = list(cfg)
+            up[s] = ratios[ratios.index(cfg[s]) + 1]
+            more, _ = bench.candidate(up)
+            assert more.params <= base.params and more.macs <= base.macs, (cfg, up)
+
+
+def test_kept_filters_are_the_seeds_filters():
+    wb = Workbench(SeedOptions("cifar-resnet20"))
+    ratios = [0.5, 0.5, 0.5]
+    model = wb.deriver.derive(ratios)
+    root = "layer1.0.conv1"  # its input is the unpruned stem width, so whole filters compare
+    k = wb.deriver.plan(ratios)[root]
+    kept = wb.deriver.graph.kept_indices(root, k)
+    seed_w = dict(wb.seed.model.named_modules())[root].weight
+    got = dict(model.named_modules())[root].weight
+    assert torch.equal(got, seed_w[kept])
+    assert len(kept) == k < seed_w.shape[0]
+
+
+def test_saved_derived_model_loads_back_identical(tmp_path):
+    wb = Workbench(SeedOptions("cifar-resnet20"))
+    path = wb.save([0.5, 0.25, 0.5], tmp_path / "d.pt")
+    model, meta = load_derived(path)
+    ref = wb.deriver.derive([0.5, 0.25, 0.5])
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    assert meta["candidate_id"] == "cifar-resnet20-s3-50.25.50"
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+
+
+def test_not_a_derived_file(tmp_path):
+    torch.save({"a": torch.zeros(1)}, tmp_path / "x.pt")
+    with pytest.raises(ModelFileError, match="not a scbp-edge/derived-v1"):
+        load_derived(tmp_path / "x.pt")

@@ -1,0 +1,84 @@
+"""Seeds: built-in names, checkpoint loading rules, shared checkpoint accuracies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scbp_edge.errors import SeedError, WeightsError
+from scbp_edge.seeds import load_seed
+from scbp_edge.seeds.cifar_resnet import OptionAShortcut
+
+SHARED_ACCURACY = {  # measured on test.tar.gz, ../shared/README.md
+    "resnet20-12fca82f.th": (20, 81.03),
+    "resnet32-d509ac18.th": (32, 82.56),
+    "resnet44-014dd654.th": (44, 82.67),
+    "resnet56-4bfd9763.th": (56, 83.20),
+}
+
+
+def test_unknown_seed_lists_known_names():
+    with pytest.raises(SeedError, match="cifar-resnet20.*resnet18"):
+        load_seed("resnet19")
+
+
+def test_user_factory_and_bad_factory():
+    seed = load_seed("torchvision.models:resnet18", num_classes=7, input_shape=(3, 64, 64))
+    assert seed.model(torch.zeros(1, 3, 64, 64)).shape == (1, 7)
+    with pytest.raises(SeedError, match="cannot load factory"):
+        load_seed("no_such_pkg.mod:make")
+
+
+def test_checkpoint_variants_load(tmp_path):
+    ref = load_seed("cifar-resnet20")
+    sd = {k: v for k, v in ref.model.state_dict().items() if "num_batches_tracked" not in k}
+    for i, obj in enumerate([sd, {"state_dict": {"module." + k: v for k, v in sd.items()}}]):
+        torch.save(obj, tmp_path / f"{i}.pt")
+        got = load_seed("cifar-resnet20", tmp_path / f"{i}.pt")
+        for k, v in ref.model.state_dict().items():
+            assert torch.equal(v, got.model.state_dict()[k]), k
+
+
+def test_mismatched_checkpoint_names_keys(tmp_path):
+    sd = load_seed("cifar-resnet20").model.state_dict()
+    sd.pop("linear.weight")
+    sd["extra.weight"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match=r"missing keys: linear.weight.*unexpected keys: extra.weight"):
+        load_seed("cifar-resnet20", tmp_path / "bad.pt")
+
+
+def test_garbage_checkpoint_is_one_clear_error(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsError, match="not a loadable weights-only"):
+        load_seed("cifar-resnet20", tmp_path / "junk.pt")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    # A checkpoint holding an arbitrary object must not be unpickled (weights_only=True).
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": OptionAShortcut(2, 4)}, tmp_path / "code.pt")
+    with pytest.raises(WeightsError, match="not a loadable weights-only"):
+        load_seed("cifar-resnet20", tmp_path / "code.pt")
+
+
+def test_offline_torchvision_weights_names_the_fix():
+    with pytest.raises(WeightsError, match="pass --weights|neither a file"):
+        load_seed("resnet18", "IMAGENET1K_V1")
+
+
+def test_option_a_shortcut_matches_reference_formula():
+    sc = OptionAShortcut(16, 32)
+    x = torch.randn(2, 16, 8, 8)
+    ref = torch.nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))
+    assert torch.equal(sc(x), ref)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fname", sorted(SHARED_ACCURACY))
+def test_shared_checkpoints_reproduce_readme_accuracy(shared, cifar_test, fname):
+    from scbp_edge.accuracy import evaluate
+
+    depth, expected = SHARED_ACCURACY[fname]
+    seed = load_seed(f"cifar-resnet{depth}", shared / "seeds/cifar10-resnet" / fname)
+    x, y = cifar_test.tensors(seed.spec.mean, seed.spec.std)
+    assert abs(evaluate(seed.model, x, y) - expected) <= 0.1

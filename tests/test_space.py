@@ -1,0 +1,49 @@
+"""Search space: set product, transformations, references, ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from scbp_edge.errors import SpaceError
+from scbp_edge.space import build_space, candidate_id, parse_config, parse_ratios
+
+
+def test_product_and_references():
+    cands = build_space("resnet18", parse_ratios("0,0.25,0.5", 4))
+    assert len(cands) == 81
+    assert len({c.id for c in cands}) == 81
+    refs = {tuple(c.ratios): c.reference for c in cands if c.reference}
+    assert refs == {(0.0,) * 4: "seed", (0.25,) * 4: "uniform", (0.5,) * 4: "uniform"}
+
+
+def test_per_segment_sets_and_errors():
+    assert parse_ratios("0,0.25/0,0.5/0", 3) == [[0, 0.25], [0, 0.5], [0]]
+    with pytest.raises(SpaceError, match="2 per-segment sets but there are 3"):
+        parse_ratios("0/0.5", 3)
+    with pytest.raises(SpaceError, match="outside"):
+        parse_ratios("0,1", 3)
+    with pytest.raises(SpaceError, match="not a number"):
+        parse_ratios("0,abc", 3)
+    with pytest.raises(SpaceError, match="3 segments"):
+        parse_config("0.5,0", 3)
+
+
+def test_monotone_exclude_limit_keep_references():
+    sets = parse_ratios("0,0.25,0.5", 3)
+    mono = build_space("s", sets, monotone=True)
+    assert all(c.ratios == sorted(c.ratios) for c in mono if not c.reference)
+    excl = build_space("s", sets, exclude=["0.5,*,*"])
+    assert not any(c.ratios[0] == 0.5 and not c.reference for c in excl)
+    assert any(c.ratios == [0.5, 0.5, 0.5] for c in excl)  # reference survives
+    a = build_space("s", sets, limit=5, sample_seed=3)
+    b = build_space("s", sets, limit=5, sample_seed=3)
+    assert [c.id for c in a] == [c.id for c in b] and len(a) == 5 + 3
+    budget = build_space("s", sets, keep=lambda c: sum(c) >= 1.0)
+    assert all(sum(c.ratios) >= 1.0 for c in budget if not c.reference)
+    with pytest.raises(SpaceError, match="no candidate meets"):
+        build_space("s", sets, keep=lambda c: False)
+
+
+def test_ids_are_readable_and_stable():
+    assert candidate_id("resnet18", [0.5, 0.25, 0, 0]) == "resnet18-s4-50.25.0.0"
+    assert candidate_id("pkg.mod:make", [0.125]) == "make-s1-12p5"
