@@ -114,3 +114,39 @@ def find_split(root: str | Path, split: str) -> Path:
                 return cand
     wanted = " or ".join(SPLIT_NAMES[split])
     raise DataError(f"'{root}' has no {wanted} split; expected {wanted}/ or {wanted}.tar.gz holding class folders")
+
+
+def split_val(train: ImageSet, fraction: float = 0.1, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """Carve a seeded, stratified validation split from ``train``; returns (train_rest, val)."""
+    rng = np.random.default_rng(seed)
+    val_idx: list[int] = []
+    for c in range(len(train.classes)):
+        idx = np.flatnonzero(train.labels == c)
+        n = max(1, int(round(len(idx) * fraction))) if len(idx) > 1 else 0
+        val_idx += rng.choice(idx, n, replace=False).tolist()
+    mask = np.zeros(len(train), bool)
+    mask[val_idx] = True
+    rest, val = train.subset(np.flatnonzero(~mask)), train.subset(np.flatnonzero(mask))
+    rest.skipped = list(train.skipped)
+    return rest, val
+
+
+def load_dataset(spec: str, size: tuple[int, int], channels: int) -> tuple[ImageSet, ImageSet]:
+    """(train, test) of ``digits`` or of a folder with train/ and val|test/ splits (folders or tarballs)."""
+    if spec == "digits":
+        from scbp_edge.data.digits import load_digits_split
+
+        return load_digits_split(0)
+    root = Path(spec)
+    if not root.is_dir():
+        raise DataError(f"--data '{spec}' is neither 'digits' nor a folder holding train/ and val/ or test/")
+    train = read_split(find_split(root, "train"), size, channels)
+    test = read_split(find_split(root, "test"), size, channels)
+    if train.classes != test.classes:
+        only_train = sorted(set(train.classes) - set(test.classes))
+        only_test = sorted(set(test.classes) - set(train.classes))
+        raise DataError(
+            f"class folders differ between splits of '{root}': only in train {only_train}, only in test "
+            f"{only_test}; every split needs the same class folders"
+        )
+    return train, test

@@ -125,6 +125,8 @@ def load_seed(
     num_classes: int | None = None,
     input_shape: tuple[int, int, int] | None = None,
     class_names: tuple[str, ...] = (),
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
 ) -> Seed:
     """Build seed ``name`` and load ``weights`` (a checkpoint path or a torchvision weight name)."""
     base = default_spec(name)
@@ -132,8 +134,8 @@ def load_seed(
         name=name,
         num_classes=num_classes or base.num_classes,
         input_shape=input_shape or base.input_shape,
-        mean=base.mean,
-        std=base.std,
+        mean=mean or base.mean,
+        std=std or base.std,
         weights=str(weights) if weights is not None else None,
         class_names=class_names,
     )

@@ -1,0 +1,149 @@
+"""Commands over targets and runs: targets, profile, build, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from scbp_edge.cli.common import ClassesOpt, InputOpt, JsonOpt, SegmentsOpt, WeightsOpt, console, emit_json, out
+
+
+def targets(json_out: bool = JsonOpt) -> None:
+    """List built-in targets and whether their backend can run here."""
+    from scbp_edge.backends import get_backend
+    from scbp_edge.errors import TargetError
+    from scbp_edge.targets import list_targets, load_target
+
+    rows = []
+    for name in list_targets():
+        t = load_target(name)
+        try:
+            get_backend(t.backend)
+            status = "available"
+        except TargetError as exc:
+            status = str(exc)
+        rows.append({**t.to_dict(), "status": status})
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table(title="targets")
+    for col in ("name", "backend", "precision", "location", "round_to", "energy", "status"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in ("name", "backend", "precision", "location", "round_to", "energy", "status")))
+    out.print(table)
+
+
+def profile(
+    model: Path = typer.Argument(..., help="An ONNX file"),
+    target: str = typer.Option("cpu", "--target", help="Target name or path to a .toml"),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Measure any ONNX file on a target (latency percentiles, memory, energy)."""
+    from scbp_edge.export.onnx import check_onnx_file
+    from scbp_edge.profile.runner import profile_one
+    from scbp_edge.targets import load_target
+
+    t = load_target(target)
+    check_onnx_file(model)
+    with console.status(f"profiling {model.name} on {t.name}"):
+        m = profile_one(model, t)
+    if json_out:
+        emit_json(m.to_dict())
+        return
+    lat = m.latency
+    table = Table(title=f"{model.name} on {t.name} ({m.backend}, {m.threads} threads)")
+    for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "CV", "throughput/s", "memory MB", "size MB", "energy mJ"):
+        table.add_column(col, justify="right")
+    energy = f"{m.energy.mj_per_inference:.3g}" if m.energy.mj_per_inference is not None else "null"
+    table.add_row(f"{lat.p50_ms:.3f}", f"{lat.p90_ms:.3f}", f"{lat.p99_ms:.3f}", f"{lat.mean_ms:.3f}", f"{lat.cv:.2f}",
+                  f"{lat.throughput_ips:.0f}", f"{m.memory_mb or 0:.1f}", f"{m.model_size_mb:.2f}", energy)
+    out.print(table)
+    if m.energy.reason:
+        console.print(f"energy: null - {m.energy.reason}")
+
+
+def build(
+    target: str = typer.Option("cpu", "--target", help="Target name (scbp-edge targets) or path to a .toml"),
+    seed: str = typer.Option("cifar-resnet20", "--seed"), weights: str | None = WeightsOpt,
+    segments: str = SegmentsOpt, ratios: str = typer.Option("0,0.25,0.5", "--ratios"),
+    round_to: int | None = typer.Option(None, "--round-to", help="Default: the target's channel multiple"),
+    data: str | None = typer.Option("digits", "--data", help="'digits', a folder with train/ and val|test/, or 'none'"),
+    monotone: bool = typer.Option(False, "--monotone"), exclude: list[str] = typer.Option([], "--exclude"),
+    limit: int | None = typer.Option(None, "--limit"), max_params: int | None = typer.Option(None, "--max-params"),
+    max_macs: int | None = typer.Option(None, "--max-macs"),
+    max_latency_ms: float | None = typer.Option(None, "--max-latency-ms"),
+    max_memory_mb: float | None = typer.Option(None, "--max-memory-mb"),
+    max_size_mb: float | None = typer.Option(None, "--max-size-mb"),
+    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Points below the seed allowed"),
+    dynamic_batch: bool = typer.Option(False, "--dynamic-batch"),
+    num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Parent folder of run directories"),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory"),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Derive every candidate, export it, measure it on the target, rank on the measured front, report."""
+    from scbp_edge.api import SeedOptions
+    from scbp_edge.build import BuildConfig
+    from scbp_edge.build import build as run_build
+    from scbp_edge.rank import Constraints
+
+    opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to or 8)
+    cfg = BuildConfig(
+        seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
+        max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,
+        dynamic_batch=dynamic_batch,
+        constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop),
+    )
+    run_dir = run_build(cfg, runs=runs, resume=resume)
+    rep = json.loads((run_dir / "report.json").read_text())
+    if json_out:
+        emit_json({"run_dir": str(run_dir), "selection": rep["selection"], "counts": rep["counts"]})
+        return
+    _summary(run_dir, rep)
+
+
+def _summary(run_dir: Path, rep: dict) -> None:
+    sel = rep["selection"]["id"]
+    table = Table(title=f"Pareto front on {rep['run']['target']['name']} (measured)")
+    for col in ("candidate", "accuracy", "p50 ms", "memory MB", "size MB", "params", ""):
+        table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=col == "candidate")
+    for p in sorted((p for p in rep["points"] if p["id"] in rep["front"]), key=lambda p: p["p50_ms"]):
+        table.add_row(p["id"], f"{p['accuracy']:.2f}", f"{p['p50_ms']:.3f}", f"{p['memory_mb']:.1f}",
+                      f"{p['size_mb']:.2f}", f"{p['params']:,}", "<- selected" if p["id"] == sel else "")
+    out.print(table)
+    out.print(f"accuracy: {', '.join(rep['accuracy_kind'])}")
+    out.print(f"selected: [bold]{sel}[/] ({rep['selection']['reason']})")
+    out.print(f"counts: {rep['counts']}; report: {run_dir / 'report.html'} (also report.md, report.json)")
+
+
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory"),
+    fmt: str = typer.Option("md", "--format", help="md | html | json"),
+) -> None:
+    """Re-render a run's report from its database and print it."""
+    from scbp_edge.errors import RunError
+    from scbp_edge.report import write_reports
+    from scbp_edge.store import RunStore
+
+    if not (run_dir / "run.sqlite").is_file():
+        raise RunError(f"'{run_dir}' is not a run directory (no run.sqlite)")
+    if fmt not in ("md", "html", "json"):
+        raise RunError(f"--format '{fmt}' is not one of md, html, json")
+    store = RunStore(run_dir / "run.sqlite")
+    try:
+        write_reports(run_dir, store)
+    finally:
+        store.close()
+    import sys
+
+    sys.stdout.write((run_dir / f"report.{fmt}").read_text())
+
+
+def register(app: typer.Typer) -> None:
+    """Attach these commands to the main app."""
+    for fn in (targets, profile, build, report):
+        app.command()(fn)

@@ -1,0 +1,53 @@
+"""The embedded default: a CIFAR-style ResNet-20 trained by the tool on scikit-learn's digits.
+
+Needs no network and no ../shared.  The trained seed is cached, keyed by the
+recipe, so later builds start at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from scbp_edge.data.digits import DIGITS_SIZE
+
+DEFAULT_SEED = "cifar-resnet20"
+RECIPE = {"seed": DEFAULT_SEED, "data": "digits", "epochs": 12, "lr": 0.05, "batch": 64, "split_seed": 0, "v": 1}
+DIGITS_MEAN = (0.5,)
+DIGITS_STD = (0.5,)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SCBP_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scbp-edge"
+    return Path(root)
+
+
+def default_seed_weights(progress=None) -> Path:
+    """Path of the trained default seed, training it (about a minute on 2 cores) if not cached."""
+    key = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / f"digits-{DEFAULT_SEED}-{key}.pt"
+    if path.is_file():
+        return path
+    from scbp_edge.accuracy import train
+    from scbp_edge.data import split_val
+    from scbp_edge.data.digits import load_digits_split
+    from scbp_edge.seeds.cifar_resnet import CifarResNet
+
+    torch.manual_seed(RECIPE["split_seed"])
+    train_set, _ = load_digits_split(RECIPE["split_seed"])
+    train_set, _val = split_val(train_set, 0.1, RECIPE["split_seed"])  # val stays unseen for the proxy
+    x, y = train_set.tensors(DIGITS_MEAN, DIGITS_STD)
+    model = CifarResNet(20, 10, in_channels=1)
+    train(model, x, y, epochs=RECIPE["epochs"], lr=RECIPE["lr"], batch=RECIPE["batch"], on_epoch=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)  # atomic: a killed training never leaves a half-written cache
+    return path
+
+
+DEFAULT_INPUT = (1, DIGITS_SIZE, DIGITS_SIZE)

@@ -1,0 +1,1 @@
+"""Export: derived PyTorch models to validated ONNX files."""

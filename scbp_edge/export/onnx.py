@@ -1,0 +1,140 @@
+"""ONNX export with validation: onnx.checker, ONNX Runtime vs PyTorch parity, onnxslim cleanup.
+
+The cleaned graph is kept only if its outputs still match PyTorch; otherwise
+the plain export is kept and the report says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from scbp_edge.errors import ExportError, ModelFileError
+
+OPSET = 17
+PARITY_RTOL = 1e-3  # max abs diff allowed, relative to the output's max magnitude
+
+
+@dataclass
+class OnnxInfo:
+    """What an export produced and how it was validated."""
+
+    path: str
+    opset: int
+    dynamic_batch: bool
+    size_bytes: int
+    sha256: str
+    max_abs_diff: float
+    rel_diff: float
+    slimmed: bool
+    slim_note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _ort_run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _parity(model_bytes: bytes, ref: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    got = _ort_run(model_bytes, x)
+    if got.shape != ref.shape:
+        raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {ref.shape}")
+    diff = float(np.abs(got - ref).max())
+    return diff, diff / max(float(np.abs(ref).max()), 1e-6)
+
+
+def export_onnx(
+    model: nn.Module, input_shape: tuple[int, ...], path: str | Path, *, dynamic_batch: bool = False,
+    batch: int = 1, slim: bool = True,
+) -> OnnxInfo:
+    """Export ``model`` to ``path`` (opset 17), check it, and compare ORT with PyTorch on random input."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                model, (x,), buf, opset_version=OPSET, input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
+                dynamo=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - exporter failures come in many types
+            raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    proto = onnx.load_from_string(buf.getvalue())
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"onnx.checker rejected the export: {str(exc)[:200]}") from None
+    with torch.no_grad():
+        ref = model(x).numpy()
+    xn = x.numpy()
+    data = proto.SerializeToString()
+    diff, rel = _parity(data, ref, xn)
+    if rel > PARITY_RTOL:
+        raise ExportError(
+            f"ONNX Runtime output differs from PyTorch by {diff:.3g} ({rel:.2%} of the output scale, "
+            f"limit {PARITY_RTOL:.2%}); the export is not faithful"
+        )
+    slimmed, note = False, "not attempted"
+    if slim:
+        data, slimmed, note, diff, rel = _try_slim(proto, data, ref, xn, diff, rel)
+    path.write_bytes(data)
+    return OnnxInfo(str(path), OPSET, dynamic_batch, len(data), sha256_file(path), diff, rel, slimmed, note)
+
+
+def _try_slim(proto, data: bytes, ref: np.ndarray, x: np.ndarray, diff: float, rel: float):
+    try:
+        import onnxslim
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slim = onnxslim.slim(proto)
+        slim_bytes = slim.SerializeToString()
+        s_diff, s_rel = _parity(slim_bytes, ref, x)
+    except Exception as exc:  # noqa: BLE001 - cleanup is optional: keep the plain export
+        return data, False, f"onnxslim failed ({type(exc).__name__}); plain export kept", diff, rel
+    if s_rel > PARITY_RTOL:
+        return data, False, f"onnxslim changed outputs ({s_rel:.2%}); plain export kept", diff, rel
+    return slim_bytes, True, "onnxslim applied, outputs unchanged", s_diff, s_rel
+
+
+def check_onnx_file(path: str | Path) -> None:
+    """Raise ModelFileError unless ``path`` is a loadable, valid ONNX model."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file '{path}' does not exist")
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors and checker errors alike
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"'{path}' is not a valid ONNX model ({first}); export one with scbp-edge derive -o x.onnx") from None

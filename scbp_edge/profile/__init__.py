@@ -1,0 +1,1 @@
+"""Profile: measured latency, memory and energy of compiled candidates."""

@@ -1,0 +1,186 @@
+"""Interleaved profiling: one fresh worker process per model, rounds A B C A B C ...
+
+Each model gets its own process (so one cannot pollute another's memory or
+caches' steady state) and all models of a chunk are measured round-robin, so
+that machine drift during the chunk hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scbp_edge.errors import ProfileError
+from scbp_edge.records import Energy, LatencyStats, Measurement
+from scbp_edge.targets import Target
+
+MB = 1024 * 1024
+
+
+@dataclass
+class _Worker:
+    key: str
+    artifact: Path
+    proc: subprocess.Popen
+    ready: dict[str, Any] = field(default_factory=dict)
+    rounds: list[list[float]] = field(default_factory=list)
+    energy_uj: float = 0.0
+    energy_ok: bool = True
+    error: str | None = None
+
+
+def _send(w: _Worker, obj: dict[str, Any]) -> None:
+    assert w.proc.stdin is not None
+    w.proc.stdin.write(json.dumps(obj) + "\n")
+    w.proc.stdin.flush()
+
+
+def _recv(w: _Worker, timeout: float) -> dict[str, Any]:
+    assert w.proc.stdout is not None
+    ready, _, _ = select.select([w.proc.stdout], [], [], timeout)
+    if not ready:
+        raise ProfileError(f"worker for {w.key} gave no answer within {timeout:.0f}s (raise measure.timeout_s)")
+    line = w.proc.stdout.readline()
+    if not line:
+        err = (w.proc.stderr.read() if w.proc.stderr else "")[-300:].strip()
+        raise ProfileError(f"worker for {w.key} exited (code {w.proc.poll()}): {err or 'no message'}")
+    msg = json.loads(line)
+    if "error" in msg:
+        raise ProfileError(f"worker for {w.key} failed: {msg['error']}")
+    return msg
+
+
+def _threads(target: Target) -> int:
+    import os
+
+    return target.threads or (os.cpu_count() or 1)
+
+
+def _start(key: str, artifact: Path, target: Target, argv: list[str], batch: int) -> _Worker:
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+    )
+    w = _Worker(key, artifact, proc)
+    cfg = {"model": str(artifact), "threads": _threads(target), "warmup": target.measure.warmup, "batch": batch}
+    _send(w, cfg)
+    return w
+
+
+def _finish(w: _Worker, target: Target, backend: str, batch: int) -> Measurement:
+    peak = None
+    try:
+        _send(w, {"cmd": "stop"})
+        peak = _recv(w, target.measure.timeout_s).get("peak_rss")
+    finally:
+        w.proc.wait(timeout=30)
+    baseline = w.ready.get("baseline_rss")
+    samples = [x for r in w.rounds for x in r]
+    lat = LatencyStats.from_samples(samples, batch, w.rounds)
+    reason = w.ready.get("energy_reason")
+    if target.energy != "rapl":
+        energy = Energy(None, target.energy, f"energy source '{target.energy}' is not read by the {backend} backend")
+    elif w.energy_ok and reason is None:
+        energy = Energy(w.energy_uj / 1000.0 / len(samples) / batch, "rapl", None)
+    else:
+        energy = Energy(None, "rapl", reason or "RAPL counter could not be read during the timed window")
+    return Measurement(
+        target=target.name, backend=backend, threads=_threads(target), latency=lat,
+        peak_rss_mb=peak / MB if peak else None, baseline_rss_mb=baseline / MB if baseline else None,
+        memory_mb=(peak - baseline) / MB if peak and baseline else None,
+        model_size_mb=w.artifact.stat().st_size / MB, energy=energy, load_s=w.ready.get("load_s"),
+    )
+
+
+def profile_interleaved(
+    items: Sequence[tuple[str, Path]],
+    target: Target,
+    *,
+    backend_name: str,
+    worker_argv: list[str],
+    on_result: Callable[[str, Measurement | None, str | None], None],
+    chunk: int = 8,
+    batch: int = 1,
+    on_round: Callable[[], None] | None = None,
+) -> None:
+    """Profile ``items`` (key, artifact) in chunks of ``chunk`` live workers; report each via ``on_result``.
+
+    ``on_result(key, measurement, error)`` is called as soon as a model is
+    done (measurement) or has failed (error); one failure never stops the rest.
+    """
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        workers: list[_Worker] = []
+        for key, art in part:
+            try:
+                workers.append(_start(key, art, target, worker_argv, batch))
+            except OSError as exc:
+                on_result(key, None, f"cannot start worker: {exc}")
+        live = _ready(workers, target, on_result)
+        for _ in range(target.measure.rounds):
+            for w in list(live):
+                try:
+                    _send(w, {"cmd": "round", "min_runs": target.measure.min_runs,
+                              "min_seconds": target.measure.min_seconds})
+                    msg = _recv(w, target.measure.timeout_s)
+                except (ProfileError, OSError, ValueError) as exc:
+                    _kill(w)
+                    live.remove(w)
+                    on_result(w.key, None, str(exc))
+                    continue
+                w.rounds.append(msg["latencies_ms"])
+                if msg.get("energy_uj") is None:
+                    w.energy_ok = False
+                else:
+                    w.energy_uj += msg["energy_uj"]
+            if on_round:
+                on_round()
+        for w in live:
+            try:
+                on_result(w.key, _finish(w, target, backend_name, batch), None)
+            except (ProfileError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+                _kill(w)
+                on_result(w.key, None, str(exc))
+
+
+def _ready(workers: list[_Worker], target: Target, on_result) -> list[_Worker]:
+    live = []
+    for w in workers:
+        try:
+            w.ready = _recv(w, target.measure.timeout_s)
+            live.append(w)
+        except (ProfileError, OSError, ValueError) as exc:
+            _kill(w)
+            on_result(w.key, None, str(exc))
+    return live
+
+
+def _kill(w: _Worker) -> None:
+    if w.proc.poll() is None:
+        w.proc.kill()
+    try:
+        w.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def profile_one(path: Path, target: Target) -> Measurement:
+    """Profile a single ONNX file (``scbp-edge profile``)."""
+    from scbp_edge.backends import get_backend
+
+    backend = get_backend(target.backend)
+    art = backend.compile(path, path.parent, precision=target.precision, workspace_mb=target.workspace_mb)
+    got: dict[str, Any] = {}
+    profile_interleaved(
+        [(path.name, art)], target, backend_name=backend.name, worker_argv=backend.worker_argv(),
+        on_result=lambda k, m, e: got.update(m=m, e=e),
+    )
+    if got.get("m") is None:
+        raise ProfileError(got.get("e") or "profiling produced no result")
+    return got["m"]
+
+

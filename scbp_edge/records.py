@@ -1,0 +1,81 @@
+"""JSON-serialisable measurement records, shared by profile, rank and report (no backend imports)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class LatencyStats:
+    """Latency distribution of one model on one target, in milliseconds."""
+
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float
+    throughput_ips: float
+    batch: int = 1
+    round_p50_ms: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float], batch: int = 1, rounds: list[list[float]] | None = None) -> LatencyStats:
+        """Statistics over all timed runs; ``rounds`` keeps each round's median for spread checks."""
+        a = np.asarray(samples_ms, dtype=np.float64)
+        if a.size == 0:
+            raise ValueError("no latency samples")
+        mean = float(a.mean())
+        std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+        return cls(
+            runs=int(a.size),
+            p50_ms=float(np.percentile(a, 50)),
+            p90_ms=float(np.percentile(a, 90)),
+            p99_ms=float(np.percentile(a, 99)),
+            mean_ms=mean,
+            std_ms=std,
+            cv=std / mean if mean > 0 else 0.0,
+            throughput_ips=1000.0 * batch / mean if mean > 0 else 0.0,
+            batch=batch,
+            round_p50_ms=[float(np.median(r)) for r in (rounds or []) if r],
+        )
+
+
+@dataclass
+class Energy:
+    """Energy per inference, or null with the reason (never an invented number)."""
+
+    mj_per_inference: float | None
+    source: str
+    reason: str | None = None
+
+
+@dataclass
+class Measurement:
+    """Everything measured for one candidate on one target."""
+
+    target: str
+    backend: str
+    threads: int
+    latency: LatencyStats
+    peak_rss_mb: float | None
+    baseline_rss_mb: float | None
+    memory_mb: float | None  # peak RSS above the interpreter+runtime baseline
+    model_size_mb: float
+    energy: Energy
+    load_s: float | None = None
+    device: str = "local"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Measurement:
+        d = dict(d)
+        d["latency"] = LatencyStats(**d["latency"])
+        d["energy"] = Energy(**d["energy"])
+        return cls(**d)

@@ -1,0 +1,95 @@
+"""Markdown and self-contained HTML renderings of a report dict."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{nd}g}" if abs(x) < 1000 else f"{x:,.0f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _rows(rep: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["id", "ratios", "accuracy", "p50 ms", "p90 ms", "CV", "memory MB", "size MB", "params", "MACs",
+            "energy mJ", "front"]
+    front = set(rep["front"])
+    rows = []
+    for p in sorted(rep["points"], key=lambda p: p["p50_ms"]):
+        mark = ("selected " if p["id"] == rep["selection"]["id"] else "") + ("front" if p["id"] in front else "")
+        rows.append([p["id"], ",".join(f"{r:g}" for r in p["ratios"]), _f(p["accuracy"], 4), _f(p["p50_ms"]),
+                     _f(p["p90_ms"]), _f(p["cv"], 2), _f(p["memory_mb"]), _f(p["size_mb"]), _f(p["params"]),
+                     _f(p["macs"]), _f(p["energy_mj"]), mark.strip()])
+    return head, rows
+
+
+def _summary_lines(rep: dict[str, Any]) -> list[str]:
+    run, sel, fl = rep["run"], rep["selection"], rep["flops_vs_measured"]
+    seed = rep["seed_point"]
+    lines = [
+        f"Seed: {run['seed']['name']} ({run['seed']['weights'] or 'untrained'}), "
+        f"{len(run['segmentation']['segments'])} segments; target: {run['target']['name']} "
+        f"({run['target']['backend']}, {run['target']['precision']}).",
+        f"Candidates: {rep['counts']}.",
+        f"Accuracy column: {', '.join(rep['accuracy_kind']) or 'n/a'}.",
+        f"Selected: **{sel['id']}** - {sel['reason']}." if sel["id"] else f"Selected: none - {sel['reason']}.",
+    ]
+    sp = next((p for p in rep["points"] if p["id"] == sel["id"]), None)
+    if sp and seed:
+        lines.append(
+            f"Selected vs seed: {seed['p50_ms'] / sp['p50_ms']:.2f}x faster (p50), "
+            f"{100 * (1 - sp['params'] / seed['params']):.1f}% fewer params, "
+            f"{100 * (1 - sp['size_mb'] / seed['size_mb']):.1f}% smaller file, accuracy {sp['accuracy']:.2f} "
+            f"vs {seed['accuracy']:.2f}."
+        )
+    tau = fl["kendall_tau"]
+    lines.append(
+        f"FLOPs vs measured: Kendall tau between MACs and p50 = {_f(tau)}; "
+        f"{len(fl['misordered_pairs'])} of {fl['pairs']} pairs are mis-ordered by MACs beyond a "
+        f"{fl['noise_band']:.0%} noise band ({', '.join(fl['misordered_candidates'][:8]) or 'none'})."
+    )
+    if rep["energy_note"]:
+        lines.append("Energy: not measured - " + "; ".join(rep["energy_note"]) + ".")
+    return lines
+
+
+def render_markdown(rep: dict[str, Any], plots: list[Path]) -> str:
+    """GitHub-flavoured Markdown (also used for CI job summaries)."""
+    head, rows = _rows(rep)
+    out = ["# scbp-edge build report", ""] + [f"- {x}" for x in _summary_lines(rep)] + [""]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    if rep["failed"]:
+        out += ["", "## Failed candidates", ""] + [f"- {f['id']}: {f['stage']}: {f['error']}" for f in rep["failed"]]
+    if plots:
+        out += ["", "## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
+    return "\n".join(out) + "\n"
+
+
+def render_html(rep: dict[str, Any], plots: list[Path]) -> str:
+    """One self-contained HTML file (plots inlined as base64 PNG)."""
+    head, rows = _rows(rep)
+    e = html.escape
+    summary = "".join(f"<li>{e(x).replace('**', '')}</li>" for x in _summary_lines(rep))
+    table = "<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+    for r in rows:
+        cls = ' class="sel"' if "selected" in r[-1] else (' class="front"' if r[-1] else "")
+        table += f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
+    imgs = "".join(
+        f'<figure><img alt="{e(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+        f"<figcaption>{e(p.stem)}</figcaption></figure>" for p in plots
+    )
+    failed = "".join(f"<li>{e(f['id'])}: {e(str(f['stage']))}: {e(str(f['error']))}</li>" for f in rep["failed"])
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>scbp-edge report</title><style>
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}th{{background:#eee}}tr.front td{{background:#fff4e6}}
+tr.sel td{{background:#e6ffe6;font-weight:bold}}img{{max-width:100%}}figure{{display:inline-block;margin:1em}}
+</style></head><body><h1>scbp-edge build report</h1><ul>{summary}</ul>{imgs}<h2>Measured candidates</h2>
+<table>{table}</table>{'<h2>Failed</h2><ul>' + failed + '</ul>' if failed else ''}</body></html>
+"""
