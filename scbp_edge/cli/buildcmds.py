@@ -83,6 +83,7 @@ def build(
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
     runs: Path = typer.Option(Path("runs"), "--runs", help="Parent folder of run directories"),
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory"),
+    chunk: int = typer.Option(8, "--profile-chunk", help="Models measured together in interleaved rounds"),
     json_out: bool = JsonOpt,
 ) -> None:
     """Derive every candidate, export it, measure it on the target, rank on the measured front, report."""
@@ -95,7 +96,7 @@ def build(
     cfg = BuildConfig(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
         max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,
-        dynamic_batch=dynamic_batch,
+        dynamic_batch=dynamic_batch, chunk=chunk,
         constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop),
     )
     run_dir = run_build(cfg, runs=runs, resume=resume)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv with everything scbp-edge and its tests need (idempotent, fast when done).
+# torch/torchvision are pinned to the builds this machine image ships on disk, so
+# nothing large is downloaded; other packages come from PyPI by name.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+stamp=.venv/.scbp-bootstrap
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import scbp_edge, torch" 2>/dev/null; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i "warning" || true
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v -i "warning" || true
+.venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v -i "warning" || true
+.venv/bin/python -c "import scbp_edge, torch, torchvision, onnxruntime, torch_pruning" 
+echo "$want" > "$stamp"

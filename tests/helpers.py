@@ -1,0 +1,37 @@
+"""Test helpers: a fast CPU target file and a CLI runner in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FAST_TARGET = """
+name = "cpu-fast"
+backend = "onnxruntime"
+threads = 1
+round_to = 8
+energy = "rapl"
+[measure]
+warmup = 2
+rounds = 2
+min_runs = 5
+min_seconds = 0.05
+timeout_s = 60
+"""
+
+
+def fast_target(tmp: Path) -> Path:
+    path = tmp / "cpu-fast.toml"
+    path.write_text(FAST_TARGET)
+    return path
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``scbp-edge ARGS`` as a user would (separate process, real exit code)."""
+    env = dict(os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "scbp_edge.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )

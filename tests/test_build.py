@@ -1,0 +1,116 @@
+"""Build: end to end on the CLI, SIGKILL mid-run then resume, bad input without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli, fast_target
+
+
+def _rows(db: Path) -> dict[str, tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return {r[0]: r[1:] for r in con.execute("SELECT id, status, measurement, updated FROM candidates")}
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_build_killed_mid_run_resumes_without_remeasuring(tmp_path):
+    target = fast_target(tmp_path)
+    args = [sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(target), "--data", "none",
+            "--ratios", "0,0.5", "--runs", str(tmp_path / "runs"), "--profile-chunk", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    db = None
+    while time.time() < deadline:
+        found = list((tmp_path / "runs").glob("*/run.sqlite"))
+        if found:
+            db = found[0]
+            try:
+                rows = _rows(db)
+            except sqlite3.OperationalError:
+                rows = {}
+            measured = [k for k, v in rows.items() if v[0] == "measured"]
+            if len(measured) >= 2:
+                break
+        time.sleep(0.05)
+    assert db is not None, "build never created its database"
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: CLI and its profiling workers
+    proc.wait()
+    before = _rows(db)
+    done = {k: v for k, v in before.items() if v[0] == "measured"}
+    assert 2 <= len(done) < len(before) == 8, "kill must land mid-run"
+    res = cli("build", "--resume", str(db.parent))
+    assert res.returncode == 0, res.stderr
+    after = _rows(db)
+    assert set(after) == set(before)
+    for k, v in done.items():
+        assert after[k] == v, f"{k} was measured again"
+    assert all(v[0] == "measured" for v in after.values())
+    rep = json.loads((db.parent / "report.json").read_text())
+    assert rep["counts"]["measured"] == 8 and rep["selection"]["id"] in rep["front"]
+    for name in ("report.md", "report.html", "plots/latency_vs_accuracy.png", "plots/front_ratios_heatmap.png"):
+        assert (db.parent / name).is_file(), name
+    assert len(list((db.parent / "onnx").glob("*.onnx"))) == 8
+
+
+@pytest.mark.slow
+def test_default_build_on_digits_end_to_end(tmp_path):
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--ratios", "0,0.5", "--runs", str(tmp_path), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    rep = json.loads((Path(out["run_dir"]) / "report.json").read_text())
+    assert rep["accuracy_kind"] == ["proxy: adaptive-BN top-1 on validation split"]
+    seed = rep["seed_point"]
+    assert seed["accuracy"] > 80  # the default seed really learned the digits
+    html = (Path(out["run_dir"]) / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Pareto" in html
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["inspect", "--seed", "resnet19"], "unknown seed 'resnet19'"),
+        (["search", "--ratios", "0,1"], "outside [0, 1)"),
+        (["inspect", "--segments", "99"], "out of range"),
+        (["build", "--target", "toaster"], "unknown target 'toaster'"),
+        (["build", "--target", "jetson-nano"], "unavailable on this machine"),
+        (["profile", "nope.onnx"], "does not exist"),
+        (["build", "--resume", "/nonexistent/run"], "not a run directory"),
+        (["derive", "--config", "0.5", "-o", "x.pt"], "3 segments"),
+        (["inspect", "--weights", "/nonexistent.pt"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, match):
+    res = cli(*args, cwd=tmp_path, timeout=120)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and match in lines[0], res.stderr
+
+
+def test_profile_rejects_a_file_that_is_not_onnx(tmp_path):
+    (tmp_path / "x.onnx").write_text("hello")
+    res = cli("profile", str(tmp_path / "x.onnx"), cwd=tmp_path)
+    assert res.returncode == 2 and "not a valid ONNX model" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_derive_writes_loadable_pt_and_onnx(tmp_path):
+    from scbp_edge.derive.io import load_derived
+
+    res = cli("derive", "--config", "0.5,0.25,0", "-o", str(tmp_path / "d.pt"), "--json")
+    assert res.returncode == 0, res.stderr
+    model, meta = load_derived(tmp_path / "d.pt")
+    assert meta["ratios"] == [0.5, 0.25, 0.0]
+    res = cli("derive", "--config", "0.5,0.25,0", "-o", str(tmp_path / "d.onnx"))
+    assert res.returncode == 0 and (tmp_path / "d.onnx").stat().st_size > 1000

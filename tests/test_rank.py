@@ -1,0 +1,37 @@
+"""Rank: Pareto front on hand-made points, constraints, selection, FLOPs disagreement."""
+
+from __future__ import annotations
+
+from scbp_edge.rank import Constraints, flops_disagreement, kendall_tau, pareto_front, select
+
+
+def pt(i, acc, lat, mem=10.0, size=1.0, macs=100):
+    return {"id": i, "accuracy": acc, "p50_ms": lat, "memory_mb": mem, "size_mb": size, "macs": macs}
+
+
+def test_front_on_hand_made_points():
+    pts = [pt("a", 90, 1.0), pt("b", 80, 0.5), pt("c", 85, 1.2), pt("d", 70, 0.5), pt("e", 95, 2.0),
+           pt("f", 80, 0.5, mem=5)]
+    # c dominated by a; d and b dominated by f (same acc/lat, less memory); e survives on accuracy.
+    assert sorted(pareto_front(pts)) == ["a", "e", "f"]
+
+
+def test_equal_points_both_stay():
+    assert sorted(pareto_front([pt("a", 90, 1.0), pt("b", 90, 1.0)])) == ["a", "b"]
+
+
+def test_select_respects_constraints_and_accuracy_drop():
+    pts = [pt("seed", 90, 2.0), pt("x", 89.5, 1.0), pt("y", 80, 0.5)]
+    front = pareto_front(pts)
+    sel = select(pts, front, Constraints(), 90.0, accuracy_is_real=True)
+    assert sel.id == "x"
+    assert select(pts, front, Constraints(max_accuracy_drop=20), 90.0, True).id == "y"
+    assert select(pts, front, Constraints(max_latency_ms=0.1), 90.0, True).id is None
+
+
+def test_flops_disagreement_names_misordered():
+    pts = [pt("a", 1, 1.0, macs=100), pt("b", 1, 3.0, macs=50), pt("c", 1, 0.5, macs=20)]
+    got = flops_disagreement(pts)
+    assert got["misordered_candidates"] == ["b"]
+    assert got["kendall_tau"] is not None and got["kendall_tau"] < 1
+    assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0

@@ -1,0 +1,51 @@
+"""Targets: built-in files validate; malformed files are rejected naming file and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from scbp_edge.backends import get_backend
+from scbp_edge.errors import BackendUnavailable, TargetError
+from scbp_edge.targets import list_targets, load_target
+
+
+def test_builtin_targets_validate():
+    names = list_targets()
+    for want in ("cpu", "raspberry-pi-5", "jetson-nano", "jetson-orin-nano", "desktop-gpu"):
+        assert want in names
+        t = load_target(want)
+        assert t.name == want and t.round_to >= 1 and t.measure.rounds >= 1
+
+
+def test_jetson_backend_says_unavailable_in_one_line():
+    t = load_target("jetson-nano")
+    with pytest.raises(BackendUnavailable, match="trtexec") as exc:
+        get_backend(t.backend)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ('name = "x"\nbackend = "onnxruntime"\ncolour = "red"\n', "unknown field 'colour'"),
+        ('name = "x"\nbackend = "onnxruntim"\n', "unknown backend 'onnxruntim'"),
+        ('name = "x"\nbackend = "onnxruntime"\nthreads = "four"\n', "field 'threads' must be int"),
+        ('name = "x"\nbackend = "onnxruntime"\nprecision = "fp8"\n', "field 'precision'"),
+        ('name = "x"\nbackend = "onnxruntime"\n[measure]\nrounds = 0\n', "measure.rounds"),
+        ('name = "x"\nbackend = "onnxruntime"\n[measure]\nspeed = 1\n', "unknown field 'measure.speed'"),
+        ('backend = "onnxruntime"\n', "required field 'name'"),
+        ('name = "x"\nbackend = [\n', "not valid TOML"),
+        ('name = "x"\nbackend = "onnxruntime"\nbatch_sizes = []\n', "batch_sizes"),
+    ],
+)
+def test_malformed_target_files(tmp_path, body, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(TargetError, match=match) as exc:
+        load_target(str(path))
+    assert str(path) in str(exc.value)
+
+
+def test_unknown_target_name_lists_builtins():
+    with pytest.raises(TargetError, match="built-in: cpu, desktop-gpu"):
+        load_target("toaster")
