@@ -109,7 +109,8 @@ def main() -> int:
         "seed_latency_ms": {"onnxruntime_p50": run1[seed_id].latency.p50_ms, "pytorch_eager_median": eager,
                             "ort_speedup_vs_eager": eager / run1[seed_id].latency.p50_ms},
         "resnet18_224": {"macs": c18.macs, "ort_p50_ms": r18m["resnet18"].latency.p50_ms,
-                         "achieved_gflops": gflops_r18, "matmul_gflops_1024": mm, "fraction_of_matmul": gflops_r18 / mm},
+                         "achieved_gflops": gflops_r18, "matmul_gflops_1024": mm,
+                         "fraction_of_matmul": gflops_r18 / mm},
         "per_candidate": [{"id": i, "ratios": cands[i].ratios, "params": cands[i].params, "macs": cands[i].macs,
                            "p50_ms_pass1": run1[i].latency.p50_ms, "p50_ms_pass2": run2[i].latency.p50_ms,
                            "cv_pass1": run1[i].latency.cv} for i in ids],
@@ -134,7 +135,8 @@ def _markdown(r) -> str:
         f"| median CV of latency | {s['median_cv']:.3f} |",
         f"| Kendall tau, MACs vs measured p50 | {f['kendall_tau']:.3f} |",
         f"| pairs mis-ordered by MACs (beyond 5% noise) | {f['misordered_pairs']} of {f['pairs']} |",
-        f"| seed p50: ONNX Runtime / PyTorch eager | {sl['onnxruntime_p50']:.3f} ms / {sl['pytorch_eager_median']:.3f} ms "
+        f"| seed p50: ONNX Runtime / PyTorch eager | {sl['onnxruntime_p50']:.3f} ms / "
+        f"{sl['pytorch_eager_median']:.3f} ms "
         f"({sl['ort_speedup_vs_eager']:.2f}x) |",
         f"| ResNet-18 224x224 on ORT | {rn['ort_p50_ms']:.1f} ms, {rn['achieved_gflops']:.1f} GFLOP/s |",
         f"| matmul 1024x1024 (torch) | {rn['matmul_gflops_1024']:.1f} GFLOP/s "

@@ -22,8 +22,9 @@ DIGITS_STD = (0.5,)
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("SCBP_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scbp-edge"
-    return Path(root)
+    if os.environ.get("SCBP_CACHE_DIR"):
+        return Path(os.environ["SCBP_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scbp-edge"
 
 
 def default_seed_weights(progress=None) -> Path:

@@ -24,7 +24,9 @@ class LatencyStats:
     round_p50_ms: list[float] = field(default_factory=list)
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float], batch: int = 1, rounds: list[list[float]] | None = None) -> LatencyStats:
+    def from_samples(
+        cls, samples_ms: list[float], batch: int = 1, rounds: list[list[float]] | None = None
+    ) -> LatencyStats:
         """Statistics over all timed runs; ``rounds`` keeps each round's median for spread checks."""
         a = np.asarray(samples_ms, dtype=np.float64)
         if a.size == 0:

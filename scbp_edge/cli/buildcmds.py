@@ -30,10 +30,11 @@ def targets(json_out: bool = JsonOpt) -> None:
         emit_json(rows)
         return
     table = Table(title="targets")
-    for col in ("name", "backend", "precision", "location", "round_to", "energy", "status"):
+    cols = ("name", "backend", "precision", "location", "round_to", "energy", "status")
+    for col in cols:
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(*(str(r[c]) for c in ("name", "backend", "precision", "location", "round_to", "energy", "status")))
+        table.add_row(*(str(r[c]) for c in cols))
     out.print(table)
 
 

@@ -23,7 +23,7 @@ app.command()(seedcmds.derive)
 
 
 def _register_optional() -> None:
-    # Later pipeline stages register here; kept in one place so --help stays cheap.
+    # Pipeline commands register here; their heavy imports happen inside each command.
     from scbp_edge.cli import buildcmds
 
     buildcmds.register(app)
@@ -31,10 +31,7 @@ def _register_optional() -> None:
 
 def main() -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
-    try:
-        _register_optional()
-    except ImportError:
-        pass
+    _register_optional()
     try:
         app()
     except ScbpError as err:

@@ -44,7 +44,8 @@ def inspect(
     if json_out:
         emit_json({"seed": wb.seed.spec.to_dict(), "segmentation": seg.to_dict()})
         return
-    table = Table(title=f"{seed}: {len(seg.segments)} segments (stem {', '.join(seg.stem)}; head {', '.join(seg.head)})")
+    stem, head = ", ".join(seg.stem), ", ".join(seg.head)
+    table = Table(title=f"{seed}: {len(seg.segments)} segments (stem {stem}; head {head})")
     for col in ("segment", "blocks", "conv layers", "channels", "params", "MACs"):
         table.add_column(col, justify="right" if col in ("params", "MACs", "conv layers") else "left")
     for s in seg.segments:
@@ -57,8 +58,10 @@ def inspect(
 def search(
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt,
     ratios: str = typer.Option("0,0.25,0.5", "--ratios", help="Ratio set, or one set per segment: a,b/c,d/..."),
-    round_to: int = RoundOpt, monotone: bool = typer.Option(False, "--monotone", help="Ratios non-decreasing with depth"),
-    max_params: int | None = typer.Option(None, "--max-params"), max_macs: int | None = typer.Option(None, "--max-macs"),
+    round_to: int = RoundOpt,
+    monotone: bool = typer.Option(False, "--monotone", help="Ratios non-decreasing with depth"),
+    max_params: int | None = typer.Option(None, "--max-params"),
+    max_macs: int | None = typer.Option(None, "--max-macs"),
     exclude: list[str] = typer.Option([], "--exclude", help="Pattern like '0.5,*,*' (repeatable)"),
     limit: int | None = typer.Option(None, "--limit", help="Seeded sample of at most N (plus references)"),
     sample_seed: int = typer.Option(0, "--sample-seed"),

@@ -137,4 +137,6 @@ def check_onnx_file(path: str | Path) -> None:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf decode errors and checker errors alike
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"'{path}' is not a valid ONNX model ({first}); export one with scbp-edge derive -o x.onnx") from None
+        raise ModelFileError(
+            f"'{path}' is not a valid ONNX model ({first}); export one with scbp-edge derive -o x.onnx"
+        ) from None

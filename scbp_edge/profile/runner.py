@@ -7,6 +7,7 @@ that machine drift during the chunk hits all of them alike.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import subprocess
@@ -162,10 +163,8 @@ def _ready(workers: list[_Worker], target: Target, on_result) -> list[_Worker]:
 def _kill(w: _Worker) -> None:
     if w.proc.poll() is None:
         w.proc.kill()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         w.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def profile_one(path: Path, target: Target) -> Measurement:

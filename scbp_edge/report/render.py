@@ -85,11 +85,14 @@ def render_html(rep: dict[str, Any], plots: list[Path]) -> str:
         f'<figure><img alt="{e(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
         f"<figcaption>{e(p.stem)}</figcaption></figure>" for p in plots
     )
-    failed = "".join(f"<li>{e(f['id'])}: {e(str(f['stage']))}: {e(str(f['error']))}</li>" for f in rep["failed"])
+    failed = "".join(
+        f"<li>{e(f['id'])}: {e(str(f['stage']))}: {e(str(f['error']))}</li>" for f in rep["failed"]
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>scbp-edge report</title><style>
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}th{{background:#eee}}tr.front td{{background:#fff4e6}}
 tr.sel td{{background:#e6ffe6;font-weight:bold}}img{{max-width:100%}}figure{{display:inline-block;margin:1em}}
-</style></head><body><h1>scbp-edge build report</h1><ul>{summary}</ul><h2>Measured Pareto front</h2>{imgs}<h2>Measured candidates (front highlighted)</h2>
+</style></head><body><h1>scbp-edge build report</h1><ul>{summary}</ul>
+<h2>Measured Pareto front</h2>{imgs}<h2>Measured candidates (front highlighted)</h2>
 <table>{table}</table>{'<h2>Failed</h2><ul>' + failed + '</ul>' if failed else ''}</body></html>
 """

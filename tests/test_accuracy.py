@@ -1,0 +1,39 @@
+"""Accuracy: adaptive BN changes statistics, not weights; the proxy beats stale statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from scbp_edge.accuracy import adapt_bn, evaluate
+from scbp_edge.api import SeedOptions, Workbench
+
+
+def test_adapt_bn_changes_stats_not_weights():
+    wb = Workbench(SeedOptions("cifar-resnet20"))
+    _, model = wb.candidate([0.5, 0.5, 0.5])
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    adapt_bn(model, torch.randn(64, 3, 32, 32) * 3 + 1)
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in weights.items())
+    assert any(not torch.equal(v, after[k]) for k, v in stats.items())
+    assert all(not m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+@pytest.mark.slow
+def test_proxy_beats_stale_bn_on_shared_resnet20(shared, cifar_test):
+    from scbp_edge.data import read_split
+
+    ckpt = shared / "seeds/cifar10-resnet/resnet20-12fca82f.th"
+    wb = Workbench(SeedOptions("cifar-resnet20", str(ckpt)))
+    _, model = wb.candidate([0.5, 0.5, 0.5])
+    train = read_split(shared / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:512].numpy()
+    bn_x, _ = train.subset(pick).tensors(wb.seed.spec.mean, wb.seed.spec.std)
+    val = cifar_test.subset(slice(0, 2000))
+    x, y = val.tensors(wb.seed.spec.mean, wb.seed.spec.std)
+    stale = evaluate(model, x, y)
+    adapt_bn(model, bn_x)
+    assert evaluate(model, x, y) > stale + 5

@@ -1,0 +1,72 @@
+"""Data: ImageFolder reader on folders and tarballs, corrupt images, class mismatches."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scbp_edge.data import find_split, load_dataset, read_split, split_val
+from scbp_edge.errors import DataError
+
+
+def _jpeg(color) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _tar(path, files: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_tarball_with_corrupt_image_skips_and_counts(tmp_path):
+    _tar(tmp_path / "train.tar.gz", {
+        "train/cat/1.jpg": _jpeg("red"), "train/cat/2.jpg": b"\xff\xd8 broken jpeg",
+        "train/dog/1.jpg": _jpeg("blue"), "train/dog/2.jpg": _jpeg("green"),
+    })
+    s = read_split(tmp_path / "train.tar.gz", (4, 4))
+    assert s.classes == ["cat", "dog"] and len(s) == 3
+    assert s.skipped == ["train/cat/2.jpg"]
+    assert s.images.shape == (3, 4, 4, 3) and list(s.labels) == [0, 1, 1]
+
+
+def test_missing_class_in_test_split_is_a_clear_error(tmp_path):
+    _tar(tmp_path / "train.tar.gz", {"train/cat/1.jpg": _jpeg("red"), "train/dog/1.jpg": _jpeg("blue")})
+    _tar(tmp_path / "test.tar.gz", {"test/cat/1.jpg": _jpeg("red")})
+    with pytest.raises(DataError, match=r"only in train \['dog'\]"):
+        load_dataset(str(tmp_path), (8, 8), 3)
+
+
+def test_folder_split_and_missing_split(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        Image.new("L", (5, 5), 3).save(tmp_path / "val" / cls / "x.png")
+    assert find_split(tmp_path, "test") == tmp_path / "val"
+    s = read_split(tmp_path / "val", (5, 5), channels=1)
+    assert s.images.shape == (2, 5, 5, 1)
+    with pytest.raises(DataError, match="no train split"):
+        find_split(tmp_path, "train")
+
+
+def test_split_val_is_seeded_and_stratified():
+    from scbp_edge.data.digits import load_digits_split
+
+    train, test = load_digits_split(0)
+    rest, val = split_val(train, 0.1, 0)
+    rest2, val2 = split_val(train, 0.1, 0)
+    assert np.array_equal(val.labels, val2.labels) and len(rest) + len(val) == len(train)
+    assert set(val.labels.tolist()) == set(range(10))
+
+
+@pytest.mark.slow
+def test_shared_cifar_tarballs(shared, cifar_test):
+    assert len(cifar_test) == 10_000 and cifar_test.skipped == []
+    assert cifar_test.classes[0] == "airplane" and np.bincount(cifar_test.labels).tolist() == [1000] * 10
