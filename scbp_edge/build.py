@@ -45,6 +45,11 @@ class BuildConfig:
     constraints: Constraints = field(default_factory=Constraints)
     chunk: int = 8
     use_default_seed: bool = True
+    top_k: int = 3
+    epochs: int = 3
+    distill: bool = False
+    init: str = "inherit"
+    lr: float = 0.02
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +103,7 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
         ctx = _prepare(cfg, target, store, run_dir)
         _derive_stage(ctx, store, run_dir, cfg)
         _profile_stage(store, target, backend, cfg, run_dir)
+        _train_stage(ctx, store, run_dir, cfg)
         from scbp_edge.report import write_reports
 
         write_reports(run_dir, store)
@@ -107,9 +113,19 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
 
 
 @dataclass
+class _Data:
+    bn_x: Any
+    val_x: Any
+    val_y: Any
+    train: Any  # ImageSet, validation images removed
+    test: Any  # ImageSet, used only for final reported numbers
+    skipped: int
+
+
+@dataclass
 class _Context:
     wb: Workbench
-    data: Any  # (bn_x, val_x, val_y) or None
+    data: _Data | None
 
 
 def _prepare(cfg: BuildConfig, target: Target, store: RunStore, run_dir: Path) -> _Context:
@@ -174,7 +190,7 @@ def _load_data(cfg: BuildConfig, wb: Workbench):
     bn = rest.subset(__import__("numpy").arange(min(cfg.bn_images, len(rest))))
     bn_x, _ = bn.tensors(spec.mean, spec.std)
     val_x, val_y = val.tensors(spec.mean, spec.std)
-    return bn_x, val_x, val_y, len(train.skipped)
+    return _Data(bn_x, val_x, val_y, rest, _test, len(train.skipped) + len(_test.skipped))
 
 
 def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:
@@ -208,11 +224,11 @@ def _accuracy(model, data, params: int, seed_params: int) -> dict[str, Any]:
         return {"value": 100.0 * params / seed_params, "kind": "params-retained % (stand-in, no data)"}
     from scbp_edge.accuracy import adapt_bn, evaluate
 
-    bn_x, val_x, val_y, _skipped = data
-    stale = evaluate(model, val_x, val_y)
-    adapt_bn(model, bn_x)
-    return {"value": evaluate(model, val_x, val_y), "kind": "proxy: adaptive-BN top-1 on validation split",
-            "stale_bn": stale, "bn_images": len(bn_x), "val_images": len(val_x)}
+    stale = evaluate(model, data.val_x, data.val_y)
+    adapt_bn(model, data.bn_x)
+    return {"value": evaluate(model, data.val_x, data.val_y), "kind": "proxy: adaptive-BN top-1 on validation split",
+            "stale_bn": stale, "bn_images": len(data.bn_x), "val_images": len(data.val_x),
+            "skipped_images": data.skipped}
 
 
 def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, run_dir: Path) -> None:
@@ -244,3 +260,67 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
                 store.fail(c["id"], "compile", str(exc))
         profile_interleaved(items, target, backend_name=backend.name, worker_argv=backend.worker_argv(),
                             on_result=on_result, chunk=cfg.chunk, on_round=lambda: prog.advance(task))
+
+
+def pick_top_k(points: list[dict[str, Any]], k: int) -> list[str]:
+    """K candidates spread along the front of proxy accuracy vs measured p50 (seed excluded)."""
+    from scbp_edge.rank import pareto_front
+
+    front = set(pareto_front(points, (("accuracy", "max"), ("p50_ms", "min"))))
+    on = sorted((p for p in points if p["id"] in front and p["reference"] != "seed"), key=lambda p: p["p50_ms"])
+    if len(on) <= k:
+        return [p["id"] for p in on]
+    step = (len(on) - 1) / max(1, k - 1)
+    return list(dict.fromkeys(on[round(i * step)]["id"] for i in range(k)))
+
+
+def _train_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:
+    """One-shot training of the top-K plus the seed with the same budget; test accuracy for each."""
+    if cfg.top_k <= 0 or ctx.data is None:
+        return
+    from scbp_edge.report import _points
+
+    cands = store.candidates()
+    chosen = pick_top_k(_points(cands), cfg.top_k)
+    seed_id = next((c["id"] for c in cands if c["reference"] == "seed" and c["status"] == "measured"), None)
+    todo = [c for c in cands if c["id"] in chosen + [seed_id] and c["trained"] is None]
+    if not todo:
+        return
+    spec = ctx.wb.seed.spec
+    x, y = ctx.data.train.tensors(spec.mean, spec.std)
+    tx, ty = ctx.data.test.tensors(spec.mean, spec.std)
+    with _progress() as prog:
+        task = prog.add_task(f"one-shot training of top-{cfg.top_k} + seed ({cfg.epochs} epochs each)",
+                             total=len(todo) * cfg.epochs)
+        for c in todo:
+            try:
+                store.update(c["id"], trained=_train_one(ctx, c, cfg, run_dir, x, y, tx, ty,
+                                                         lambda _e: prog.advance(task)))
+            except Exception as exc:  # noqa: BLE001 - a failed training is recorded, the others go on
+                store.update(c["id"], stage="train", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def _train_one(ctx: _Context, c: dict[str, Any], cfg: BuildConfig, run_dir: Path, x, y, tx, ty, on_epoch):
+    import torch
+
+    from scbp_edge.accuracy import evaluate, train
+    from scbp_edge.derive.io import save_derived
+    from scbp_edge.export.onnx import export_onnx
+
+    _, model = ctx.wb.candidate(c["ratios"])
+    if cfg.init == "scratch":
+        for m in model.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    before = evaluate(model, tx, ty)
+    teacher = ctx.wb.seed.model if cfg.distill else None
+    torch.manual_seed(0)
+    model = train(model, x, y, epochs=cfg.epochs, lr=cfg.lr, teacher=teacher, on_epoch=on_epoch)
+    acc = evaluate(model, tx, ty)
+    ckpt = save_derived(run_dir / "trained" / f"{c['id']}.pt", model, ctx.wb.seed.spec,
+                        ignored=ctx.wb.deriver.ignored, keep=ctx.wb.deriver.plan(c["ratios"]),
+                        ratios=c["ratios"], candidate_id=c["id"])
+    onnx = export_onnx(model, ctx.wb.seed.spec.input_shape, run_dir / "trained" / f"{c['id']}.onnx")
+    return {"test_accuracy": acc, "test_accuracy_before": before, "epochs": cfg.epochs, "init": cfg.init,
+            "distill": cfg.distill, "lr": cfg.lr, "train_images": len(x), "test_images": len(tx),
+            "checkpoint": str(ckpt.relative_to(run_dir)), "onnx": str(Path(onnx.path).relative_to(run_dir))}

@@ -30,11 +30,12 @@ CREATE TABLE IF NOT EXISTS candidates (
     onnx TEXT,
     accuracy TEXT,
     measurement TEXT,
+    trained TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     updated REAL NOT NULL
 );
 """
-JSON_COLUMNS = ("ratios", "static", "onnx", "accuracy", "measurement")
+JSON_COLUMNS = ("ratios", "static", "onnx", "accuracy", "measurement", "trained")
 STATUSES = ("pending", "exported", "measured", "failed")
 
 

@@ -85,19 +85,26 @@ def build(
     runs: Path = typer.Option(Path("runs"), "--runs", help="Parent folder of run directories"),
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory"),
     chunk: int = typer.Option(8, "--profile-chunk", help="Models measured together in interleaved rounds"),
+    top_k: int = typer.Option(3, "--top-k", help="Candidates trained once after ranking (0: none)"),
+    epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the top-K and the seed"),
+    distill: bool = typer.Option(False, "--distill", help="Knowledge distillation from the seed"),
+    init: str = typer.Option("inherit", "--init", help="inherit (seed's filters) or scratch"),
     json_out: bool = JsonOpt,
 ) -> None:
     """Derive every candidate, export it, measure it on the target, rank on the measured front, report."""
     from scbp_edge.api import SeedOptions
     from scbp_edge.build import BuildConfig
     from scbp_edge.build import build as run_build
+    from scbp_edge.errors import ScbpError
     from scbp_edge.rank import Constraints
 
+    if init not in ("inherit", "scratch"):
+        raise ScbpError(f"--init '{init}' is not one of inherit, scratch")
     opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to or 8)
     cfg = BuildConfig(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
         max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,
-        dynamic_batch=dynamic_batch, chunk=chunk,
+        dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k, epochs=epochs, distill=distill, init=init,
         constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop),
     )
     run_dir = run_build(cfg, runs=runs, resume=resume)
@@ -118,6 +125,9 @@ def _summary(run_dir: Path, rep: dict) -> None:
                       f"{p['size_mb']:.2f}", f"{p['params']:,}", "<- selected" if p["id"] == sel else "")
     out.print(table)
     out.print(f"accuracy: {', '.join(rep['accuracy_kind'])}")
+    for r in rep["trained"]["rows"]:
+        out.print(f"trained {r['id']}: test {r['test_accuracy']:.2f}% (proxy {r['proxy_accuracy']:.2f}), "
+                  f"{r['speedup_vs_seed']:.2f}x seed speed, {100 * r['params_vs_seed']:.0f}% of seed params")
     out.print(f"selected: [bold]{sel}[/] ({rep['selection']['reason']})")
     out.print(f"counts: {rep['counts']}; report: {run_dir / 'report.html'} (also report.md, report.json)")
 

@@ -26,6 +26,7 @@ def _points(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "memory_mb": m["memory_mb"] if m["memory_mb"] is not None else m["peak_rss_mb"],
             "size_mb": m["model_size_mb"], "params": c["static"]["params"], "macs": c["static"]["macs"],
             "energy_mj": m["energy"]["mj_per_inference"],
+            "test_accuracy": (c.get("trained") or {}).get("test_accuracy"),
         })
     return pts
 
@@ -41,6 +42,11 @@ def build_report(store: RunStore) -> dict[str, Any]:
     real = bool(kinds) and not any("stand-in" in k for k in kinds)
     cons = Constraints(**cfg.get("constraints", {}))
     sel = select(pts, front, cons, seed_pt["accuracy"] if seed_pt else None, real)
+    trained = _trained_summary(pts)
+    if trained["seed_test_accuracy"] is not None and len(trained["rows"]) > 1:
+        tpts = [dict(p, accuracy=p["test_accuracy"]) for p in pts if p["test_accuracy"] is not None]
+        sel = select(tpts, pareto_front(tpts), cons, trained["seed_test_accuracy"], True)
+        sel.reason += " (after one-shot training: test accuracy vs the seed fine-tuned with the same budget)"
     energy_reasons = sorted({c["measurement"]["energy"]["reason"] for c in cands
                              if c["status"] == "measured" and c["measurement"]["energy"]["reason"]})
     return {
@@ -53,6 +59,7 @@ def build_report(store: RunStore) -> dict[str, Any]:
         "front": front,
         "selection": sel.to_dict(),
         "seed_point": seed_pt,
+        "trained": trained,
         "flops_vs_measured": flops_disagreement(pts),
         "energy_note": energy_reasons,
         "failed": [{"id": c["id"], "stage": c["stage"], "error": c["error"]} for c in cands if c["status"] == "failed"],
@@ -70,3 +77,24 @@ def write_reports(run_dir: Path, store: RunStore) -> dict[str, Any]:
     (run_dir / "report.md").write_text(render_markdown(rep, plots))
     (run_dir / "report.html").write_text(render_html(rep, plots))
     return rep
+
+
+def _trained_summary(pts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Trained candidates vs the equally trained seed, and how well the proxy predicted them."""
+    rows = [p for p in pts if p.get("test_accuracy") is not None]
+    seed = next((p for p in rows if p["reference"] == "seed"), None)
+    out: dict[str, Any] = {"seed_test_accuracy": seed["test_accuracy"] if seed else None, "rows": [],
+                           "proxy_spearman": None}
+    for p in sorted(rows, key=lambda p: p["p50_ms"]):
+        out["rows"].append({
+            "id": p["id"], "proxy_accuracy": p["accuracy"], "test_accuracy": p["test_accuracy"], "p50_ms": p["p50_ms"],
+            "params": p["params"], "speedup_vs_seed": seed["p50_ms"] / p["p50_ms"] if seed else None,
+            "params_vs_seed": p["params"] / seed["params"] if seed else None,
+            "accuracy_delta_vs_seed": p["test_accuracy"] - seed["test_accuracy"] if seed else None,
+        })
+    if len(rows) >= 3:
+        from scipy.stats import spearmanr
+
+        rho = spearmanr([p["accuracy"] for p in rows], [p["test_accuracy"] for p in rows]).statistic
+        out["proxy_spearman"] = None if rho != rho else float(rho)
+    return out

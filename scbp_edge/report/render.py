@@ -65,6 +65,16 @@ def render_markdown(rep: dict[str, Any], plots: list[Path]) -> str:
     out = ["# scbp-edge build report", ""] + [f"- {x}" for x in _summary_lines(rep)] + [""]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
+    tr = rep.get("trained") or {}
+    if tr.get("rows"):
+        out += ["", "## One-shot trained candidates (test split)", "",
+                f"Seed fine-tuned with the same budget: {_f(tr['seed_test_accuracy'], 4)}%. "
+                f"Spearman(proxy, trained accuracy) = {_f(tr['proxy_spearman'])}.", "",
+                "| id | proxy acc | test acc | delta vs seed | p50 ms | speed-up | params vs seed |",
+                "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['id']} | {_f(r['proxy_accuracy'], 4)} | {_f(r['test_accuracy'], 4)} | "
+                f"{_f(r['accuracy_delta_vs_seed'], 2)} | {_f(r['p50_ms'])} | {_f(r['speedup_vs_seed'])}x | "
+                f"{_f(r['params_vs_seed'])} |" for r in tr["rows"]]
     if rep["failed"]:
         out += ["", "## Failed candidates", ""] + [f"- {f['id']}: {f['stage']}: {f['error']}" for f in rep["failed"]]
     if plots:
