@@ -37,3 +37,44 @@ def test_proxy_beats_stale_bn_on_shared_resnet20(shared, cifar_test):
     stale = evaluate(model, x, y)
     adapt_bn(model, bn_x)
     assert evaluate(model, x, y) > stale + 5
+
+
+@pytest.fixture(scope="module")
+def digits_bench():
+    from scbp_edge import defaults
+    from scbp_edge.data.digits import load_digits_split
+    from scbp_edge.seeds import load_seed
+
+    seed = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
+                     mean=defaults.DIGITS_MEAN, std=defaults.DIGITS_STD)
+    wb = Workbench(SeedOptions(defaults.DEFAULT_SEED, in_channels=1, input_size=16), seed)
+    train, test = load_digits_split(0)
+    return wb, train.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD), test.tensors(
+        defaults.DIGITS_MEAN, defaults.DIGITS_STD)
+
+
+def test_one_epoch_finetune_improves_heavily_pruned(digits_bench):
+    from scbp_edge.accuracy import train
+
+    wb, (x, y), (tx, ty) = digits_bench
+    _, model = wb.candidate([0.75, 0.75, 0.75])
+    before = evaluate(model, tx, ty)
+    torch.manual_seed(0)
+    train(model, x[:600], y[:600], epochs=1, lr=0.02)
+    assert evaluate(model, tx, ty) > before + 5
+
+
+def test_distill_and_scratch_paths_run(digits_bench):
+    from scbp_edge.accuracy import train
+
+    wb, (x, y), (tx, ty) = digits_bench
+    _, model = wb.candidate([0.5, 0.5, 0.5])
+    w0 = next(model.parameters()).clone()
+    train(model, x[:128], y[:128], epochs=1, teacher=wb.seed.model)
+    assert not torch.equal(w0, next(model.parameters()))
+    _, scratch = wb.candidate([0.5, 0.5, 0.5])
+    for m in scratch.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    train(scratch, x[:128], y[:128], epochs=1)
+    assert 0.0 <= evaluate(scratch, tx, ty) <= 100.0

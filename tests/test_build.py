@@ -66,13 +66,18 @@ def test_build_killed_mid_run_resumes_without_remeasuring(tmp_path):
 
 @pytest.mark.slow
 def test_default_build_on_digits_end_to_end(tmp_path):
-    res = cli("build", "--target", str(fast_target(tmp_path)), "--ratios", "0,0.5", "--runs", str(tmp_path), "--json")
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--ratios", "0,0.5", "--runs", str(tmp_path),
+              "--top-k", "2", "--epochs", "1", "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     rep = json.loads((Path(out["run_dir"]) / "report.json").read_text())
     assert rep["accuracy_kind"] == ["proxy: adaptive-BN top-1 on validation split"]
     seed = rep["seed_point"]
     assert seed["accuracy"] > 80  # the default seed really learned the digits
+    trained = rep["trained"]["rows"]
+    assert rep["trained"]["seed_test_accuracy"] is not None and 2 <= len(trained) <= 3
+    for row in trained:
+        assert (Path(out["run_dir"]) / "trained" / f"{row['id']}.onnx").is_file()
     html = (Path(out["run_dir"]) / "report.html").read_text()
     assert "data:image/png;base64," in html and "Pareto" in html
 
