@@ -6,6 +6,7 @@ ones pruning shrinks); the figures are for batch 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,20 +26,24 @@ class LayerCost:
 def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCost]:
     """Run one forward pass and return each Conv2d/Linear's cost, in execution order."""
     records: list[LayerCost] = []
-    hooks = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            hooks.append(mod.register_forward_hook(_cost_hook(name, records)))
+    hooks = {mod: _cost_hook(name, records) for name, mod in model.named_modules()
+             if isinstance(mod, (nn.Conv2d, nn.Linear))}
+    forward_with_hooks(model, input_shape, hooks)
+    return records
+
+
+def forward_with_hooks(model: nn.Module, input_shape: tuple[int, ...], hooks: dict[nn.Module, Callable]) -> None:
+    """One eval-mode, no-grad forward pass of a zero batch with temporary forward hooks."""
+    handles = [mod.register_forward_hook(fn) for mod, fn in hooks.items()]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             model(torch.zeros(1, *input_shape))
     finally:
-        for h in hooks:
+        for h in handles:
             h.remove()
         model.train(was_training)
-    return records
 
 
 def _cost_hook(name: str, records: list[LayerCost]):

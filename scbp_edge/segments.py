@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from scbp_edge.analysis import trace_layers
+from scbp_edge.analysis import forward_with_hooks, trace_layers
 from scbp_edge.errors import SegmentError
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -88,16 +88,7 @@ def _block_shapes(model: nn.Module, blocks: list[str], input_shape: tuple[int, .
 
         return hook
 
-    hooks = [mods[b].register_forward_hook(hook_for(b)) for b in blocks]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    forward_with_hooks(model, input_shape, {mods[b]: hook_for(b) for b in blocks})
     return shapes
 
 
