@@ -83,7 +83,9 @@ def train(
             sched.step()
         if on_epoch is not None:
             on_epoch(epoch)
-    return model.cpu().eval()
+    # A short fine-tune leaves BN running stats dominated by the pre-training
+    # values (momentum 0.1 over few batches); re-estimate them on clean inputs.
+    return adapt_bn(model.cpu(), x[: min(len(x), 1024)])
 
 
 def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
