@@ -134,7 +134,7 @@ def _summary(run_dir: Path, rep: dict) -> None:
 
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory"),
-    fmt: str = typer.Option("md", "--format", help="md | html | json"),
+    fmt: str = typer.Option("md", "--format", help="md | html | json | github (Markdown for a CI job summary)"),
 ) -> None:
     """Re-render a run's report from its database and print it."""
     from scbp_edge.errors import RunError
@@ -143,8 +143,8 @@ def report(
 
     if not (run_dir / "run.sqlite").is_file():
         raise RunError(f"'{run_dir}' is not a run directory (no run.sqlite)")
-    if fmt not in ("md", "html", "json"):
-        raise RunError(f"--format '{fmt}' is not one of md, html, json")
+    if fmt not in ("md", "html", "json", "github"):
+        raise RunError(f"--format '{fmt}' is not one of md, html, json, github")
     store = RunStore(run_dir / "run.sqlite")
     try:
         write_reports(run_dir, store)
@@ -152,6 +152,11 @@ def report(
         store.close()
     import sys
 
+    if fmt == "github":
+        from scbp_edge.report.render import render_github
+
+        sys.stdout.write(render_github(json.loads((run_dir / "report.json").read_text())))
+        return
     sys.stdout.write((run_dir / f"report.{fmt}").read_text())
 
 

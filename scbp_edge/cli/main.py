@@ -24,9 +24,10 @@ app.command()(seedcmds.derive)
 
 def _register_optional() -> None:
     # Pipeline commands register here; their heavy imports happen inside each command.
-    from scbp_edge.cli import buildcmds
+    from scbp_edge.cli import buildcmds, shipcmds
 
     buildcmds.register(app)
+    shipcmds.register(app)
 
 
 def main() -> None:

@@ -142,3 +142,27 @@ class PruningGraph:
         imp = self._importance[root]
         order = torch.argsort(imp, stable=True)
         return sorted(order[imp.numel() - k :].tolist()) if k < imp.numel() else list(range(imp.numel()))
+
+
+def magnitude_prune(
+    model: nn.Module, input_shape: tuple[int, ...], ratio: float, *, global_pruning: bool, ignored: list[str],
+    round_to: int,
+) -> nn.Module:
+    """Torch-Pruning's own one-shot L1 magnitude pruning (uniform or global): the peer baseline.
+
+    Used by benchmarks to compare SCBP against the library's standard pruners
+    under the same fine-tune budget; it never touches SCBP's own path.
+    """
+    model = copy.deepcopy(model).eval()
+    mods = dict(model.named_modules())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruner = tp.pruner.MagnitudePruner(
+            model, torch.randn(1, *input_shape),
+            importance=tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer="mean"),
+            global_pruning=global_pruning, pruning_ratio=ratio, max_pruning_ratio=0.9,
+            ignored_layers=[m for name in ignored for m in mods[name].modules()], round_to=round_to,
+            customized_pruners={OptionAShortcut: _OptionAPruner()},
+        )
+        pruner.step()
+    return model.eval()

@@ -27,6 +27,7 @@ def _points(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "size_mb": m["model_size_mb"], "params": c["static"]["params"], "macs": c["static"]["macs"],
             "energy_mj": m["energy"]["mj_per_inference"],
             "test_accuracy": (c.get("trained") or {}).get("test_accuracy"),
+            "round_p50_ms": m["latency"].get("round_p50_ms", []),
         })
     return pts
 

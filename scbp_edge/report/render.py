@@ -106,3 +106,12 @@ tr.sel td{{background:#e6ffe6;font-weight:bold}}img{{max-width:100%}}figure{{dis
 <h2>Measured Pareto front</h2>{imgs}<h2>Measured candidates (front highlighted)</h2>
 <table>{table}</table>{'<h2>Failed</h2><ul>' + failed + '</ul>' if failed else ''}</body></html>
 """
+
+
+def render_github(rep: dict[str, Any]) -> str:
+    """Markdown for a CI job summary ($GITHUB_STEP_SUMMARY): no local image links."""
+    head, rows = _rows(rep)
+    out = ["## scbp-edge benchmark report", ""] + [f"- {x}" for x in _summary_lines(rep)] + [""]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,88 @@
+"""Commands that ship a model: package, serve, compare."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from scbp_edge.cli.common import JsonOpt, console, emit_json, out
+
+
+def package(
+    run_dir: Path = typer.Argument(..., help="A finished run directory"),
+    candidate: str = typer.Option("best", "--candidate", help="Candidate id, or 'best' (the run's selection)"),
+    target: str = typer.Option("cpu", "--target", help="Target whose Dockerfile template is used"),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the Docker build context"),
+) -> None:
+    """Write a Docker build context (model, Dockerfile, manifest, runtime) for one candidate."""
+    from scbp_edge.package import package as make
+
+    path = make(run_dir, candidate, target, output)
+    manifest = json.loads((path / "manifest.json").read_text())
+    console.print(f"wrote {path}: {manifest['candidate']} ({manifest['dockerfile']}); "
+                  f"build with: docker build -t scbp-model {path}")
+
+
+def serve(
+    model: Path = typer.Argument(..., help="An ONNX file (manifest.json beside it sets preprocessing)"),
+    port: int = typer.Option(8080, "--port"), host: str = typer.Option("127.0.0.1", "--host"),
+    target: str = typer.Option("cpu", "--target", help="cpu -> onnxruntime; GPU targets -> tensorrt"),
+) -> None:
+    """Serve a model over HTTP: POST /predict, GET /healthz, GET /metrics."""
+    from scbp_edge.export.onnx import check_onnx_file
+    from scbp_edge.runtime.server import serve as run
+    from scbp_edge.targets import load_target
+
+    t = load_target(target)
+    check_onnx_file(model)
+    run(str(model), host, port, t.threads, "onnxruntime" if t.backend == "onnxruntime" else "tensorrt")
+
+
+def compare(
+    baseline: Path = typer.Argument(..., help="Baseline report.json"),
+    current: Path = typer.Argument(..., help="Current report.json"),
+    max_regression: str = typer.Option("5%", "--max-regression", help="Allowed worsening, e.g. 5%"),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Exit 1 when a tracked metric regresses beyond the threshold and beyond measured noise."""
+    from scbp_edge.errors import RunError
+    from scbp_edge.report.compare import compare as run
+
+    try:
+        thr = float(max_regression.rstrip("%")) / (100 if max_regression.endswith("%") else 1)
+    except ValueError:
+        raise RunError(f"--max-regression '{max_regression}' is not a number like 5%") from None
+    reports = []
+    for p in (baseline, current):
+        try:
+            reports.append(json.loads(p.read_text()))
+        except (OSError, ValueError) as exc:
+            raise RunError(f"cannot read report '{p}' ({type(exc).__name__}); pass a report.json of a run") from None
+    deltas = run(reports[0], reports[1], thr)
+    if not deltas:
+        raise RunError("the two reports share no measured candidate; compare runs of the same seed and space")
+    bad = [d for d in deltas if d.verdict == "regression"]
+    if json_out:
+        emit_json({"regressions": len(bad), "deltas": [d.to_dict() for d in deltas]})
+    else:
+        table = Table(title=f"compare (threshold {thr:.0%})")
+        for col in ("candidate", "metric", "baseline", "current", "change", "verdict", "why"):
+            table.add_column(col, overflow="fold")
+        for d in deltas:
+            if d.verdict != "ok":
+                table.add_row(d.candidate, d.metric, f"{d.baseline:.4g}", f"{d.current:.4g}", f"{d.change:+.1%}",
+                              d.verdict, d.why)
+        out.print(table)
+        out.print(f"{len(bad)} regression(s), {sum(d.verdict == 'noise' for d in deltas)} within noise, "
+                  f"{len(deltas)} metrics compared")
+    if bad:
+        sys.exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (package, serve, compare):
+        app.command()(fn)

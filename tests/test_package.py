@@ -1,0 +1,139 @@
+"""Package + runtime: contexts per target, hadolint, a real HTTP server from the context."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.helpers import cli, fast_target
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("pkg")
+    res = cli("build", "--target", str(fast_target(tmp)), "--ratios", "0,0.5", "--runs", str(tmp), "--top-k", "1",
+              "--epochs", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    return Path(json.loads(res.stdout)["run_dir"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cpu", "jetson-nano", "desktop-gpu"])
+def test_context_per_target_passes_hadolint(run_dir, tmp_path, target):
+    ctx = tmp_path / target
+    res = cli("package", str(run_dir), "--candidate", "best", "--target", target, "-o", str(ctx))
+    assert res.returncode == 0, res.stderr
+    for name in ("Dockerfile", "model.onnx", "manifest.json", "runtime/server.py", "runtime/model.py"):
+        assert (ctx / name).is_file(), name
+    manifest = json.loads((ctx / "manifest.json").read_text())
+    assert len(manifest["sha256"]) == 64 and manifest["measured"]["latency"]["p50_ms"] > 0
+    text = (ctx / "Dockerfile").read_text()
+    assert "@@" not in text and "USER scbp" in text and "HEALTHCHECK" in text
+    assert not any("torch" in ln.lower() for ln in text.splitlines() if not ln.startswith("#"))
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    lint = subprocess.run([hadolint, "--failure-threshold", "warning", str(ctx / "Dockerfile")],
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def _post(url, body: bytes, ctype: str, length: int | None = None):
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": ctype})
+    if length is not None:
+        req.add_header("Content-Length", str(length))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def server(run_dir, tmp_path_factory):
+    ctx = tmp_path_factory.mktemp("ctx")
+    assert cli("package", str(run_dir), "-o", str(ctx)).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.server", "model.onnx", "--host", "127.0.0.1",
+                             "--port", "0"], cwd=ctx, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert "serving" in line, line
+    url = line.strip().rsplit(" ", 1)[-1]
+    yield url, ctx
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_server_predictions_match_pytorch_on_real_images(server, run_dir):
+    from scbp_edge.data.digits import load_digits_split
+    from scbp_edge.derive.io import load_derived
+
+    url, ctx = server
+    manifest = json.loads((ctx / "manifest.json").read_text())
+    model, _ = load_derived(run_dir / manifest["trained"]["checkpoint"])
+    _, test = load_digits_split(0)
+    x, _ = test.tensors(tuple(manifest["seed"]["mean"]), tuple(manifest["seed"]["std"]))
+    agree = 0
+    for i in range(20):
+        buf = io.BytesIO()
+        Image.fromarray(test.images[i][:, :, 0], mode="L").save(buf, format="PNG")
+        code, body = _post(url + "/predict", buf.getvalue(), "image/png")
+        assert code == 200, body
+        with torch.no_grad():
+            ref = torch.softmax(model(x[i : i + 1]), 1)[0].numpy()
+        got = np.array(list(body["predictions"][0]["scores"].values()))
+        assert np.abs(got - ref).max() < 1e-4
+        agree += body["predictions"][0]["index"] == int(ref.argmax())
+    assert agree == 20
+
+
+def test_bad_requests_get_4xx_and_server_keeps_serving(server):
+    url, _ = server
+    assert _post(url + "/predict", np.zeros((1, 3, 32, 32), np.float32).tobytes(), "application/x-npy")[0] == 400
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((1, 3, 32, 32), np.float32))
+    code, body = _post(url + "/predict", buf.getvalue(), "application/x-npy")
+    assert code == 400 and "does not match" in body["error"]
+    assert _post(url + "/predict", b"definitely not a png", "image/png")[0] == 400
+    assert _post(url + "/predict", b"hello", "text/plain")[0] == 415
+    code, body = _post(url + "/predict", b"x" * 16, "image/png", length=9 * 1024 * 1024)
+    assert code == 413 and "limit" in body["error"]
+    with urllib.request.urlopen(url + "/healthz", timeout=10) as r:
+        assert r.status == 200
+
+
+def test_concurrent_clients_all_succeed(server):
+    url, _ = server
+    body = json.dumps({"tensor": np.zeros((1, 1, 16, 16)).tolist()}).encode()
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def client():
+        for _ in range(50):
+            c, _ = _post(url + "/predict", body, "application/json")
+            with lock:
+                codes.append(c)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 400
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        m = json.loads(r.read())
+    assert m["requests"] >= 400 and m["latency_ms"]["p50"] > 0
+
+
+def test_package_unknown_candidate_is_one_line(run_dir, tmp_path):
+    res = cli("package", str(run_dir), "--candidate", "nope", "-o", str(tmp_path / "x"))
+    assert res.returncode == 2 and "no candidate 'nope'" in res.stderr and "Traceback" not in res.stderr
