@@ -88,7 +88,8 @@ class Bench:
         self.models[key] = model
 
     def space(self) -> None:
-        for wb, label, limit in ((self.stage, "scbp-stages", None), (self.six, "scbp-6seg", self.m["six_segment_sample"])):
+        spaces = ((self.stage, "scbp-stages", None), (self.six, "scbp-6seg", self.m["six_segment_sample"]))
+        for wb, label, limit in spaces:
             for c in wb.space(RATIOS, limit=limit):
                 fam = "uniform" if c.reference == "uniform" else ("seed" if c.reference == "seed" else label)
                 if c.reference and label == "scbp-6seg":
