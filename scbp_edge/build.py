@@ -7,6 +7,7 @@ the build goes on; ``resume`` redoes only what is not finished.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scbp_edge.api import SeedOptions, Workbench
-from scbp_edge.errors import RunError, ScbpError
+from scbp_edge.errors import RunError, ScbpError, TargetError
 from scbp_edge.rank import Constraints
 from scbp_edge.store import RunStore
 from scbp_edge.targets import Target, load_target
@@ -50,6 +51,7 @@ class BuildConfig:
     distill: bool = False
     init: str = "inherit"
     lr: float = 0.02
+    device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +93,8 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
         if saved is None:
             raise RunError(f"'{run_dir}' has no saved configuration; start a new build")
         cfg = BuildConfig.from_dict(saved)
+        # A lost device or a killed worker is not the candidate's fault: measure those again.
+        store.retry_failed(("profile", "compile"))
     else:
         run_dir = new_run_dir(runs, cfg.seed.seed, Path(cfg.target).stem)
         run_dir.mkdir(parents=True)
@@ -99,6 +103,10 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
     from scbp_edge.backends import get_backend
 
     backend = get_backend(target.backend)  # fail fast, in one line, before any work
+    if target.location == "ssh" and not cfg.device:
+        raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
+    if cfg.device and target.backend != "onnxruntime":
+        raise TargetError(f"remote profiling with backend '{target.backend}' is not implemented; only onnxruntime")
     try:
         ctx = _prepare(cfg, target, store, run_dir)
         _derive_stage(ctx, store, run_dir, cfg)
@@ -258,8 +266,38 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
                 items.append((c["id"], art))
             except ScbpError as exc:
                 store.fail(c["id"], "compile", str(exc))
-        profile_interleaved(items, target, backend_name=backend.name, worker_argv=backend.worker_argv(),
-                            on_result=on_result, chunk=cfg.chunk, on_round=lambda: prog.advance(task))
+        if cfg.device:
+            _profile_remote(items, target, backend, cfg, on_result, lambda: prog.advance(task))
+        else:
+            profile_interleaved(items, target, backend_name=backend.name, worker_argv=backend.worker_argv(),
+                                on_result=on_result, chunk=cfg.chunk, on_round=lambda: prog.advance(task))
+
+
+def _profile_remote(items, target: Target, backend, cfg: BuildConfig, on_result, on_round) -> None:
+    """Profile on an SSH device: upload the worker and each chunk's models to a temp dir, remove it after."""
+    from scbp_edge.backends.onnxruntime import WORKER
+    from scbp_edge.profile.runner import profile_interleaved
+    from scbp_edge.remote.ssh import SshDevice
+
+    dev = SshDevice(cfg.device or "")
+    dev.check()
+    tmp = dev.mktemp()
+    try:
+        dev.upload(WORKER, f"{tmp}/ort_worker.py")
+
+        def stage(part):
+            where = {}
+            for key, art in part:
+                where[key] = f"{tmp}/{key}.onnx"
+                dev.upload(art, where[key])
+            return where
+
+        profile_interleaved(items, target, backend_name=backend.name,
+                            worker_argv=dev.command(dev.python, f"{tmp}/ort_worker.py"), on_result=on_result,
+                            chunk=cfg.chunk, on_round=on_round, stage=stage, device=dev.url)
+    finally:
+        with contextlib.suppress(ScbpError):  # a lost connection already failed the candidates
+            dev.remove(tmp)
 
 
 def pick_top_k(points: list[dict[str, Any]], k: int) -> list[str]:

@@ -88,6 +88,15 @@ class RunStore:
         with self.db:
             self.db.execute(f"UPDATE candidates SET {sets} WHERE id = ?", (*cols.values(), cid))
 
+    def retry_failed(self, stages: tuple[str, ...]) -> int:
+        """Put candidates that failed in ``stages`` back to 'exported'; returns how many."""
+        marks = ",".join("?" for _ in stages)
+        with self.db:
+            cur = self.db.execute(
+                f"UPDATE candidates SET status='exported', stage=NULL, error=NULL, attempts=attempts+1 "
+                f"WHERE status='failed' AND stage IN ({marks})", stages)
+        return cur.rowcount
+
     def fail(self, cid: str, stage: str, error: str) -> None:
         self.update(cid, status="failed", stage=stage, error=error)
 

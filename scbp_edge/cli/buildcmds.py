@@ -85,6 +85,7 @@ def build(
     runs: Path = typer.Option(Path("runs"), "--runs", help="Parent folder of run directories"),
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory"),
     chunk: int = typer.Option(8, "--profile-chunk", help="Models measured together in interleaved rounds"),
+    device: str | None = typer.Option(None, "--device", help="ssh://user@host[:port]: measure on that device"),
     top_k: int = typer.Option(3, "--top-k", help="Candidates trained once after ranking (0: none)"),
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the top-K and the seed"),
     distill: bool = typer.Option(False, "--distill", help="Knowledge distillation from the seed"),
@@ -105,6 +106,7 @@ def build(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
         max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,
         dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k, epochs=epochs, distill=distill, init=init,
+        device=device,
         constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop),
     )
     run_dir = run_build(cfg, runs=runs, resume=resume)

@@ -62,12 +62,12 @@ def _threads(target: Target) -> int:
     return target.threads or (os.cpu_count() or 1)
 
 
-def _start(key: str, artifact: Path, target: Target, argv: list[str], batch: int) -> _Worker:
+def _start(key: str, artifact: Path, target: Target, argv: list[str], batch: int, model_path: str) -> _Worker:
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
     )
     w = _Worker(key, artifact, proc)
-    cfg = {"model": str(artifact), "threads": _threads(target), "warmup": target.measure.warmup, "batch": batch}
+    cfg = {"model": model_path, "threads": _threads(target), "warmup": target.measure.warmup, "batch": batch}
     _send(w, cfg)
     return w
 
@@ -107,18 +107,28 @@ def profile_interleaved(
     chunk: int = 8,
     batch: int = 1,
     on_round: Callable[[], None] | None = None,
+    stage: Callable[[Sequence[tuple[str, Path]]], dict[str, str]] | None = None,
+    device: str = "local",
 ) -> None:
     """Profile ``items`` (key, artifact) in chunks of ``chunk`` live workers; report each via ``on_result``.
 
     ``on_result(key, measurement, error)`` is called as soon as a model is
     done (measurement) or has failed (error); one failure never stops the rest.
+    ``stage`` puts a chunk's artifacts where the workers read them (e.g. on a
+    remote device) and returns their paths there.
     """
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
+        try:
+            where = stage(part) if stage else {k: str(a) for k, a in part}
+        except (ProfileError, OSError) as exc:
+            for key, _ in part:
+                on_result(key, None, f"cannot stage the model: {exc}")
+            continue
         workers: list[_Worker] = []
         for key, art in part:
             try:
-                workers.append(_start(key, art, target, worker_argv, batch))
+                workers.append(_start(key, art, target, worker_argv, batch, where[key]))
             except OSError as exc:
                 on_result(key, None, f"cannot start worker: {exc}")
         live = _ready(workers, target, on_result)
@@ -142,7 +152,9 @@ def profile_interleaved(
                 on_round()
         for w in live:
             try:
-                on_result(w.key, _finish(w, target, backend_name, batch), None)
+                m = _finish(w, target, backend_name, batch)
+                m.device = device
+                on_result(w.key, m, None)
             except (ProfileError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
                 _kill(w)
                 on_result(w.key, None, str(exc))

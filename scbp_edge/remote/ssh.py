@@ -1,0 +1,90 @@
+"""An SSH device: ``ssh://user@host[:port][?python=/path/to/python3]`` driven through the system ``ssh``.
+
+The user's ~/.ssh/config, agent and jump hosts apply; host-key checking is
+left as configured (never disabled).  Every remote command argument is quoted
+with :func:`shlex.quote`; uploads stream through ``ssh`` stdin, bounded in size.
+``SCBP_SSH_CONFIG`` names an extra ssh config file (``ssh -F``), for tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from scbp_edge.errors import ProfileError, TargetError
+
+MAX_UPLOAD = 1 << 30  # 1 GiB: no candidate model is near this; protects the device's disk
+_HOST = re.compile(r"^[A-Za-z0-9._-]+$")
+_USER = re.compile(r"^[A-Za-z0-9._-]+$")
+_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
+
+
+class SshDevice:
+    """One remote machine reached with the system OpenSSH client."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "ssh" or not parts.hostname:
+            raise TargetError(f"--device '{url}' is not of the form ssh://user@host[:port]")
+        if not _HOST.match(parts.hostname) or (parts.username and not _USER.match(parts.username)):
+            raise TargetError(f"--device '{url}' has characters not allowed in a user or host name")
+        try:
+            self.port = parts.port
+        except ValueError:
+            raise TargetError(f"--device '{url}' has an invalid port") from None
+        query = parse_qs(parts.query)
+        self.python = query.get("python", ["python3"])[0]
+        if not _PATH.match(self.python):
+            raise TargetError(f"--device '{url}': python= must be a plain path such as /opt/venv/bin/python3")
+        self.url = url
+        self.dest = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+
+    def ssh_argv(self) -> list[str]:
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+                "-o", "ServerAliveCountMax=3"]
+        if os.environ.get("SCBP_SSH_CONFIG"):
+            argv += ["-F", os.environ["SCBP_SSH_CONFIG"]]
+        if self.port:
+            argv += ["-p", str(self.port)]
+        return [*argv, self.dest, "--"]
+
+    def command(self, *args: str) -> list[str]:
+        """Local argv that runs ``args`` on the device, each argument quoted for the remote shell."""
+        return [*self.ssh_argv(), " ".join(shlex.quote(a) for a in args)]
+
+    def run(self, *args: str, stdin: bytes | None = None, timeout: float = 120) -> str:
+        try:
+            res = subprocess.run(self.command(*args), input=stdin, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ProfileError(f"{self.url}: '{args[0]}' gave no answer within {timeout:.0f}s") from None
+        if res.returncode != 0:
+            err = res.stderr.decode(errors="replace").strip().splitlines()
+            raise ProfileError(f"{self.url}: '{args[0]}' failed ({err[-1] if err else f'exit {res.returncode}'})")
+        return res.stdout.decode(errors="replace")
+
+    def check(self) -> None:
+        """One line naming the problem if the device cannot be reached or lacks Python."""
+        try:
+            self.run(self.python, "-c", "import numpy, onnxruntime", timeout=60)
+        except ProfileError as exc:
+            raise ProfileError(
+                f"device {self.url} is not usable: {exc}; check the address, your SSH key and host key "
+                f"(ssh-keyscan/known_hosts), and that {self.python} with numpy and onnxruntime is installed "
+                "there (or pass ?python=PATH)"
+            ) from None
+
+    def mktemp(self) -> str:
+        return self.run("mktemp", "-d", "/tmp/scbp-edge.XXXXXXXX").strip()
+
+    def upload(self, local: Path, remote: str) -> None:
+        size = local.stat().st_size
+        if size > MAX_UPLOAD:
+            raise ProfileError(f"{local} is {size} bytes, over the {MAX_UPLOAD}-byte upload limit")
+        self.run("sh", "-c", 'cat > "$1"', "sh", remote, stdin=local.read_bytes(), timeout=600)
+
+    def remove(self, remote: str) -> None:
+        self.run("rm", "-rf", "--", remote)

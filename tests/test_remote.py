@@ -1,0 +1,177 @@
+"""SSH devices for real: an OpenSSH server on 127.0.0.1 with throwaway keys and host-key checking on."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from scbp_edge.errors import ProfileError, TargetError
+from scbp_edge.remote.ssh import SshDevice
+from tests.helpers import fast_target
+
+SSHD = "/usr/sbin/sshd"
+pytestmark = [pytest.mark.remote, pytest.mark.skipif(not Path(SSHD).exists() or not shutil.which("ssh"),
+                                                      reason="openssh-server not installed (bootstrap installs it)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_sshd(d: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    raise RuntimeError("sshd did not start: " + proc.stderr.read1(2000).decode(errors="replace"))
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sshd")
+    port = _free_port()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "user_key")], check=True)
+    shutil.copy(d / "user_key.pub", d / "authorized_keys")
+    os.chmod(d / "authorized_keys", 0o600)
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+        f"StrictModes no\nUsePAM no\nPidFile {d / 'sshd.pid'}\n"
+    )
+    host_pub = (d / "host_key.pub").read_text().split()[:2]
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_pub)}\n")
+    (d / "ssh_config").write_text(
+        f"Host 127.0.0.1\n  IdentityFile {d / 'user_key'}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
+    )
+    proc = _start_sshd(d, port)
+    old = os.environ.get("SCBP_SSH_CONFIG")
+    os.environ["SCBP_SSH_CONFIG"] = str(d / "ssh_config")
+    # The "device" is this machine; its Python with numpy+onnxruntime is the venv's.
+    yield {"url": f"ssh://root@127.0.0.1:{port}?python={sys.executable}", "dir": d, "port": port, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=10)
+    if old is None:
+        os.environ.pop("SCBP_SSH_CONFIG", None)
+
+
+def test_quoting_survives_hostile_names(sshd):
+    dev = SshDevice(sshd["url"])
+    tmp = dev.mktemp()
+    evil = f"{tmp}/a b; touch pwned $(touch pwned2) `x`'q\""
+    dev.run("sh", "-c", 'echo hi > "$1"', "sh", evil)
+    assert dev.run("cat", evil) == "hi\n"
+    assert os.listdir(tmp) == [Path(evil).name]
+    assert not Path.home().joinpath("pwned").exists() and not Path.home().joinpath("pwned2").exists()
+    dev.remove(tmp)
+    assert not Path(tmp).exists()
+
+
+def test_host_key_checking_stays_on(sshd, tmp_path):
+    bad = tmp_path / "ssh_config"
+    bad.write_text(sshd["dir"].joinpath("ssh_config").read_text().replace(
+        str(sshd["dir"] / "known_hosts"), str(tmp_path / "empty_known_hosts")))
+    os.environ["SCBP_SSH_CONFIG"] = str(bad)
+    try:
+        with pytest.raises(ProfileError, match="not usable.*host key"):
+            SshDevice(sshd["url"]).check()
+    finally:
+        os.environ["SCBP_SSH_CONFIG"] = str(sshd["dir"] / "ssh_config")
+
+
+def test_unreachable_device_and_bad_url():
+    with pytest.raises(ProfileError, match="not usable"):
+        SshDevice(f"ssh://root@127.0.0.1:{_free_port()}").check()
+    with pytest.raises(TargetError, match="ssh://user@host"):
+        SshDevice("http://x")
+    with pytest.raises(TargetError, match="not allowed"):
+        SshDevice("ssh://ro;ot@host")
+
+
+def _build(tmp: Path, url: str, *extra: str) -> subprocess.Popen:
+    target = fast_target(tmp)
+    args = [sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(target), "--data", "none",
+            "--ratios", "0,0.5", "--runs", str(tmp / "runs"), "--device", url, *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:  # exited or zombie between listing and reading
+        return ""
+
+
+def _rows(db):
+    con = sqlite3.connect(db)
+    try:
+        return {r[0]: r[1:] for r in con.execute("SELECT id, status, stage, error, measurement FROM candidates")}
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_build_through_ssh_device_cleans_up(sshd, tmp_path):
+    before = set(glob.glob("/tmp/scbp-edge.*"))
+    proc = _build(tmp_path, sshd["url"])
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    db = next((tmp_path / "runs").glob("*/run.sqlite"))
+    rows = _rows(db)
+    assert all(r[0] == "measured" for r in rows.values()) and len(rows) == 8
+    assert all(json.loads(r[3])["device"] == sshd["url"] for r in rows.values())
+    assert set(glob.glob("/tmp/scbp-edge.*")) == before, "remote temp dir left behind"
+
+
+@pytest.mark.slow
+def test_killed_connection_is_reported_and_resumable(sshd, tmp_path):
+    proc = _build(tmp_path, sshd["url"], "--profile-chunk", "2")
+    listener = psutil.Process(sshd["proc"].pid)
+    killed = False
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not killed:
+        dbs = list((tmp_path / "runs").glob("*/run.sqlite"))
+        try:
+            measured = sum(r[0] == "measured" for r in _rows(dbs[0]).values()) if dbs else 0
+        except sqlite3.OperationalError:
+            measured = 0
+        workers = [p for p in listener.children(recursive=True) if "ort_worker" in _cmdline(p)]
+        if measured >= 2 and workers:
+            for child in listener.children(recursive=True):  # drop every live connection, keep the listener
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            killed = True
+        time.sleep(0.02)
+    assert killed, "never caught a remote measurement in flight"
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    db = next((tmp_path / "runs").glob("*/run.sqlite"))
+    rows = _rows(db)
+    failed = {k: r for k, r in rows.items() if r[0] == "failed"}
+    assert failed and all(r[1] == "profile" for r in failed.values()), rows
+    assert all("worker" in r[2] for r in failed.values())
+    measured = {k: r for k, r in rows.items() if r[0] == "measured"}
+    res = subprocess.run([sys.executable, "-m", "scbp_edge.cli.main", "build", "--resume", str(db.parent)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    after = _rows(db)
+    assert all(r[0] == "measured" for r in after.values())
+    assert all(after[k] == v for k, v in measured.items()), "a finished measurement was redone"
