@@ -52,6 +52,9 @@ class BuildConfig:
     init: str = "inherit"
     lr: float = 0.02
     device: str | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    retries: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,23 +124,15 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
 
 
 @dataclass
-class _Data:
-    bn_x: Any
-    val_x: Any
-    val_y: Any
-    train: Any  # ImageSet, validation images removed
-    test: Any  # ImageSet, used only for final reported numbers
-    skipped: int
-
-
-@dataclass
 class _Context:
     wb: Workbench
-    data: _Data | None
+    data: dict[str, Any] | None  # proxy inputs (bn_x, val_x, val_y, skipped) and train/test ImageSets
+    executor: Any
 
 
 def _prepare(cfg: BuildConfig, target: Target, store: RunStore, run_dir: Path) -> _Context:
     from scbp_edge import defaults
+    from scbp_edge.executors import make_executor
 
     opts = cfg.seed
     if cfg.use_default_seed and opts.weights is None and opts.seed == defaults.DEFAULT_SEED and cfg.data == "digits":
@@ -151,6 +146,8 @@ def _prepare(cfg: BuildConfig, target: Target, store: RunStore, run_dir: Path) -
         opts.round_to = target.round_to if opts.round_to == 8 else opts.round_to
     wb = _workbench(opts, cfg)
     data = _load_data(cfg, wb)
+    if data is not None and len(data["train"].classes) != wb.seed.spec.num_classes:
+        wb = _adapt_classifier(wb, data, cfg, store)
     cands = store.candidates()
     if not cands:
         with console.status("enumerating the candidate space"):
@@ -165,7 +162,7 @@ def _prepare(cfg: BuildConfig, target: Target, store: RunStore, run_dir: Path) -
         store.set_meta("seed", wb.seed.spec.to_dict())
         store.set_meta("segmentation", wb.segmentation.to_dict())
         store.set_meta("created", dt.datetime.now().isoformat(timespec="seconds"))
-    return _Context(wb, data)
+    return _Context(wb, data, make_executor(cfg.executor, cfg.ray_address, cfg.retries))
 
 
 def _workbench(opts: SeedOptions, cfg: BuildConfig) -> Workbench:
@@ -180,63 +177,74 @@ def _workbench(opts: SeedOptions, cfg: BuildConfig) -> Workbench:
     return Workbench(opts)
 
 
-def _load_data(cfg: BuildConfig, wb: Workbench):
+def _load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
     if not cfg.data:
         return None
+    import numpy as np
+
     from scbp_edge.data import load_dataset, split_val
-    from scbp_edge.errors import DataError
 
     spec = wb.seed.spec
     with console.status(f"reading data '{cfg.data}'"):
-        train, _test = load_dataset(cfg.data, spec.input_shape[1:], spec.input_shape[0])
-    if len(train.classes) != spec.num_classes:
-        raise DataError(
-            f"data has {len(train.classes)} classes but seed {spec.name} has {spec.num_classes}; "
-            f"pass --num-classes {len(train.classes)} with matching --weights"
-        )
+        train, test = load_dataset(cfg.data, spec.input_shape[1:], spec.input_shape[0])
     rest, val = split_val(train, cfg.val_fraction, 0)
-    bn = rest.subset(__import__("numpy").arange(min(cfg.bn_images, len(rest))))
-    bn_x, _ = bn.tensors(spec.mean, spec.std)
+    bn_x, _ = rest.subset(np.arange(min(cfg.bn_images, len(rest)))).tensors(spec.mean, spec.std)
     val_x, val_y = val.tensors(spec.mean, spec.std)
-    return _Data(bn_x, val_x, val_y, rest, _test, len(train.skipped) + len(_test.skipped))
+    return {"bn_x": bn_x, "val_x": val_x, "val_y": val_y, "skipped": len(train.skipped) + len(test.skipped),
+            "train": rest, "test": test}
+
+
+def _adapt_classifier(wb: Workbench, data: dict[str, Any], cfg: BuildConfig, store: RunStore) -> Workbench:
+    """The data has another class count: new classifier, fine-tuned with the seed, said in the report."""
+    from dataclasses import replace
+
+    from scbp_edge.accuracy import evaluate, train
+    from scbp_edge.seeds import Seed, build_model
+
+    classes = data["train"].classes
+    old = wb.seed.spec
+    spec = replace(old, num_classes=len(classes), class_names=tuple(classes))
+    model = build_model(spec)
+    state = {k: v for k, v in wb.seed.model.state_dict().items()
+             if k in model.state_dict() and v.shape == model.state_dict()[k].shape}
+    model.load_state_dict(state, strict=False)
+    x, y = data["train"].tensors(spec.mean, spec.std)
+    with console.status(f"seed has {old.num_classes} classes, data {len(classes)}: training a new classifier"):
+        model = train(model, x, y, epochs=max(1, cfg.epochs), lr=cfg.lr)
+    tx, ty = data["test"].tensors(spec.mean, spec.std)
+    store.set_meta("classifier_replaced", {"from_classes": old.num_classes, "to_classes": len(classes),
+                                           "epochs": max(1, cfg.epochs), "test_accuracy": evaluate(model, tx, ty)})
+    return Workbench(wb.opts, Seed(spec, model.eval()))
 
 
 def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:
-    from scbp_edge.export.onnx import export_onnx
+    from scbp_edge.tasks import evaluate_candidate, seed_payload
 
     pending = store.candidates("pending")
     if not pending:
         return
     seed_params = ctx.wb.candidate([0.0] * ctx.wb.num_segments)[0].params or 1
+    proxy = None if ctx.data is None else {k: ctx.data[k] for k in ("bn_x", "val_x", "val_y", "skipped")}
+    (run_dir / "onnx").mkdir(exist_ok=True)
     with _progress() as prog:
-        task = prog.add_task("derive + export + accuracy proxy", total=len(pending))
-        for c in pending:
-            stage = "derive"
-            try:
-                _cand, model = ctx.wb.candidate(c["ratios"])
-                stage = "export"
-                info = export_onnx(model, ctx.wb.seed.spec.input_shape, run_dir / "onnx" / f"{c['id']}.onnx",
-                                   dynamic_batch=cfg.dynamic_batch)
-                stage = "accuracy"
-                acc = _accuracy(model, ctx.data, c["static"]["params"], seed_params)
-                store.update(c["id"], status="exported", onnx=info.to_dict(), accuracy=acc, stage=None, error=None)
-            except ScbpError as exc:
-                store.fail(c["id"], stage, str(exc))
-            except Exception as exc:  # noqa: BLE001 - one candidate's crash must not end the build
-                store.fail(c["id"], stage, f"{type(exc).__name__}: {str(exc)[:300]}")
+        task = prog.add_task(f"derive + export + accuracy proxy ({ctx.executor.name})", total=len(pending))
+
+        def on_result(cid: str, res: dict[str, Any] | None, err: str | None) -> None:
+            if res is None:
+                store.fail(cid, "derive", err or "task failed")
+            elif not res["ok"]:
+                store.fail(cid, res["stage"], res["error"])
+            else:
+                path = run_dir / "onnx" / f"{cid}.onnx"
+                path.write_bytes(res["onnx"]["bytes"])
+                info = dict(res["onnx"]["info"], path=str(path))
+                store.update(cid, status="exported", onnx=info, accuracy=res["accuracy"], stage=None, error=None)
             prog.advance(task)
 
-
-def _accuracy(model, data, params: int, seed_params: int) -> dict[str, Any]:
-    if data is None:
-        return {"value": 100.0 * params / seed_params, "kind": "params-retained % (stand-in, no data)"}
-    from scbp_edge.accuracy import adapt_bn, evaluate
-
-    stale = evaluate(model, data.val_x, data.val_y)
-    adapt_bn(model, data.bn_x)
-    return {"value": evaluate(model, data.val_x, data.val_y), "kind": "proxy: adaptive-BN top-1 on validation split",
-            "stale_bn": stale, "bn_images": len(data.bn_x), "val_images": len(data.val_x),
-            "skipped_images": data.skipped}
+        jobs = [(c["id"], {"ratios": c["ratios"]}) for c in pending]
+        shared = {"payload": seed_payload(ctx.wb), "data": proxy, "dynamic_batch": cfg.dynamic_batch,
+                  "seed_params": seed_params}
+        ctx.executor.map(evaluate_candidate, jobs, shared, on_result)
 
 
 def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, run_dir: Path) -> None:
@@ -316,49 +324,40 @@ def _train_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig
     """One-shot training of the top-K plus the seed with the same budget; test accuracy for each."""
     if cfg.top_k <= 0 or ctx.data is None:
         return
+    from scbp_edge.derive.io import write_derived
     from scbp_edge.report import _points
+    from scbp_edge.tasks import seed_payload, train_candidate
 
     cands = store.candidates()
     chosen = pick_top_k(_points(cands), cfg.top_k)
     seed_id = next((c["id"] for c in cands if c["reference"] == "seed" and c["status"] == "measured"), None)
-    todo = [c for c in cands if c["id"] in chosen + [seed_id] and c["trained"] is None]
+    todo = [c for c in cands if c["id"] in [*chosen, seed_id] and c["trained"] is None]
     if not todo:
         return
     spec = ctx.wb.seed.spec
-    x, y = ctx.data.train.tensors(spec.mean, spec.std)
-    tx, ty = ctx.data.test.tensors(spec.mean, spec.std)
+    x, y = ctx.data["train"].tensors(spec.mean, spec.std)
+    tx, ty = ctx.data["test"].tensors(spec.mean, spec.std)
+    ratios = {c["id"]: c["ratios"] for c in todo}
+    (run_dir / "trained").mkdir(exist_ok=True)
     with _progress() as prog:
-        task = prog.add_task(f"one-shot training of top-{cfg.top_k} + seed ({cfg.epochs} epochs each)",
-                             total=len(todo) * cfg.epochs)
-        for c in todo:
-            try:
-                store.update(c["id"], trained=_train_one(ctx, c, cfg, run_dir, x, y, tx, ty,
-                                                         lambda _e: prog.advance(task)))
-            except Exception as exc:  # noqa: BLE001 - a failed training is recorded, the others go on
-                store.update(c["id"], stage="train", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        task = prog.add_task(f"one-shot training of top-{cfg.top_k} + seed ({cfg.epochs} epochs each, "
+                             f"{ctx.executor.name})", total=len(todo))
 
+        def on_result(cid: str, res: dict[str, Any] | None, err: str | None) -> None:
+            prog.advance(task)
+            if res is None:
+                store.update(cid, stage="train", error=err)
+                return
+            write_derived(run_dir / "trained" / f"{cid}.pt", res["state"], spec, ignored=res["ignored"],
+                          keep=res["keep"], ratios=ratios[cid], candidate_id=cid)
+            (run_dir / "trained" / f"{cid}.onnx").write_bytes(res["onnx"]["bytes"])
+            store.update(cid, trained={
+                "test_accuracy": res["test_accuracy"], "test_accuracy_before": res["test_accuracy_before"],
+                "epochs": cfg.epochs, "init": cfg.init, "distill": cfg.distill, "lr": cfg.lr,
+                "train_images": res["train_images"], "test_images": res["test_images"],
+                "checkpoint": f"trained/{cid}.pt", "onnx": f"trained/{cid}.onnx"})
 
-def _train_one(ctx: _Context, c: dict[str, Any], cfg: BuildConfig, run_dir: Path, x, y, tx, ty, on_epoch):
-    import torch
-
-    from scbp_edge.accuracy import evaluate, train
-    from scbp_edge.derive.io import save_derived
-    from scbp_edge.export.onnx import export_onnx
-
-    _, model = ctx.wb.candidate(c["ratios"])
-    if cfg.init == "scratch":
-        for m in model.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
-    before = evaluate(model, tx, ty)
-    teacher = ctx.wb.seed.model if cfg.distill else None
-    torch.manual_seed(0)
-    model = train(model, x, y, epochs=cfg.epochs, lr=cfg.lr, teacher=teacher, on_epoch=on_epoch)
-    acc = evaluate(model, tx, ty)
-    ckpt = save_derived(run_dir / "trained" / f"{c['id']}.pt", model, ctx.wb.seed.spec,
-                        ignored=ctx.wb.deriver.ignored, keep=ctx.wb.deriver.plan(c["ratios"]),
-                        ratios=c["ratios"], candidate_id=c["id"])
-    onnx = export_onnx(model, ctx.wb.seed.spec.input_shape, run_dir / "trained" / f"{c['id']}.onnx")
-    return {"test_accuracy": acc, "test_accuracy_before": before, "epochs": cfg.epochs, "init": cfg.init,
-            "distill": cfg.distill, "lr": cfg.lr, "train_images": len(x), "test_images": len(tx),
-            "checkpoint": str(ckpt.relative_to(run_dir)), "onnx": str(Path(onnx.path).relative_to(run_dir))}
+        shared = {"payload": seed_payload(ctx.wb), "train": {"x": x, "y": y, "test_x": tx, "test_y": ty},
+                  "epochs": cfg.epochs, "lr": cfg.lr, "init": cfg.init, "distill": cfg.distill}
+        ctx.executor.map(train_candidate, [(c["id"], {"ratios": c["ratios"]}) for c in todo], shared, on_result,
+                         gpu=True)

@@ -32,6 +32,21 @@ def save_derived(
     candidate_id: str,
 ) -> Path:
     """Write ``model`` with everything needed to rebuild it (see module docstring)."""
+    return write_derived(path, model.state_dict(), spec, ignored=ignored, keep=keep, ratios=ratios,
+                         candidate_id=candidate_id)
+
+
+def write_derived(
+    path: str | Path,
+    state: dict[str, torch.Tensor],
+    spec: SeedSpec,
+    *,
+    ignored: list[str],
+    keep: dict[str, int],
+    ratios: list[float],
+    candidate_id: str,
+) -> Path:
+    """Like :func:`save_derived`, from a state dict (e.g. one sent back by a remote worker)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
@@ -42,7 +57,7 @@ def save_derived(
         "ratios": list(ratios),
         "candidate_id": candidate_id,
     }
-    torch.save({"meta": meta, "state_dict": model.state_dict()}, path)
+    torch.save({"meta": meta, "state_dict": state}, path)
     return path
 
 
