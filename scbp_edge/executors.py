@@ -7,6 +7,8 @@ repeated.  Ray retries tasks whose worker died, up to ``retries`` times.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -56,6 +58,12 @@ class RayExecutor:
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries, retry_exceptions=False)(fn)
         refs = {k: ray.put(v) for k, v in shared.items()}  # shared inputs go to the object store once
         pending = {remote.remote(**refs, **kwargs): key for key, kwargs in jobs}
+        # Ray's log monitor prints worker-death notices with print(); keep stdout for --json output.
+        with contextlib.redirect_stdout(sys.stderr):
+            self._drain(pending, on_result)
+
+    def _drain(self, pending: dict[Any, str], on_result: OnResult) -> None:
+        ray = self.ray
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:

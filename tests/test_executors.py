@@ -1,0 +1,84 @@
+"""Executors: local isolation; a real local Ray cluster, with a worker killed mid-run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from scbp_edge.errors import ScbpError
+from scbp_edge.executors import LocalExecutor, make_executor
+from tests.helpers import cli, fast_target
+
+ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'scbp-edge[ray]')")
+
+
+def _square(x: int, offset: int) -> int:
+    if x == 3:
+        raise ValueError("three is bad")
+    return x * x + offset
+
+
+def test_local_executor_isolates_failures():
+    got = {}
+    LocalExecutor().map(_square, [(str(i), {"x": i}) for i in range(5)], {"offset": 1},
+                        lambda k, r, e: got.__setitem__(k, (r, e)))
+    assert got["2"] == (5, None) and got["3"][0] is None and "three is bad" in got["3"][1]
+    with pytest.raises(ScbpError, match="not one of local, ray"):
+        make_executor("spark")
+
+
+def _rows(db):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT id, status FROM candidates").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_ray_build_with_a_worker_killed_mid_run(tmp_path):
+    args = [sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(fast_target(tmp_path)),
+            "--ratios", "0,0.5", "--runs", str(tmp_path / "runs"), "--executor", "ray", "--retries", "3",
+            "--top-k", "1", "--epochs", "1", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None and killed is None:
+        dbs = list((tmp_path / "runs").glob("*/run.sqlite"))
+        try:
+            done = sum(s == "exported" for _, s in _rows(dbs[0])) if dbs else 0
+        except sqlite3.OperationalError:
+            done = 0
+        if done >= 1:
+            for p in psutil.process_iter(["pid", "cmdline"]):
+                with contextlib.suppress(psutil.Error, TypeError):
+                    if "ray::evaluate_candidate" in " ".join(p.info["cmdline"] or []):
+                        p.send_signal(signal.SIGKILL)
+                        killed = p.info["pid"]
+                        break
+        time.sleep(0.05)
+    assert killed, "no Ray task caught in flight"
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    run_dir = json.loads(out)["run_dir"]
+    rows = _rows(next((tmp_path / "runs").glob("*/run.sqlite")))
+    ids = [r[0] for r in rows]
+    assert len(ids) == len(set(ids)) == 8
+    assert all(s == "measured" for _, s in rows), rows
+    rep = json.loads((tmp_path / "runs" / run_dir.split("/")[-1] / "report.json").read_text())
+    assert rep["trained"]["rows"], "training ran as Ray tasks too"
+
+
+def test_unreachable_ray_address_is_one_line(tmp_path):
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--runs",
+              str(tmp_path), "--executor", "ray", "--ray-address", "127.0.0.1:1", timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "cannot reach Ray cluster" in res.stderr.strip().splitlines()[-1]
