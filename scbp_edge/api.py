@@ -95,10 +95,29 @@ class Workbench:
             self.seed.spec.name, sets, monotone=monotone, exclude=exclude, limit=limit,
             sample_seed=sample_seed, keep=keep,
         )
+        cands = self._dedupe(cands)
         for c in cands:
             full = cost(tuple(c.ratios))
             c.params, c.macs, c.size_bytes = full.params, full.macs, full.size_bytes
         return cands
+
+    def _dedupe(self, cands: list[Candidate]) -> list[Candidate]:
+        """Drop configurations that round to the very same network as an earlier one.
+
+        With a channel multiple, small ratios on narrow segments can keep every
+        filter (or the same count); measuring such twins again is wasted work.
+        The kept candidate lists its twins in ``extra["same_network_as"]``.
+        """
+        seen: dict[tuple, Candidate] = {}
+        out = []
+        for c in cands:
+            key = tuple(sorted(self.deriver.plan(c.ratios).items()))
+            if key in seen and not c.reference:
+                seen[key].extra.setdefault("same_network_as", []).append(c.id)
+                continue
+            seen.setdefault(key, c)
+            out.append(c)
+        return out
 
     def save(self, ratios: Sequence[float], path: str | Path) -> Path:
         """Derive ``ratios`` and write it as a loadable derived-model file."""
