@@ -7,7 +7,6 @@ the build goes on; ``resume`` redoes only what is not finished.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass, field
@@ -51,7 +50,7 @@ class BuildConfig:
     distill: bool = False
     init: str = "inherit"
     lr: float = 0.02
-    device: str | None = None
+    devices: list[str] = field(default_factory=list)
     executor: str = "local"
     ray_address: str | None = None
     retries: int = 2
@@ -106,9 +105,9 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
     from scbp_edge.backends import get_backend
 
     backend = get_backend(target.backend)  # fail fast, in one line, before any work
-    if target.location == "ssh" and not cfg.device:
+    if target.location == "ssh" and not cfg.devices:
         raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
-    if cfg.device and target.backend != "onnxruntime":
+    if cfg.devices and target.backend != "onnxruntime":
         raise TargetError(f"remote profiling with backend '{target.backend}' is not implemented; only onnxruntime")
     try:
         ctx = _prepare(cfg, target, store, run_dir)
@@ -274,38 +273,15 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
                 items.append((c["id"], art))
             except ScbpError as exc:
                 store.fail(c["id"], "compile", str(exc))
-        if cfg.device:
-            _profile_remote(items, target, backend, cfg, on_result, lambda: prog.advance(task))
+        if cfg.devices:
+            from scbp_edge.backends.onnxruntime import WORKER
+            from scbp_edge.remote.pool import profile_on_devices
+
+            profile_on_devices(items, target, backend_name=backend.name, worker=WORKER, urls=cfg.devices,
+                               chunk=cfg.chunk, on_result=on_result, on_round=lambda: prog.advance(task))
         else:
             profile_interleaved(items, target, backend_name=backend.name, worker_argv=backend.worker_argv(),
                                 on_result=on_result, chunk=cfg.chunk, on_round=lambda: prog.advance(task))
-
-
-def _profile_remote(items, target: Target, backend, cfg: BuildConfig, on_result, on_round) -> None:
-    """Profile on an SSH device: upload the worker and each chunk's models to a temp dir, remove it after."""
-    from scbp_edge.backends.onnxruntime import WORKER
-    from scbp_edge.profile.runner import profile_interleaved
-    from scbp_edge.remote.ssh import SshDevice
-
-    dev = SshDevice(cfg.device or "")
-    dev.check()
-    tmp = dev.mktemp()
-    try:
-        dev.upload(WORKER, f"{tmp}/ort_worker.py")
-
-        def stage(part):
-            where = {}
-            for key, art in part:
-                where[key] = f"{tmp}/{key}.onnx"
-                dev.upload(art, where[key])
-            return where
-
-        profile_interleaved(items, target, backend_name=backend.name,
-                            worker_argv=dev.command(dev.python, f"{tmp}/ort_worker.py"), on_result=on_result,
-                            chunk=cfg.chunk, on_round=on_round, stage=stage, device=dev.url)
-    finally:
-        with contextlib.suppress(ScbpError):  # a lost connection already failed the candidates
-            dev.remove(tmp)
 
 
 def pick_top_k(points: list[dict[str, Any]], k: int) -> list[str]:

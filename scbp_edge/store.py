@@ -45,7 +45,8 @@ class RunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30)
+            # Device-pool threads report through one lock-serialised callback, hence check_same_thread=False.
+            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")  # a committed row survives SIGKILL and power loss
             self.db.executescript(SCHEMA)

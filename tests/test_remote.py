@@ -175,3 +175,50 @@ def test_killed_connection_is_reported_and_resumable(sshd, tmp_path):
     after = _rows(db)
     assert all(r[0] == "measured" for r in after.values())
     assert all(after[k] == v for k, v in measured.items()), "a finished measurement was redone"
+
+
+def _second_sshd(sshd) -> tuple[subprocess.Popen, str]:
+    """Another device: a second sshd (same keys, own port and config)."""
+    d = sshd["dir"]
+    port = _free_port()
+    cfg = (d / "sshd_config").read_text().replace(f"Port {sshd['port']}", f"Port {port}").replace(
+        "sshd.pid", f"sshd-{port}.pid")
+    (d / f"sshd_config_{port}").write_text(cfg)
+    host_pub = (d / "host_key.pub").read_text().split()[:2]
+    with open(d / "known_hosts", "a") as f:
+        f.write(f"[127.0.0.1]:{port} {' '.join(host_pub)}\n")
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / f"sshd_config_{port}")], stderr=subprocess.PIPE)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"ssh://root@127.0.0.1:{port}?python={sys.executable}"
+        time.sleep(0.05)
+    raise RuntimeError("second sshd did not start")
+
+
+@pytest.mark.slow
+def test_device_pool_survives_a_device_dropping_out(sshd, tmp_path):
+    proc_b, url_b = _second_sshd(sshd)
+    try:
+        build = _build(tmp_path, sshd["url"], "--device", url_b, "--profile-chunk", "2")
+        b = psutil.Process(proc_b.pid)
+        deadline = time.time() + 300
+        while time.time() < deadline and build.poll() is None:
+            if any("ort_worker" in _cmdline(p) for p in b.children(recursive=True)):
+                for child in b.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        child.kill()
+                proc_b.kill()  # device B is gone for good
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("device B never measured anything")
+        out, err = build.communicate(timeout=600)
+        assert build.returncode == 0, err
+        rows = _rows(next((tmp_path / "runs").glob("*/run.sqlite")))
+        assert len(rows) == 8 and all(r[0] == "measured" for r in rows.values()), rows
+        devices = {json.loads(r[3])["device"] for r in rows.values()}
+        assert sshd["url"] in devices
+    finally:
+        proc_b.kill()
+        proc_b.wait(timeout=10)
