@@ -54,6 +54,7 @@ class BuildConfig:
     executor: str = "local"
     ray_address: str | None = None
     retries: int = 2
+    measure_budget: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -237,9 +238,12 @@ def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfi
                 path = run_dir / "onnx" / f"{cid}.onnx"
                 path.write_bytes(res["onnx"]["bytes"])
                 info = dict(res["onnx"]["info"], path=str(path))
-                store.update(cid, status="exported", onnx=info, accuracy=res["accuracy"], stage=None, error=None)
+                static = dict(static_of[cid], segment_macs=res["segment_macs"])
+                store.update(cid, status="exported", onnx=info, accuracy=res["accuracy"], static=static, stage=None,
+                             error=None)
             prog.advance(task)
 
+        static_of = {c["id"]: c["static"] for c in pending}
         jobs = [(c["id"], {"ratios": c["ratios"]}) for c in pending]
         shared = {"payload": seed_payload(ctx.wb), "data": proxy, "dynamic_batch": cfg.dynamic_batch,
                   "seed_params": seed_params}
@@ -247,41 +251,63 @@ def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfi
 
 
 def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, run_dir: Path) -> None:
-    from scbp_edge.profile.runner import profile_interleaved
-
     todo = store.candidates("exported")
     if not todo:
         return
-    rounds = target.measure.rounds * ((len(todo) + cfg.chunk - 1) // cfg.chunk)
+    n = min(len(todo), cfg.measure_budget) if cfg.measure_budget else len(todo)
+    rounds = target.measure.rounds * ((n + cfg.chunk - 1) // cfg.chunk)
     with _progress() as prog:
         task = prog.add_task(f"measuring on {target.name} (interleaved rounds)", total=rounds)
-        done = prog.add_task("candidates measured", total=len(todo))
+        done = prog.add_task("candidates measured", total=n)
+        got: dict[str, float] = {}
 
         def on_result(cid: str, m, err: str | None) -> None:
             if m is not None:
                 store.update(cid, status="measured", measurement=m.to_dict())
+                got[cid] = m.latency.p50_ms
             else:
                 store.fail(cid, "profile", err or "unknown error")
             prog.advance(done)
 
-        items = []
-        for c in todo:
-            onnx_path = run_dir / "onnx" / f"{c['id']}.onnx"  # relative to the run: resumable from anywhere
-            try:
-                art = backend.compile(onnx_path, onnx_path.parent, precision=target.precision,
-                                      workspace_mb=target.workspace_mb)
-                items.append((c["id"], art))
-            except ScbpError as exc:
-                store.fail(c["id"], "compile", str(exc))
-        if cfg.devices:
-            from scbp_edge.backends.onnxruntime import WORKER
-            from scbp_edge.remote.pool import profile_on_devices
+        def measure(ids: list[str]) -> dict[str, float]:
+            items = []
+            for cid in ids:
+                onnx_path = run_dir / "onnx" / f"{cid}.onnx"  # relative to the run: resumable from anywhere
+                try:
+                    items.append((cid, backend.compile(onnx_path, onnx_path.parent, precision=target.precision,
+                                                       workspace_mb=target.workspace_mb)))
+                except ScbpError as exc:
+                    store.fail(cid, "compile", str(exc))
+            _measure_items(items, target, backend, cfg, on_result, lambda: prog.advance(task))
+            return {cid: got[cid] for cid in ids if cid in got}
 
-            profile_on_devices(items, target, backend_name=backend.name, worker=WORKER, urls=cfg.devices,
-                               chunk=cfg.chunk, on_result=on_result, on_round=lambda: prog.advance(task))
-        else:
-            profile_interleaved(items, target, backend_name=backend.name, worker_argv=backend.worker_argv(),
-                                on_result=on_result, chunk=cfg.chunk, on_round=lambda: prog.advance(task))
+        if not cfg.measure_budget:
+            measure([c["id"] for c in todo])
+            return
+        from scbp_edge.rank.budget import run_budget
+
+        measured = {c["id"]: c["measurement"]["latency"]["p50_ms"] for c in store.candidates("measured")}
+        points = [{"id": c["id"], "accuracy": c["accuracy"]["value"], "reference": c["reference"],
+                   "segment_macs": c["static"]["segment_macs"]} for c in store.candidates()
+                  if c["status"] in ("exported", "measured")]
+        left = max(0, cfg.measure_budget - len(measured))
+        run_budget(points, left, cfg.chunk, lambda ids: measure([i for i in ids if i not in measured]))
+        store.set_meta("budget", {"budget": cfg.measure_budget, "measured": len(store.candidates("measured")),
+                                  "not_measured": len(store.candidates("exported"))})
+
+
+def _measure_items(items, target: Target, backend, cfg: BuildConfig, on_result, on_round) -> None:
+    from scbp_edge.profile.runner import profile_interleaved
+
+    if cfg.devices:
+        from scbp_edge.backends.onnxruntime import WORKER
+        from scbp_edge.remote.pool import profile_on_devices
+
+        profile_on_devices(items, target, backend_name=backend.name, worker=WORKER, urls=cfg.devices,
+                           chunk=cfg.chunk, on_result=on_result, on_round=on_round)
+    else:
+        profile_interleaved(items, target, backend_name=backend.name, worker_argv=backend.worker_argv(),
+                            on_result=on_result, chunk=cfg.chunk, on_round=on_round)
 
 
 def pick_top_k(points: list[dict[str, Any]], k: int) -> list[str]:

@@ -58,11 +58,25 @@ def evaluate_candidate(payload: dict[str, Any], data: dict[str, Any] | None, rat
         stage = "export"
         onnx = _onnx(model, wb.seed.spec.input_shape, dynamic_batch)
         stage = "accuracy"
-        return {"ok": True, "onnx": onnx, "accuracy": proxy_accuracy(model, data, cand.params or 0, seed_params)}
+        seg_macs = segment_macs(wb, model)
+        return {"ok": True, "onnx": onnx, "accuracy": proxy_accuracy(model, data, cand.params or 0, seed_params),
+                "segment_macs": seg_macs}
     except ScbpError as exc:
         return {"ok": False, "stage": stage, "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one candidate's crash must not end the build
         return {"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def segment_macs(wb, model) -> list[int]:
+    """MACs of each segment of a derived model (features of the latency predictor)."""
+    from scbp_edge.analysis import trace_layers
+
+    out = [0] * wb.num_segments
+    for rec in trace_layers(model, wb.seed.spec.input_shape):
+        seg = wb.segmentation.segment_of(rec.name)
+        if seg is not None:
+            out[seg] += rec.macs
+    return out
 
 
 def proxy_accuracy(model, data: dict[str, Any] | None, params: int, seed_params: int) -> dict[str, Any]:

@@ -89,6 +89,8 @@ def build(
     ray_address: str | None = typer.Option(None, "--ray-address", help="auto | host:port (default: local Ray)"),
     retries: int = typer.Option(2, "--retries", help="Ray retries of a task whose worker died"),
     device: list[str] = typer.Option([], "--device", help="ssh://user@host[:port] (repeat for a pool of devices)"),
+    measure_budget: int | None = typer.Option(None, "--measure-budget",
+                                              help="Measure only N candidates, chosen near the predicted front"),
     top_k: int = typer.Option(3, "--top-k", help="Candidates trained once after ranking (0: none)"),
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the top-K and the seed"),
     distill: bool = typer.Option(False, "--distill", help="Knowledge distillation from the seed"),
@@ -109,7 +111,7 @@ def build(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
         max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,
         dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k, epochs=epochs, distill=distill, init=init,
-        devices=device, executor=executor, ray_address=ray_address, retries=retries,
+        measure_budget=measure_budget, devices=device, executor=executor, ray_address=ray_address, retries=retries,
         constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop),
     )
     run_dir = run_build(cfg, runs=runs, resume=resume)

@@ -61,6 +61,8 @@ def build_report(store: RunStore) -> dict[str, Any]:
         "selection": sel.to_dict(),
         "seed_point": seed_pt,
         "trained": trained,
+        "budget": store.get_meta("budget"),
+        "classifier_replaced": store.get_meta("classifier_replaced"),
         "flops_vs_measured": flops_disagreement(pts),
         "energy_note": energy_reasons,
         "failed": [{"id": c["id"], "stage": c["stage"], "error": c["error"]} for c in cands if c["status"] == "failed"],

@@ -54,6 +54,14 @@ def _summary_lines(rep: dict[str, Any]) -> list[str]:
         f"{len(fl['misordered_pairs'])} of {fl['pairs']} pairs are mis-ordered by MACs beyond a "
         f"{fl['noise_band']:.0%} noise band ({', '.join(fl['misordered_candidates'][:8]) or 'none'})."
     )
+    if rep.get("budget"):
+        b = rep["budget"]
+        lines.append(f"Measurement budget: {b['measured']} of {b['measured'] + b['not_measured']} candidates measured "
+                     f"(budget {b['budget']}), chosen near the front predicted by a per-segment latency model.")
+    if rep.get("classifier_replaced"):
+        c = rep["classifier_replaced"]
+        lines.append(f"Classifier replaced: seed had {c['from_classes']} classes, data {c['to_classes']}; new head "
+                     f"trained {c['epochs']} epoch(s), seed test accuracy {c['test_accuracy']:.2f}%.")
     if rep["energy_note"]:
         lines.append("Energy: not measured - " + "; ".join(rep["energy_note"]) + ".")
     return lines
