@@ -54,6 +54,8 @@ class Energy:
     mj_per_inference: float | None
     source: str
     reason: str | None = None
+    above_idle_mj: float | None = None
+    idle_w: float | None = None
 
 
 @dataclass

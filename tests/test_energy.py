@@ -36,3 +36,22 @@ def test_rapl_absent_gives_reason_not_number(tmp_path):
     rapl = ort_worker.Rapl(str(tmp_path / "none"))
     assert rapl.read() is None and rapl.delta_uj(None, None) is None
     assert "no RAPL domain" in rapl.reason
+
+
+def test_worker_reports_rapl_energy_end_to_end(tmp_path, monkeypatch):
+    """A real worker reading a powercap-layout tree: energy is a number (here 0: static counters)."""
+    from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.export.onnx import export_onnx
+    from scbp_edge.profile.runner import profile_one
+    from scbp_edge.targets import load_target
+    from tests.helpers import fast_target
+
+    _domain(tmp_path / "powercap", "intel-rapl:0", 123, 1 << 32)
+    monkeypatch.setenv("SCBP_RAPL_ROOT", str(tmp_path / "powercap"))
+    wb = Workbench(SeedOptions("cifar-resnet20"))
+    _, model = wb.candidate([0.5, 0.5, 0.5])
+    path = tmp_path / "m.onnx"
+    export_onnx(model, (3, 32, 32), path)
+    m = profile_one(path, load_target(str(fast_target(tmp_path))))
+    assert m.energy.reason is None and m.energy.mj_per_inference == 0.0 and m.energy.idle_w == 0.0
+    assert m.energy.above_idle_mj == 0.0

@@ -102,9 +102,14 @@ def main():
     feed = {inp.name: x}
     for _ in range(int(cfg.get("warmup", 10))):
         sess.run(None, feed)
-    rapl = Rapl(cfg.get("rapl_root", "/sys/class/powercap"))
+    rapl = Rapl(cfg.get("rapl_root") or os.environ.get("SCBP_RAPL_ROOT") or "/sys/class/powercap")
+    idle_w = None
+    if rapl.domains:  # idle power just before timing, for energy above idle
+        e0, t0 = rapl.read(), time.perf_counter()
+        time.sleep(float(cfg.get("idle_seconds", 0.5)))
+        idle_w = rapl.delta_uj(e0, rapl.read()) / 1e6 / (time.perf_counter() - t0)
     _reply({"ready": True, "baseline_rss": baseline, "load_s": load_s, "input_shape": shape,
-            "energy_reason": rapl.reason, "pid": os.getpid()})
+            "energy_reason": rapl.reason, "idle_w": idle_w, "pid": os.getpid()})
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd.get("cmd") == "stop":

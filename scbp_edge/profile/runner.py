@@ -32,6 +32,7 @@ class _Worker:
     rounds: list[list[float]] = field(default_factory=list)
     energy_uj: float = 0.0
     energy_ok: bool = True
+    timed_s: float = 0.0
     error: str | None = None
 
 
@@ -86,7 +87,10 @@ def _finish(w: _Worker, target: Target, backend: str, batch: int) -> Measurement
     if target.energy != "rapl":
         energy = Energy(None, target.energy, f"energy source '{target.energy}' is not read by the {backend} backend")
     elif w.energy_ok and reason is None:
-        energy = Energy(w.energy_uj / 1000.0 / len(samples) / batch, "rapl", None)
+        n = len(samples) * batch
+        idle_w = w.ready.get("idle_w")
+        above = (w.energy_uj / 1000.0 - idle_w * 1000.0 * w.timed_s) / n if idle_w is not None else None
+        energy = Energy(w.energy_uj / 1000.0 / n, "rapl (package domains, whole timed window)", None, above, idle_w)
     else:
         energy = Energy(None, "rapl", reason or "RAPL counter could not be read during the timed window")
     return Measurement(
@@ -148,6 +152,7 @@ def profile_interleaved(
                     w.energy_ok = False
                 else:
                     w.energy_uj += msg["energy_uj"]
+                w.timed_s += msg.get("wall_s", 0.0)
             if on_round:
                 on_round()
         for w in live:
