@@ -51,7 +51,7 @@ def build_engine(onnx: str, engine: str, precision: str) -> None:
 class TensorRTModel(Model):
     """Same API as :class:`Model`, running a cached TensorRT engine.
 
-    Needs TensorRT 8.5+ (tensor API); JetPack 4.6's TensorRT 8.2 is not supported by this runner.
+    TensorRT 8.5+ uses the named-tensor API; older ones (JetPack 4.6's 8.2) the binding API.
     """
 
     def _open(self, path: str, threads: int) -> list[int]:
@@ -68,27 +68,37 @@ class TensorRTModel(Model):
         with open(engine_file, "rb") as f:
             self.engine = trt.Runtime(logger).deserialize_cuda_engine(f.read())
         self.context = self.engine.create_execution_context()
+        self.cudart = cudart
+        self.legacy = not hasattr(self.engine, "num_io_tensors")
+        if self.legacy:  # TensorRT < 8.5: bindings 0 (input) and 1 (output)
+            self.in_name, self.out_name = 0, 1
+            return list(self.engine.get_binding_shape(0))
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.in_name = next(n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.out_name = next(n for n in self.names if n != self.in_name)
-        self.cudart = cudart
         return list(self.engine.get_tensor_shape(self.in_name))
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         cu = self.cudart
         x = np.ascontiguousarray(x, dtype=np.float32)
-        self.context.set_input_shape(self.in_name, x.shape)
-        out = np.empty(tuple(self.context.get_tensor_shape(self.out_name)), dtype=np.float32)
+        if self.legacy:
+            out = np.empty(tuple(self.context.get_binding_shape(1)), dtype=np.float32)
+        else:
+            self.context.set_input_shape(self.in_name, x.shape)
+            out = np.empty(tuple(self.context.get_tensor_shape(self.out_name)), dtype=np.float32)
         _, d_in = cu.cudaMalloc(x.nbytes)
         _, d_out = cu.cudaMalloc(out.nbytes)
         try:
             cu.cudaMemcpy(d_in, x.ctypes.data, x.nbytes, cu.cudaMemcpyKind.cudaMemcpyHostToDevice)
-            self.context.set_tensor_address(self.in_name, d_in)
-            self.context.set_tensor_address(self.out_name, d_out)
-            _, stream = cu.cudaStreamCreate()
-            self.context.execute_async_v3(stream)
-            cu.cudaStreamSynchronize(stream)
-            cu.cudaStreamDestroy(stream)
+            if self.legacy:
+                self.context.execute_v2([int(d_in), int(d_out)])
+            else:
+                self.context.set_tensor_address(self.in_name, d_in)
+                self.context.set_tensor_address(self.out_name, d_out)
+                _, stream = cu.cudaStreamCreate()
+                self.context.execute_async_v3(stream)
+                cu.cudaStreamSynchronize(stream)
+                cu.cudaStreamDestroy(stream)
             cu.cudaMemcpy(out.ctypes.data, d_out, out.nbytes, cu.cudaMemcpyKind.cudaMemcpyDeviceToHost)
         finally:
             cu.cudaFree(d_in)
