@@ -43,6 +43,8 @@ class RayExecutor:
             raise ScbpError("--executor ray needs Ray: pip install 'scbp-edge[ray]'") from None
         self.ray = ray
         self.retries = retries
+        if address and address != "auto":
+            _probe(address)  # ray.init keeps retrying an unreachable GCS for minutes; fail in seconds
         if not ray.is_initialized():
             try:
                 ray.init(address=address, num_cpus=num_cpus if address is None else None,
@@ -73,6 +75,18 @@ class RayExecutor:
                 except ray.exceptions.RayError as exc:
                     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                     on_result(key, None, f"failed after {self.retries} retries: {first}")
+
+
+def _probe(address: str) -> None:
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ScbpError(f"cannot reach Ray cluster at '{address}' ({exc}); start one with 'ray start --head' "
+                        "or leave --ray-address out for a local one") from None
 
 
 def make_executor(name: str, address: str | None = None, retries: int = 2) -> LocalExecutor | RayExecutor:
