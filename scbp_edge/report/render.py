@@ -42,11 +42,14 @@ def _summary_lines(rep: dict[str, Any]) -> list[str]:
     ]
     sp = next((p for p in rep["points"] if p["id"] == sel["id"]), None)
     if sp and seed:
+        # After one-shot training compare test accuracies (both fine-tuned alike), else the proxies.
+        key, what = ("test_accuracy", "test accuracy after equal fine-tuning") if (
+            sp.get("test_accuracy") is not None and seed.get("test_accuracy") is not None) else ("accuracy", "accuracy")
         lines.append(
             f"Selected vs seed: {seed['p50_ms'] / sp['p50_ms']:.2f}x faster (p50), "
             f"{100 * (1 - sp['params'] / seed['params']):.1f}% fewer params, "
-            f"{100 * (1 - sp['size_mb'] / seed['size_mb']):.1f}% smaller file, accuracy {sp['accuracy']:.2f} "
-            f"vs {seed['accuracy']:.2f}."
+            f"{100 * (1 - sp['size_mb'] / seed['size_mb']):.1f}% smaller file, {what} {sp[key]:.2f} "
+            f"vs {seed[key]:.2f}."
         )
     tau = fl["kendall_tau"]
     lines.append(
