@@ -110,8 +110,9 @@ def segment_model(model: nn.Module, input_shape: tuple[int, ...], segments: str 
     layers = trace_layers(model, input_shape)
     if not layers:
         raise SegmentError("the seed has no Conv2d/Linear layers; SCBP needs a CNN")
-    shapes = _block_shapes(model, discover_blocks(model), input_shape)
-    blocks = [b for b in discover_blocks(model) if b in shapes]  # drop blocks unused in eval (aux heads)
+    found = discover_blocks(model)
+    shapes = _block_shapes(model, found, input_shape)
+    blocks = [b for b in found if b in shapes]  # drop blocks unused in eval (aux heads)
     classifier = layers[-1].name
     head = [b for b in blocks if classifier == b or classifier.startswith(b + ".")]
     body = [b for b in blocks if b not in head]

@@ -125,12 +125,9 @@ class PruningGraph:
             dg = self._build(model)
         mods = dict(model.named_modules())
         for root, k in keep.items():
-            imp = self._importance[root]
-            if k >= imp.numel():
+            _, drop = self._split(root, k)
+            if not drop:
                 continue
-            # Lowest-importance channels go; stable order keeps ties deterministic.
-            order = torch.argsort(imp, stable=True)
-            drop = sorted(order[: imp.numel() - k].tolist())
             layer = mods[root]
             handler = dg.get_pruner_of_module(layer).prune_out_channels
             group = dg.get_pruning_group(layer, handler, idxs=drop)
@@ -139,9 +136,17 @@ class PruningGraph:
 
     def kept_indices(self, root: str, k: int) -> list[int]:
         """Seed channel indices that survive when group ``root`` keeps ``k`` channels."""
+        return self._split(root, k)[0]
+
+    def _split(self, root: str, k: int) -> tuple[list[int], list[int]]:
+        """(kept, dropped) seed channel indices of group ``root`` when it keeps ``k`` channels."""
         imp = self._importance[root]
+        n = imp.numel()
+        if k >= n:
+            return list(range(n)), []
+        # Lowest-importance channels go; a stable sort keeps ties deterministic.
         order = torch.argsort(imp, stable=True)
-        return sorted(order[imp.numel() - k :].tolist()) if k < imp.numel() else list(range(imp.numel()))
+        return sorted(order[n - k :].tolist()), sorted(order[: n - k].tolist())
 
 
 def magnitude_prune(
