@@ -29,7 +29,7 @@ def _profile_all(items, target):
     backend = get_backend("onnxruntime")
     got = {}
     t = time.perf_counter()
-    profile_interleaved(items, target, backend_name=backend.name, worker_argv=backend.worker_argv(),
+    profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(),
                         on_result=lambda k, m, e: got.__setitem__(k, m))
     return got, time.perf_counter() - t
 

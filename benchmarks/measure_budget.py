@@ -55,7 +55,7 @@ def main() -> int:
     be = get_backend("onnxruntime")
     truth: dict[str, float] = {}
     t1 = time.perf_counter()
-    profile_interleaved([(p["id"], work / f"{p['id']}.onnx") for p in points], target, backend_name=be.name,
+    profile_interleaved([(p["id"], work / f"{p['id']}.onnx") for p in points], target, backend=be,
                         worker_argv=be.worker_argv(),
                         on_result=lambda k, m, e: truth.__setitem__(k, m.latency.p50_ms) if m else None)
     measure_all_s = time.perf_counter() - t1

@@ -35,7 +35,7 @@ def _profile(paths: dict[str, Path], target) -> dict[str, object]:
 
     be = get_backend("onnxruntime")
     got: dict[str, object] = {}
-    profile_interleaved(list(paths.items()), target, backend_name=be.name, worker_argv=be.worker_argv(),
+    profile_interleaved(list(paths.items()), target, backend=be, worker_argv=be.worker_argv(),
                         on_result=lambda k, m, e: got.__setitem__(k, m))
     return got
 

@@ -55,6 +55,7 @@ class BuildConfig:
     ray_address: str | None = None
     retries: int = 2
     measure_budget: int | None = None
+    precision: str | None = None  # overrides the target's (e.g. fp32 on a GPU target)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,23 +97,21 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
         if saved is None:
             raise RunError(f"'{run_dir}' has no saved configuration; start a new build")
         cfg = BuildConfig.from_dict(saved)
+        try:
+            target, backend = _target_backend(cfg)
+        except ScbpError:
+            store.close()
+            raise
         # A lost device or a killed worker is not the candidate's fault: measure those again.
         store.retry_failed(("profile", "compile"))
     else:
+        target, backend = _target_backend(cfg)  # fail fast, in one line, before any work or folder
         run_dir = new_run_dir(runs, cfg.seed.seed, Path(cfg.target).stem)
         run_dir.mkdir(parents=True)
         store = RunStore(run_dir / "run.sqlite")
-    target = load_target(cfg.target)
-    from scbp_edge.backends import get_backend
-
-    backend = get_backend(target.backend)  # fail fast, in one line, before any work
-    if target.location == "ssh" and not cfg.devices:
-        raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
-    if cfg.devices and target.backend != "onnxruntime":
-        raise TargetError(f"remote profiling with backend '{target.backend}' is not implemented; only onnxruntime")
     try:
         ctx = _prepare(cfg, target, store, run_dir)
-        _derive_stage(ctx, store, run_dir, cfg)
+        _derive_stage(ctx, store, run_dir, cfg, keep_models=backend.source == "torch")
         _profile_stage(store, target, backend, cfg, run_dir)
         _train_stage(ctx, store, run_dir, cfg)
         from scbp_edge.report import write_reports
@@ -121,6 +120,23 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
     finally:
         store.close()
     return run_dir
+
+
+def _target_backend(cfg: BuildConfig):
+    from scbp_edge.backends import backend_for
+
+    target = load_target(cfg.target)
+    if cfg.precision:
+        from dataclasses import replace
+
+        from scbp_edge.targets import PRECISIONS
+
+        if cfg.precision not in PRECISIONS:
+            raise TargetError(f"--precision '{cfg.precision}' is not one of {', '.join(PRECISIONS)}")
+        target = replace(target, precision=cfg.precision)
+    if target.location == "ssh" and not cfg.devices:
+        raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
+    return target, backend_for(target, remote=bool(cfg.devices))
 
 
 @dataclass
@@ -217,7 +233,7 @@ def _adapt_classifier(wb: Workbench, data: dict[str, Any], cfg: BuildConfig, sto
     return Workbench(wb.opts, Seed(spec, model.eval()))
 
 
-def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:
+def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig, keep_models: bool) -> None:
     from scbp_edge.tasks import evaluate_candidate, seed_payload
 
     pending = store.candidates("pending")
@@ -237,6 +253,11 @@ def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfi
             else:
                 path = run_dir / "onnx" / f"{cid}.onnx"
                 path.write_bytes(res["onnx"]["bytes"])
+                if res.get("state") is not None:  # backends that time the PyTorch model itself
+                    from scbp_edge.derive.io import write_derived
+
+                    write_derived(run_dir / "models" / f"{cid}.pt", res["state"], ctx.wb.seed.spec,
+                                  ignored=res["ignored"], keep=res["keep"], ratios=res["ratios"], candidate_id=cid)
                 info = dict(res["onnx"]["info"], path=str(path))
                 static = dict(static_of[cid], segment_macs=res["segment_macs"])
                 store.update(cid, status="exported", onnx=info, accuracy=res["accuracy"], static=static, stage=None,
@@ -246,7 +267,7 @@ def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfi
         static_of = {c["id"]: c["static"] for c in pending}
         jobs = [(c["id"], {"ratios": c["ratios"]}) for c in pending]
         shared = {"payload": seed_payload(ctx.wb), "data": proxy, "dynamic_batch": cfg.dynamic_batch,
-                  "seed_params": seed_params}
+                  "seed_params": seed_params, "keep_model": keep_models}
         ctx.executor.map(evaluate_candidate, jobs, shared, on_result)
 
 
@@ -272,9 +293,10 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
         def measure(ids: list[str]) -> dict[str, float]:
             items = []
             for cid in ids:
-                onnx_path = run_dir / "onnx" / f"{cid}.onnx"  # relative to the run: resumable from anywhere
+                # relative to the run: resumable from anywhere
+                src = run_dir / "onnx" / f"{cid}.onnx" if backend.source == "onnx" else run_dir / "models" / f"{cid}.pt"
                 try:
-                    items.append((cid, backend.compile(onnx_path, onnx_path.parent, precision=target.precision,
+                    items.append((cid, backend.compile(src, run_dir / "engines", precision=target.precision,
                                                        workspace_mb=target.workspace_mb)))
                 except ScbpError as exc:
                     store.fail(cid, "compile", str(exc))
@@ -300,13 +322,12 @@ def _measure_items(items, target: Target, backend, cfg: BuildConfig, on_result, 
     from scbp_edge.profile.runner import profile_interleaved
 
     if cfg.devices:
-        from scbp_edge.backends.onnxruntime import WORKER
         from scbp_edge.remote.pool import profile_on_devices
 
-        profile_on_devices(items, target, backend_name=backend.name, worker=WORKER, urls=cfg.devices,
+        profile_on_devices(items, target, backend=backend, urls=cfg.devices,
                            chunk=cfg.chunk, on_result=on_result, on_round=on_round)
     else:
-        profile_interleaved(items, target, backend_name=backend.name, worker_argv=backend.worker_argv(),
+        profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(),
                             on_result=on_result, chunk=cfg.chunk, on_round=on_round)
 
 

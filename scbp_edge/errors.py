@@ -49,6 +49,10 @@ class ModelFileError(ScbpError):
     """A model file (ONNX or derived .pt) is unreadable or not what it claims."""
 
 
+class CompileError(ScbpError):
+    """A runtime could not compile a model (TensorRT engine build, unsupported shapes)."""
+
+
 class ProfileError(ScbpError):
     """Measurement failed (worker crashed, timed out, lost connection)."""
 

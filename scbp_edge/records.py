@@ -73,6 +73,8 @@ class Measurement:
     energy: Energy
     load_s: float | None = None
     device: str = "local"
+    device_memory_mb: float | None = None  # GPU: TensorRT-managed or torch-allocated peak, MiB
+    info: dict[str, Any] = field(default_factory=dict)  # runtime version, GPU, power mode, clocks pinned, ...
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,6 +30,8 @@ class MeasurePolicy:
     min_runs: int = 20
     min_seconds: float = 0.2
     timeout_s: float = 120.0
+    power_interval_ms: int = 100  # power sampling period (tegrastats, NVML without an energy counter)
+    idle_seconds: float = 1.0  # idle pause before timing, to report energy above idle
 
 
 @dataclass
@@ -61,6 +63,9 @@ class Target:
         return cls(**d)
 
 
+_FLOAT_MEASURE = ("min_seconds", "timeout_s", "idle_seconds")
+
+
 def _check_type(where: str, key: str, value: Any, typ: Any) -> None:
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -88,7 +93,7 @@ def _validate(where: str, raw: dict[str, Any]) -> Target:
     for key, value in measure.items():
         if key not in m_fields:
             raise TargetError(f"{where}: unknown field 'measure.{key}'; allowed: {', '.join(m_fields)}")
-        _check_type(where, f"measure.{key}", value, float if key in ("min_seconds", "timeout_s") else int)
+        _check_type(where, f"measure.{key}", value, float if key in _FLOAT_MEASURE else int)
         if value <= 0 and key != "warmup" or value < 0:
             raise TargetError(f"{where}: field 'measure.{key}' must be positive, got {value}")
     for key in ("threads", "input_size", "round_to", "workspace_mb"):

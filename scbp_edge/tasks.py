@@ -49,8 +49,11 @@ def _onnx(model, shape, dynamic_batch: bool) -> dict[str, Any]:
 
 
 def evaluate_candidate(payload: dict[str, Any], data: dict[str, Any] | None, ratios: list[float],
-                       dynamic_batch: bool, seed_params: int) -> dict[str, Any]:
-    """Derive, export and (with data) score one candidate by the adaptive-BN proxy."""
+                       dynamic_batch: bool, seed_params: int, keep_model: bool = False) -> dict[str, Any]:
+    """Derive, export and (with data) score one candidate by the adaptive-BN proxy.
+
+    ``keep_model`` also returns the weights (for backends that time the PyTorch model).
+    """
     stage = "derive"
     try:
         wb = _bench(payload)
@@ -59,8 +62,12 @@ def evaluate_candidate(payload: dict[str, Any], data: dict[str, Any] | None, rat
         onnx = _onnx(model, wb.seed.spec.input_shape, dynamic_batch)
         stage = "accuracy"
         seg_macs = segment_macs(wb, model)
-        return {"ok": True, "onnx": onnx, "accuracy": proxy_accuracy(model, data, cand.params or 0, seed_params),
-                "segment_macs": seg_macs}
+        res = {"ok": True, "onnx": onnx, "accuracy": proxy_accuracy(model, data, cand.params or 0, seed_params),
+               "segment_macs": seg_macs}
+        if keep_model:
+            res.update(state=model.state_dict(), keep=wb.deriver.plan(ratios), ignored=wb.deriver.ignored,
+                       ratios=list(ratios))
+        return res
     except ScbpError as exc:
         return {"ok": False, "stage": stage, "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one candidate's crash must not end the build

@@ -1,8 +1,13 @@
-"""Shared fixtures: ../shared data (skip when absent, fail when SCBP_REQUIRE_SHARED=1)."""
+"""Shared fixtures: ../shared data (skip when absent, fail when SCBP_REQUIRE_SHARED=1); a real sshd."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,3 +32,56 @@ def cifar_test(shared: Path):
     from scbp_edge.data import read_split
 
     return read_split(shared / "data/cifar10-jpeg/test.tar.gz", (32, 32))
+
+
+SSHD = "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_sshd(d: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    raise RuntimeError("sshd did not start: " + proc.stderr.read1(2000).decode(errors="replace"))
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """An OpenSSH server on 127.0.0.1 with throwaway keys; host-key checking on (module-scoped)."""
+    if not Path(SSHD).exists() or not shutil.which("ssh"):
+        pytest.skip("openssh-server not installed (bootstrap installs it)")
+    d = tmp_path_factory.mktemp("sshd")
+    port = free_port()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "user_key")], check=True)
+    shutil.copy(d / "user_key.pub", d / "authorized_keys")
+    os.chmod(d / "authorized_keys", 0o600)
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+        f"StrictModes no\nUsePAM no\nPidFile {d / 'sshd.pid'}\n"
+    )
+    host_pub = (d / "host_key.pub").read_text().split()[:2]
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_pub)}\n")
+    (d / "ssh_config").write_text(
+        f"Host 127.0.0.1\n  IdentityFile {d / 'user_key'}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
+    )
+    proc = _start_sshd(d, port)
+    old = os.environ.get("SCBP_SSH_CONFIG")
+    os.environ["SCBP_SSH_CONFIG"] = str(d / "ssh_config")
+    # The "device" is this machine; its Python with numpy+onnxruntime is the venv's.
+    yield {"url": f"ssh://root@127.0.0.1:{port}?python={sys.executable}", "dir": d, "port": port, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=10)
+    if old is None:
+        os.environ.pop("SCBP_SSH_CONFIG", None)

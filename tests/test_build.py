@@ -89,7 +89,7 @@ def test_default_build_on_digits_end_to_end(tmp_path):
         (["search", "--ratios", "0,1"], "outside [0, 1)"),
         (["inspect", "--segments", "99"], "out of range"),
         (["build", "--target", "toaster"], "unknown target 'toaster'"),
-        (["build", "--target", "jetson-nano"], "unavailable on this machine"),
+        (["build", "--target", "jetson-nano"], "pass --device ssh://"),
         (["profile", "nope.onnx"], "does not exist"),
         (["build", "--resume", "/nonexistent/run"], "not a run directory"),
         (["derive", "--config", "0.5", "-o", "x.pt"], "3 segments"),

@@ -56,7 +56,7 @@ def test_interleaved_rounds_and_failure_isolation(tmp_path, models):
     items.insert(1, ("broken", tmp_path / "broken.onnx"))
     results, rounds = {}, []
     backend = get_backend("onnxruntime")
-    profile_interleaved(items, target, backend_name="onnxruntime", worker_argv=backend.worker_argv(),
+    profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(),
                         on_result=lambda k, m, e: results.__setitem__(k, (m, e)), on_round=lambda: rounds.append(1))
     assert results["broken"][0] is None and "failed" in results["broken"][1]
     good = [k for k in models]

@@ -19,58 +19,11 @@ import pytest
 
 from scbp_edge.errors import ProfileError, TargetError
 from scbp_edge.remote.ssh import SshDevice
+from tests.conftest import SSHD, free_port
 from tests.helpers import fast_target
 
-SSHD = "/usr/sbin/sshd"
 pytestmark = [pytest.mark.remote, pytest.mark.skipif(not Path(SSHD).exists() or not shutil.which("ssh"),
                                                       reason="openssh-server not installed (bootstrap installs it)")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_sshd(d: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    raise RuntimeError("sshd did not start: " + proc.stderr.read1(2000).decode(errors="replace"))
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sshd")
-    port = _free_port()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "user_key")], check=True)
-    shutil.copy(d / "user_key.pub", d / "authorized_keys")
-    os.chmod(d / "authorized_keys", 0o600)
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
-        f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-        f"StrictModes no\nUsePAM no\nPidFile {d / 'sshd.pid'}\n"
-    )
-    host_pub = (d / "host_key.pub").read_text().split()[:2]
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_pub)}\n")
-    (d / "ssh_config").write_text(
-        f"Host 127.0.0.1\n  IdentityFile {d / 'user_key'}\n  IdentitiesOnly yes\n"
-        f"  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
-    )
-    proc = _start_sshd(d, port)
-    old = os.environ.get("SCBP_SSH_CONFIG")
-    os.environ["SCBP_SSH_CONFIG"] = str(d / "ssh_config")
-    # The "device" is this machine; its Python with numpy+onnxruntime is the venv's.
-    yield {"url": f"ssh://root@127.0.0.1:{port}?python={sys.executable}", "dir": d, "port": port, "proc": proc}
-    proc.terminate()
-    proc.wait(timeout=10)
-    if old is None:
-        os.environ.pop("SCBP_SSH_CONFIG", None)
 
 
 def test_quoting_survives_hostile_names(sshd):
@@ -99,7 +52,7 @@ def test_host_key_checking_stays_on(sshd, tmp_path):
 
 def test_unreachable_device_and_bad_url():
     with pytest.raises(ProfileError, match="not usable"):
-        SshDevice(f"ssh://root@127.0.0.1:{_free_port()}").check()
+        SshDevice(f"ssh://root@127.0.0.1:{free_port()}").check()
     with pytest.raises(TargetError, match="ssh://user@host"):
         SshDevice("http://x")
     with pytest.raises(TargetError, match="not allowed"):
@@ -180,7 +133,7 @@ def test_killed_connection_is_reported_and_resumable(sshd, tmp_path):
 def _second_sshd(sshd) -> tuple[subprocess.Popen, str]:
     """Another device: a second sshd (same keys, own port and config)."""
     d = sshd["dir"]
-    port = _free_port()
+    port = free_port()
     cfg = (d / "sshd_config").read_text().replace(f"Port {sshd['port']}", f"Port {port}").replace(
         "sshd.pid", f"sshd-{port}.pid")
     (d / f"sshd_config_{port}").write_text(cfg)

@@ -13,13 +13,14 @@ from scbp_edge.errors import BackendUnavailable, TargetError
 
 if TYPE_CHECKING:
     from scbp_edge.backends.base import Backend
+    from scbp_edge.targets import Target
 
 # name -> "module:Class"; a new runtime is one module plus one line here.
 _REGISTRY: dict[str, str] = {
     "onnxruntime": "scbp_edge.backends.onnxruntime:OnnxRuntimeBackend",
-    "tensorrt": "scbp_edge.backends.pending:TensorRTBackend",
-    "trtexec": "scbp_edge.backends.pending:TrtexecBackend",
-    "torch-cuda": "scbp_edge.backends.pending:TorchCudaBackend",
+    "tensorrt": "scbp_edge.backends.tensorrt:TensorRTBackend",
+    "trtexec": "scbp_edge.backends.trtexec:TrtexecBackend",
+    "torch-cuda": "scbp_edge.backends.torch_cuda:TorchCudaBackend",
 }
 
 
@@ -28,13 +29,34 @@ def backend_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_backend(name: str) -> Backend:
-    """Instantiate backend ``name``; raises BackendUnavailable (one line) if it cannot run here."""
+def get_backend(name: str, *, remote: bool = False) -> Backend:
+    """Instantiate backend ``name``; raises BackendUnavailable (one line) if it cannot run here.
+
+    ``remote``: the backend will time on SSH devices, so what matters is that
+    it has a self-contained remote worker, not what this machine has installed.
+    """
     if name not in _REGISTRY:
         raise TargetError(f"unknown backend '{name}'; known: {', '.join(backend_names())}")
     mod_name, cls_name = _REGISTRY[name].split(":")
     backend = getattr(importlib.import_module(mod_name), cls_name)()
+    if remote:
+        if backend.remote_worker is None:
+            raise BackendUnavailable(f"backend '{name}' cannot time on an SSH device; drop --device to run it here")
+        return backend
     reason = backend.unavailable_reason()
     if reason:
         raise BackendUnavailable(f"backend '{name}' is unavailable on this machine: {reason}")
     return backend
+
+
+def backend_for(target: Target, *, remote: bool = False) -> Backend:
+    """The target's backend, else its ``fallback_backend``; one line with both reasons if neither runs."""
+    try:
+        return get_backend(target.backend, remote=remote)
+    except BackendUnavailable as first:
+        if not target.fallback_backend:
+            raise
+        try:
+            return get_backend(target.fallback_backend, remote=remote)
+        except BackendUnavailable as second:
+            raise BackendUnavailable(f"target '{target.name}': {first}; fallback {second}") from None

@@ -4,23 +4,39 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from scbp_edge.targets import Target
+
 
 class Backend(ABC):
-    """Compile an ONNX file for a target, load it, run it, and time it in a worker process."""
+    """Compile a model for a target, load it, run it, and time it in a worker process.
+
+    Timing always happens in a fresh worker process that speaks the JSON-lines
+    protocol of ``profile/ort_worker.py`` (configure -> ready, round -> latencies,
+    stop -> memory).  Backends whose workers send raw device output (trtexec
+    logs, tegrastats lines) turn it into that protocol in :meth:`interpret`, so
+    the runner, the device pool and the run store stay backend-agnostic.
+    """
 
     name: ClassVar[str]
+    #: what compile() consumes: "onnx" (the exported file) or "torch" (the derived .pt file)
+    source: ClassVar[str] = "onnx"
+    #: self-contained worker copied to SSH devices; None when the backend only runs locally
+    remote_worker: ClassVar[Path | None] = None
+    #: Python modules the device must have for ``remote_worker``
+    remote_imports: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def unavailable_reason(self) -> str | None:
         """None when usable here, else one line saying what is missing and how to get it."""
 
     @abstractmethod
-    def compile(self, onnx_path: Path, workdir: Path, *, precision: str, workspace_mb: int) -> Path:
-        """Turn ``onnx_path`` into this runtime's artifact (may be the ONNX file itself)."""
+    def compile(self, source: Path, workdir: Path, *, precision: str, workspace_mb: int) -> Path:
+        """Turn ``source`` (see :attr:`source`) into this runtime's artifact (may be the file itself)."""
 
     @abstractmethod
     def load(self, artifact: Path, *, threads: int = 0) -> Any:
@@ -32,4 +48,12 @@ class Backend(ABC):
 
     @abstractmethod
     def worker_argv(self) -> list[str]:
-        """Command of a fresh timing process speaking the JSON-lines protocol of profile/worker."""
+        """Command of a fresh local timing process speaking the worker protocol."""
+
+    def worker_config(self, target: Target) -> dict[str, Any]:
+        """Backend-specific keys added to the worker's first (configuration) line."""
+        return {}
+
+    def interpret(self, kind: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """Turn a worker's raw ``ready``/``round``/``stop`` answer into the protocol's fields."""
+        return msg

@@ -17,6 +17,8 @@ class OnnxRuntimeBackend(Backend):
     """The CPU backend: the artifact is the ONNX file; timing runs ``ort_worker.py``."""
 
     name = "onnxruntime"
+    remote_worker = WORKER
+    remote_imports = ("numpy", "onnxruntime")
 
     def unavailable_reason(self) -> str | None:
         try:

@@ -13,7 +13,9 @@ from scbp_edge.cli.common import ClassesOpt, InputOpt, JsonOpt, SegmentsOpt, Wei
 
 def targets(json_out: bool = JsonOpt) -> None:
     """List built-in targets and whether their backend can run here."""
-    from scbp_edge.backends import get_backend
+    from rich.markup import escape
+
+    from scbp_edge.backends import backend_for
     from scbp_edge.errors import TargetError
     from scbp_edge.targets import list_targets, load_target
 
@@ -21,8 +23,10 @@ def targets(json_out: bool = JsonOpt) -> None:
     for name in list_targets():
         t = load_target(name)
         try:
-            get_backend(t.backend)
-            status = "available"
+            b = backend_for(t, remote=t.location == "ssh")
+            status = "available" if b.name == t.backend else f"available through fallback backend '{b.name}'"
+            if t.location == "ssh":
+                status = "runs on the device: pass --device ssh://user@host"
         except TargetError as exc:
             status = str(exc)
         rows.append({**t.to_dict(), "status": status})
@@ -34,12 +38,12 @@ def targets(json_out: bool = JsonOpt) -> None:
     for col in cols:
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(*(str(r[c]) for c in cols))
+        table.add_row(*(escape(str(r[c])) for c in cols))
     out.print(table)
 
 
 def profile(
-    model: Path = typer.Argument(..., help="An ONNX file"),
+    model: Path = typer.Argument(..., help="An ONNX file (a derived .pt for the torch-cuda backend)"),
     target: str = typer.Option("cpu", "--target", help="Target name or path to a .toml"),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -49,7 +53,8 @@ def profile(
     from scbp_edge.targets import load_target
 
     t = load_target(target)
-    check_onnx_file(model)
+    if model.suffix != ".pt":
+        check_onnx_file(model)
     with console.status(f"profiling {model.name} on {t.name}"):
         m = profile_one(model, t)
     if json_out:
@@ -81,6 +86,7 @@ def build(
     max_size_mb: float | None = typer.Option(None, "--max-size-mb"),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Points below the seed allowed"),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch"),
+    precision: str | None = typer.Option(None, "--precision", help="fp16 | fp32: override the target's precision"),
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
     runs: Path = typer.Option(Path("runs"), "--runs", help="Parent folder of run directories"),
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory"),
@@ -112,7 +118,7 @@ def build(
         max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,
         dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k, epochs=epochs, distill=distill, init=init,
         measure_budget=measure_budget, devices=device, executor=executor, ray_address=ray_address, retries=retries,
-        constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop),
+        precision=precision, constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop),
     )
     run_dir = run_build(cfg, runs=runs, resume=resume)
     rep = json.loads((run_dir / "report.json").read_text())

@@ -109,7 +109,9 @@ def main():
         time.sleep(float(cfg.get("idle_seconds", 0.5)))
         idle_w = rapl.delta_uj(e0, rapl.read()) / 1e6 / (time.perf_counter() - t0)
     _reply({"ready": True, "baseline_rss": baseline, "load_s": load_s, "input_shape": shape,
-            "energy_reason": rapl.reason, "idle_w": idle_w, "pid": os.getpid()})
+            "energy_reason": rapl.reason, "idle_w": idle_w, "pid": os.getpid(),
+            "energy_source": "rapl (package domains, whole timed window)" if rapl.domains else None,
+            "info": {"runtime": "onnxruntime " + ort.__version__}})
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd.get("cmd") == "stop":

@@ -125,3 +125,34 @@ def energy_per_inference_mj(
     above = (mean_mw - idle_mw) * duration_s / inferences if idle_mw is not None else None
     return {"total_mj": total, "above_idle_mj": above, "mean_mw": mean_mw, "rail": samples[0].total_rail,
             "samples": len(samples), "reason": None}
+
+
+_TRT_MEM = re.compile(r"TensorRT-managed allocation in (?:IExecutionContext creation|engine deserialization)"
+                      r".*?now: CPU \d+, GPU (\d+) \(MiB\)")
+
+
+def trt_device_memory_mb(text: str) -> float | None:
+    """Device memory TensorRT holds for the engine and its execution context (last report in the log)."""
+    found = _TRT_MEM.findall(text)
+    return float(found[-1]) if found else None
+
+
+def parse_nvpmodel(text: str) -> str | None:
+    """The power mode name from ``nvpmodel -q`` (e.g. "MAXN", "5W")."""
+    m = re.search(r"NV Power Mode:\s*(\S+)", text or "")
+    return m.group(1) if m else None
+
+
+def split_power_window(samples: list[TegraSample], interval_ms: float, idle_s: float,
+                       wall_s: float) -> tuple[list[TegraSample], list[TegraSample]]:
+    """(idle, timed) samples of one capture: an idle pause of ``idle_s``, then a run timed for ``wall_s``.
+
+    The first samples cover the pause; the timed window is the trailing run of
+    samples as long as ``wall_s``, leaving out the very last one (trtexec's
+    teardown).  Sample counts, not timestamps: JetPack 4 prints none.
+    """
+    n_idle = int(idle_s * 1000 // interval_ms)
+    idle, rest = samples[:n_idle], samples[n_idle:]
+    n_timed = max(1, round(wall_s * 1000 / interval_ms))
+    timed = rest[-(n_timed + 1):-1] if len(rest) > n_timed else rest
+    return idle, timed

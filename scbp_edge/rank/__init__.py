@@ -30,7 +30,12 @@ def dominates(a: dict[str, float], b: dict[str, float], objectives=OBJECTIVES) -
 
 
 def pareto_front(points: Sequence[dict[str, Any]], objectives=OBJECTIVES) -> list[str]:
-    """Ids of the non-dominated points (each point has ``id`` and the objective keys)."""
+    """Ids of the non-dominated points (each point has ``id`` and the objective keys).
+
+    An objective no point has (e.g. host memory where only the device's is
+    known) is left out rather than emptying the front.
+    """
+    objectives = tuple(o for o in objectives if any(p.get(o[0]) is not None for p in points))
     usable = [p for p in points if all(p.get(k) is not None for k, _ in objectives)]
     return [p["id"] for p in usable if not any(dominates(q, p, objectives) for q in usable if q is not p)]
 

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from scbp_edge.backends.base import Backend
 from scbp_edge.errors import ProfileError, ScbpError
 from scbp_edge.profile.runner import profile_interleaved
 from scbp_edge.remote.ssh import SshDevice
@@ -21,10 +22,16 @@ from scbp_edge.targets import Target
 OnResult = Callable[[str, object, str | None], None]
 
 
-def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, backend_name: str, worker: Path,
+def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, backend: Backend,
                        urls: Sequence[str], chunk: int, on_result: OnResult,
                        on_round: Callable[[], None] | None = None) -> list[str]:
-    """Measure ``items`` on the devices at ``urls``; returns the urls that dropped out."""
+    """Measure ``items`` on the devices at ``urls`` with ``backend``'s remote worker.
+
+    Returns the urls that dropped out.
+    """
+    worker = backend.remote_worker
+    if worker is None:
+        raise ProfileError(f"backend '{backend.name}' cannot run on an SSH device")
     queue = deque(items[i : i + chunk] for i in range(0, len(items), chunk))
     lock = threading.Lock()
     dropped: list[str] = []
@@ -41,9 +48,9 @@ def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, bac
     def serve(url: str) -> None:
         dev = SshDevice(url)
         try:
-            dev.check()
+            dev.check(backend.remote_imports)
             tmp = dev.mktemp()
-            dev.upload(worker, f"{tmp}/ort_worker.py")
+            dev.upload(worker, f"{tmp}/{worker.name}")
         except ScbpError:
             with lock:
                 dropped.append(url)
@@ -54,7 +61,7 @@ def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, bac
                     if not queue:
                         return
                     part = queue.popleft()
-                if not _run_chunk(dev, tmp, part, target, backend_name, report, tick, queue, lock):
+                if not _run_chunk(dev, tmp, part, target, backend, report, tick, queue, lock):
                     with lock:
                         dropped.append(url)
                     return
@@ -73,7 +80,7 @@ def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, bac
     return dropped
 
 
-def _run_chunk(dev: SshDevice, tmp: str, part, target: Target, backend_name: str, report: OnResult, tick,
+def _run_chunk(dev: SshDevice, tmp: str, part, target: Target, backend: Backend, report: OnResult, tick,
                queue: deque, lock: threading.Lock) -> bool:
     """Measure one chunk on ``dev``; False (chunk re-queued) if the device dropped out meanwhile."""
     results: dict[str, tuple[object, str | None]] = {}
@@ -81,18 +88,19 @@ def _run_chunk(dev: SshDevice, tmp: str, part, target: Target, backend_name: str
     def stage(p):
         where = {}
         for key, art in p:
-            where[key] = f"{tmp}/{key}.onnx"
+            where[key] = f"{tmp}/{key}{art.suffix}"
             dev.upload(art, where[key])
         return where
 
-    profile_interleaved(part, target, backend_name=backend_name,
-                        worker_argv=dev.command(dev.python, f"{tmp}/ort_worker.py"),
+    assert backend.remote_worker is not None
+    profile_interleaved(part, target, backend=backend,
+                        worker_argv=dev.command(dev.python, f"{tmp}/{backend.remote_worker.name}"),
                         on_result=lambda k, m, e: results.__setitem__(k, (m, e)), chunk=len(part),
-                        on_round=tick, stage=stage, device=dev.url)
+                        on_round=tick, stage=stage, device=dev.url, extra_config=dev.worker_config())
     failed = [k for k, (m, _) in results.items() if m is None]
     if failed:
         try:
-            dev.check()
+            dev.check(backend.remote_imports)
         except ProfileError:
             with lock:  # the device, not the candidates, failed: measure them elsewhere
                 queue.append([(k, a) for k, a in part if k in failed])

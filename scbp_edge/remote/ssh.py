@@ -1,4 +1,10 @@
-"""An SSH device: ``ssh://user@host[:port][?python=/path/to/python3]`` driven through the system ``ssh``.
+"""An SSH device: ``ssh://user@host[:port][?python=PATH&bin=DIR]`` driven through the system ``ssh``.
+
+``python`` is the device's interpreter (default ``python3``); ``bin`` is a
+directory searched first for trtexec, tegrastats and nvpmodel (TensorRT
+installed outside JetPack's places); ``cache`` is where the device keeps
+built TensorRT engines (default ``~/.cache/scbp-edge/engines``), which
+outlive a run because a Jetson engine build takes minutes.
 
 The user's ~/.ssh/config, agent and jump hosts apply; host-key checking is
 left as configured (never disabled).  Every remote command argument is quoted
@@ -38,10 +44,18 @@ class SshDevice:
             raise TargetError(f"--device '{url}' has an invalid port") from None
         query = parse_qs(parts.query)
         self.python = query.get("python", ["python3"])[0]
-        if not _PATH.match(self.python):
-            raise TargetError(f"--device '{url}': python= must be a plain path such as /opt/venv/bin/python3")
+        self.bin_dir = query.get("bin", [None])[0]
+        self.cache_dir = query.get("cache", [None])[0]
+        for key, val in (("python", self.python), ("bin", self.bin_dir), ("cache", self.cache_dir)):
+            if val is not None and not _PATH.match(val):
+                raise TargetError(f"--device '{url}': {key}= must be a plain path such as /opt/venv/bin/python3")
         self.url = url
         self.dest = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+
+    def worker_config(self) -> dict[str, str]:
+        """Device-specific keys for the timing worker's configuration line."""
+        cfg = {"bin_dir": self.bin_dir, "engine_cache": self.cache_dir}
+        return {k: v for k, v in cfg.items() if v}
 
     def ssh_argv(self) -> list[str]:
         argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
@@ -66,14 +80,15 @@ class SshDevice:
             raise ProfileError(f"{self.url}: '{args[0]}' failed ({err[-1] if err else f'exit {res.returncode}'})")
         return res.stdout.decode(errors="replace")
 
-    def check(self) -> None:
-        """One line naming the problem if the device cannot be reached or lacks Python."""
+    def check(self, imports: tuple[str, ...] = ("numpy", "onnxruntime")) -> None:
+        """One line naming the problem if the device cannot be reached or lacks Python (and ``imports``)."""
         try:
-            self.run(self.python, "-c", "import numpy, onnxruntime", timeout=60)
+            self.run(self.python, "-c", f"import sys, {', '.join(('json',) + tuple(imports))}", timeout=60)
         except ProfileError as exc:
+            need = f" with {' and '.join(imports)}" if imports else " (3.6 or newer)"
             raise ProfileError(
                 f"device {self.url} is not usable: {exc}; check the address, your SSH key and host key "
-                f"(ssh-keyscan/known_hosts), and that {self.python} with numpy and onnxruntime is installed "
+                f"(ssh-keyscan/known_hosts), and that {self.python}{need} is installed "
                 "there (or pass ?python=PATH)"
             ) from None
 

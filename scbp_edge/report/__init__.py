@@ -13,6 +13,24 @@ from scbp_edge.rank import Constraints, flops_disagreement, pareto_front, select
 from scbp_edge.store import RunStore
 
 
+def _measured_with(measured: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Runtime, GPU, power mode, clock pinning...: every value seen across the measurements."""
+    seen: dict[str, list[Any]] = {}
+    for m in measured:
+        for k, v in (m.get("info") or {}).items():
+            if v not in seen.setdefault(k, []):
+                seen[k].append(v)
+    return seen
+
+
+def _memory(m: dict[str, Any]) -> float | None:
+    """The memory that limits the target: the GPU's where measured, else the host process's."""
+    for key in ("device_memory_mb", "memory_mb", "peak_rss_mb"):
+        if m.get(key) is not None:
+            return m[key]
+    return None
+
+
 def _points(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
     pts = []
     for c in cands:
@@ -23,7 +41,7 @@ def _points(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "id": c["id"], "ratios": c["ratios"], "reference": c["reference"],
             "accuracy": c["accuracy"]["value"], "p50_ms": m["latency"]["p50_ms"], "p90_ms": m["latency"]["p90_ms"],
             "p99_ms": m["latency"]["p99_ms"], "cv": m["latency"]["cv"],
-            "memory_mb": m["memory_mb"] if m["memory_mb"] is not None else m["peak_rss_mb"],
+            "memory_mb": _memory(m), "device_memory_mb": m.get("device_memory_mb"),
             "size_mb": m["model_size_mb"], "params": c["static"]["params"], "macs": c["static"]["macs"],
             "energy_mj": m["energy"]["mj_per_inference"],
             "test_accuracy": (c.get("trained") or {}).get("test_accuracy"),
@@ -48,8 +66,9 @@ def build_report(store: RunStore) -> dict[str, Any]:
         tpts = [dict(p, accuracy=p["test_accuracy"]) for p in pts if p["test_accuracy"] is not None]
         sel = select(tpts, pareto_front(tpts), cons, trained["seed_test_accuracy"], True)
         sel.reason += " (after one-shot training: test accuracy vs the seed fine-tuned with the same budget)"
-    energy_reasons = sorted({c["measurement"]["energy"]["reason"] for c in cands
-                             if c["status"] == "measured" and c["measurement"]["energy"]["reason"]})
+    measured = [c["measurement"] for c in cands if c["status"] == "measured"]
+    energy_reasons = sorted({m["energy"]["reason"] for m in measured if m["energy"]["reason"]})
+    energy_sources = sorted({m["energy"]["source"] for m in measured if m["energy"]["mj_per_inference"] is not None})
     return {
         "run": {"created": store.get_meta("created"), "config": cfg, "target": store.get_meta("target"),
                 "seed": store.get_meta("seed"), "segmentation": store.get_meta("segmentation")},
@@ -65,6 +84,8 @@ def build_report(store: RunStore) -> dict[str, Any]:
         "classifier_replaced": store.get_meta("classifier_replaced"),
         "flops_vs_measured": flops_disagreement(pts),
         "energy_note": energy_reasons,
+        "energy_sources": energy_sources,
+        "measured_with": _measured_with(measured),
         "failed": [{"id": c["id"], "stage": c["stage"], "error": c["error"]} for c in cands if c["status"] == "failed"],
     }
 

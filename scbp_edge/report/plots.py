@@ -53,7 +53,8 @@ def write_plots(run_dir: Path, rep: dict[str, Any]) -> list[Path]:
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         paths.append(out / name)
-    paths.append(_heatmap(plt, out, [p for p in pts if p["id"] in front]))
+    if front:
+        paths.append(_heatmap(plt, out, [p for p in pts if p["id"] in front]))
     return paths
 
 

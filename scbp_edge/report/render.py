@@ -65,8 +65,14 @@ def _summary_lines(rep: dict[str, Any]) -> list[str]:
         c = rep["classifier_replaced"]
         lines.append(f"Classifier replaced: seed had {c['from_classes']} classes, data {c['to_classes']}; new head "
                      f"trained {c['epochs']} epoch(s), seed test accuracy {c['test_accuracy']:.2f}%.")
+    if rep.get("energy_sources"):
+        lines.append("Energy: mJ per inference from " + "; ".join(rep["energy_sources"]) + " (above-idle energy "
+                     "and idle power per candidate are in report.json).")
     if rep["energy_note"]:
         lines.append("Energy: not measured - " + "; ".join(rep["energy_note"]) + ".")
+    if rep.get("measured_with"):
+        lines.append("Measured with: " + ", ".join(f"{k} {'/'.join('unknown' if x is None else str(x) for x in v)}"
+                                                   for k, v in rep["measured_with"].items()) + ".")
     return lines
 
 

@@ -1,0 +1,115 @@
+"""TensorRT through the device's own ``trtexec`` (Jetson over SSH, or any machine with TensorRT).
+
+Engines are specific to the GPU and TensorRT version they were built on, so
+the worker (``profile/trtexec_worker.py``, standard library only) builds and
+times them on the device.  This module turns the worker's raw output into
+the worker protocol with the parsers that are tested on real device logs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from scbp_edge.backends.base import Backend
+from scbp_edge.errors import CompileError, ProfileError
+from scbp_edge.profile import parsers
+
+if TYPE_CHECKING:
+    from scbp_edge.targets import Target
+
+WORKER = Path(__file__).resolve().parents[1] / "profile" / "trtexec_worker.py"
+
+
+class TrtexecBackend(Backend):
+    """Build with ``trtexec --saveEngine``, time with ``--loadEngine --exportTimes``, power from tegrastats."""
+
+    name = "trtexec"
+    remote_worker = WORKER
+    remote_imports = ()
+
+    def unavailable_reason(self) -> str | None:
+        if not (shutil.which("trtexec") or Path("/usr/src/tensorrt/bin/trtexec").is_file()):
+            return ("trtexec is not on this machine (TensorRT is not installed); time on the device with "
+                    "--device ssh://user@jetson")
+        return None
+
+    def compile(self, source: Path, workdir: Path, *, precision: str = "fp16", workspace_mb: int = 0) -> Path:
+        # The engine is built on the device by the worker; here only check that trtexec can take the file.
+        import onnx
+
+        model = onnx.load(str(source), load_external_data=False)
+        for inp in model.graph.input:
+            dims = inp.type.tensor_type.shape.dim
+            if any(not d.HasField("dim_value") for d in dims):
+                raise CompileError(f"{source.name}: input '{inp.name}' has a dynamic dimension; the trtexec backend "
+                                   "times static shapes - build without --dynamic-batch")
+        return source
+
+    def load(self, artifact: Path, *, threads: int = 0) -> Any:
+        raise CompileError("trtexec engines are only run by trtexec on the device; serve with the TensorRT runtime")
+
+    def run(self, handle: Any, x: np.ndarray) -> np.ndarray:
+        raise CompileError("trtexec engines are only run by trtexec on the device")
+
+    def worker_argv(self) -> list[str]:
+        return [sys.executable, str(WORKER)]
+
+    def worker_config(self, target: Target) -> dict[str, Any]:
+        return {"precision": target.precision, "workspace_mb": target.workspace_mb,
+                "power_interval_ms": target.measure.power_interval_ms, "idle_seconds": target.measure.idle_seconds,
+                "build_timeout_s": target.measure.timeout_s, "round_timeout_s": target.measure.timeout_s}
+
+    def interpret(self, kind: str, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"ready": _ready, "round": _round, "stop": _stop}[kind](msg)
+
+
+def _ready(msg: dict[str, Any]) -> dict[str, Any]:
+    info = dict(msg.get("info", {}))
+    info["power_mode"] = parsers.parse_nvpmodel(msg.get("nvpmodel") or "")
+    clocks = msg.get("clocks")
+    if clocks and clocks.get("min_freq") is not None and clocks.get("max_freq") is not None:
+        info["clocks_pinned"] = clocks["min_freq"] == clocks["max_freq"]
+        info["gpu_clock_mhz"] = (clocks.get("cur_freq") or 0) / 1e6
+    else:
+        info["clocks_pinned"] = None  # unknown: no GPU devfreq node (not a Jetson)
+    if msg.get("build_log"):
+        built = parsers.parse_trtexec(msg["build_log"])
+        info["tensorrt"] = built.tensorrt_version or info.get("tensorrt")
+    out = dict(msg, info=info)
+    if not msg.get("power_tool"):
+        out["energy_reason"] = "tegrastats not found on the device (not a Jetson, or pass ?bin=DIR)"
+    return out
+
+
+def _round(msg: dict[str, Any]) -> dict[str, Any]:
+    res = parsers.parse_trtexec(msg.get("log") or "")
+    if not res.complete:
+        raise ProfileError(f"trtexec output incomplete (missing: {', '.join(res.missing)})")
+    lat = msg.get("latencies_ms") or []
+    if not lat:
+        raise ProfileError("trtexec wrote no per-iteration times (--exportTimes)")
+    wall = res.total_host_walltime_s or msg["wall_s"]
+    out: dict[str, Any] = {"latencies_ms": lat, "wall_s": wall, "energy_uj": None}
+    if msg.get("power") is None:
+        return out
+    interval = float(msg.get("power_interval_ms") or 100)
+    idle, timed = parsers.split_power_window(parsers.parse_tegrastats(msg["power"]), interval,
+                                             float(msg.get("idle_s") or 0), wall)
+    if not timed:
+        out["energy_reason"] = "tegrastats printed no power rails (on some JetPack releases it needs sudo)"
+        return out
+    mean_mw = sum(s.total_mw or 0 for s in timed) / len(timed)
+    out["energy_uj"] = mean_mw * wall * 1000.0  # mW x s = mJ
+    out["energy_source"] = f"tegrastats {timed[0].total_rail}, {interval:.0f} ms sampling over each timed window"
+    if idle:
+        out["idle_w"] = sum(s.total_mw or 0 for s in idle) / len(idle) / 1000.0
+    return out
+
+
+def _stop(msg: dict[str, Any]) -> dict[str, Any]:
+    return {"device_memory_mb": parsers.trt_device_memory_mb(msg.get("log") or "")}

@@ -1,0 +1,90 @@
+"""Local GPU timing worker for the ``torch-cuda`` and ``tensorrt`` backends (worker protocol of ort_worker.py).
+
+Run as ``python -m scbp_edge.profile.gpu_worker RUNTIME``.  Latency comes from
+CUDA events around each inference (host-to-device copy, compute, copy back),
+energy from NVML over each round, idle power from a pause before timing, and
+device memory from the runtime (``torch.cuda.max_memory_allocated``, or the
+drop in free device memory while TensorRT loads the engine).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def _reply(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _rss(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _session(runtime: str, cfg: dict[str, Any]):
+    if runtime == "torch-cuda":
+        from scbp_edge.backends.torch_cuda import TorchSession
+
+        return TorchSession(cfg["model"], cfg.get("device", "cuda"), cfg.get("precision", "fp32"),
+                            int(cfg.get("batch", 1)))
+    if runtime == "tensorrt":
+        from scbp_edge.backends.tensorrt import TrtSession
+
+        return TrtSession(cfg["model"], int(cfg.get("batch", 1)))
+    raise ValueError(f"unknown runtime {runtime!r}")
+
+
+def main(runtime: str) -> None:
+    from scbp_edge.profile.nvml import NvmlEnergy
+
+    cfg = json.loads(sys.stdin.readline())
+    import importlib
+
+    importlib.import_module({"torch-cuda": "torch", "tensorrt": "tensorrt"}.get(runtime, "json"))
+    baseline = _rss("VmRSS")  # after the runtime's import: memory_mb is what the model adds
+    t0 = time.perf_counter()
+    sess = _session(runtime, cfg)
+    load_s = time.perf_counter() - t0
+    for _ in range(int(cfg.get("warmup", 10))):
+        sess.timed_run()
+    if sess.device_kind != "cuda":
+        energy = None
+        reason = "the model runs on the CPU in this worker (no GPU energy)"
+    else:
+        energy = NvmlEnergy(sess.pci_bus_id, interval_ms=int(cfg.get("power_interval_ms", 100)))
+        reason = energy.reason
+    idle_w = energy.idle_w(float(cfg.get("idle_seconds", 1.0))) if energy and not reason else None
+    _reply({"ready": True, "baseline_rss": baseline, "load_s": load_s, "energy_source": energy and energy.source,
+            "energy_reason": reason, "idle_w": idle_w, "info": sess.info, "artifact_bytes": sess.artifact_bytes})
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd.get("cmd") == "stop":
+            _reply({"peak_rss": _rss("VmHWM"), "device_memory_mb": sess.device_memory_mb()})
+            return
+        lat: list[float] = []
+        if energy and not reason:
+            energy.start()
+        start = time.perf_counter()
+        while len(lat) < int(cmd["min_runs"]) or time.perf_counter() - start < float(cmd["min_seconds"]):
+            lat.append(sess.timed_run())
+        wall = time.perf_counter() - start
+        uj = energy.stop() if energy and not reason else None
+        _reply({"latencies_ms": lat, "wall_s": wall, "energy_uj": uj})
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1] if len(sys.argv) > 1 else "")
+    except Exception as exc:  # noqa: BLE001 - report, never hang the coordinator
+        _reply({"error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        sys.exit(1)

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Self-contained trtexec timing worker: Python 3.6+ standard library only (stock JetPack has it).
+
+Copied as-is to a Jetson (or any machine with TensorRT's ``trtexec``); it
+imports nothing from scbp_edge.  It builds the engine with the device's own
+trtexec (engines are specific to the device and TensorRT version), caches it
+by (ONNX sha256, TensorRT version, board/GPU, precision, workspace), and times
+it round by round while sampling power with ``tegrastats``.
+
+It sends raw device output (trtexec logs, tegrastats lines, ``nvpmodel -q``,
+GPU devfreq clocks) and the per-iteration latencies from ``--exportTimes``;
+the coordinator parses them with ``scbp_edge.profile.parsers``, which are
+tested on real device logs.  Protocol: as ``ort_worker.py`` (JSON lines).
+"""
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+MAX_TEXT = 64 * 1024  # bound every log sent back
+DEFAULT_DIRS = ["/usr/src/tensorrt/bin", "/usr/bin", "/usr/sbin", "/usr/local/bin"]
+GPU_DEVFREQ = ("gpu", "gm20b", "gp10b", "gv11b", "ga10b", "gb10b")
+
+
+def _reply(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _tail(text):
+    return text[-MAX_TEXT:]
+
+
+def find_tool(name, cfg):
+    """``name`` in the configured bin dir, then the usual JetPack places, then PATH."""
+    dirs = ([cfg["bin_dir"]] if cfg.get("bin_dir") else []) + DEFAULT_DIRS
+    for d in dirs:
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return shutil.which(name)
+
+
+def _run(argv, timeout):
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
+def trt_version(trtexec):
+    """(major, minor, patch) from trtexec's banner, else from NvInferVersion.h."""
+    _, out = _run([trtexec, "--help"], 60)
+    m = re.search(r"TensorRT\.trtexec \[TensorRT v(\d+)\]", out)
+    if m:
+        d = m.group(1)
+        if len(d) >= 6:
+            return int(d[:-4]), int(d[-4:-2]), int(d[-2:])
+        return int(d[0]), int(d[1]), int(d[2:])
+    for header in glob.glob("/usr/include/*/NvInferVersion.h") + glob.glob("/usr/include/NvInferVersion.h"):
+        with open(header) as f:
+            text = f.read()
+        parts = [re.search(r"#define NV_TENSORRT_%s (\d+)" % k, text) for k in ("MAJOR", "MINOR", "PATCH")]
+        if all(parts):
+            return tuple(int(p.group(1)) for p in parts)
+    raise RuntimeError("cannot tell the TensorRT version of %s (no banner, no NvInferVersion.h)" % trtexec)
+
+
+def build_argv(trtexec, version, cfg, engine):
+    """trtexec flags differ between 8.2 (--workspace, --buildOnly), 8.4/8.5 (--memPoolSize) and 8.6+/10."""
+    argv = [trtexec, "--onnx=" + cfg["model"], "--saveEngine=" + engine]
+    if cfg.get("precision", "fp16") == "fp16":
+        argv.append("--fp16")
+    ws = int(cfg.get("workspace_mb", 0))
+    if ws:
+        argv.append("--workspace=%d" % ws if version < (8, 4) else "--memPoolSize=workspace:%d" % ws)
+    argv.append("--buildOnly" if version < (8, 6) else "--skipInference")
+    return argv
+
+
+def time_argv(trtexec, cfg, engine, times, min_runs, min_seconds):
+    return [trtexec, "--loadEngine=" + engine, "--warmUp=%d" % int(cfg.get("warmup", 200)),
+            "--iterations=%d" % int(min_runs), "--duration=%d" % max(1, int(-(-float(min_seconds) // 1))),
+            "--useSpinWait", "--exportTimes=" + times]
+
+
+def board():
+    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
+        try:
+            with open(path) as f:
+                return f.read().strip("\x00\n ")
+        except OSError:
+            pass
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        rc, out = _run([smi, "--query-gpu=name", "--format=csv,noheader"], 30)
+        if rc == 0 and out.strip():
+            return out.strip().splitlines()[0]
+    return "unknown"
+
+
+def gpu_clocks():
+    """min/max/cur of the GPU's devfreq node: pinned (jetson_clocks) when min == max."""
+    for node in sorted(glob.glob("/sys/class/devfreq/*")):
+        if any(k in os.path.basename(node) for k in GPU_DEVFREQ):
+            vals = {}
+            for k in ("min_freq", "max_freq", "cur_freq"):
+                try:
+                    with open(os.path.join(node, k)) as f:
+                        vals[k] = int(f.read().strip())
+                except (OSError, ValueError):
+                    vals[k] = None
+            vals["node"] = node
+            return vals
+    return None
+
+
+class Power(object):
+    """tegrastats sampling around an idle pause plus a timed run; raw text goes back to the coordinator."""
+
+    def __init__(self, cfg):
+        self.tool = find_tool("tegrastats", cfg)
+        self.interval = int(cfg.get("power_interval_ms", 100))
+        self.proc = None
+
+    def start(self):
+        if self.tool:
+            self.proc = subprocess.Popen([self.tool, "--interval", str(self.interval)], stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT)
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self.proc = None
+        return _tail(out.decode("utf-8", "replace"))
+
+
+def engine_for(trtexec, version, cfg):
+    """Cached engine path (built now if missing), build seconds, build log, cache hit."""
+    with open(cfg["model"], "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    key = "%s|%s|%s|%s|%s" % (digest, ".".join(map(str, version)), board(), cfg.get("precision", "fp16"),
+                              cfg.get("workspace_mb", 0))
+    cache = os.path.expanduser(cfg.get("engine_cache") or "~/.cache/scbp-edge/engines")
+    os.makedirs(cache, exist_ok=True)
+    engine = os.path.join(cache, hashlib.sha256(key.encode()).hexdigest()[:32] + ".engine")
+    # One build at a time on the device: a Nano has 4 GB shared by CPU and GPU.
+    with open(os.path.join(cache, ".build.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(engine) and os.path.getsize(engine) > 0:
+            return engine, 0.0, "", True
+        part = engine + ".part%d" % os.getpid()  # never leave a half-written engine under the cache name
+        t0 = time.time()
+        rc, log = _run(build_argv(trtexec, version, cfg, part), float(cfg.get("build_timeout_s", 3600)))
+        if rc != 0 or not os.path.isfile(part):
+            if os.path.exists(part):
+                os.remove(part)
+            raise RuntimeError("trtexec engine build failed (exit %d): %s" % (rc, log.strip()[-400:]))
+        os.rename(part, engine)
+        return engine, time.time() - t0, _tail(log), False
+
+
+def latencies(times_path):
+    with open(times_path) as f:
+        trace = json.load(f)
+    return [float(e["latencyMs"]) for e in trace if isinstance(e, dict) and "latencyMs" in e]
+
+
+def main():
+    cfg = json.loads(sys.stdin.readline())
+    trtexec = find_tool("trtexec", cfg)
+    if not trtexec:
+        raise RuntimeError("trtexec not found in %s or on PATH; install TensorRT (JetPack) or pass ?bin=DIR"
+                           % ", ".join(([cfg["bin_dir"]] if cfg.get("bin_dir") else []) + DEFAULT_DIRS[:1]))
+    version = trt_version(trtexec)
+    engine, build_s, build_log, cached = engine_for(trtexec, version, cfg)
+    power = Power(cfg)
+    nvp = find_tool("nvpmodel", cfg)
+    idle_s = float(cfg.get("idle_seconds", 1.0)) if power.tool else 0.0
+    _reply({"ready": True, "load_s": build_s, "artifact_bytes": os.path.getsize(engine), "build_log": build_log,
+            "power_interval_ms": power.interval, "power_tool": power.tool,
+            "nvpmodel": _run([nvp, "-q"], 30)[1][-2000:] if nvp else None, "clocks": gpu_clocks(),
+            "info": {"tensorrt": ".".join(map(str, version)), "trtexec": trtexec, "board": board(),
+                     "engine_cached": cached, "precision": cfg.get("precision", "fp16")}})
+    workdir = os.path.dirname(os.path.abspath(cfg["model"]))
+    last_log = ""
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd.get("cmd") == "stop":
+            _reply({"log": last_log})
+            return
+        times = os.path.join(workdir, "times-%d.json" % os.getpid())
+        power.start()
+        time.sleep(idle_s)  # idle power just before the run (engines of other workers are built by now)
+        t0 = time.time()
+        rc, log = _run(time_argv(trtexec, cfg, engine, times, cmd["min_runs"], cmd["min_seconds"]),
+                       float(cfg.get("round_timeout_s", 600)))
+        wall = time.time() - t0
+        samples = power.stop()
+        if rc != 0:
+            raise RuntimeError("trtexec timing run failed (exit %d): %s" % (rc, log.strip()[-400:]))
+        lat = latencies(times)
+        os.remove(times)
+        last_log = _tail(log)
+        _reply({"latencies_ms": lat, "log": last_log, "power": samples, "idle_s": idle_s, "wall_s": wall,
+                "power_interval_ms": power.interval})
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:  # report, never hang the coordinator
+        _reply({"error": "%s: %s" % (type(exc).__name__, str(exc)[:400])})
+        sys.exit(1)
