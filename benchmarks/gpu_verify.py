@@ -1,7 +1,7 @@
 """Issue-5 GPU check in one call: every GPU-side path of scbp-edge verified and timed on this machine.
 
 On a CUDA machine it derives the cifar-resnet56 space (0, 0.25, 0.5 per stage:
-27 candidates; ../shared weights when present), then
+27 configurations, 18 distinct networks; ../shared weights when present), then
   1. checks the PyTorch CUDA backend's output against the CPU model,
   2. measures every candidate with the ``torch-cuda`` backend through the same
      interleaved runner the build uses (fp16, CUDA events, max_memory_allocated),
@@ -12,7 +12,8 @@ On a CUDA machine it derives the cifar-resnet56 space (0, 0.25, 0.5 per stage:
 Without a CUDA GPU it says so and records the GPU path as unverified.
 
 Writes benchmarks/results/gpu_verify.{json,md} (or $OUT/ when OUT is set).
-Options: --device cpu runs steps 1-2 on the CPU to check this script itself.
+Options: --device cpu runs steps 1-2 on the CPU to check this script itself
+(about 4 minutes on 2 cores; its figures are CPU figures, not GPU ones).
 """
 
 from __future__ import annotations
