@@ -166,3 +166,12 @@ def test_jetson_target_build_over_ssh(sshd, shared, tmp_path):
         assert m["device_memory_mb"] >= 1 and m["latency"]["runs"] >= 10
     assert set(glob.glob("/tmp/scbp-edge.*")) == before, "remote temp dir left behind"
     assert len(list((tmp_path / "engines").glob("*.engine"))) == len(rows)  # the cache outlives the temp dir
+    assert (db.parent / "plots" / "energy_vs_accuracy.png").is_file()
+    # one file on the device: the cached engine is reused, nothing is rebuilt
+    onnx = next((db.parent / "onnx").glob("*.onnx"))
+    res = subprocess.run([sys.executable, "-m", "scbp_edge.cli.main", "profile", str(onnx), "--target", str(target),
+                          "--device", url, "--json"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    one = json.loads(res.stdout)
+    assert one["info"]["engine_cached"] is True and one["energy"]["mj_per_inference"] > 0
+    assert (bin_dir / "calls.log").read_text().count("--saveEngine") == len(rows)

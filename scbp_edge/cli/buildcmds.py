@@ -45,6 +45,7 @@ def targets(json_out: bool = JsonOpt) -> None:
 def profile(
     model: Path = typer.Argument(..., help="An ONNX file (a derived .pt for the torch-cuda backend)"),
     target: str = typer.Option("cpu", "--target", help="Target name or path to a .toml"),
+    device: list[str] = typer.Option([], "--device", help="ssh://user@host[:port] for targets that run on a device"),
     json_out: bool = JsonOpt,
 ) -> None:
     """Measure any ONNX file on a target (latency percentiles, memory, energy)."""
@@ -56,7 +57,7 @@ def profile(
     if model.suffix != ".pt":
         check_onnx_file(model)
     with console.status(f"profiling {model.name} on {t.name}"):
-        m = profile_one(model, t)
+        m = profile_one(model, t, device)
     if json_out:
         emit_json(m.to_dict())
         return
@@ -65,11 +66,17 @@ def profile(
     for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "CV", "throughput/s", "memory MB", "size MB", "energy mJ"):
         table.add_column(col, justify="right")
     energy = f"{m.energy.mj_per_inference:.3g}" if m.energy.mj_per_inference is not None else "null"
+    mem = m.device_memory_mb if m.device_memory_mb is not None else m.memory_mb
     table.add_row(f"{lat.p50_ms:.3f}", f"{lat.p90_ms:.3f}", f"{lat.p99_ms:.3f}", f"{lat.mean_ms:.3f}", f"{lat.cv:.2f}",
-                  f"{lat.throughput_ips:.0f}", f"{m.memory_mb or 0:.1f}", f"{m.model_size_mb:.2f}", energy)
+                  f"{lat.throughput_ips:.0f}", "n/a" if mem is None else f"{mem:.1f}", f"{m.model_size_mb:.2f}",
+                  energy)
     out.print(table)
     if m.energy.reason:
         console.print(f"energy: null - {m.energy.reason}")
+    elif m.energy.source:
+        console.print(f"energy: {m.energy.source}; above idle {m.energy.above_idle_mj or 0:.3g} mJ")
+    if m.info:
+        console.print("measured with: " + ", ".join(f"{k}={v}" for k, v in m.info.items()))
 
 
 def build(

@@ -213,23 +213,30 @@ def _kill(w: _Worker) -> None:
         w.proc.wait(timeout=10)
 
 
-def profile_one(path: Path, target: Target) -> Measurement:
-    """Profile a single model file (``scbp-edge profile``) on a local target."""
+def profile_one(path: Path, target: Target, devices: Sequence[str] = ()) -> Measurement:
+    """Profile a single model file (``scbp-edge profile``), here or on the first usable SSH device."""
+    import re
+
     from scbp_edge.backends import backend_for
     from scbp_edge.errors import TargetError
 
-    if target.location == "ssh":
-        raise TargetError(f"target '{target.name}' runs on a device: profile it with scbp-edge build --device ...")
-    backend = backend_for(target)
+    if target.location == "ssh" and not devices:
+        raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
+    backend = backend_for(target, remote=bool(devices))
     want = ".onnx" if backend.source == "onnx" else ".pt"
     if path.suffix != want:
         raise TargetError(f"backend '{backend.name}' times {want} files, not '{path.name}'")
     art = backend.compile(path, path.parent, precision=target.precision, workspace_mb=target.workspace_mb)
     got: dict[str, Any] = {}
-    profile_interleaved(
-        [(path.name, art)], target, backend=backend, worker_argv=backend.worker_argv(),
-        on_result=lambda k, m, e: got.update(m=m, e=e),
-    )
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)  # it names a file on the device
+    if devices:
+        from scbp_edge.remote.pool import profile_on_devices
+
+        profile_on_devices([(key, art)], target, backend=backend, urls=devices, chunk=1,
+                           on_result=lambda k, m, e: got.update(m=m, e=e))
+    else:
+        profile_interleaved([(key, art)], target, backend=backend, worker_argv=backend.worker_argv(),
+                            on_result=lambda k, m, e: got.update(m=m, e=e))
     if got.get("m") is None:
         raise ProfileError(got.get("e") or "profiling produced no result")
     return got["m"]

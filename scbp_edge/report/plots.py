@@ -23,39 +23,47 @@ def write_plots(run_dir: Path, rep: dict[str, Any]) -> list[Path]:
     front = set(rep["front"])
     sel = rep["selection"]["id"]
     acc_label = "accuracy (%)" + (" - " + rep["accuracy_kind"][0] if rep["accuracy_kind"] else "")
-    paths = []
-    for ykey, ylabel, name in (("accuracy", acc_label, "latency_vs_accuracy.png"),
-                               ("params", "parameters", "latency_vs_params.png")):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        # The run's front is 4-D (accuracy, latency, memory, size); the line is this
-        # plot's own 2-D front, hollow markers are the other 4-D front members.
-        direction = "max" if ykey == "accuracy" else "min"
-        front2 = set(pareto_front(pts, ((ykey, direction), ("p50_ms", "min"))))
-        other = [p for p in pts if p["id"] not in front]
-        on = sorted((p for p in pts if p["id"] in front2), key=lambda p: p["p50_ms"])
-        rest = [p for p in pts if p["id"] in front and p["id"] not in front2]
-        ax.scatter([p["p50_ms"] for p in other], [p[ykey] for p in other], c="#9aa", s=22, label="candidates")
-        ax.scatter([p["p50_ms"] for p in rest], [p[ykey] for p in rest], facecolors="none", edgecolors="#d62",
-                   s=40, label="on the 4-D front (memory/size)")
-        ax.plot([p["p50_ms"] for p in on], [p[ykey] for p in on], "o-", c="#d62", ms=6,
-                label=f"Pareto front ({ylabel.split(' ')[0]} vs latency)")
-        for p in pts:
-            if p["reference"] == "seed":
-                ax.scatter([p["p50_ms"]], [p[ykey]], marker="*", s=180, c="#225", label="seed", zorder=5)
-            if p["id"] == sel:
-                ax.scatter([p["p50_ms"]], [p[ykey]], marker="s", s=110, facecolors="none", edgecolors="#080",
-                           linewidths=2, label="selected", zorder=6)
-        ax.set_xlabel(f"measured p50 latency (ms) on {rep['run']['target']['name']}")
-        ax.set_ylabel(ylabel[:60])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        paths.append(out / name)
+    lat_label = f"measured p50 latency (ms) on {rep['run']['target']['name']}"
+    views = [("p50_ms", lat_label, "accuracy", acc_label, "latency_vs_accuracy.png"),
+             ("p50_ms", lat_label, "params", "parameters", "latency_vs_params.png")]
+    if all(p.get("energy_mj") is not None for p in pts):  # battery-powered robots care as much as latency
+        views.append(("energy_mj", "measured energy per inference (mJ)", "accuracy", acc_label,
+                      "energy_vs_accuracy.png"))
+    paths = [_scatter(plt, out, pts, front, sel, *view) for view in views]
     if front:
         paths.append(_heatmap(plt, out, [p for p in pts if p["id"] in front]))
     return paths
+
+
+def _scatter(plt, out: Path, pts: list[dict[str, Any]], front: set[str], sel: str | None, xkey: str, xlabel: str,
+             ykey: str, ylabel: str, name: str) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # The run's front is 4-D (accuracy, latency, memory, size); the line is this
+    # plot's own 2-D front, hollow markers are the other 4-D front members.
+    direction = "max" if ykey == "accuracy" else "min"
+    front2 = set(pareto_front(pts, ((ykey, direction), (xkey, "min"))))
+    other = [p for p in pts if p["id"] not in front]
+    on = sorted((p for p in pts if p["id"] in front2), key=lambda p: p[xkey])
+    rest = [p for p in pts if p["id"] in front and p["id"] not in front2]
+    ax.scatter([p[xkey] for p in other], [p[ykey] for p in other], c="#9aa", s=22, label="candidates")
+    ax.scatter([p[xkey] for p in rest], [p[ykey] for p in rest], facecolors="none", edgecolors="#d62",
+               s=40, label="on the 4-D front (memory/size)")
+    ax.plot([p[xkey] for p in on], [p[ykey] for p in on], "o-", c="#d62", ms=6,
+            label=f"Pareto front ({ylabel.split(' ')[0]} vs {xlabel.split(' ')[1]})")
+    for p in pts:
+        if p["reference"] == "seed":
+            ax.scatter([p[xkey]], [p[ykey]], marker="*", s=180, c="#225", label="seed", zorder=5)
+        if p["id"] == sel:
+            ax.scatter([p[xkey]], [p[ykey]], marker="s", s=110, facecolors="none", edgecolors="#080",
+                       linewidths=2, label="selected", zorder=6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel[:60])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return out / name
 
 
 def _heatmap(plt, out: Path, front: list[dict[str, Any]]) -> Path:
