@@ -72,8 +72,13 @@ class Workbench:
         sample_seed: int = 0,
         max_params: int | None = None,
         max_macs: int | None = None,
+        fill_costs: bool = True,
     ) -> list[Candidate]:
-        """The candidate list with static costs filled in."""
+        """The candidate list with static costs filled in.
+
+        ``fill_costs=False`` leaves params/MACs/size to whoever derives the
+        candidates anyway (the build's derive stage), so each is derived once.
+        """
         costs: dict[tuple[float, ...], Candidate] = {}
 
         def cost(config: tuple[float, ...]) -> Candidate:
@@ -97,8 +102,9 @@ class Workbench:
         )
         cands = self._dedupe(cands)
         for c in cands:
-            full = cost(tuple(c.ratios))
-            c.params, c.macs, c.size_bytes = full.params, full.macs, full.size_bytes
+            if fill_costs or tuple(c.ratios) in costs:
+                full = cost(tuple(c.ratios))
+                c.params, c.macs, c.size_bytes = full.params, full.macs, full.size_bytes
         return cands
 
     def _dedupe(self, cands: list[Candidate]) -> list[Candidate]:

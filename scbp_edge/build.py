@@ -168,7 +168,8 @@ def _prepare(cfg: BuildConfig, target: Target, store: RunStore, run_dir: Path) -
     if not cands:
         with console.status("enumerating the candidate space"):
             space = wb.space(cfg.ratios, monotone=cfg.monotone, exclude=cfg.exclude, limit=cfg.limit,
-                             sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs)
+                             sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs,
+                             fill_costs=False)  # the derive stage derives each candidate and fills them
         store.add_candidates([
             {"id": c.id, "ratios": c.ratios, "reference": c.reference,
              "static": {"params": c.params, "macs": c.macs, "size_bytes": c.size_bytes}} for c in space
@@ -259,7 +260,7 @@ def _derive_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfi
                     write_derived(run_dir / "models" / f"{cid}.pt", res["state"], ctx.wb.seed.spec,
                                   ignored=res["ignored"], keep=res["keep"], ratios=res["ratios"], candidate_id=cid)
                 info = dict(res["onnx"]["info"], path=str(path))
-                static = dict(static_of[cid], segment_macs=res["segment_macs"])
+                static = dict(static_of[cid], **res["static"], segment_macs=res["segment_macs"])
                 store.update(cid, status="exported", onnx=info, accuracy=res["accuracy"], static=static, stage=None,
                              error=None)
             prog.advance(task)

@@ -63,7 +63,8 @@ def evaluate_candidate(payload: dict[str, Any], data: dict[str, Any] | None, rat
         stage = "accuracy"
         seg_macs = segment_macs(wb, model)
         res = {"ok": True, "onnx": onnx, "accuracy": proxy_accuracy(model, data, cand.params or 0, seed_params),
-               "segment_macs": seg_macs}
+               "segment_macs": seg_macs,
+               "static": {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes}}
         if keep_model:
             res.update(state=model.state_dict(), keep=wb.deriver.plan(ratios), ignored=wb.deriver.ignored,
                        ratios=list(ratios))
