@@ -21,9 +21,16 @@ from .model import Model
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec", "/usr/bin/trtexec")
 
 
-def _gpu_name() -> str:
-    from cuda import cudart  # cuda-python
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6 (13 dropped cuda.cudart)
+    except ImportError:
+        from cuda import cudart
+    return cudart
 
+
+def _gpu_name() -> str:
+    cudart = _cudart()
     err, props = cudart.cudaGetDeviceProperties(0)
     return props.name.decode(errors="replace").strip("\x00") if not err else "unknown-gpu"
 
@@ -56,8 +63,8 @@ class TensorRTModel(Model):
 
     def _open(self, path: str, threads: int) -> list[int]:
         import tensorrt as trt
-        from cuda import cudart
 
+        cudart = _cudart()
         precision = os.environ.get("SCBP_PRECISION", "fp16")
         cache = os.environ.get("SCBP_ENGINE_CACHE", "/cache")
         os.makedirs(cache, exist_ok=True)
