@@ -38,6 +38,22 @@ def test_quoting_survives_hostile_names(sshd):
     assert not Path(tmp).exists()
 
 
+def test_orphaned_temp_dirs_of_lost_connections_are_swept(sshd):
+    old, new = Path("/tmp/scbp-edge.sweeptest-old"), Path("/tmp/scbp-edge.sweeptest-new")
+    for d in (old, new):
+        d.mkdir(exist_ok=True)
+        (d / "m.onnx").write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    try:
+        SshDevice(sshd["url"]).sweep_stale()
+        assert not old.exists(), "an orphan from a lost connection was left"
+        assert new.is_dir(), "a live run's temp dir was removed"
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(new, ignore_errors=True)
+
+
 def test_host_key_checking_stays_on(sshd, tmp_path):
     bad = tmp_path / "ssh_config"
     bad.write_text(sshd["dir"].joinpath("ssh_config").read_text().replace(

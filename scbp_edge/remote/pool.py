@@ -49,6 +49,8 @@ def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, bac
         dev = SshDevice(url)
         try:
             dev.check(backend.remote_imports)
+            with contextlib.suppress(ScbpError):  # best effort: orphans of earlier lost connections
+                dev.sweep_stale()
             tmp = dev.mktemp()
             dev.upload(worker, f"{tmp}/{worker.name}")
         except ScbpError:

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from scbp_edge.errors import ProfileError, TargetError
 
+STALE_MINUTES = 24 * 60  # a temp dir untouched this long belongs to a run whose connection was lost
 MAX_UPLOAD = 1 << 30  # 1 GiB: no candidate model is near this; protects the device's disk
 _HOST = re.compile(r"^[A-Za-z0-9._-]+$")
 _USER = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -91,6 +92,16 @@ class SshDevice:
                 f"(ssh-keyscan/known_hosts), and that {self.python}{need} is installed "
                 "there (or pass ?python=PATH)"
             ) from None
+
+    def sweep_stale(self) -> None:
+        """Remove this user's scbp-edge temp dirs untouched for a day.
+
+        A lost connection cannot clean up after itself; a live run touches its
+        dir every round (uploads, trace files), so only orphans are this old.
+        """
+        script = ('find /tmp -maxdepth 1 -type d -name "scbp-edge.*" -user "$(id -u)" -mmin +"$1" '
+                  '-exec rm -rf {} +')
+        self.run("sh", "-c", script, "sh", str(STALE_MINUTES), timeout=60)
 
     def mktemp(self) -> str:
         return self.run("mktemp", "-d", "/tmp/scbp-edge.XXXXXXXX").strip()
