@@ -50,6 +50,7 @@ idle_seconds = 0.3
     ((8, 4, 0), ["--memPoolSize=workspace:512", "--buildOnly"], ["--workspace=", "--skipInference"]),
     ((8, 6, 1), ["--memPoolSize=workspace:512", "--skipInference"], ["--workspace=", "--buildOnly"]),
     ((10, 16, 1), ["--memPoolSize=workspace:512", "--skipInference", "--fp16"], ["--workspace=", "--buildOnly"]),
+    ((11, 4, 0), ["--memPoolSize=workspace:512", "--skipInference"], ["--workspace=", "--buildOnly", "--fp16"]),
 ])
 def test_build_flags_follow_the_tensorrt_version(version, want, unwanted):
     argv = tw.build_argv("trtexec", version, {"model": "m.onnx", "workspace_mb": 512, "precision": "fp16"}, "e")
@@ -78,12 +79,15 @@ def onnx_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("version", ["8.2.1", "8.4.0", "10.16.1"])
+@pytest.mark.parametrize("version", ["8.2.1", "8.4.0", "10.16.1", "11.4.0"])
 def test_emulated_trtexec_accepts_the_worker_flags_and_engines_are_cached(tmp_path, onnx_file, version):
     bin_dir = install(tmp_path / "bin", version, None)
     first = _worker(tmp_path, onnx_file, bin_dir)
     assert first[0]["ready"] and not first[0]["info"]["engine_cached"], first
     assert first[0]["info"]["tensorrt"] == version and len(first[1]["latencies_ms"]) >= 5
+    # fp16 was asked; TensorRT 11 has no switch for it, and the record must say what was built
+    built = first[0]["info"]["precision"]
+    assert built == "fp16" if int(version.split(".")[0]) < 11 else built.startswith("fp32 (TensorRT 11+")
     again = _worker(tmp_path, onnx_file, bin_dir)
     assert again[0]["info"]["engine_cached"] and again[0]["load_s"] == 0.0
     builds = [c for c in (bin_dir / "calls.log").read_text().splitlines() if "--saveEngine" in c]

@@ -51,7 +51,11 @@ def engine_key(onnx_bytes: bytes, trt_version: str, gpu: str, precision: str, wo
 
 
 def build_engine(onnx_bytes: bytes, name: str, precision: str, workspace_mb: int) -> tuple[bytes, str]:
-    """Serialized engine and the precision actually used (fp16 only where the GPU has fast fp16)."""
+    """Serialized engine and the precision actually used.
+
+    TensorRT 8.x-10.x: the fp16 builder flag, where the GPU has fast fp16.
+    11.x removed weak typing, so the ONNX is converted to fp16 first.
+    """
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -59,6 +63,10 @@ def build_engine(onnx_bytes: bytes, name: str, precision: str, workspace_mb: int
     major = int(trt.__version__.split(".")[0])
     flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
+    if precision == "fp16" and major >= 11:  # strongly typed only: the model itself must be fp16
+        from scbp_edge.export.fp16 import to_fp16
+
+        onnx_bytes, used = to_fp16(onnx_bytes, name), "fp16 (fp16 ONNX, strongly typed)"
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -70,8 +78,8 @@ def build_engine(onnx_bytes: bytes, name: str, precision: str, workspace_mb: int
         else:
             config.max_workspace_size = workspace_mb * MB
     used = "fp32"
-    if precision == "fp16" and getattr(builder, "platform_has_fast_fp16", True):
-        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "fp16" and major < 11 and builder.platform_has_fast_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)  # weakly typed: TensorRT may pick fp16 kernels
         used = "fp16"
     for i in range(network.num_inputs):
         inp = network.get_input(i)

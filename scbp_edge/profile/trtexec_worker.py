@@ -73,13 +73,20 @@ def trt_version(trtexec):
 def build_argv(trtexec, version, cfg, engine):
     """trtexec flags differ between 8.2 (--workspace, --buildOnly), 8.4/8.5 (--memPoolSize) and 8.6+/10."""
     argv = [trtexec, "--onnx=" + cfg["model"], "--saveEngine=" + engine]
-    if cfg.get("precision", "fp16") == "fp16":
+    if cfg.get("precision", "fp16") == "fp16" and version < (11, 0):  # 11 removed --fp16 (strong typing)
         argv.append("--fp16")
     ws = int(cfg.get("workspace_mb", 0))
     if ws:
         argv.append("--workspace=%d" % ws if version < (8, 4) else "--memPoolSize=workspace:%d" % ws)
     argv.append("--buildOnly" if version < (8, 6) else "--skipInference")
     return argv
+
+
+def precision_used(version, cfg):
+    want = cfg.get("precision", "fp16")
+    if want == "fp16" and version >= (11, 0):
+        return "fp32 (TensorRT 11+ has no --fp16: it builds the ONNX's own types)"
+    return want
 
 
 def time_argv(trtexec, cfg, engine, times, min_runs, min_seconds):
@@ -191,7 +198,7 @@ def main():
             "power_interval_ms": power.interval, "power_tool": power.tool,
             "nvpmodel": _run([nvp, "-q"], 30)[1][-2000:] if nvp else None, "clocks": gpu_clocks(),
             "info": {"tensorrt": ".".join(map(str, version)), "trtexec": trtexec, "board": board(),
-                     "engine_cached": cached, "precision": cfg.get("precision", "fp16")}})
+                     "engine_cached": cached, "precision": precision_used(version, cfg)}})
     workdir = os.path.dirname(os.path.abspath(cfg["model"]))
     last_log = ""
     for line in sys.stdin:

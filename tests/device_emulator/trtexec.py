@@ -16,13 +16,14 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMMON = {"--onnx", "--saveEngine", "--loadEngine", "--fp16", "--warmUp", "--iterations", "--duration",
+COMMON = {"--onnx", "--saveEngine", "--loadEngine", "--warmUp", "--iterations", "--duration",
           "--useSpinWait", "--exportTimes", "--help"}
 BY_VERSION = {  # flags beyond COMMON, per emulated release
-    (8, 2): {"--workspace", "--buildOnly"},
-    (8, 4): {"--workspace", "--memPoolSize", "--buildOnly"},
-    (8, 6): {"--workspace", "--memPoolSize", "--buildOnly", "--skipInference"},
-    (10, 16): {"--memPoolSize", "--skipInference"},
+    (8, 2): {"--fp16", "--workspace", "--buildOnly"},
+    (8, 4): {"--fp16", "--workspace", "--memPoolSize", "--buildOnly"},
+    (8, 6): {"--fp16", "--workspace", "--memPoolSize", "--buildOnly", "--skipInference"},
+    (10, 16): {"--fp16", "--memPoolSize", "--skipInference"},
+    (11, 4): {"--memPoolSize", "--skipInference"},  # 11 removed every precision flag (strong typing)
 }
 MAGIC = b"EMULATED-ENGINE\n"
 
