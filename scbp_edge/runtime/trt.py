@@ -48,8 +48,10 @@ def build_engine(onnx: str, engine: str, precision: str) -> None:
     trtexec = next((p for p in TRTEXEC_PATHS if os.path.exists(p)), shutil.which("trtexec"))
     if trtexec is None:
         raise RuntimeError("trtexec not found; use an NVIDIA TensorRT/L4T base image")
+    import tensorrt as trt
+
     args = [trtexec, f"--onnx={onnx}", f"--saveEngine={engine}.tmp"]
-    if precision == "fp16":
+    if precision == "fp16" and int(trt.__version__.split(".")[0]) < 11:  # 11 removed --fp16 (strong typing)
         args.append("--fp16")
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     os.replace(engine + ".tmp", engine)
