@@ -95,6 +95,24 @@ def test_emulated_trtexec_accepts_the_worker_flags_and_engines_are_cached(tmp_pa
     assert not list((tmp_path / "cache").glob("*.part*"))
 
 
+def test_engine_that_no_longer_loads_fails_with_trtexecs_words_and_stops_sampling(tmp_path, onnx_file, shared):
+    import psutil
+
+    bin_dir = install(tmp_path / "bin", "8.2.1", shared / NANO_POWER)
+    assert "latencies_ms" in _worker(tmp_path, onnx_file, bin_dir)[1]
+    engine = next((tmp_path / "cache").glob("*.engine"))
+    engine.write_bytes(b"built by another TensorRT")  # e.g. JetPack upgraded under the cache
+    out = _worker(tmp_path, onnx_file, bin_dir)
+    assert out[0]["info"]["engine_cached"] and "timing run failed" in out[1]["error"]
+    assert "deserialization failed" in out[1]["error"] and "--resume rebuilds it" in out[1]["error"]
+    assert not engine.exists(), "a cached engine that cannot load would fail every later run"
+    tool = str(bin_dir / "tegrastats")
+    left = [p for p in psutil.process_iter(["cmdline"]) if tool in " ".join(p.info["cmdline"] or [])]
+    assert not left, "tegrastats outlived the failed run"
+    again = _worker(tmp_path, onnx_file, bin_dir)
+    assert not again[0]["info"]["engine_cached"] and "latencies_ms" in again[1]
+
+
 def test_missing_trtexec_is_one_clear_error(tmp_path, onnx_file):
     out = _worker(tmp_path, onnx_file, tmp_path / "empty")
     assert "trtexec not found" in out[0]["error"] and "?bin=DIR" in out[0]["error"]

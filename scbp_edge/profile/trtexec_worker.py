@@ -37,6 +37,12 @@ def _tail(text):
     return text[-MAX_TEXT:]
 
 
+def _errors(log):
+    """trtexec's own error lines (the banner repeats the whole command line, which says nothing)."""
+    lines = [ln.strip() for ln in log.splitlines() if "[E]" in ln or "ERROR" in ln]
+    return "; ".join(lines[-3:])[:300] or log.strip()[-300:]
+
+
 def find_tool(name, cfg):
     """``name`` in the configured bin dir, then the usual JetPack places, then PATH."""
     dirs = ([cfg["bin_dir"]] if cfg.get("bin_dir") else []) + DEFAULT_DIRS
@@ -172,7 +178,7 @@ def engine_for(trtexec, version, cfg):
         if rc != 0 or not os.path.isfile(part):
             if os.path.exists(part):
                 os.remove(part)
-            raise RuntimeError("trtexec engine build failed (exit %d): %s" % (rc, log.strip()[-400:]))
+            raise RuntimeError("trtexec engine build failed (exit %d): %s" % (rc, _errors(log)))
         os.rename(part, engine)
         return engine, time.time() - t0, _tail(log), False
 
@@ -208,14 +214,20 @@ def main():
             return
         times = os.path.join(workdir, "times-%d.json" % os.getpid())
         power.start()
-        time.sleep(idle_s)  # idle power just before the run (engines of other workers are built by now)
-        t0 = time.time()
-        rc, log = _run(time_argv(trtexec, cfg, engine, times, cmd["min_runs"], cmd["min_seconds"]),
-                       float(cfg.get("round_timeout_s", 600)))
-        wall = time.time() - t0
-        samples = power.stop()
+        try:  # tegrastats must not outlive a failed or timed-out run
+            time.sleep(idle_s)  # idle power just before the run (engines of other workers are built by now)
+            t0 = time.time()
+            rc, log = _run(time_argv(trtexec, cfg, engine, times, cmd["min_runs"], cmd["min_seconds"]),
+                           float(cfg.get("round_timeout_s", 600)))
+            wall = time.time() - t0
+        finally:
+            samples = power.stop()
         if rc != 0:
-            raise RuntimeError("trtexec timing run failed (exit %d): %s" % (rc, log.strip()[-400:]))
+            hint = ""
+            if "deserializ" in log.lower():  # e.g. TensorRT upgraded under the cache: rebuild on resume
+                os.remove(engine)
+                hint = " (the cached engine did not load and was removed; --resume rebuilds it)"
+            raise RuntimeError("trtexec timing run failed (exit %d)%s: %s" % (rc, hint, _errors(log)))
         lat = latencies(times)
         os.remove(times)
         last_log = _tail(log)
