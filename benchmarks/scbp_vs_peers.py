@@ -137,8 +137,7 @@ def main() -> int:
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
         print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
         return 2
-    from scbp_edge.build import pick_top_k
-    from scbp_edge.rank import pareto_front
+    from scbp_edge.rank import pareto_front, pick_top_k
 
     t0 = time.perf_counter()
     b = Bench(mode)

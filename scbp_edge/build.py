@@ -117,9 +117,20 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
         from scbp_edge.report import write_reports
 
         write_reports(run_dir, store)
+        _fail_if_nothing_measured(store, run_dir)
     finally:
         store.close()
     return run_dir
+
+
+def _fail_if_nothing_measured(store: RunStore, run_dir: Path) -> None:
+    """A build that measured nothing is not a success, even with a report (the work so far is kept)."""
+    cands = store.candidates()
+    failed = [c for c in cands if c["status"] == "failed"]
+    if failed and not any(c["status"] == "measured" for c in cands):
+        c = failed[-1]
+        raise RunError(f"no candidate was measured: {len(failed)} failed, e.g. {c['id']} at {c['stage']}: "
+                       f"{c['error']}; fix that and continue with scbp-edge build --resume {run_dir}")
 
 
 def _target_backend(cfg: BuildConfig):
@@ -136,7 +147,13 @@ def _target_backend(cfg: BuildConfig):
         target = replace(target, precision=cfg.precision)
     if target.location == "ssh" and not cfg.devices:
         raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
-    return target, backend_for(target, remote=bool(cfg.devices))
+    backend = backend_for(target, remote=bool(cfg.devices))
+    if cfg.devices:  # an unreachable device is bad input: say so before any work, not after deriving
+        from scbp_edge.remote.pool import preflight
+
+        for problem in preflight(cfg.devices, backend.remote_imports):
+            console.print(f"warning: {problem}; going on without it", markup=False)
+    return target, backend
 
 
 @dataclass
@@ -332,26 +349,6 @@ def _measure_items(items, target: Target, backend, cfg: BuildConfig, on_result, 
                             on_result=on_result, chunk=cfg.chunk, on_round=on_round)
 
 
-def pick_top_k(points: list[dict[str, Any]], k: int) -> list[str]:
-    """K candidates spread (by latency) along the front of proxy accuracy vs measured p50.
-
-    The seed is excluded (it is trained anyway as the reference), and so are
-    front members whose proxy fell below half the seed's: collapsed networks
-    that one short fine-tune cannot bring back.
-    """
-    from scbp_edge.rank import pareto_front
-
-    front = set(pareto_front(points, (("accuracy", "max"), ("p50_ms", "min"))))
-    seed = next((p["accuracy"] for p in points if p["reference"] == "seed"), None)
-    floor = 0.5 * seed if seed is not None else float("-inf")
-    on = sorted((p for p in points if p["id"] in front and p["reference"] != "seed" and p["accuracy"] >= floor),
-                key=lambda p: p["p50_ms"])
-    if len(on) <= k:
-        return [p["id"] for p in on]
-    step = (len(on) - 1) / max(1, k - 1)
-    return list(dict.fromkeys(on[round(i * step)]["id"] for i in range(k)))
-
-
 def _train_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:
     """One-shot training of the top-K plus the seed with the same budget; test accuracy for each."""
     if cfg.top_k <= 0 or ctx.data is None:
@@ -361,6 +358,8 @@ def _train_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig
     from scbp_edge.tasks import seed_payload, train_candidate
 
     cands = store.candidates()
+    from scbp_edge.rank import pick_top_k
+
     chosen = pick_top_k(_points(cands), cfg.top_k)
     seed_id = next((c["id"] for c in cands if c["reference"] == "seed" and c["status"] == "measured"), None)
     todo = [c for c in cands if c["id"] in [*chosen, seed_id] and c["trained"] is None]

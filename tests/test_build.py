@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, fast_target
+from tests.helpers import FAST_TARGET, cli, fast_target
 
 
 def _rows(db: Path) -> dict[str, tuple]:
@@ -90,6 +90,7 @@ def test_default_build_on_digits_end_to_end(tmp_path):
         (["inspect", "--segments", "99"], "out of range"),
         (["build", "--target", "toaster"], "unknown target 'toaster'"),
         (["build", "--target", "jetson-nano"], "pass --device ssh://"),
+        (["build", "--target", "raspberry-pi-5", "--device", "ssh://root@127.0.0.1:1"], "is not usable"),
         (["profile", "nope.onnx"], "does not exist"),
         (["build", "--resume", "/nonexistent/run"], "not a run directory"),
         (["derive", "--config", "0.5", "-o", "x.pt"], "3 segments"),
@@ -119,3 +120,15 @@ def test_cli_derive_writes_loadable_pt_and_onnx(tmp_path):
     assert meta["ratios"] == [0.5, 0.25, 0.0]
     res = cli("derive", "--config", "0.5,0.25,0", "-o", str(tmp_path / "d.onnx"))
     assert res.returncode == 0 and (tmp_path / "d.onnx").stat().st_size > 1000
+
+
+def test_a_build_that_measured_nothing_fails_but_keeps_its_work(tmp_path):
+    target = tmp_path / "hopeless.toml"
+    target.write_text(FAST_TARGET.replace("timeout_s = 60", "timeout_s = 0.001"))
+    res = cli("build", "--target", str(target), "--data", "none", "--ratios", "0,0.5", "--limit", "2",
+              "--top-k", "0", "--runs", str(tmp_path / "runs"), cwd=tmp_path, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "no candidate was measured" in res.stderr and "--resume" in res.stderr
+    run = next((tmp_path / "runs").iterdir())
+    assert (run / "report.json").is_file() and list((run / "onnx").glob("*.onnx")), "finished work was lost"
+

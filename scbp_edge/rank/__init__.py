@@ -110,3 +110,21 @@ def flops_disagreement(points: Sequence[dict[str, Any]], noise: float = 0.05) ->
     misordered = sorted({p["fewer_macs"] for p in pairs})
     return {"kendall_tau": tau, "pairs": len(pts) * (len(pts) - 1) // 2, "misordered_pairs": pairs,
             "misordered_candidates": misordered, "noise_band": noise}
+
+
+def pick_top_k(points: list[dict[str, Any]], k: int) -> list[str]:
+    """K candidates spread (by latency) along the front of proxy accuracy vs measured p50.
+
+    The seed is excluded (it is trained anyway as the reference), and so are
+    front members whose proxy fell below half the seed's: collapsed networks
+    that one short fine-tune cannot bring back.
+    """
+    front = set(pareto_front(points, (("accuracy", "max"), ("p50_ms", "min"))))
+    seed = next((p["accuracy"] for p in points if p["reference"] == "seed"), None)
+    floor = 0.5 * seed if seed is not None else float("-inf")
+    on = sorted((p for p in points if p["id"] in front and p["reference"] != "seed" and p["accuracy"] >= floor),
+                key=lambda p: p["p50_ms"])
+    if len(on) <= k:
+        return [p["id"] for p in on]
+    step = (len(on) - 1) / max(1, k - 1)
+    return list(dict.fromkeys(on[round(i * step)]["id"] for i in range(k)))

@@ -22,6 +22,22 @@ from scbp_edge.targets import Target
 OnResult = Callable[[str, object, str | None], None]
 
 
+def preflight(urls: Sequence[str], imports: tuple[str, ...]) -> list[str]:
+    """Check every device before any work; one line naming each problem if none is usable.
+
+    Returns the problems of the unusable ones (the build goes on without them).
+    """
+    bad = []
+    for url in dict.fromkeys(urls):
+        try:
+            SshDevice(url).check(imports)
+        except ScbpError as exc:
+            bad.append(str(exc))
+    if len(bad) == len(dict.fromkeys(urls)):
+        raise ProfileError("; ".join(bad))
+    return bad
+
+
 def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, backend: Backend,
                        urls: Sequence[str], chunk: int, on_result: OnResult,
                        on_round: Callable[[], None] | None = None) -> list[str]:
