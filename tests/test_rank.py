@@ -29,6 +29,18 @@ def test_select_respects_constraints_and_accuracy_drop():
     assert select(pts, front, Constraints(max_latency_ms=0.1), 90.0, True).id is None
 
 
+def test_measured_energy_is_an_objective_and_a_limit():
+    a, b = pt("a", 90, 1.0), pt("b", 90, 1.1)
+    assert pareto_front([a, b]) == ["a"]
+    a["energy_mj"], b["energy_mj"] = 5.0, 3.0  # b: slower but kinder to the battery
+    assert sorted(pareto_front([a, b])) == ["a", "b"]
+    front = pareto_front([a, b])
+    assert select([a, b], front, Constraints(), 90.0, True).id == "a"
+    assert select([a, b], front, Constraints(max_energy_mj=4.0), 90.0, True).id == "b"
+    del a["energy_mj"], b["energy_mj"]  # not measured: the limit cannot be shown to hold
+    assert select([a, b], pareto_front([a, b]), Constraints(max_energy_mj=4.0), 90.0, True).id is None
+
+
 def test_flops_disagreement_names_misordered():
     pts = [pt("a", 1, 1.0, macs=100), pt("b", 1, 3.0, macs=50), pt("c", 1, 0.5, macs=20)]
     got = flops_disagreement(pts)

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# (key, direction): accuracy is maximised, costs minimised.
+# (key, direction): accuracy is maximised, costs minimised.  Energy counts where it was
+# measured (pareto_front leaves out an objective no point has).
 OBJECTIVES: tuple[tuple[str, str], ...] = (
-    ("accuracy", "max"), ("p50_ms", "min"), ("memory_mb", "min"), ("size_mb", "min"),
+    ("accuracy", "max"), ("p50_ms", "min"), ("memory_mb", "min"), ("size_mb", "min"), ("energy_mj", "min"),
 )
 
 
@@ -48,9 +49,11 @@ class Constraints:
     max_memory_mb: float | None = None
     max_size_mb: float | None = None
     max_accuracy_drop: float = 1.0
+    max_energy_mj: float | None = None  # per inference; a candidate without a measured energy fails it
 
     def admits(self, p: dict[str, Any]) -> bool:
-        checks = (("p50_ms", self.max_latency_ms), ("memory_mb", self.max_memory_mb), ("size_mb", self.max_size_mb))
+        checks = (("p50_ms", self.max_latency_ms), ("memory_mb", self.max_memory_mb), ("size_mb", self.max_size_mb),
+                  ("energy_mj", self.max_energy_mj))
         return all(lim is None or (p.get(k) is not None and p[k] <= lim) for k, lim in checks)
 
 

@@ -38,8 +38,8 @@ def write_plots(run_dir: Path, rep: dict[str, Any]) -> list[Path]:
 def _scatter(plt, out: Path, pts: list[dict[str, Any]], front: set[str], sel: str | None, xkey: str, xlabel: str,
              ykey: str, ylabel: str, name: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    # The run's front is 4-D (accuracy, latency, memory, size); the line is this
-    # plot's own 2-D front, hollow markers are the other 4-D front members.
+    # The run's front is over accuracy, latency, memory, size (and energy where measured);
+    # the line is this plot's own 2-D front, hollow markers are the other front members.
     direction = "max" if ykey == "accuracy" else "min"
     front2 = set(pareto_front(pts, ((ykey, direction), (xkey, "min"))))
     other = [p for p in pts if p["id"] not in front]
@@ -47,7 +47,7 @@ def _scatter(plt, out: Path, pts: list[dict[str, Any]], front: set[str], sel: st
     rest = [p for p in pts if p["id"] in front and p["id"] not in front2]
     ax.scatter([p[xkey] for p in other], [p[ykey] for p in other], c="#9aa", s=22, label="candidates")
     ax.scatter([p[xkey] for p in rest], [p[ykey] for p in rest], facecolors="none", edgecolors="#d62",
-               s=40, label="on the 4-D front (memory/size)")
+               s=40, label="on the full front (memory/size/energy)")
     ax.plot([p[xkey] for p in on], [p[ykey] for p in on], "o-", c="#d62", ms=6,
             label=f"Pareto front ({ylabel.split(' ')[0]} vs {xlabel.split(' ')[1]})")
     for p in pts:
