@@ -40,3 +40,10 @@ def test_cli_exit_codes(tmp_path):
     assert res.returncode == 1 and "regression" in res.stdout
     bad = cli("compare", str(tmp_path / "b.json"), str(tmp_path / "missing.json"))
     assert bad.returncode == 2 and "cannot read report" in bad.stderr
+
+
+def test_energy_is_tracked_where_both_runs_measured_it():
+    base, cur = rep(1.0, [1, 1, 1]), rep(1.0, [1, 1, 1])
+    assert "energy_mj" not in verdicts(base, cur)  # no sensor: nothing to compare, no false verdict
+    base["points"][0]["energy_mj"], cur["points"][0]["energy_mj"] = 2.0, 2.6
+    assert verdicts(base, cur)["energy_mj"] == "regression"

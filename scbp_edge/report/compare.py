@@ -14,7 +14,7 @@ from typing import Any
 
 # metric -> (direction of "better", uses round spread)
 TRACKED = {"p50_ms": ("min", True), "p90_ms": ("min", True), "memory_mb": ("min", False),
-           "size_mb": ("min", False), "accuracy": ("max", False)}
+           "size_mb": ("min", False), "accuracy": ("max", False), "energy_mj": ("min", False)}
 
 
 @dataclass
