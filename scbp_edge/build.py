@@ -56,6 +56,7 @@ class BuildConfig:
     retries: int = 2
     measure_budget: int | None = None
     precision: str | None = None  # overrides the target's (e.g. fp32 on a GPU target)
+    keep_models: bool = False  # also write every candidate's derived .pt (always, for backends timing them)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,7 +112,7 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
         store = RunStore(run_dir / "run.sqlite")
     try:
         ctx = _prepare(cfg, target, store, run_dir)
-        _derive_stage(ctx, store, run_dir, cfg, keep_models=backend.source == "torch")
+        _derive_stage(ctx, store, run_dir, cfg, keep_models=cfg.keep_models or backend.source == "torch")
         _profile_stage(store, target, backend, cfg, run_dir)
         _train_stage(ctx, store, run_dir, cfg)
         from scbp_edge.report import write_reports

@@ -132,3 +132,24 @@ def test_a_build_that_measured_nothing_fails_but_keeps_its_work(tmp_path):
     run = next((tmp_path / "runs").iterdir())
     assert (run / "report.json").is_file() and list((run / "onnx").glob("*.onnx")), "finished work was lost"
 
+
+def test_keep_models_writes_each_candidate_as_a_loadable_derived_file(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from scbp_edge.derive.io import load_derived
+
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--limit", "2",
+              "--top-k", "0", "--keep-models", "--runs", str(tmp_path / "runs"), cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    run = next((tmp_path / "runs").iterdir())
+    onnx_files = sorted((run / "onnx").glob("*.onnx"))
+    assert sorted(p.stem for p in (run / "models").glob("*.pt")) == [p.stem for p in onnx_files]
+    model, meta = load_derived(run / "models" / f"{onnx_files[-1].stem}.pt")
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    ref = ort.InferenceSession(str(onnx_files[-1]), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    with torch.inference_mode():
+        assert np.abs(model(torch.from_numpy(x)).numpy() - ref).max() < 1e-4
+    assert meta["candidate_id"] == onnx_files[-1].stem
+

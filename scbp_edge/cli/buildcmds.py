@@ -94,6 +94,7 @@ def build(
     max_energy_mj: float | None = typer.Option(None, "--max-energy-mj", help="Per inference (needs a power sensor)"),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Points below the seed allowed"),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch"),
+    keep_models: bool = typer.Option(False, "--keep-models", help="Also write each candidate's derived .pt"),
     precision: str | None = typer.Option(None, "--precision", help="fp16 | fp32: override the target's precision"),
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
     runs: Path = typer.Option(Path("runs"), "--runs", help="Parent folder of run directories"),
@@ -126,8 +127,8 @@ def build(
         max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,
         dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k, epochs=epochs, distill=distill, init=init,
         measure_budget=measure_budget, devices=device, executor=executor, ray_address=ray_address, retries=retries,
-        precision=precision, constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop,
-                                                     max_energy_mj),
+        precision=precision, keep_models=keep_models,
+        constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop, max_energy_mj),
     )
     run_dir = run_build(cfg, runs=runs, resume=resume)
     rep = json.loads((run_dir / "report.json").read_text())
