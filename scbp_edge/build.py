@@ -297,6 +297,8 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
     n = min(len(todo), cfg.measure_budget) if cfg.measure_budget else len(todo)
     rounds = target.measure.rounds * ((n + cfg.chunk - 1) // cfg.chunk)
     with _progress() as prog:
+        loaded = prog.add_task("models loaded (TensorRT engines are built now)"
+                               if backend.name in ("trtexec", "tensorrt") else "models loaded", total=n)
         task = prog.add_task(f"measuring on {target.name} (interleaved rounds)", total=rounds)
         done = prog.add_task("candidates measured", total=n)
         got: dict[str, float] = {}
@@ -319,7 +321,8 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
                                                        workspace_mb=target.workspace_mb)))
                 except ScbpError as exc:
                     store.fail(cid, "compile", str(exc))
-            _measure_items(items, target, backend, cfg, on_result, lambda: prog.advance(task))
+            _measure_items(items, target, backend, cfg, on_result, lambda: prog.advance(task),
+                           lambda: prog.advance(loaded))
             return {cid: got[cid] for cid in ids if cid in got}
 
         if not cfg.measure_budget:
@@ -337,17 +340,17 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
                                   "not_measured": len(store.candidates("exported"))})
 
 
-def _measure_items(items, target: Target, backend, cfg: BuildConfig, on_result, on_round) -> None:
+def _measure_items(items, target: Target, backend, cfg: BuildConfig, on_result, on_round, on_ready) -> None:
     from scbp_edge.profile.runner import profile_interleaved
 
     if cfg.devices:
         from scbp_edge.remote.pool import profile_on_devices
 
         profile_on_devices(items, target, backend=backend, urls=cfg.devices,
-                           chunk=cfg.chunk, on_result=on_result, on_round=on_round)
+                           chunk=cfg.chunk, on_result=on_result, on_round=on_round, on_ready=on_ready)
     else:
         profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(),
-                            on_result=on_result, chunk=cfg.chunk, on_round=on_round)
+                            on_result=on_result, chunk=cfg.chunk, on_round=on_round, on_ready=on_ready)
 
 
 def _train_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:

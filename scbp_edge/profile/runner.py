@@ -131,6 +131,7 @@ def profile_interleaved(
     chunk: int = 8,
     batch: int = 1,
     on_round: Callable[[], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
     stage: Callable[[Sequence[tuple[str, Path]]], dict[str, str]] | None = None,
     device: str = "local",
     extra_config: dict[str, Any] | None = None,
@@ -139,6 +140,7 @@ def profile_interleaved(
 
     ``on_result(key, measurement, error)`` is called as soon as a model is
     done (measurement) or has failed (error); one failure never stops the rest.
+    ``on_ready`` is called as each model is loaded (or failed to load), for progress.
     ``stage`` puts a chunk's artifacts where the workers read them (e.g. on a
     remote device) and returns their paths there; ``extra_config`` goes into
     every worker's configuration (device-specific settings).
@@ -158,7 +160,7 @@ def profile_interleaved(
                                       extra_config or {}))
             except OSError as exc:
                 on_result(key, None, f"cannot start worker: {exc}")
-        live = _ready(workers, target, backend, on_result)
+        live = _ready(workers, target, backend, on_result, on_ready)
         for _ in range(target.measure.rounds):
             for w in list(live):
                 try:
@@ -194,15 +196,17 @@ def profile_interleaved(
                 on_result(w.key, None, str(exc))
 
 
-def _ready(workers: list[_Worker], target: Target, backend: Backend, on_result) -> list[_Worker]:
+def _ready(workers: list[_Worker], target: Target, backend: Backend, on_result, on_ready) -> list[_Worker]:
     live = []
-    for w in workers:
+    for w in workers:  # loading can be long: a Jetson builds each TensorRT engine here
         try:
             w.ready = _recv(w, target.measure.timeout_s, backend, "ready")
             live.append(w)
         except (ProfileError, OSError, ValueError) as exc:
             _kill(w)
             on_result(w.key, None, str(exc))
+        if on_ready:
+            on_ready()
     return live
 
 

@@ -40,7 +40,8 @@ def preflight(urls: Sequence[str], imports: tuple[str, ...]) -> list[str]:
 
 def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, backend: Backend,
                        urls: Sequence[str], chunk: int, on_result: OnResult,
-                       on_round: Callable[[], None] | None = None) -> list[str]:
+                       on_round: Callable[[], None] | None = None,
+                       on_ready: Callable[[], None] | None = None) -> list[str]:
     """Measure ``items`` on the devices at ``urls`` with ``backend``'s remote worker.
 
     Returns the urls that dropped out.
@@ -61,6 +62,11 @@ def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, bac
             with lock:
                 on_round()
 
+    def loaded() -> None:
+        if on_ready:
+            with lock:
+                on_ready()
+
     def serve(url: str) -> None:
         dev = SshDevice(url)
         try:
@@ -79,7 +85,7 @@ def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, bac
                     if not queue:
                         return
                     part = queue.popleft()
-                if not _run_chunk(dev, tmp, part, target, backend, report, tick, queue, lock):
+                if not _run_chunk(dev, tmp, part, target, backend, report, (tick, loaded), queue, lock):
                     with lock:
                         dropped.append(url)
                     return
@@ -98,7 +104,7 @@ def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, bac
     return dropped
 
 
-def _run_chunk(dev: SshDevice, tmp: str, part, target: Target, backend: Backend, report: OnResult, tick,
+def _run_chunk(dev: SshDevice, tmp: str, part, target: Target, backend: Backend, report: OnResult, ticks,
                queue: deque, lock: threading.Lock) -> bool:
     """Measure one chunk on ``dev``; False (chunk re-queued) if the device dropped out meanwhile."""
     results: dict[str, tuple[object, str | None]] = {}
@@ -114,7 +120,8 @@ def _run_chunk(dev: SshDevice, tmp: str, part, target: Target, backend: Backend,
     profile_interleaved(part, target, backend=backend,
                         worker_argv=dev.command(dev.python, f"{tmp}/{backend.remote_worker.name}"),
                         on_result=lambda k, m, e: results.__setitem__(k, (m, e)), chunk=len(part),
-                        on_round=tick, stage=stage, device=dev.url, extra_config=dev.worker_config())
+                        on_round=ticks[0], on_ready=ticks[1], stage=stage, device=dev.url,
+                        extra_config=dev.worker_config())
     failed = [k for k, (m, _) in results.items() if m is None]
     if failed:
         try:
