@@ -297,8 +297,7 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
     n = min(len(todo), cfg.measure_budget) if cfg.measure_budget else len(todo)
     rounds = target.measure.rounds * ((n + cfg.chunk - 1) // cfg.chunk)
     with _progress() as prog:
-        loaded = prog.add_task("models loaded (TensorRT engines are built now)"
-                               if backend.name in ("trtexec", "tensorrt") else "models loaded", total=n)
+        loaded = prog.add_task(backend.loading, total=n)
         task = prog.add_task(f"measuring on {target.name} (interleaved rounds)", total=rounds)
         done = prog.add_task("candidates measured", total=n)
         got: dict[str, float] = {}

@@ -29,6 +29,8 @@ class Backend(ABC):
     remote_worker: ClassVar[Path | None] = None
     #: Python modules the device must have for ``remote_worker``
     remote_imports: ClassVar[tuple[str, ...]] = ()
+    #: progress label while workers load their models (a TensorRT engine build takes minutes)
+    loading: ClassVar[str] = "models loaded"
 
     @abstractmethod
     def unavailable_reason(self) -> str | None:

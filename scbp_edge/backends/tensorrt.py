@@ -171,6 +171,7 @@ class TensorRTBackend(Backend):
     """Builds (and caches) engines here and times them in a fresh process per model."""
 
     name = "tensorrt"
+    loading = "models loaded (engines were built and cached before timing)"
 
     def unavailable_reason(self) -> str | None:
         try:

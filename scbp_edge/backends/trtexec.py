@@ -31,6 +31,7 @@ class TrtexecBackend(Backend):
     name = "trtexec"
     remote_worker = WORKER
     remote_imports = ()
+    loading = "models loaded (TensorRT engines are built on the device now)"
 
     def unavailable_reason(self) -> str | None:
         if not (shutil.which("trtexec") or Path("/usr/src/tensorrt/bin/trtexec").is_file()):
