@@ -97,6 +97,13 @@ def build_engine(onnx_bytes: bytes, name: str, precision: str, workspace_mb: int
 class TrtSession:
     """A deserialized engine with device buffers, timed with CUDA events around copy-in, execute, copy-out."""
 
+    runtime_module = "tensorrt"
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> TrtSession:
+        """From a timing worker's configuration line."""
+        return cls(cfg["model"], int(cfg.get("batch", 1)))
+
     def __init__(self, path: str, batch: int = 1) -> None:
         import tensorrt as trt
 
@@ -215,7 +222,7 @@ class TensorRTBackend(Backend):
         return next(b for b in handle.io if not b["input"])["host"].copy()
 
     def worker_argv(self) -> list[str]:
-        return [sys.executable, "-m", "scbp_edge.profile.gpu_worker", self.name]
+        return [sys.executable, "-m", "scbp_edge.profile.gpu_worker", f"{__name__}:TrtSession"]
 
     def worker_config(self, target) -> dict[str, Any]:
         return {"power_interval_ms": target.measure.power_interval_ms, "idle_seconds": target.measure.idle_seconds}

@@ -21,6 +21,13 @@ MB = 1024 * 1024
 class TorchSession:
     """A derived model on one device, timed per inference (CUDA events on a GPU, a wall clock on the CPU)."""
 
+    runtime_module = "torch"
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> TorchSession:
+        """From a timing worker's configuration line."""
+        return cls(cfg["model"], cfg.get("device", "cuda"), cfg.get("precision", "fp32"), int(cfg.get("batch", 1)))
+
     def __init__(self, path: str, device: str = "cuda", precision: str = "fp32", batch: int = 1) -> None:
         import torch
 
@@ -103,7 +110,7 @@ class TorchCudaBackend(Backend):
         return out.float().cpu().numpy()
 
     def worker_argv(self) -> list[str]:
-        return [sys.executable, "-m", "scbp_edge.profile.gpu_worker", self.name]
+        return [sys.executable, "-m", "scbp_edge.profile.gpu_worker", f"{__name__}:TorchSession"]
 
     def worker_config(self, target) -> dict[str, Any]:
         return {"precision": target.precision, "power_interval_ms": target.measure.power_interval_ms,

@@ -1,6 +1,7 @@
 """Local GPU timing worker for the ``torch-cuda`` and ``tensorrt`` backends (worker protocol of ort_worker.py).
 
-Run as ``python -m scbp_edge.profile.gpu_worker RUNTIME``.  Latency comes from
+Run as ``python -m scbp_edge.profile.gpu_worker module:SessionClass`` (the backend's
+session class: ``from_config(cfg)``, ``timed_run()``, ``device_memory_mb()``).  Latency comes from
 CUDA events around each inference (host-to-device copy, compute, copy back),
 energy from NVML over each round, idle power from a pause before timing, and
 device memory from the runtime (``torch.cuda.max_memory_allocated``, or the
@@ -31,29 +32,19 @@ def _rss(field: str) -> int | None:
     return None
 
 
-def _session(runtime: str, cfg: dict[str, Any]):
-    if runtime == "torch-cuda":
-        from scbp_edge.backends.torch_cuda import TorchSession
+def main(session_path: str) -> None:
+    """``session_path`` ("module:Class") names the backend's session class; it is never a user input."""
+    import importlib
 
-        return TorchSession(cfg["model"], cfg.get("device", "cuda"), cfg.get("precision", "fp32"),
-                            int(cfg.get("batch", 1)))
-    if runtime == "tensorrt":
-        from scbp_edge.backends.tensorrt import TrtSession
-
-        return TrtSession(cfg["model"], int(cfg.get("batch", 1)))
-    raise ValueError(f"unknown runtime {runtime!r}")
-
-
-def main(runtime: str) -> None:
     from scbp_edge.profile.nvml import NvmlEnergy
 
     cfg = json.loads(sys.stdin.readline())
-    import importlib
-
-    importlib.import_module({"torch-cuda": "torch", "tensorrt": "tensorrt"}.get(runtime, "json"))
+    mod_name, cls_name = session_path.split(":")
+    session_cls = getattr(importlib.import_module(mod_name), cls_name)
+    importlib.import_module(session_cls.runtime_module)
     baseline = _rss("VmRSS")  # after the runtime's import: memory_mb is what the model adds
     t0 = time.perf_counter()
-    sess = _session(runtime, cfg)
+    sess = session_cls.from_config(cfg)
     load_s = time.perf_counter() - t0
     for _ in range(int(cfg.get("warmup", 10))):
         sess.timed_run()
@@ -84,7 +75,7 @@ def main(runtime: str) -> None:
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1] if len(sys.argv) > 1 else "")
+        main(sys.argv[1])
     except Exception as exc:  # noqa: BLE001 - report, never hang the coordinator
         _reply({"error": f"{type(exc).__name__}: {str(exc)[:300]}"})
         sys.exit(1)
