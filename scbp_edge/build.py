@@ -146,8 +146,6 @@ def _target_backend(cfg: BuildConfig):
         if cfg.precision not in PRECISIONS:
             raise TargetError(f"--precision '{cfg.precision}' is not one of {', '.join(PRECISIONS)}")
         target = replace(target, precision=cfg.precision)
-    if target.location == "ssh" and not cfg.devices:
-        raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
     backend = backend_for(target, remote=bool(cfg.devices))
     if cfg.devices:  # an unreachable device is bad input: say so before any work, not after deriving
         from scbp_edge.remote.pool import preflight

@@ -50,7 +50,12 @@ def get_backend(name: str, *, remote: bool = False) -> Backend:
 
 
 def backend_for(target: Target, *, remote: bool = False) -> Backend:
-    """The target's backend, else its ``fallback_backend``; one line with both reasons if neither runs."""
+    """The target's backend, else its ``fallback_backend``; one line with both reasons if neither runs.
+
+    ``remote``: timed on SSH devices; a target that only runs on a device needs it.
+    """
+    if target.location == "ssh" and not remote:
+        raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
     try:
         return get_backend(target.backend, remote=remote)
     except BackendUnavailable as first:

@@ -224,8 +224,6 @@ def profile_one(path: Path, target: Target, devices: Sequence[str] = ()) -> Meas
     from scbp_edge.backends import backend_for
     from scbp_edge.errors import TargetError
 
-    if target.location == "ssh" and not devices:
-        raise TargetError(f"target '{target.name}' runs on a device: pass --device ssh://user@host[:port]")
     backend = backend_for(target, remote=bool(devices))
     want = ".onnx" if backend.source == "onnx" else ".pt"
     if path.suffix != want:
