@@ -158,11 +158,11 @@ class Power(object):
         return _tail(out.decode("utf-8", "replace"))
 
 
-def engine_for(trtexec, version, cfg):
+def engine_for(trtexec, version, cfg, board_name):
     """Cached engine path (built now if missing), build seconds, build log, cache hit."""
     with open(cfg["model"], "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    key = "%s|%s|%s|%s|%s" % (digest, ".".join(map(str, version)), board(), cfg.get("precision", "fp16"),
+    key = "%s|%s|%s|%s|%s" % (digest, ".".join(map(str, version)), board_name, cfg.get("precision", "fp16"),
                               cfg.get("workspace_mb", 0))
     cache = os.path.expanduser(cfg.get("engine_cache") or "~/.cache/scbp-edge/engines")
     os.makedirs(cache, exist_ok=True)
@@ -196,14 +196,15 @@ def main():
         raise RuntimeError("trtexec not found in %s or on PATH; install TensorRT (JetPack) or pass ?bin=DIR"
                            % ", ".join(([cfg["bin_dir"]] if cfg.get("bin_dir") else []) + DEFAULT_DIRS[:1]))
     version = trt_version(trtexec)
-    engine, build_s, build_log, cached = engine_for(trtexec, version, cfg)
+    board_name = board()
+    engine, build_s, build_log, cached = engine_for(trtexec, version, cfg, board_name)
     power = Power(cfg)
     nvp = find_tool("nvpmodel", cfg)
     idle_s = float(cfg.get("idle_seconds", 1.0)) if power.tool else 0.0
     _reply({"ready": True, "load_s": build_s, "artifact_bytes": os.path.getsize(engine), "build_log": build_log,
             "power_interval_ms": power.interval, "power_tool": power.tool,
             "nvpmodel": _run([nvp, "-q"], 30)[1][-2000:] if nvp else None, "clocks": gpu_clocks(),
-            "info": {"tensorrt": ".".join(map(str, version)), "trtexec": trtexec, "board": board(),
+            "info": {"tensorrt": ".".join(map(str, version)), "trtexec": trtexec, "board": board_name,
                      "engine_cached": cached, "precision": precision_used(version, cfg)}})
     workdir = os.path.dirname(os.path.abspath(cfg["model"]))
     last_log = ""
