@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scbp_edge.profile.runner import Item
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results"
 
 
 def _profile_all(items, target):
-    from scbp_edge.backends import get_backend
     from scbp_edge.profile.runner import profile_interleaved
+    from scbp_edge.runtimes import get_runtime
 
-    backend = get_backend("onnxruntime")
+    backend = get_runtime("onnxruntime")
     got = {}
     t = time.perf_counter()
     profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(),
@@ -81,7 +83,7 @@ def main() -> int:
         export_onnx(model, (3, 32, 32), work / f"{c.id}.onnx")
         export_s.append(time.perf_counter() - t)
         cands[c.id] = c
-    items = [(cid, work / f"{cid}.onnx") for cid in cands]
+    items = [Item(cid, work / f"{cid}.onnx") for cid in cands]
     run1, t1 = _profile_all(items, target)
     run2, t2 = _profile_all(list(reversed(items)), target)
     ids = [cid for cid in cands if run1.get(cid) and run2.get(cid)]

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scbp_edge.profile.runner import Item
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -62,8 +64,8 @@ def _measure(backend, items, target, extra=None) -> dict:
 def _parity_torch(rows, device: str) -> float:
     import torch
 
-    from scbp_edge.backends.torch_cuda import TorchSession
     from scbp_edge.derive.io import load_derived
+    from scbp_edge.runtimes.torch_cuda import TorchSession
 
     model, _ = load_derived(rows[0]["pt"])
     sess = TorchSession(str(rows[0]["pt"]), device, "fp32")
@@ -75,9 +77,9 @@ def _parity_torch(rows, device: str) -> float:
 
 
 def _tensorrt(rows, target, results: dict) -> None:
-    from scbp_edge.backends.tensorrt import TensorRTBackend
+    from scbp_edge.runtimes.tensorrt import TensorRT
 
-    be = TensorRTBackend()
+    be = TensorRT()
     reason = be.unavailable_reason()
     if reason:
         results["tensorrt"] = {"status": "not run", "reason": reason}
@@ -94,7 +96,7 @@ def _tensorrt(rows, target, results: dict) -> None:
     sess = ort.InferenceSession(str(rows[0]["onnx"]), providers=["CPUExecutionProvider"])
     ref = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     diff = float(np.abs(be.run(be.load(engines[rows[0]["id"]]), x) - ref).max())
-    got = _measure(be, list(engines.items()), target)
+    got = _measure(be, [Item(k, v) for k, v in engines.items()], target)
     results["tensorrt"] = {"status": "run", "engine_build_s_total": build_s,
                            "cached_compile_s": time.perf_counter() - t0, "max_abs_diff_vs_ort": diff,
                            "candidates": _rows(rows, got)}
@@ -115,8 +117,8 @@ def _rows(rows, got) -> list[dict]:
 
 
 def main() -> int:
-    from scbp_edge.backends.torch_cuda import TorchCudaBackend
     from scbp_edge.rank import kendall_tau
+    from scbp_edge.runtimes.torch_cuda import TorchCuda
     from scbp_edge.targets import load_target
 
     device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cuda"
@@ -124,7 +126,7 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                      "host": platform.node(), "device": device}
-    reason = TorchCudaBackend().unavailable_reason() if device == "cuda" else None
+    reason = TorchCuda().unavailable_reason() if device == "cuda" else None
     if reason:
         results.update(status="unverified", reason=reason)
         return _write(out_dir, results)
@@ -141,7 +143,7 @@ def main() -> int:
     target = load_target("desktop-gpu")
     target.measure.rounds, target.measure.min_runs, target.measure.min_seconds = 3, 50, 0.3
     t0 = time.perf_counter()
-    got = _measure(TorchCudaBackend(), [(r["id"], r["pt"]) for r in rows], target,
+    got = _measure(TorchCuda(), [Item(r["id"], r["pt"]) for r in rows], target,
                    {"device": device} if device != "cuda" else None)
     results["torch_cuda"] = {"measure_s": time.perf_counter() - t0, "candidates": _rows(rows, got)}
     ok = [r for r in results["torch_cuda"]["candidates"] if "p50_ms" in r]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scbp_edge.profile.runner import Item
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results"
@@ -23,10 +25,10 @@ OUT = ROOT / "benchmarks" / "results"
 
 def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.backends import get_backend
     from scbp_edge.data import read_split, split_val
     from scbp_edge.profile.runner import profile_interleaved
     from scbp_edge.rank.budget import fit_latency, hypervolume, predict, run_budget
+    from scbp_edge.runtimes import get_runtime
     from scbp_edge.targets import load_target
     from scbp_edge.tasks import evaluate_candidate, seed_payload
 
@@ -52,10 +54,10 @@ def main() -> int:
         points.append({"id": c.id, "accuracy": res["accuracy"]["value"], "segment_macs": res["segment_macs"],
                        "reference": c.reference})
     target = load_target("cpu")
-    be = get_backend("onnxruntime")
+    be = get_runtime("onnxruntime")
     truth: dict[str, float] = {}
     t1 = time.perf_counter()
-    profile_interleaved([(p["id"], work / f"{p['id']}.onnx") for p in points], target, backend=be,
+    profile_interleaved([Item(p["id"], work / f"{p['id']}.onnx") for p in points], target, backend=be,
                         worker_argv=be.worker_argv(),
                         on_result=lambda k, m, e: truth.__setitem__(k, m.latency.p50_ms) if m else None)
     measure_all_s = time.perf_counter() - t1

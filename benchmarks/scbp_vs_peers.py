@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scbp_edge.profile.runner import Item
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results"
@@ -30,12 +32,12 @@ RATIOS = "0,0.25,0.5,0.75"
 
 
 def _profile(paths: dict[str, Path], target) -> dict[str, object]:
-    from scbp_edge.backends import get_backend
     from scbp_edge.profile.runner import profile_interleaved
+    from scbp_edge.runtimes import get_runtime
 
-    be = get_backend("onnxruntime")
+    be = get_runtime("onnxruntime")
     got: dict[str, object] = {}
-    profile_interleaved(list(paths.items()), target, backend=be, worker_argv=be.worker_argv(),
+    profile_interleaved([Item(k, v) for k, v in paths.items()], target, backend=be, worker_argv=be.worker_argv(),
                         on_result=lambda k, m, e: got.__setitem__(k, m))
     return got
 

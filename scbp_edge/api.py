@@ -25,7 +25,7 @@ class SeedOptions:
     input_size: int | None = None
     in_channels: int | None = None
     segments: str = "stages"
-    round_to: int = 8
+    round_to: int | None = None  # channel multiple; None: the target's (8 outside a build)
 
 
 class Workbench:
@@ -42,7 +42,7 @@ class Workbench:
             seed = load_seed(opts.seed, opts.weights, num_classes=opts.num_classes, input_shape=shape)
         self.seed = seed
         self.segmentation: Segmentation = segment_model(seed.model, seed.spec.input_shape, opts.segments)
-        self.deriver = Deriver(seed, self.segmentation, opts.round_to)
+        self.deriver = Deriver(seed, self.segmentation, opts.round_to or 8)
 
     @property
     def num_segments(self) -> int:

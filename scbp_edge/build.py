@@ -20,7 +20,7 @@ from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.errors import RunError, ScbpError, TargetError
 from scbp_edge.rank import Constraints
 from scbp_edge.store import RunStore
-from scbp_edge.targets import Target, load_target
+from scbp_edge.targets import Target
 
 console = Console(stderr=True)
 
@@ -135,9 +135,9 @@ def _fail_if_nothing_measured(store: RunStore, run_dir: Path) -> None:
 
 
 def _target_backend(cfg: BuildConfig):
-    from scbp_edge.backends import backend_for
+    from scbp_edge.runtimes import check_target, resolve_target, runtime_for
 
-    target = load_target(cfg.target)
+    target = resolve_target(cfg.target)
     if cfg.precision:
         from dataclasses import replace
 
@@ -145,8 +145,9 @@ def _target_backend(cfg: BuildConfig):
 
         if cfg.precision not in PRECISIONS:
             raise TargetError(f"--precision '{cfg.precision}' is not one of {', '.join(PRECISIONS)}")
-        target = replace(target, precision=cfg.precision)
-    backend = backend_for(target, remote=bool(cfg.devices))
+        target = replace(target, precisions=[cfg.precision])
+    check_target(target)
+    backend = runtime_for(target, remote=bool(cfg.devices))
     if cfg.devices:  # an unreachable device is bad input: say so before any work, not after deriving
         from scbp_edge.remote.pool import preflight
 
@@ -174,8 +175,8 @@ def _prepare(cfg: BuildConfig, target: Target, store: RunStore, run_dir: Path) -
         opts.in_channels, opts.input_size = defaults.DEFAULT_INPUT[0], defaults.DEFAULT_INPUT[1]
     if target.input_size and not opts.input_size:
         opts.input_size = target.input_size
-    if store.get_meta("config") is None:
-        opts.round_to = target.round_to if opts.round_to == 8 else opts.round_to
+    if opts.round_to is None:  # only an explicit --round-to overrides the target's multiple
+        opts.round_to = target.round_to
     wb = _workbench(opts, cfg)
     data = _load_data(cfg, wb)
     if data is not None and len(data["train"].classes) != wb.seed.spec.num_classes:
@@ -309,17 +310,21 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
             prog.advance(done)
 
         def measure(ids: list[str]) -> dict[str, float]:
+            from scbp_edge.measure import measure_items
+            from scbp_edge.profile.runner import Item
+
             items = []
+            precision = target.precisions[0]
             for cid in ids:
                 # relative to the run: resumable from anywhere
                 src = run_dir / "onnx" / f"{cid}.onnx" if backend.source == "onnx" else run_dir / "models" / f"{cid}.pt"
                 try:
-                    items.append((cid, backend.compile(src, run_dir / "engines", precision=target.precision,
-                                                       workspace_mb=target.workspace_mb)))
+                    items.append(Item(cid, backend.compile(src, run_dir / "engines", precision=precision,
+                                                           workspace_mb=target.workspace_mb), precision))
                 except ScbpError as exc:
                     store.fail(cid, "compile", str(exc))
-            _measure_items(items, target, backend, cfg, on_result, lambda: prog.advance(task),
-                           lambda: prog.advance(loaded))
+            measure_items(items, target, backend, cfg.devices, chunk=cfg.chunk, on_result=on_result,
+                          on_round=lambda: prog.advance(task), on_ready=lambda: prog.advance(loaded))
             return {cid: got[cid] for cid in ids if cid in got}
 
         if not cfg.measure_budget:
@@ -335,19 +340,6 @@ def _profile_stage(store: RunStore, target: Target, backend, cfg: BuildConfig, r
         run_budget(points, left, cfg.chunk, lambda ids: measure([i for i in ids if i not in measured]))
         store.set_meta("budget", {"budget": cfg.measure_budget, "measured": len(store.candidates("measured")),
                                   "not_measured": len(store.candidates("exported"))})
-
-
-def _measure_items(items, target: Target, backend, cfg: BuildConfig, on_result, on_round, on_ready) -> None:
-    from scbp_edge.profile.runner import profile_interleaved
-
-    if cfg.devices:
-        from scbp_edge.remote.pool import profile_on_devices
-
-        profile_on_devices(items, target, backend=backend, urls=cfg.devices,
-                           chunk=cfg.chunk, on_result=on_result, on_round=on_round, on_ready=on_ready)
-    else:
-        profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(),
-                            on_result=on_result, chunk=cfg.chunk, on_round=on_round, on_ready=on_ready)
 
 
 def _train_stage(ctx: _Context, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from scbp_edge.data.digits import DIGITS_SIZE
+from scbp_edge.resources import cache_dir
 
 DEFAULT_SEED = "cifar-resnet20"
 RECIPE = {"seed": DEFAULT_SEED, "data": "digits", "epochs": 12, "lr": 0.05, "batch": 64, "split_seed": 0, "v": 1}
 DIGITS_MEAN = (0.5,)
 DIGITS_STD = (0.5,)
-
-
-def cache_dir() -> Path:
-    if os.environ.get("SCBP_CACHE_DIR"):
-        return Path(os.environ["SCBP_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scbp-edge"
 
 
 def default_seed_weights(progress=None) -> Path:

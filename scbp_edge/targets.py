@@ -1,21 +1,27 @@
-"""Targets: one TOML file each, validated strictly (unknown fields and bad values are errors)."""
+"""Targets: one TOML file each, validated strictly (unknown fields and bad values are errors).
+
+This module checks a file on its own terms (fields, types, ranges); what the
+named runtime can do is checked against its declared capabilities by
+:func:`scbp_edge.runtimes.check_target`.
+"""
 
 from __future__ import annotations
 
-import os
+import math
 import sys
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from scbp_edge.errors import TargetError
+from scbp_edge.resources import data_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-TARGETS_DIR = Path(os.environ.get("SCBP_TARGETS_DIR", Path(__file__).resolve().parents[1] / "targets"))
 PRECISIONS = ("fp32", "fp16", "int8")
 ENERGY = ("rapl", "nvml", "tegrastats", "none")
 LOCATIONS = ("local", "ssh")
@@ -41,7 +47,7 @@ class Target:
     name: str
     backend: str
     description: str = ""
-    precision: str = "fp32"
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])  # searched by default, first = reference
     threads: int = 0
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     input_size: int = 0
@@ -50,6 +56,7 @@ class Target:
     location: str = "local"
     workspace_mb: int = 1024
     fallback_backend: str | None = None
+    base_image: str = ""  # Docker base image of the served model (package --base-image overrides)
     measure: MeasurePolicy = field(default_factory=MeasurePolicy)
     source: str = ""
 
@@ -59,72 +66,96 @@ class Target:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Target:
         d = dict(d)
+        if "precision" in d:  # runs recorded before precision became a list
+            d["precisions"] = [d.pop("precision")]
         d["measure"] = MeasurePolicy(**d.get("measure", {}))
         return cls(**d)
 
 
-_FLOAT_MEASURE = ("min_seconds", "timeout_s", "idle_seconds")
+def _type_ok(value: Any, typ: Any) -> bool:
+    if typ is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False  # TOML true is not a number
+    if typ is int:
+        return isinstance(value, int)
+    if typ is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if typ is str:
+        return isinstance(value, str)
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is list:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    if type(None) in args:
+        return value is None or _type_ok(value, next(a for a in args if a is not type(None)))
+    return True
 
 
-def _check_type(where: str, key: str, value: Any, typ: Any) -> None:
-    ok = {
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }
-    if typ in ok and not ok[typ]:
-        raise TargetError(f"{where}: field '{key}' must be {typ.__name__}, got {value!r}")
+_TYPE_NAMES = {int: "an integer", float: "a finite number", str: "a string", list[str]: "a list of strings",
+               list[int]: "a list of integers", str | None: "a string"}
+
+
+def _check_fields(where: str, raw: dict[str, Any], cls: type, prefix: str = "") -> None:
+    hints = typing.get_type_hints(cls)
+    allowed = {f.name for f in fields(cls)} - {"source", "measure"}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise TargetError(f"{where}: unknown field '{prefix}{key}'; allowed: {', '.join(sorted(allowed))}")
+        if not _type_ok(value, hints[key]):
+            raise TargetError(f"{where}: field '{prefix}{key}' must be {_TYPE_NAMES.get(hints[key], hints[key])}, "
+                              f"got {value!r}")
 
 
 def _validate(where: str, raw: dict[str, Any]) -> Target:
-    from scbp_edge.backends import backend_names
-
-    allowed = {f.name for f in fields(Target)} - {"source"}
-    for key in raw:
-        if key not in allowed:
-            raise TargetError(f"{where}: unknown field '{key}'; allowed: {', '.join(sorted(allowed))}")
-    for key in ("name", "backend"):
-        if key not in raw:
-            raise TargetError(f"{where}: required field '{key}' is missing")
+    if "precision" in raw:  # the single-precision form of earlier releases
+        if "precisions" in raw:
+            raise TargetError(f"{where}: give 'precisions' (a list) or 'precision', not both")
+        raw["precisions"] = [raw.pop("precision")] if isinstance(raw["precision"], str) else raw.pop("precision")
     measure = raw.pop("measure", {})
     if not isinstance(measure, dict):
         raise TargetError(f"{where}: [measure] must be a table")
-    m_fields = {f.name: f for f in fields(MeasurePolicy)}
+    _check_fields(where, raw, Target)
+    _check_fields(where, measure, MeasurePolicy, "measure.")
+    for key in ("name", "backend"):
+        if key not in raw:
+            raise TargetError(f"{where}: required field '{key}' is missing")
+        if not raw[key].strip():
+            raise TargetError(f"{where}: field '{key}' is empty")
     for key, value in measure.items():
-        if key not in m_fields:
-            raise TargetError(f"{where}: unknown field 'measure.{key}'; allowed: {', '.join(m_fields)}")
-        _check_type(where, f"measure.{key}", value, float if key in _FLOAT_MEASURE else int)
         if value <= 0 and key != "warmup" or value < 0:
             raise TargetError(f"{where}: field 'measure.{key}' must be positive, got {value}")
     for key in ("threads", "input_size", "round_to", "workspace_mb"):
-        if key in raw:
-            _check_type(where, key, raw[key], int)
-            if raw[key] < 0 or (key == "round_to" and raw[key] < 1):
-                raise TargetError(f"{where}: field '{key}' must be {'>= 1' if key == 'round_to' else '>= 0'}")
-    for key, choices in (("precision", PRECISIONS), ("energy", ENERGY), ("location", LOCATIONS)):
+        if key in raw and (raw[key] < 0 or (key == "round_to" and raw[key] < 1)):
+            raise TargetError(f"{where}: field '{key}' must be {'>= 1' if key == 'round_to' else '>= 0'}")
+    for key, choices in (("energy", ENERGY), ("location", LOCATIONS)):
         if key in raw and raw[key] not in choices:
             raise TargetError(f"{where}: field '{key}' is {raw[key]!r}; choose one of {', '.join(choices)}")
-    for key in ("backend", "fallback_backend"):
-        if key in raw and raw[key] not in backend_names():
-            raise TargetError(
-                f"{where}: field '{key}' names unknown backend {raw[key]!r}; known: {', '.join(backend_names())}"
-            )
+    precisions = raw.get("precisions", ["fp32"])
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if not precisions or bad or len(set(precisions)) != len(precisions):
+        raise TargetError(f"{where}: field 'precisions' must list distinct values of {', '.join(PRECISIONS)}, "
+                          f"got {precisions!r}")
     sizes = raw.get("batch_sizes", [1])
-    if not isinstance(sizes, list) or not sizes or not all(isinstance(b, int) and b >= 1 for b in sizes):
-        raise TargetError(f"{where}: field 'batch_sizes' must be a non-empty list of positive integers")
+    if not sizes or not all(b >= 1 for b in sizes) or len(set(sizes)) != len(sizes):
+        raise TargetError(f"{where}: field 'batch_sizes' must be a non-empty list of distinct positive integers")
     return Target(**raw, measure=MeasurePolicy(**measure), source=where)
+
+
+def targets_dir() -> Path:
+    """Where the built-in target files are (the checkout's or the wheel's ``targets/``)."""
+    return data_dir("targets")
 
 
 def list_targets() -> list[str]:
     """Names of the built-in targets."""
-    return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
+    return sorted(p.stem for p in targets_dir().glob("*.toml"))
 
 
 def load_target(name_or_path: str) -> Target:
     """A built-in target by name, or a user TOML file by path."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
-        path = TARGETS_DIR / f"{name_or_path}.toml"
+        path = targets_dir() / f"{name_or_path}.toml"
         if not path.is_file():
             raise TargetError(
                 f"unknown target '{name_or_path}'; built-in: {', '.join(list_targets())}, or give a path to a .toml"
@@ -133,6 +164,6 @@ def load_target(name_or_path: str) -> Target:
         raise TargetError(f"target file '{path}' does not exist")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise TargetError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
     return _validate(str(path), raw)

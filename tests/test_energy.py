@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location(
-    "ort_worker", Path(__file__).resolve().parents[1] / "scbp_edge/profile/ort_worker.py"
+    "ort_worker", Path(__file__).resolve().parents[1] / "scbp_edge/runtimes/onnxruntime/worker.py"
 )
 ort_worker = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ort_worker)
@@ -42,7 +42,7 @@ def test_worker_reports_rapl_energy_end_to_end(tmp_path, monkeypatch):
     """A real worker reading a powercap-layout tree: energy is a number (here 0: static counters)."""
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.export.onnx import export_onnx
-    from scbp_edge.profile.runner import profile_one
+    from scbp_edge.measure import profile_one
     from scbp_edge.targets import load_target
     from tests.helpers import fast_target
 

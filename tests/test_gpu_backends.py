@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 
 from scbp_edge.api import SeedOptions, Workbench
-from scbp_edge.backends import backend_for, get_backend
-from scbp_edge.backends.tensorrt import TensorRTBackend, engine_key
-from scbp_edge.backends.torch_cuda import TorchCudaBackend
 from scbp_edge.derive.io import save_derived
 from scbp_edge.errors import BackendUnavailable
-from scbp_edge.profile.nvml import NvmlEnergy
-from scbp_edge.profile.runner import profile_interleaved
+from scbp_edge.profile.runner import Item, profile_interleaved
+from scbp_edge.runtimes import get_runtime, runtime_for
+from scbp_edge.runtimes.common.nvml import NvmlEnergy
+from scbp_edge.runtimes.tensorrt import TensorRT
+from scbp_edge.runtimes.torch_cuda import TorchCuda
 from scbp_edge.targets import load_target
 
-CUDA = TorchCudaBackend().unavailable_reason()
-TRT = TensorRTBackend().unavailable_reason()
+CUDA = TorchCuda().unavailable_reason()
+TRT = TensorRT().unavailable_reason()
 
 
 def _derived(tmp: Path, ratios=(0.5, 0.25, 0.0)) -> tuple[Path, Path]:
@@ -51,7 +51,7 @@ def test_torch_worker_protocol_on_the_cpu(tmp_path):
     target = load_target("desktop-gpu")
     target.measure.rounds, target.measure.min_runs, target.measure.min_seconds = 2, 5, 0.05
     target.measure.warmup = 2
-    got = _measure(TorchCudaBackend(), [("a", pt)], target, {"device": "cpu"})
+    got = _measure(TorchCuda(), [Item("a", pt)], target, {"device": "cpu"})
     m, err = got["a"]
     assert err is None and m.backend == "torch-cuda" and m.latency.runs >= 10
     assert m.model_size_mb == pytest.approx(pt.stat().st_size / 2**20)
@@ -65,30 +65,21 @@ def test_derived_file_that_is_not_one_fails_alone(tmp_path):
     good, _ = _derived(tmp_path)
     target = load_target("desktop-gpu")
     target.measure.rounds, target.measure.min_runs, target.measure.min_seconds = 1, 3, 0.01
-    got = _measure(TorchCudaBackend(), [("bad", bad), ("good", good)], target, {"device": "cpu"})
+    got = _measure(TorchCuda(), [Item("bad", bad), Item("good", good)], target, {"device": "cpu"})
     assert got["bad"][0] is None and "not a scbp-edge derived model" in got["bad"][1]
     assert got["good"][0] is not None
 
 
-def test_engine_cache_key_covers_model_version_gpu_and_settings():
-    base = engine_key(b"onnx", "10.16.1", "NVIDIA H100", "fp16", 4096)
-    for other in (engine_key(b"onnx2", "10.16.1", "NVIDIA H100", "fp16", 4096),
-                  engine_key(b"onnx", "8.6.1", "NVIDIA H100", "fp16", 4096),
-                  engine_key(b"onnx", "10.16.1", "Orin", "fp16", 4096),
-                  engine_key(b"onnx", "10.16.1", "NVIDIA H100", "fp32", 4096),
-                  engine_key(b"onnx", "10.16.1", "NVIDIA H100", "fp16", 1024)):
-        assert other != base
-    assert engine_key(b"onnx", "10.16.1", "NVIDIA H100", "fp16", 4096) == base
 
 
 @pytest.mark.skipif(CUDA is None, reason="a CUDA GPU is visible: the no-GPU messages are not shown here")
 def test_without_a_gpu_each_backend_says_why_in_one_line(tmp_path):
     for name, words in (("torch-cuda", "no CUDA GPU"), ("tensorrt", "tensorrt")):
         with pytest.raises(BackendUnavailable, match=words) as exc:
-            get_backend(name)
+            get_runtime(name)
         assert "\n" not in str(exc.value)
     with pytest.raises(BackendUnavailable, match="tensorrt.*fallback.*torch-cuda"):
-        backend_for(load_target("desktop-gpu"))
+        runtime_for(load_target("desktop-gpu"))
     res = subprocess.run([sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", "desktop-gpu",
                           "--runs", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
@@ -97,7 +88,7 @@ def test_without_a_gpu_each_backend_says_why_in_one_line(tmp_path):
 
 
 def test_nvml_names_why_there_is_no_energy():
-    e = NvmlEnergy()
+    e = NvmlEnergy("00000000:01:00.0")
     if e.reason is None:
         pytest.skip(f"NVML works here ({e.source})")
     assert "NVML" in e.reason or "nvidia-ml-py" in e.reason
@@ -111,8 +102,8 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in {"tensorrt", "pycuda", "cuda", "pynvml", "ray"}:
             raise ImportError("blocked for this test: " + name)
 sys.meta_path.insert(0, Block())
-import scbp_edge.backends.tensorrt, scbp_edge.backends.torch_cuda, scbp_edge.backends.trtexec
-import scbp_edge.profile.nvml
+import scbp_edge.runtimes.tensorrt, scbp_edge.runtimes.torch_cuda, scbp_edge.runtimes.trtexec
+import scbp_edge.runtimes.common.nvml
 from scbp_edge.cli.main import main
 sys.argv = ["scbp-edge"] + sys.argv[1:]
 main()
@@ -132,7 +123,7 @@ def test_torch_cuda_measures_latency_memory_and_energy(tmp_path):
     pt, _ = _derived(tmp_path)
     target = load_target("desktop-gpu")
     target.measure.rounds, target.measure.min_runs, target.measure.min_seconds = 2, 20, 0.2
-    m, err = _measure(TorchCudaBackend(), [("a", pt)], target)["a"]
+    m, err = _measure(TorchCuda(), [Item("a", pt)], target)["a"]
     assert err is None and m.device_memory_mb > 0 and m.info["gpu"]
     assert m.energy.mj_per_inference is not None or m.energy.reason
 
@@ -144,7 +135,7 @@ def test_tensorrt_engine_matches_onnxruntime_and_is_cached(tmp_path):
     import onnxruntime as ort
 
     _, onnx = _derived(tmp_path)
-    be = TensorRTBackend()
+    be = TensorRT()
     engine = be.compile(onnx, tmp_path, precision="fp32", workspace_mb=512)
     stamp = engine.stat().st_mtime_ns
     assert be.compile(onnx, tmp_path, precision="fp32", workspace_mb=512) == engine
@@ -155,7 +146,7 @@ def test_tensorrt_engine_matches_onnxruntime_and_is_cached(tmp_path):
     assert np.abs(out - ref).max() < 1e-2
     target = load_target("desktop-gpu")
     target.measure.rounds, target.measure.min_runs, target.measure.min_seconds = 2, 20, 0.2
-    m, err = _measure(be, [("a", engine)], target)["a"]
+    m, err = _measure(be, [Item("a", engine)], target)["a"]
     assert err is None and m.device_memory_mb > 0 and m.model_size_mb > 0
 
 

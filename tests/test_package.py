@@ -129,9 +129,15 @@ def test_concurrent_clients_all_succeed(server):
     for t in threads:
         t.join()
     assert codes == [200] * 400
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
-        m = json.loads(r.read())
-    assert m["requests"] >= 400 and m["latency_ms"]["p50"] > 0
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+    ok = {s.labels["code"]: s.value for s in families["scbp_predict_requests"].samples}
+    assert ok["200"] >= 400
+    lat = {s.labels.get("quantile"): s.value for s in families["scbp_predict_latency_seconds"].samples}
+    assert 0 < lat["0.5"] <= lat["0.99"]
 
 
 def test_package_unknown_candidate_is_one_line(run_dir, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scbp_edge.profile.parsers import energy_per_inference_mj, parse_tegrastats, parse_trtexec
+from scbp_edge.runtimes.trtexec.parsers import energy_per_inference_mj, parse_tegrastats, parse_trtexec
 
 COMPLETE = {
     "01_jetson_nano_trt8201_full_build_and_bench.txt": ("8.2.1", 11.0613, 90.3035, None),
@@ -58,7 +58,7 @@ def test_tegrastats_nano_pom_rail(shared):
 def test_tegrastats_boards(shared):
     text = (shared / "fixtures/tegrastats/02_multi_board_datadog_agent_test_samples.txt").read_text()
     by_board = {ln.split("\t")[0]: ln.split("\t", 1)[1] for ln in text.splitlines()[1:] if "\t" in ln}
-    from scbp_edge.profile.parsers import parse_tegrastats_line
+    from scbp_edge.runtimes.trtexec.parsers import parse_tegrastats_line
 
     assert parse_tegrastats_line(by_board["tx2Sample"]).total_mw == 3056
     assert parse_tegrastats_line(by_board["nanoSample"]).total_rail == "POM_5V_IN"

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from scbp_edge.api import SeedOptions, Workbench
-from scbp_edge.backends import get_backend
 from scbp_edge.export.onnx import export_onnx
-from scbp_edge.profile.runner import profile_interleaved, profile_one
+from scbp_edge.measure import profile_one
+from scbp_edge.profile.runner import Item, profile_interleaved
 from scbp_edge.records import LatencyStats
+from scbp_edge.runtimes import get_runtime
 from scbp_edge.targets import load_target
 from tests.helpers import fast_target
 
@@ -52,10 +53,10 @@ def test_profile_real_model_meets_policy(tmp_path, models):
 def test_interleaved_rounds_and_failure_isolation(tmp_path, models):
     target = load_target(str(fast_target(tmp_path)))
     (tmp_path / "broken.onnx").write_bytes(b"not onnx")
-    items = [(k, __import__("pathlib").Path(v)) for k, v in models.items()]
-    items.insert(1, ("broken", tmp_path / "broken.onnx"))
+    items = [Item(k, __import__("pathlib").Path(v)) for k, v in models.items()]
+    items.insert(1, Item("broken", tmp_path / "broken.onnx"))
     results, rounds = {}, []
-    backend = get_backend("onnxruntime")
+    backend = get_runtime("onnxruntime")
     profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(),
                         on_result=lambda k, m, e: results.__setitem__(k, (m, e)), on_round=lambda: rounds.append(1))
     assert results["broken"][0] is None and "failed" in results["broken"][1]

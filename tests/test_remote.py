@@ -122,7 +122,7 @@ def test_killed_connection_is_reported_and_resumable(sshd, tmp_path):
             measured = sum(r[0] == "measured" for r in _rows(dbs[0]).values()) if dbs else 0
         except sqlite3.OperationalError:
             measured = 0
-        workers = [p for p in listener.children(recursive=True) if "ort_worker" in _cmdline(p)]
+        workers = [p for p in listener.children(recursive=True) if "worker.py" in _cmdline(p)]
         if measured >= 2 and workers:
             for child in listener.children(recursive=True):  # drop every live connection, keep the listener
                 with contextlib.suppress(psutil.Error):
@@ -173,7 +173,7 @@ def test_device_pool_survives_a_device_dropping_out(sshd, tmp_path):
         b = psutil.Process(proc_b.pid)
         deadline = time.time() + 300
         while time.time() < deadline and build.poll() is None:
-            if any("ort_worker" in _cmdline(p) for p in b.children(recursive=True)):
+            if any("worker.py" in _cmdline(p) for p in b.children(recursive=True)):
                 for child in b.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         child.kill()

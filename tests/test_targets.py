@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scbp_edge.backends import get_backend
 from scbp_edge.errors import BackendUnavailable, TargetError
+from scbp_edge.runtimes import get_runtime, resolve_target
 from scbp_edge.targets import list_targets, load_target
 
 
@@ -13,14 +13,14 @@ def test_builtin_targets_validate():
     names = list_targets()
     for want in ("cpu", "raspberry-pi-5", "jetson-nano", "jetson-orin-nano", "desktop-gpu"):
         assert want in names
-        t = load_target(want)
+        t = resolve_target(want)
         assert t.name == want and t.round_to >= 1 and t.measure.rounds >= 1
 
 
 def test_jetson_backend_says_unavailable_in_one_line():
     t = load_target("jetson-nano")
     with pytest.raises(BackendUnavailable, match="trtexec") as exc:
-        get_backend(t.backend)
+        get_runtime(t.backend)
     assert "\n" not in str(exc.value)
 
 
@@ -28,9 +28,16 @@ def test_jetson_backend_says_unavailable_in_one_line():
     ("body", "match"),
     [
         ('name = "x"\nbackend = "onnxruntime"\ncolour = "red"\n', "unknown field 'colour'"),
-        ('name = "x"\nbackend = "onnxruntim"\n', "unknown backend 'onnxruntim'"),
-        ('name = "x"\nbackend = "onnxruntime"\nthreads = "four"\n', "field 'threads' must be int"),
-        ('name = "x"\nbackend = "onnxruntime"\nprecision = "fp8"\n', "field 'precision'"),
+        ('name = "x"\nbackend = "onnxruntim"\n', "field 'backend' names unknown runtime 'onnxruntim'"),
+        ('name = "x"\nbackend = "onnxruntime"\nthreads = "four"\n', "field 'threads' must be an integer"),
+        ('name = "x"\nbackend = "onnxruntime"\nprecision = "fp8"\n', "field 'precisions'"),
+        ('name = 123\nbackend = "onnxruntime"\n', "field 'name' must be a string"),
+        ('name = "x"\nbackend = "onnxruntime"\nbatch_sizes = [true]\n', "field 'batch_sizes' must be a list of int"),
+        ('name = "x"\nbackend = "onnxruntime"\n[measure]\ntimeout_s = nan\n', "'measure.timeout_s' must be a finite"),
+        # what the runtime cannot do is refused before any work (issue 11.2)
+        ('name = "x"\nbackend = "onnxruntime"\nprecision = "fp16"\n', "'precision' asks for fp16, which runtime"),
+        ('name = "x"\nbackend = "trtexec"\nlocation = "ssh"\nbatch_sizes = [1, 8]\n', "'batch_sizes' asks for 8"),
+        ('name = "x"\nbackend = "onnxruntime"\nenergy = "nvml"\n', "'energy' asks for nvml"),
         ('name = "x"\nbackend = "onnxruntime"\n[measure]\nrounds = 0\n', "measure.rounds"),
         ('name = "x"\nbackend = "onnxruntime"\n[measure]\nspeed = 1\n', "unknown field 'measure.speed'"),
         ('backend = "onnxruntime"\n', "required field 'name'"),
@@ -42,7 +49,7 @@ def test_malformed_target_files(tmp_path, body, match):
     path = tmp_path / "bad.toml"
     path.write_text(body)
     with pytest.raises(TargetError, match=match) as exc:
-        load_target(str(path))
+        resolve_target(str(path))
     assert str(path) in str(exc.value)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from scbp_edge.backends.trtexec import TrtexecBackend
 from scbp_edge.errors import CompileError, ProfileError
-from scbp_edge.profile import trtexec_worker as tw
+from scbp_edge.runtimes.common import trt_engine
+from scbp_edge.runtimes.trtexec import Trtexec
+from scbp_edge.runtimes.trtexec import worker as tw
 from tests.device_emulator import install
 
 WORKER = Path(tw.__file__)
@@ -45,18 +47,51 @@ idle_seconds = 0.3
 """
 
 
-@pytest.mark.parametrize(("version", "want", "unwanted"), [
-    ((8, 2, 1), ["--workspace=512", "--buildOnly"], ["--memPoolSize", "--skipInference"]),
-    ((8, 4, 0), ["--memPoolSize=workspace:512", "--buildOnly"], ["--workspace=", "--skipInference"]),
-    ((8, 6, 1), ["--memPoolSize=workspace:512", "--skipInference"], ["--workspace=", "--buildOnly"]),
-    ((10, 16, 1), ["--memPoolSize=workspace:512", "--skipInference", "--fp16"], ["--workspace=", "--buildOnly"]),
-    ((11, 4, 0), ["--memPoolSize=workspace:512", "--skipInference"], ["--workspace=", "--buildOnly", "--fp16"]),
+@pytest.mark.parametrize(("version", "precision", "want", "unwanted"), [
+    ((8, 2, 1), "fp16", ["--workspace=512", "--buildOnly", "--fp16"], ["--memPoolSize", "--skipInference"]),
+    ((8, 4, 0), "fp16", ["--memPoolSize=workspace:512", "--buildOnly"], ["--workspace=", "--skipInference"]),
+    ((8, 6, 1), "int8", ["--memPoolSize=workspace:512", "--skipInference", "--int8", "--fp16"], ["--buildOnly"]),
+    ((10, 16, 1), "fp16", ["--memPoolSize=workspace:512", "--skipInference", "--fp16"], ["--workspace=", "--int8"]),
+    ((11, 4, 0), "fp16", ["--memPoolSize=workspace:512", "--skipInference"], ["--workspace=", "--fp16", "--int8"]),
+    ((11, 4, 0), "int8", ["--skipInference"], ["--fp16", "--int8"]),  # 11: QDQ in a strongly typed network
 ])
-def test_build_flags_follow_the_tensorrt_version(version, want, unwanted):
-    argv = tw.build_argv("trtexec", version, {"model": "m.onnx", "workspace_mb": 512, "precision": "fp16"}, "e")
+def test_build_flags_follow_the_tensorrt_version(version, precision, want, unwanted):
+    argv = trt_engine.build_argv("trtexec", trt_engine.recipe(version, precision, 512), "m.onnx", "e")
     for flag in want:
         assert flag in argv
     assert not [a for a in argv for u in unwanted if a.startswith(u)]
+
+
+@pytest.mark.parametrize(("version", "want", "unwanted"), [
+    ((8, 2, 1), ["--useSpinWait"], ["--includeDataTransfers", "--noCudaGraph", "--noDataTransfers"]),
+    ((10, 16, 1), ["--useSpinWait"], ["--includeDataTransfers", "--noCudaGraph", "--noDataTransfers"]),
+    # 11 turned data transfers off and CUDA graphs on by default: turn them back to 8.x/10.x behaviour
+    ((11, 4, 0), ["--includeDataTransfers", "--noCudaGraph"], ["--useSpinWait", "--noDataTransfers"]),
+])
+def test_timing_flags_keep_latencies_comparable_across_releases(version, want, unwanted):
+    argv = trt_engine.time_argv("trtexec", version, "e.engine", 200, 100, 3.0, "t.json")
+    assert all(f in argv for f in want) and not any(f in argv for f in unwanted)
+
+
+def test_recipe_labels_what_the_engine_really_is_and_keys_everything():
+    assert trt_engine.recipe((11, 4, 0), "fp16", 64)["label"].startswith("fp16 only from an fp16 ONNX")
+    assert trt_engine.recipe((10, 16, 1), "fp16", 64)["label"] == "fp16"
+    base = trt_engine.recipe((10, 16, 1), "fp16", 4096)
+    key = trt_engine.cache_key("a" * 64, "NVIDIA H100", base)
+    for other in (trt_engine.cache_key("b" * 64, "NVIDIA H100", base),
+                  trt_engine.cache_key("a" * 64, "Orin", base),
+                  trt_engine.cache_key("a" * 64, "NVIDIA H100", trt_engine.recipe((8, 6, 1), "fp16", 4096)),
+                  trt_engine.cache_key("a" * 64, "NVIDIA H100", trt_engine.recipe((10, 16, 1), "fp32", 4096)),
+                  trt_engine.cache_key("a" * 64, "NVIDIA H100", trt_engine.recipe((10, 16, 1), "fp16", 1024)),
+                  trt_engine.cache_key("a" * 64, "NVIDIA H100", trt_engine.recipe((10, 16, 1), "fp16", 4096, 8))):
+        assert other != key
+    assert trt_engine.cache_key("a" * 64, "NVIDIA H100", trt_engine.recipe((10, 16, 1), "fp16", 4096)) == key
+
+
+def test_warmups_in_old_export_times_are_dropped_as_trtexec_does():
+    trace = [{"startComputeMs": t, "latencyMs": 5.0 if t < 200 else 1.0} for t in range(0, 400, 10)]
+    assert trt_engine.timed_latencies(trace, (8, 2, 1), 200) == [1.0] * 20
+    assert trt_engine.timed_latencies(trace, (8, 6, 1), 200) == [5.0] * 20 + [1.0] * 20  # 8.5+: none in it
 
 
 def _worker(tmp: Path, onnx: Path, bin_dir: Path, rounds: int = 1) -> list[dict]:
@@ -85,9 +120,12 @@ def test_emulated_trtexec_accepts_the_worker_flags_and_engines_are_cached(tmp_pa
     first = _worker(tmp_path, onnx_file, bin_dir)
     assert first[0]["ready"] and not first[0]["info"]["engine_cached"], first
     assert first[0]["info"]["tensorrt"] == version and len(first[1]["latencies_ms"]) >= 5
+    # warm-up iterations are not timed ones, whatever the release writes into --exportTimes
+    timed = int(re.search(r"Timing trace has (\d+) queries", first[1]["log"]).group(1))
+    assert len(first[1]["latencies_ms"]) == timed
     # fp16 was asked; TensorRT 11 has no switch for it, and the record must say what was built
     built = first[0]["info"]["precision"]
-    assert built == "fp16" if int(version.split(".")[0]) < 11 else built.startswith("fp32 (TensorRT 11+")
+    assert built == "fp16" if int(version.split(".")[0]) < 11 else built.startswith("fp16 only from an fp16 ONNX")
     again = _worker(tmp_path, onnx_file, bin_dir)
     assert again[0]["info"]["engine_cached"] and again[0]["load_s"] == 0.0
     builds = [c for c in (bin_dir / "calls.log").read_text().splitlines() if "--saveEngine" in c]
@@ -119,7 +157,7 @@ def test_missing_trtexec_is_one_clear_error(tmp_path, onnx_file):
 
 
 def test_round_interpretation_on_real_logs(shared):
-    be = TrtexecBackend()
+    be = Trtexec()
     log = (shared / "fixtures/trtexec/01_jetson_nano_trt8201_full_build_and_bench.txt").read_text()
     power = (shared / NANO_POWER).read_text()  # POM_5V_IN 2132, 2247, 2132 mW at 1000 ms
     msg = be.interpret("round", {"log": log, "latencies_ms": [90.3], "power": power, "idle_s": 1.0,
@@ -137,15 +175,15 @@ def test_round_interpretation_on_real_logs(shared):
 def test_truncated_run_fails_the_candidate_with_what_is_missing(shared, name):
     log = (shared / "fixtures/trtexec" / name).read_text()
     with pytest.raises(ProfileError, match="incomplete.*missing"):
-        TrtexecBackend().interpret("round", {"log": log, "latencies_ms": [1.0], "wall_s": 1.0})
+        Trtexec().interpret("round", {"log": log, "latencies_ms": [1.0], "wall_s": 1.0})
 
 
 def test_ready_reports_power_mode_and_unknown_clocks():
-    msg = TrtexecBackend().interpret("ready", {"nvpmodel": "NV Power Mode: 5W\n1\n", "clocks": None,
+    msg = Trtexec().interpret("ready", {"nvpmodel": "NV Power Mode: 5W\n1\n", "clocks": None,
                                                "power_tool": None, "info": {"tensorrt": "8.2.1"}})
     assert msg["info"]["power_mode"] == "5W" and msg["info"]["clocks_pinned"] is None
     assert "tegrastats not found" in msg["energy_reason"]
-    pinned = TrtexecBackend().interpret("ready", {"clocks": {"min_freq": 921600000, "max_freq": 921600000,
+    pinned = Trtexec().interpret("ready", {"clocks": {"min_freq": 921600000, "max_freq": 921600000,
                                                              "cur_freq": 921600000}, "power_tool": "/usr/bin/x"})
     assert pinned["info"]["clocks_pinned"] is True and pinned["info"]["gpu_clock_mhz"] == 921.6
 
@@ -157,7 +195,7 @@ def test_dynamic_batch_onnx_is_refused_before_upload(tmp_path):
     seed = load_seed("cifar-resnet20")
     export_onnx(seed.model, seed.spec.input_shape, tmp_path / "dyn.onnx", dynamic_batch=True)
     with pytest.raises(CompileError, match="dynamic"):
-        TrtexecBackend().compile(tmp_path / "dyn.onnx", tmp_path)
+        Trtexec().compile(tmp_path / "dyn.onnx", tmp_path)
 
 
 @pytest.mark.remote
@@ -180,6 +218,7 @@ def test_jetson_target_build_over_ssh(sshd, shared, tmp_path):
     assert rows and len(rows) == total
     calls = (bin_dir / "calls.log").read_text().splitlines()
     assert all("--workspace=256" in c and "--fp16" in c for c in calls if "--saveEngine" in c)
+    assert all("--useSpinWait" in c for c in calls if "--loadEngine" in c)
     for m in rows:
         assert m["backend"] == "trtexec" and m["device"] == url
         assert m["info"]["tensorrt"] == "8.2.1" and m["info"]["power_mode"] == "MAXN"

@@ -12,34 +12,43 @@ from scbp_edge.cli.common import ClassesOpt, InputOpt, JsonOpt, SegmentsOpt, Wei
 
 
 def targets(json_out: bool = JsonOpt) -> None:
-    """List built-in targets and whether their backend can run here."""
+    """List built-in targets, their runtime's capabilities, and whether they can run here."""
     from rich.markup import escape
 
-    from scbp_edge.backends import backend_for
     from scbp_edge.errors import TargetError
+    from scbp_edge.runtimes import check_target, runtime_class, runtime_for
     from scbp_edge.targets import list_targets, load_target
 
     rows = []
     for name in list_targets():
         t = load_target(name)
+        short, status = "available", "available"
         try:
-            b = backend_for(t, remote=t.location == "ssh")
-            status = "available" if b.name == t.backend else f"available through fallback backend '{b.name}'"
+            check_target(t)
+            rt = runtime_for(t, remote=t.location == "ssh")
+            if rt.name != t.backend:
+                short = status = f"available through fallback runtime '{rt.name}'"
             if t.location == "ssh":
-                status = "runs on the device: pass --device ssh://user@host"
+                short, status = "on a device", "runs on the device: pass --device ssh://user@host"
         except TargetError as exc:
-            status = str(exc)
-        rows.append({**t.to_dict(), "status": status})
+            short, status = "unavailable here", str(exc)
+        try:
+            caps = runtime_class(t.backend).capabilities.to_dict()
+        except TargetError:
+            caps = None
+        rows.append({**t.to_dict(), "status": status, "short": short, "capabilities": caps})
     if json_out:
-        emit_json(rows)
+        emit_json([{k: v for k, v in r.items() if k != "short"} for r in rows])
         return
     table = Table(title="targets")
-    cols = ("name", "backend", "precision", "location", "round_to", "energy", "status")
-    for col in cols:
-        table.add_column(col, overflow="fold")
+    for col in ("target", "runtime", "precisions", "energy", "status"):
+        table.add_column(col, no_wrap=col != "status")
     for r in rows:
-        table.add_row(*(escape(str(r[c])) for c in cols))
+        table.add_row(r["name"], r["backend"], ",".join(r["precisions"]), r["energy"], escape(r["short"]))
     out.print(table)
+    for r in rows:
+        if r["short"] == "unavailable here":
+            out.print(f"{r['name']}: {escape(r['status'])}", soft_wrap=True)
 
 
 def profile(
@@ -50,7 +59,7 @@ def profile(
 ) -> None:
     """Measure any ONNX file on a target (latency percentiles, memory, energy)."""
     from scbp_edge.export.onnx import check_onnx_file
-    from scbp_edge.profile.runner import profile_one
+    from scbp_edge.measure import profile_one
     from scbp_edge.targets import load_target
 
     t = load_target(target)
@@ -121,7 +130,7 @@ def build(
 
     if init not in ("inherit", "scratch"):
         raise ScbpError(f"--init '{init}' is not one of inherit, scratch")
-    opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to or 8)
+    opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to)
     cfg = BuildConfig(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
         max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,

@@ -15,13 +15,26 @@ from scbp_edge.cli.common import JsonOpt, console, emit_json, out
 def package(
     run_dir: Path = typer.Argument(..., help="A finished run directory"),
     candidate: str = typer.Option("best", "--candidate", help="Candidate id, or 'best' (the run's selection)"),
-    target: str = typer.Option("cpu", "--target", help="Target whose Dockerfile template is used"),
-    output: Path = typer.Option(..., "-o", "--output", help="Folder for the Docker build context"),
+    target: str | None = typer.Option(None, "--target", help="Target whose image is made (default: the run's)"),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the Docker build context (new or empty)"),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier context's own files (as its manifest lists)"),
+    base_image: str | None = typer.Option(None, "--base-image", help="Base image (default: the target's base_image)"),
 ) -> None:
-    """Write a Docker build context (model, Dockerfile, manifest, runtime) for one candidate."""
+    """Write a Docker build context (model, Dockerfile, manifest, serving code) for one candidate."""
     from scbp_edge.package import package as make
+    from scbp_edge.runtimes import check_target
+    from scbp_edge.targets import Target, load_target
 
-    path = make(run_dir, candidate, target, output)
+    if target is None:
+        try:
+            saved = json.loads((run_dir / "report.json").read_text())["run"]["target"]
+            t = Target.from_dict({k: v for k, v in saved.items() if k != "source"})
+        except (OSError, ValueError, KeyError, TypeError):
+            t = load_target("cpu")
+    else:
+        t = load_target(target)
+    check_target(t)
+    path = make(run_dir, candidate, t, output, force=force, base_image=base_image)
     manifest = json.loads((path / "manifest.json").read_text())
     console.print(f"wrote {path}: {manifest['candidate']} ({manifest['dockerfile']}); "
                   f"build with: docker build -t scbp-model {path}")
@@ -29,17 +42,33 @@ def package(
 
 def serve(
     model: Path = typer.Argument(..., help="An ONNX file (manifest.json beside it sets preprocessing)"),
-    port: int = typer.Option(8080, "--port"), host: str = typer.Option("127.0.0.1", "--host"),
-    target: str = typer.Option("cpu", "--target", help="cpu -> onnxruntime; GPU targets -> tensorrt"),
+    port: int = typer.Option(8080, "--port", help="TCP port (0: any free one)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)"),
+    target: str = typer.Option("cpu", "--target", help="Target whose runtime serves the model"),
+    token_file: Path | None = typer.Option(None, "--token-file", help="Require this bearer token (else $SCBP_TOKEN)"),
 ) -> None:
-    """Serve a model over HTTP: POST /predict, GET /healthz, GET /metrics."""
+    """Serve a model over HTTP: POST /predict, GET /healthz, GET /metrics (Prometheus)."""
+    from scbp_edge.errors import TargetError
     from scbp_edge.export.onnx import check_onnx_file
-    from scbp_edge.runtime.server import serve as run
+    from scbp_edge.runtimes import runtime_class
+    from scbp_edge.serving import server
     from scbp_edge.targets import load_target
 
     t = load_target(target)
     check_onnx_file(model)
-    run(str(model), host, port, t.threads, "onnxruntime" if t.backend == "onnxruntime" else "tensorrt")
+    cls = runtime_class(t.backend)
+    serving = runtime_class(cls.serves_with) if cls.serves_with else cls
+    if not cls.capabilities.deployable:
+        raise TargetError(f"runtime '{t.backend}' of target '{t.name}' cannot serve models; use a deployable one")
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise TargetError(f"--token-file '{token_file}' cannot be read ({exc.strerror})") from None
+        if not token:
+            raise TargetError(f"--token-file '{token_file}' is empty")
+    server.serve(str(model), serving().session_class(), host, port, t.threads, token or server.read_token())
 
 
 def compare(

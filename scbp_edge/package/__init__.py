@@ -1,8 +1,14 @@
 """``package``: a Docker build context that runs the chosen candidate on the robot.
 
-The context holds the model's ONNX, a Dockerfile rendered from ``docker/`` for
-the target's kind, ``manifest.json`` (hashes, seed, config, measured metrics,
-versions) and a copy of ``scbp_edge/runtime`` (numpy + onnxruntime, no torch).
+The context holds the model, a Dockerfile rendered from ``docker/<runtime>.Dockerfile``
+(the target's runtime, found through the registry), ``manifest.json`` (hashes,
+seed, config, measured metrics, versions, and every file this command wrote)
+and ``runtime/``: the serving code (``scbp_edge/serving``) plus the serving
+runtime's own session (as ``runtime/session.py``) and the modules beside it.
+
+An existing folder is only ever written into if it is empty, or if it is an
+earlier context of this command and ``--force`` is given; then only the files
+that the earlier manifest lists are replaced.
 """
 
 from __future__ import annotations
@@ -15,16 +21,11 @@ from typing import Any
 
 from scbp_edge.errors import RunError, TargetError
 from scbp_edge.export.onnx import sha256_file
-from scbp_edge.targets import load_target
+from scbp_edge.resources import data_dir
+from scbp_edge.targets import Target
 
-DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
-RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
-# Dockerfile per backend kind, and the base image each one defaults to.
-KINDS: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("cpu.Dockerfile", "python:3.11-slim-bookworm"),
-    "trtexec": ("jetson.Dockerfile", "nvcr.io/nvidia/l4t-jetpack:r35.4.1"),
-    "tensorrt": ("gpu.Dockerfile", "nvcr.io/nvidia/tensorrt:24.05-py3"),
-}
+SERVING_DIR = Path(__file__).resolve().parents[1] / "serving"
+MARKER = "scbp-edge/package-v2"
 
 
 def _version(pkg: str) -> str:
@@ -46,37 +47,101 @@ def _pick(cands: list[dict[str, Any]], report: dict[str, Any], candidate: str) -
     raise RunError(f"run has no candidate '{cid}'; ids are listed in report.md (e.g. {cands[0]['id']})")
 
 
-def package(run_dir: Path, candidate: str, target: str, out: Path) -> Path:
+def _prepare_out(out: Path, force: bool) -> list[str]:
+    """Check ``out`` may be written; returns the files an earlier context of ours wrote there (to replace)."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"-o '{out}' is a file, not a folder; give a new or empty folder for the build context")
+    if not out.exists() or not any(out.iterdir()):
+        return []
+    try:
+        old = json.loads((out / "manifest.json").read_text())
+        ours = old["package"]["files"] if old.get("package", {}).get("format") == MARKER else None
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = None
+    if ours is None:
+        raise RunError(f"-o '{out}' is not empty and is not a context written by scbp-edge package; "
+                       "give a new or empty folder (nothing was written)")
+    if not force:
+        raise RunError(f"-o '{out}' holds an earlier package context; pass --force to replace its files "
+                       "(only the ones its manifest.json lists), or give a new folder")
+    return [str(f) for f in ours if isinstance(f, str)]
+
+
+def _remove_listed(out: Path, files: list[str]) -> None:
+    root = out.resolve()
+    for rel in files:
+        path = (out / rel).resolve()
+        if root in path.parents and path.is_file():  # never outside the context, never a user's folder
+            path.unlink()
+
+
+def _runtime_files(runtime_name: str) -> dict[str, Path]:
+    """runtime/<name> -> source file: the serving package plus the serving runtime's session and helpers."""
+    from scbp_edge.runtimes import runtime_class
+
+    cls = runtime_class(runtime_name)
+    serving = runtime_class(cls.serves_with) if cls.serves_with else cls
+    if not cls.capabilities.deployable or not serving.serve_files:
+        raise TargetError(f"runtime '{runtime_name}' cannot be deployed in an image; package for a target whose "
+                          "runtime is deployable (scbp-edge targets lists them)")
+    files = {f"runtime/{p.name}": p for p in sorted(SERVING_DIR.glob("*.py"))}
+    session, *helpers = serving.serve_files
+    files["runtime/session.py"] = session
+    files.update({f"runtime/{p.name}": p for p in helpers})
+    return files
+
+
+def _dockerfile(t: Target, base_image: str | None, precision: str) -> str:
+    template = data_dir("docker") / f"{t.backend}.Dockerfile"
+    if not template.is_file():
+        raise TargetError(f"no Dockerfile template for runtime '{t.backend}' ({template})")
+    from scbp_edge.runtimes import runtime_class
+
+    base = base_image or t.base_image or runtime_class(t.backend).default_base_image
+    if not base:
+        raise TargetError(f"target '{t.name}' names no base_image and runtime '{t.backend}' has no default "
+                          "(it depends on the device's release); pass --base-image IMAGE")
+    text = template.read_text()
+    for key, val in {"NUMPY": _version("numpy"), "ONNXRUNTIME": _version("onnxruntime"),
+                     "PILLOW": _version("pillow"), "BASE_IMAGE": base, "PRECISION": precision}.items():
+        text = text.replace(f"@@{key}@@", val)
+    return text
+
+
+def package(run_dir: Path, candidate: str, target: Target, out: Path, *, force: bool = False,
+            base_image: str | None = None) -> Path:
     """Write the build context for ``candidate`` (an id or ``best``) of ``run_dir`` into ``out``."""
     report_path = run_dir / "report.json"
     if not report_path.is_file():
         raise RunError(f"'{run_dir}' has no report.json; finish or resume the build first")
-    report = json.loads(report_path.read_text())
+    try:
+        report = json.loads(report_path.read_text())
+    except ValueError:
+        raise RunError(f"'{report_path}' is not valid JSON; re-render it with scbp-edge report {run_dir}") from None
     cand = _pick(report["candidates"], report, candidate)
-    t = load_target(target)
-    if t.backend not in KINDS:
-        raise TargetError(f"no Docker template for backend '{t.backend}'; known: {', '.join(KINDS)}")
+    files = _runtime_files(target.backend)
     trained = (cand.get("trained") or {}).get("onnx")
-    onnx = run_dir / trained if trained else run_dir / "onnx" / f"{cand['id']}.onnx"
+    model = run_dir / trained if trained else run_dir / "onnx" / f"{cand['id']}.onnx"
+    precision = cand.get("precision") or target.precisions[0]
+    dockerfile = _dockerfile(target, base_image, precision)
+    old = _prepare_out(out, force)  # every check above passed: only now is anything touched
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx, out / "model.onnx")
-    dst = out / "runtime"
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(RUNTIME_DIR, dst, ignore=shutil.ignore_patterns("__pycache__"))
-    template, base = KINDS[t.backend]
-    text = (DOCKER_DIR / template).read_text()
-    for key, val in {"NUMPY": _version("numpy"), "ONNXRUNTIME": _version("onnxruntime"),
-                     "PILLOW": _version("pillow"), "BASE_IMAGE": base, "PRECISION": t.precision}.items():
-        text = text.replace(f"@@{key}@@", val)
-    (out / "Dockerfile").write_text(text)
+    _remove_listed(out, old)
+    written = ["model.onnx", "Dockerfile", ".dockerignore", "manifest.json", *files]
+    shutil.copyfile(model, out / "model.onnx")
+    for rel, src in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out / rel)
+    (out / "Dockerfile").write_text(dockerfile)
     manifest = {
+        "package": {"format": MARKER, "files": written},
         "model": "model.onnx", "sha256": sha256_file(out / "model.onnx"), "weights": "trained" if trained else "proxy",
-        "candidate": cand["id"], "ratios": cand["ratios"], "seed": report["run"]["seed"],
-        "config": report["run"]["config"], "target": t.to_dict(), "measured": cand["measurement"],
+        "candidate": cand["id"], "ratios": cand["ratios"], "precision": precision, "seed": report["run"]["seed"],
+        "config": report["run"]["config"], "target": target.to_dict(), "measured": cand["measurement"],
         "accuracy": cand["accuracy"], "trained": cand.get("trained"),
+        "engine": {"workspace_mb": target.workspace_mb, "max_batch": max(target.batch_sizes)},
         "versions": {p: _version(p) for p in ("scbp-edge", "onnxruntime", "onnx", "numpy", "torch")},
-        "dockerfile": template,
+        "dockerfile": f"{target.backend}.Dockerfile",
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (out / ".dockerignore").write_text("*\n!runtime/\n!model.onnx\n!manifest.json\n")

@@ -11,17 +11,28 @@ import contextlib
 import json
 import select
 import subprocess
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scbp_edge.backends.base import Backend
 from scbp_edge.errors import ProfileError
 from scbp_edge.records import Energy, LatencyStats, Measurement
+from scbp_edge.runtimes.base import Runtime
 from scbp_edge.targets import Target
 
 MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Item:
+    """One model to measure: its key (a candidate id), its compiled artifact and the precision it was built for."""
+
+    key: str
+    artifact: Path
+    precision: str = "fp32"
 
 
 @dataclass
@@ -37,6 +48,21 @@ class _Worker:
     idle_uj: float = 0.0  # idle power x timed window, when the worker measures idle power every round
     idle_rounds: int = 0
     error: str | None = None
+    stderr: deque = field(default_factory=lambda: deque(maxlen=200))  # last lines, drained while it runs
+    pump: threading.Thread | None = None
+
+    def drain_stderr(self) -> None:
+        """Read the worker's stderr on a thread: a chatty runtime must never fill the pipe and stall."""
+        def pump() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.stderr.append(line)
+
+        self.pump = threading.Thread(target=pump, daemon=True)
+        self.pump.start()
+
+    def stderr_tail(self, limit: int = 300) -> str:
+        return "".join(self.stderr)[-limit:].strip()
 
 
 def _send(w: _Worker, obj: dict[str, Any]) -> None:
@@ -45,15 +71,18 @@ def _send(w: _Worker, obj: dict[str, Any]) -> None:
     w.proc.stdin.flush()
 
 
-def _recv(w: _Worker, timeout: float, backend: Backend | None = None, kind: str = "") -> dict[str, Any]:
+def _recv(w: _Worker, timeout: float, backend: Runtime | None = None, kind: str = "") -> dict[str, Any]:
     assert w.proc.stdout is not None
     ready, _, _ = select.select([w.proc.stdout], [], [], timeout)
     if not ready:
         raise ProfileError(f"worker for {w.key} gave no answer within {timeout:.0f}s (raise measure.timeout_s)")
     line = w.proc.stdout.readline()
     if not line:
-        err = (w.proc.stderr.read() if w.proc.stderr else "")[-300:].strip()
-        raise ProfileError(f"worker for {w.key} exited (code {w.proc.poll()}): {err or 'no message'}")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            w.proc.wait(timeout=5)
+        if w.pump is not None:
+            w.pump.join(timeout=2)  # let the stderr pump catch the last words
+        raise ProfileError(f"worker for {w.key} exited (code {w.proc.poll()}): {w.stderr_tail() or 'no message'}")
     msg = json.loads(line)
     if "error" in msg:
         raise ProfileError(f"worker for {w.key} failed: {msg['error']}")
@@ -65,20 +94,16 @@ def _recv(w: _Worker, timeout: float, backend: Backend | None = None, kind: str 
         raise ProfileError(f"{w.key}: {exc}") from None
 
 
-def _threads(target: Target) -> int:
-    import os
-
-    return target.threads or (os.cpu_count() or 1)
-
-
-def _start(key: str, artifact: Path, target: Target, argv: list[str], batch: int, model_path: str,
-           backend: Backend, extra: dict[str, Any]) -> _Worker:
+def _start(item: Item, target: Target, argv: list[str], batch: int, model_path: str,
+           backend: Runtime, extra: dict[str, Any]) -> _Worker:
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
     )
-    w = _Worker(key, artifact, proc)
-    cfg = {"model": model_path, "threads": _threads(target), "warmup": target.measure.warmup, "batch": batch,
-           **backend.worker_config(target), **extra}
+    w = _Worker(item.key, item.artifact, proc)
+    w.drain_stderr()
+    # threads 0: the runtime's default on the machine that runs the worker (all its cores), never this host's count
+    cfg = {"model": model_path, "threads": target.threads, "warmup": target.measure.warmup, "batch": batch,
+           "precision": item.precision, **backend.worker_config(target), **extra}
     _send(w, cfg)
     return w
 
@@ -100,7 +125,7 @@ def _energy(w: _Worker, target: Target, inferences: int) -> Energy:
     return Energy(total_mj / inferences, source, None, above, idle_w)
 
 
-def _finish(w: _Worker, target: Target, backend: Backend, batch: int) -> Measurement:
+def _finish(w: _Worker, target: Target, backend: Runtime, batch: int) -> Measurement:
     stop: dict[str, Any] = {}
     try:
         _send(w, {"cmd": "stop"})
@@ -112,7 +137,7 @@ def _finish(w: _Worker, target: Target, backend: Backend, batch: int) -> Measure
     lat = LatencyStats.from_samples(samples, batch, w.rounds)
     dev_mem = stop.get("device_memory_mb", w.ready.get("device_memory_mb"))
     return Measurement(
-        target=target.name, backend=backend.name, threads=_threads(target), latency=lat,
+        target=target.name, backend=backend.name, threads=int(w.ready.get("threads") or target.threads), latency=lat,
         peak_rss_mb=peak / MB if peak else None, baseline_rss_mb=baseline / MB if baseline else None,
         memory_mb=(peak - baseline) / MB if peak and baseline else None,
         model_size_mb=w.ready.get("artifact_bytes", w.artifact.stat().st_size) / MB,
@@ -122,21 +147,21 @@ def _finish(w: _Worker, target: Target, backend: Backend, batch: int) -> Measure
 
 
 def profile_interleaved(
-    items: Sequence[tuple[str, Path]],
+    items: Sequence[Item],
     target: Target,
     *,
-    backend: Backend,
+    backend: Runtime,
     worker_argv: list[str],
     on_result: Callable[[str, Measurement | None, str | None], None],
     chunk: int = 8,
     batch: int = 1,
     on_round: Callable[[], None] | None = None,
     on_ready: Callable[[], None] | None = None,
-    stage: Callable[[Sequence[tuple[str, Path]]], dict[str, str]] | None = None,
+    stage: Callable[[Sequence[Item]], dict[str, str]] | None = None,
     device: str = "local",
     extra_config: dict[str, Any] | None = None,
 ) -> None:
-    """Profile ``items`` (key, artifact) in chunks of ``chunk`` live workers; report each via ``on_result``.
+    """Profile ``items`` in chunks of ``chunk`` live workers; report each via ``on_result``.
 
     ``on_result(key, measurement, error)`` is called as soon as a model is
     done (measurement) or has failed (error); one failure never stops the rest.
@@ -148,18 +173,17 @@ def profile_interleaved(
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
         try:
-            where = stage(part) if stage else {k: str(a) for k, a in part}
+            where = stage(part) if stage else {it.key: str(it.artifact) for it in part}
         except (ProfileError, OSError) as exc:
-            for key, _ in part:
-                on_result(key, None, f"cannot stage the model: {exc}")
+            for it in part:
+                on_result(it.key, None, f"cannot stage the model: {exc}")
             continue
         workers: list[_Worker] = []
-        for key, art in part:
+        for it in part:
             try:
-                workers.append(_start(key, art, target, worker_argv, batch, where[key], backend,
-                                      extra_config or {}))
+                workers.append(_start(it, target, worker_argv, batch, where[it.key], backend, extra_config or {}))
             except OSError as exc:
-                on_result(key, None, f"cannot start worker: {exc}")
+                on_result(it.key, None, f"cannot start worker: {exc}")
         live = _ready(workers, target, backend, on_result, on_ready)
         for _ in range(target.measure.rounds):
             for w in list(live):
@@ -196,7 +220,7 @@ def profile_interleaved(
                 on_result(w.key, None, str(exc))
 
 
-def _ready(workers: list[_Worker], target: Target, backend: Backend, on_result, on_ready) -> list[_Worker]:
+def _ready(workers: list[_Worker], target: Target, backend: Runtime, on_result, on_ready) -> list[_Worker]:
     live = []
     for w in workers:  # loading can be long: a Jetson builds each TensorRT engine here
         try:
@@ -215,32 +239,4 @@ def _kill(w: _Worker) -> None:
         w.proc.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         w.proc.wait(timeout=10)
-
-
-def profile_one(path: Path, target: Target, devices: Sequence[str] = ()) -> Measurement:
-    """Profile a single model file (``scbp-edge profile``), here or on the first usable SSH device."""
-    import re
-
-    from scbp_edge.backends import backend_for
-    from scbp_edge.errors import TargetError
-
-    backend = backend_for(target, remote=bool(devices))
-    want = ".onnx" if backend.source == "onnx" else ".pt"
-    if path.suffix != want:
-        raise TargetError(f"backend '{backend.name}' times {want} files, not '{path.name}'")
-    art = backend.compile(path, path.parent, precision=target.precision, workspace_mb=target.workspace_mb)
-    got: dict[str, Any] = {}
-    key = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)  # it names a file on the device
-    if devices:
-        from scbp_edge.remote.pool import profile_on_devices
-
-        profile_on_devices([(key, art)], target, backend=backend, urls=devices, chunk=1,
-                           on_result=lambda k, m, e: got.update(m=m, e=e))
-    else:
-        profile_interleaved([(key, art)], target, backend=backend, worker_argv=backend.worker_argv(),
-                            on_result=lambda k, m, e: got.update(m=m, e=e))
-    if got.get("m") is None:
-        raise ProfileError(got.get("e") or "profiling produced no result")
-    return got["m"]
-
 

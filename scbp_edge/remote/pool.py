@@ -2,7 +2,9 @@
 
 Each device runs one chunk at a time (its workers take turns, round by round),
 so two measurements never share a device.  A device that drops out is taken
-out of the pool and the unfinished candidates of its chunk go back in the queue.
+out of the pool and the unfinished candidates of its chunk go back in the
+queue, where any healthy device picks them up - also one that had already
+run out of work, since devices stay in the pool until no chunk is in flight.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from scbp_edge.backends.base import Backend
 from scbp_edge.errors import ProfileError, ScbpError
-from scbp_edge.profile.runner import profile_interleaved
+from scbp_edge.profile.runner import Item, profile_interleaved
 from scbp_edge.remote.ssh import SshDevice
+from scbp_edge.runtimes.base import Runtime
 from scbp_edge.targets import Target
 
 OnResult = Callable[[str, object, str | None], None]
@@ -29,16 +30,53 @@ def preflight(urls: Sequence[str], imports: tuple[str, ...]) -> list[str]:
     """
     bad = []
     for url in dict.fromkeys(urls):
+        dev = None
         try:
-            SshDevice(url).check(imports)
+            dev = SshDevice(url)
+            dev.check(imports)
         except ScbpError as exc:
             bad.append(str(exc))
+        finally:
+            if dev is not None:
+                dev.close()
     if len(bad) == len(dict.fromkeys(urls)):
         raise ProfileError("; ".join(bad))
     return bad
 
 
-def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, backend: Backend,
+class _Queue:
+    """Chunks waiting, chunks in flight, and why each dropped device left."""
+
+    def __init__(self, chunks: list[list[Item]]) -> None:
+        self.waiting = deque(chunks)
+        self.in_flight = 0
+        self.cond = threading.Condition()
+        self.dropped: dict[str, str] = {}
+
+    def take(self) -> list[Item] | None:
+        """The next chunk; waits while others are in flight (they may come back); None when all are done."""
+        with self.cond:
+            while not self.waiting and self.in_flight:
+                self.cond.wait()
+            if not self.waiting:
+                return None
+            self.in_flight += 1
+            return self.waiting.popleft()
+
+    def done(self, requeue: list[Item] | None = None) -> None:
+        with self.cond:
+            self.in_flight -= 1
+            if requeue:
+                self.waiting.append(requeue)
+            self.cond.notify_all()
+
+    def drop(self, url: str, why: str) -> None:
+        with self.cond:
+            self.dropped[url] = why
+            self.cond.notify_all()
+
+
+def profile_on_devices(items: Sequence[Item], target: Target, *, backend: Runtime,
                        urls: Sequence[str], chunk: int, on_result: OnResult,
                        on_round: Callable[[], None] | None = None,
                        on_ready: Callable[[], None] | None = None) -> list[str]:
@@ -46,74 +84,70 @@ def profile_on_devices(items: Sequence[tuple[str, Path]], target: Target, *, bac
 
     Returns the urls that dropped out.
     """
-    worker = backend.remote_worker
-    if worker is None:
-        raise ProfileError(f"backend '{backend.name}' cannot run on an SSH device")
-    queue = deque(items[i : i + chunk] for i in range(0, len(items), chunk))
+    if backend.remote_worker is None:
+        raise ProfileError(f"runtime '{backend.name}' cannot run on an SSH device")
+    queue = _Queue([list(items[i : i + chunk]) for i in range(0, len(items), chunk)])
     lock = threading.Lock()
-    dropped: list[str] = []
 
-    def report(key: str, m: object, err: str | None) -> None:
-        with lock:
-            on_result(key, m, err)
-
-    def tick() -> None:
-        if on_round:
-            with lock:
-                on_round()
-
-    def loaded() -> None:
-        if on_ready:
-            with lock:
-                on_ready()
-
-    def serve(url: str) -> None:
-        dev = SshDevice(url)
-        try:
-            dev.check(backend.remote_imports)
-            with contextlib.suppress(ScbpError):  # best effort: orphans of earlier lost connections
-                dev.sweep_stale()
-            tmp = dev.mktemp()
-            dev.upload(worker, f"{tmp}/{worker.name}")
-        except ScbpError:
-            with lock:
-                dropped.append(url)
-            return
-        try:
-            while True:
+    def locked(fn: Callable | None) -> Callable:
+        def call(*args):
+            if fn is not None:
                 with lock:
-                    if not queue:
-                        return
-                    part = queue.popleft()
-                if not _run_chunk(dev, tmp, part, target, backend, report, (tick, loaded), queue, lock):
-                    with lock:
-                        dropped.append(url)
-                    return
-        finally:
-            with contextlib.suppress(ScbpError):
-                dev.remove(tmp)
+                    fn(*args)
+        return call
 
-    threads = [threading.Thread(target=serve, args=(u,), daemon=True) for u in dict.fromkeys(urls)]
+    report, ticks = locked(on_result), (locked(on_round), locked(on_ready))
+    threads = [threading.Thread(target=_serve, args=(u, queue, target, backend, report, ticks), daemon=True)
+               for u in dict.fromkeys(urls)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for part in queue:  # every device dropped out
-        for key, _ in part:
-            on_result(key, None, f"no device left in the pool ({', '.join(dropped)} dropped out)")
-    return dropped
+    why = "; ".join(f"{u}: {w}" for u, w in queue.dropped.items()) or "none reachable"
+    for part in queue.waiting:  # every device dropped out
+        for it in part:
+            on_result(it.key, None, f"no device left in the pool ({why})")
+    return list(queue.dropped)
 
 
-def _run_chunk(dev: SshDevice, tmp: str, part, target: Target, backend: Backend, report: OnResult, ticks,
-               queue: deque, lock: threading.Lock) -> bool:
-    """Measure one chunk on ``dev``; False (chunk re-queued) if the device dropped out meanwhile."""
+def _serve(url: str, queue: _Queue, target: Target, backend: Runtime, report: OnResult, ticks) -> None:
+    dev = SshDevice(url)
+    try:
+        dev.check(backend.remote_imports)
+        with contextlib.suppress(ScbpError):  # best effort: orphans of earlier lost connections
+            dev.sweep_stale()
+        tmp = dev.mktemp()
+        for f in backend.remote_files:
+            dev.upload(f, f"{tmp}/{f.name}")
+    except ScbpError as exc:
+        queue.drop(url, str(exc))
+        dev.close()
+        return
+    try:
+        while (part := queue.take()) is not None:
+            failed = _run_chunk(dev, tmp, part, target, backend, report, ticks)
+            if failed is None:
+                queue.done()
+                continue
+            queue.done(requeue=failed)  # the device, not the candidates, failed: measure them elsewhere
+            queue.drop(url, "lost during a measurement")
+            return
+    finally:
+        with contextlib.suppress(ScbpError):
+            dev.remove(tmp)
+        dev.close()
+
+
+def _run_chunk(dev: SshDevice, tmp: str, part: list[Item], target: Target, backend: Runtime, report: OnResult,
+               ticks) -> list[Item] | None:
+    """Measure one chunk on ``dev``; returns the items to measure elsewhere if the device dropped out."""
     results: dict[str, tuple[object, str | None]] = {}
 
-    def stage(p):
+    def stage(p: Sequence[Item]) -> dict[str, str]:
         where = {}
-        for key, art in p:
-            where[key] = f"{tmp}/{key}{art.suffix}"
-            dev.upload(art, where[key])
+        for it in p:
+            where[it.key] = f"{tmp}/{it.key}{it.artifact.suffix}"
+            dev.upload(it.artifact, where[it.key])
         return where
 
     assert backend.remote_worker is not None
@@ -127,12 +161,10 @@ def _run_chunk(dev: SshDevice, tmp: str, part, target: Target, backend: Backend,
         try:
             dev.check(backend.remote_imports)
         except ProfileError:
-            with lock:  # the device, not the candidates, failed: measure them elsewhere
-                queue.append([(k, a) for k, a in part if k in failed])
             for k, (m, e) in results.items():
                 if m is not None:
                     report(k, m, e)
-            return False
+            return [it for it in part if it.key in failed]
     for k, (m, e) in results.items():
         report(k, m, e)
-    return True
+    return None

@@ -9,15 +9,22 @@ outlive a run because a Jetson engine build takes minutes.
 The user's ~/.ssh/config, agent and jump hosts apply; host-key checking is
 left as configured (never disabled).  Every remote command argument is quoted
 with :func:`shlex.quote`; uploads stream through ``ssh`` stdin, bounded in size.
-``SCBP_SSH_CONFIG`` names an extra ssh config file (``ssh -F``), for tests.
+One master connection per device carries every upload and launch
+(ControlMaster, its socket in a private temporary folder), instead of a
+handshake each.  ``SCBP_SSH_CONFIG`` names an extra ssh config file
+(``ssh -F``), for tests.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,8 +32,8 @@ from scbp_edge.errors import ProfileError, TargetError
 
 STALE_MINUTES = 24 * 60  # a temp dir untouched this long belongs to a run whose connection was lost
 MAX_UPLOAD = 1 << 30  # 1 GiB: no candidate model is near this; protects the device's disk
-_HOST = re.compile(r"^[A-Za-z0-9._-]+$")
-_USER = re.compile(r"^[A-Za-z0-9._-]+$")
+_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")  # never a leading '-': ssh would read an option
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
 
 
@@ -52,20 +59,41 @@ class SshDevice:
                 raise TargetError(f"--device '{url}': {key}= must be a plain path such as /opt/venv/bin/python3")
         self.url = url
         self.dest = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+        self._control: str | None = None  # private folder of this device's master connection socket
+
+    def _control_path(self) -> str:
+        if self._control is None:
+            self._control = tempfile.mkdtemp(prefix="scbp-ssh-")  # 0700: nobody else can use the master
+            atexit.register(self.close)
+        return f"{self._control}/master"
 
     def worker_config(self) -> dict[str, str]:
         """Device-specific keys for the timing worker's configuration line."""
         cfg = {"bin_dir": self.bin_dir, "engine_cache": self.cache_dir}
         return {k: v for k, v in cfg.items() if v}
 
-    def ssh_argv(self) -> list[str]:
+    def _options(self) -> list[str]:
         argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
-                "-o", "ServerAliveCountMax=3"]
+                "-o", "ServerAliveCountMax=3", "-o", "ControlMaster=auto",
+                "-o", f"ControlPath={self._control_path()}", "-o", "ControlPersist=120"]
         if os.environ.get("SCBP_SSH_CONFIG"):
             argv += ["-F", os.environ["SCBP_SSH_CONFIG"]]
         if self.port:
             argv += ["-p", str(self.port)]
-        return [*argv, self.dest, "--"]
+        return argv
+
+    def ssh_argv(self) -> list[str]:
+        return [*self._options(), "--", self.dest]
+
+    def close(self) -> None:
+        """End the master connection (it would otherwise linger for ControlPersist seconds)."""
+        if self._control is None:
+            return
+        if os.path.exists(f"{self._control}/master"):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run([*self._options(), "-O", "exit", "--", self.dest], capture_output=True, timeout=10)
+        shutil.rmtree(self._control, ignore_errors=True)
+        self._control = None
 
     def command(self, *args: str) -> list[str]:
         """Local argv that runs ``args`` on the device, each argument quoted for the remote shell."""

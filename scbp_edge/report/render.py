@@ -35,7 +35,7 @@ def _summary_lines(rep: dict[str, Any]) -> list[str]:
     lines = [
         f"Seed: {run['seed']['name']} ({run['seed']['weights'] or 'untrained'}), "
         f"{len(run['segmentation']['segments'])} segments; target: {run['target']['name']} "
-        f"({run['target']['backend']}, {run['target']['precision']}).",
+        f"({run['target']['backend']}, {','.join(run['target']['precisions'])}).",
         f"Candidates: {rep['counts']}.",
         f"Accuracy column: {', '.join(rep['accuracy_kind']) or 'n/a'}.",
         f"Selected: **{sel['id']}** - {sel['reason']}." if sel["id"] else f"Selected: none - {sel['reason']}.",

@@ -7,7 +7,8 @@ flags each TensorRT version accepts (unknown ones fail as trtexec does), the
 log format of the performance summary, the ``--exportTimes`` trace and the
 memory report, as in the real Jetson/H100 logs of ../shared/fixtures/trtexec.
 It reads the version to emulate from ``trt_version`` beside it and appends
-every command line to ``calls.log`` there.
+every command line to ``calls.log`` there.  As the real 8.2/8.4 do, its
+``--exportTimes`` trace includes the warm-up iterations (8.5+ leave them out).
 """
 
 import json
@@ -17,13 +18,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = {"--onnx", "--saveEngine", "--loadEngine", "--warmUp", "--iterations", "--duration",
-          "--useSpinWait", "--exportTimes", "--help"}
-BY_VERSION = {  # flags beyond COMMON, per emulated release
-    (8, 2): {"--fp16", "--workspace", "--buildOnly"},
-    (8, 4): {"--fp16", "--workspace", "--memPoolSize", "--buildOnly"},
-    (8, 6): {"--fp16", "--workspace", "--memPoolSize", "--buildOnly", "--skipInference"},
-    (10, 16): {"--fp16", "--memPoolSize", "--skipInference"},
-    (11, 4): {"--memPoolSize", "--skipInference"},  # 11 removed every precision flag (strong typing)
+          "--exportTimes", "--help", "--minShapes", "--optShapes", "--maxShapes", "--shapes"}
+OLD = {"--fp16", "--int8", "--useSpinWait", "--noDataTransfers", "--useCudaGraph"}
+BY_VERSION = {  # flags beyond COMMON, per emulated release (sampleOptions.cpp of each release branch)
+    (8, 2): OLD | {"--workspace", "--buildOnly"},
+    (8, 4): OLD | {"--workspace", "--memPoolSize", "--buildOnly"},
+    (8, 6): OLD | {"--workspace", "--memPoolSize", "--buildOnly", "--skipInference"},
+    (10, 16): OLD | {"--memPoolSize", "--skipInference", "--stronglyTyped"},
+    # 11 removed the precision flags (strong typing) and flipped the timing defaults
+    (11, 4): {"--memPoolSize", "--skipInference", "--stronglyTyped", "--includeDataTransfers", "--noCudaGraph",
+              "--noSpinWait", "--useSpinWait", "--noDataTransfers", "--useCudaGraph"},
 }
 MAGIC = b"EMULATED-ENGINE\n"
 
@@ -92,19 +96,30 @@ def main(argv):
     inp = sess.get_inputs()[0]
     feed = {inp.name: np.random.RandomState(0).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape])
             .astype(np.float32)}
-    end_warm = time.perf_counter() + float(opts.get("--warmUp", 200)) / 1000.0
-    while time.perf_counter() < end_warm:
-        sess.run(None, feed)
-    lat, t0 = [], time.perf_counter()
-    while len(lat) < int(opts.get("--iterations", 10)) or time.perf_counter() - t0 < float(opts.get("--duration", 3)):
+    warm_ms = float(opts.get("--warmUp", 200))
+    start = time.perf_counter()
+    trace = []
+
+    def one():
         s = time.perf_counter()
         sess.run(None, feed)
-        lat.append((time.perf_counter() - s) * 1000.0)
+        e = time.perf_counter()
+        trace.append({"startComputeMs": (s - start) * 1000.0, "endComputeMs": (e - start) * 1000.0,
+                      "computeMs": (e - s) * 1000.0, "latencyMs": (e - s) * 1000.0})
+
+    while (time.perf_counter() - start) * 1000.0 < warm_ms:
+        one()
+    warmups, t0 = len(trace), time.perf_counter()
+    while (len(trace) - warmups < int(opts.get("--iterations", 10))
+           or time.perf_counter() - t0 < float(opts.get("--duration", 3))):
+        one()
     wall = time.perf_counter() - t0
-    if "--exportTimes" in opts:
-        trace = [{"count": len(lat)}] + [{"startComputeMs": 0.0, "computeMs": x, "latencyMs": x} for x in lat]
+    lat = [t["latencyMs"] for t in trace[warmups:]]
+    log(f"Warmup completed {warmups} queries over {warm_ms:g} ms")
+    log(f"Timing trace has {len(lat)} queries over {wall:g} s")
+    if "--exportTimes" in opts:  # 8.2/8.4 export the warm-ups too; 8.5+ do not
         with open(opts["--exportTimes"], "w") as f:
-            json.dump(trace, f)
+            json.dump(trace if v < (8, 5) else trace[warmups:], f)
     log("=== Performance summary ===")
     log("Throughput: %g qps" % (len(lat) / wall))
     for name in ("Latency", "End-to-End Host Latency", "GPU Compute Time"):

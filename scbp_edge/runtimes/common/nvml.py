@@ -15,7 +15,8 @@ from typing import Any
 class NvmlEnergy:
     """Energy of one GPU over timed windows; ``reason`` is set (and ``source`` None) when unavailable."""
 
-    def __init__(self, pci_bus_id: str | None = None, index: int = 0, interval_ms: int = 100) -> None:
+    def __init__(self, pci_bus_id: str | None, interval_ms: int = 100) -> None:
+        """``pci_bus_id``: the GPU the model runs on, as CUDA names it (NVML's order may differ from CUDA's)."""
         self.reason: str | None = None
         self.source: str | None = None
         self.interval = interval_ms / 1000.0
@@ -29,8 +30,10 @@ class NvmlEnergy:
             return
         try:
             pynvml.nvmlInit()
-            self._handle = (pynvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id) if pci_bus_id
-                            else pynvml.nvmlDeviceGetHandleByIndex(index))
+            if not pci_bus_id:
+                self.reason = "the GPU's PCI bus id is unknown, so its NVML sensor cannot be told from another GPU's"
+                return
+            self._handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id)
             name = pynvml.nvmlDeviceGetName(self._handle)
         except pynvml.NVMLError as exc:
             self.reason = f"NVML is unavailable ({exc}): no NVIDIA driver or GPU here"

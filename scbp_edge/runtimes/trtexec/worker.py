@@ -1,20 +1,20 @@
 #!/usr/bin/env python3
 """Self-contained trtexec timing worker: Python 3.6+ standard library only (stock JetPack has it).
 
-Copied as-is to a Jetson (or any machine with TensorRT's ``trtexec``); it
-imports nothing from scbp_edge.  It builds the engine with the device's own
-trtexec (engines are specific to the device and TensorRT version), caches it
-by (ONNX sha256, TensorRT version, board/GPU, precision, workspace), and times
-it round by round while sampling power with ``tegrastats``.
+Copied as-is to a Jetson (or any machine with TensorRT's ``trtexec``) together
+with ``trt_engine.py`` (the shared engine recipe and cache key); it imports
+nothing from scbp_edge.  It builds the engine with the device's own trtexec
+(engines are specific to the device and TensorRT version) from the shared
+recipe, caches it under the shared key, and times it round by round while
+sampling power with ``tegrastats``.
 
 It sends raw device output (trtexec logs, tegrastats lines, ``nvpmodel -q``,
 GPU devfreq clocks) and the per-iteration latencies from ``--exportTimes``;
-the coordinator parses them with ``scbp_edge.profile.parsers``, which are
-tested on real device logs.  Protocol: as ``ort_worker.py`` (JSON lines).
+the coordinator parses them with ``scbp_edge.runtimes.trtexec.parsers``, which
+are tested on real device logs.  Protocol: as ``onnxruntime/worker.py`` (JSON lines).
 """
 import fcntl
 import glob
-import hashlib
 import json
 import os
 import re
@@ -22,6 +22,10 @@ import shutil
 import subprocess
 import sys
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, os.pardir, "common")]  # on the device: beside; in a checkout: common/
+import trt_engine  # noqa: E402 - found only after the line above
 
 MAX_TEXT = 64 * 1024  # bound every log sent back
 DEFAULT_DIRS = ["/usr/src/tensorrt/bin", "/usr/bin", "/usr/sbin", "/usr/local/bin"]
@@ -76,46 +80,6 @@ def trt_version(trtexec):
     raise RuntimeError("cannot tell the TensorRT version of %s (no banner, no NvInferVersion.h)" % trtexec)
 
 
-def build_argv(trtexec, version, cfg, engine):
-    """trtexec flags differ between 8.2 (--workspace, --buildOnly), 8.4/8.5 (--memPoolSize) and 8.6+/10."""
-    argv = [trtexec, "--onnx=" + cfg["model"], "--saveEngine=" + engine]
-    if cfg.get("precision", "fp16") == "fp16" and version < (11, 0):  # 11 removed --fp16 (strong typing)
-        argv.append("--fp16")
-    ws = int(cfg.get("workspace_mb", 0))
-    if ws:
-        argv.append("--workspace=%d" % ws if version < (8, 4) else "--memPoolSize=workspace:%d" % ws)
-    argv.append("--buildOnly" if version < (8, 6) else "--skipInference")
-    return argv
-
-
-def precision_used(version, cfg):
-    want = cfg.get("precision", "fp16")
-    if want == "fp16" and version >= (11, 0):
-        return "fp32 (TensorRT 11+ has no --fp16: it builds the ONNX's own types)"
-    return want
-
-
-def time_argv(trtexec, cfg, engine, times, min_runs, min_seconds):
-    return [trtexec, "--loadEngine=" + engine, "--warmUp=%d" % int(cfg.get("warmup", 200)),
-            "--iterations=%d" % int(min_runs), "--duration=%d" % max(1, int(-(-float(min_seconds) // 1))),
-            "--useSpinWait", "--exportTimes=" + times]
-
-
-def board():
-    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
-        try:
-            with open(path) as f:
-                return f.read().strip("\x00\n ")
-        except OSError:
-            pass
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        rc, out = _run([smi, "--query-gpu=name", "--format=csv,noheader"], 30)
-        if rc == 0 and out.strip():
-            return out.strip().splitlines()[0]
-    return "unknown"
-
-
 def gpu_clocks():
     """min/max/cur of the GPU's devfreq node: pinned (jetson_clocks) when min == max."""
     for node in sorted(glob.glob("/sys/class/devfreq/*")):
@@ -158,15 +122,12 @@ class Power(object):
         return _tail(out.decode("utf-8", "replace"))
 
 
-def engine_for(trtexec, version, cfg, board_name):
+def engine_for(trtexec, rec, cfg, board_name):
     """Cached engine path (built now if missing), build seconds, build log, cache hit."""
-    with open(cfg["model"], "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    key = "%s|%s|%s|%s|%s" % (digest, ".".join(map(str, version)), board_name, cfg.get("precision", "fp16"),
-                              cfg.get("workspace_mb", 0))
+    key = trt_engine.cache_key(trt_engine.file_sha256(cfg["model"]), board_name, rec)
     cache = os.path.expanduser(cfg.get("engine_cache") or "~/.cache/scbp-edge/engines")
     os.makedirs(cache, exist_ok=True)
-    engine = os.path.join(cache, hashlib.sha256(key.encode()).hexdigest()[:32] + ".engine")
+    engine = os.path.join(cache, key + ".engine")
     # One build at a time on the device: a Nano has 4 GB shared by CPU and GPU.
     with open(os.path.join(cache, ".build.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -174,7 +135,8 @@ def engine_for(trtexec, version, cfg, board_name):
             return engine, 0.0, "", True
         part = engine + ".part%d" % os.getpid()  # never leave a half-written engine under the cache name
         t0 = time.time()
-        rc, log = _run(build_argv(trtexec, version, cfg, part), float(cfg.get("build_timeout_s", 3600)))
+        argv = trt_engine.build_argv(trtexec, rec, cfg["model"], part, [tuple(d) for d in cfg.get("dynamic", [])])
+        rc, log = _run(argv, float(cfg.get("build_timeout_s", 3600)))
         if rc != 0 or not os.path.isfile(part):
             if os.path.exists(part):
                 os.remove(part)
@@ -183,10 +145,9 @@ def engine_for(trtexec, version, cfg, board_name):
         return engine, time.time() - t0, _tail(log), False
 
 
-def latencies(times_path):
+def latencies(times_path, version, warmup_ms):
     with open(times_path) as f:
-        trace = json.load(f)
-    return [float(e["latencyMs"]) for e in trace if isinstance(e, dict) and "latencyMs" in e]
+        return trt_engine.timed_latencies(json.load(f), version, warmup_ms)
 
 
 def main():
@@ -196,16 +157,19 @@ def main():
         raise RuntimeError("trtexec not found in %s or on PATH; install TensorRT (JetPack) or pass ?bin=DIR"
                            % ", ".join(([cfg["bin_dir"]] if cfg.get("bin_dir") else []) + DEFAULT_DIRS[:1]))
     version = trt_version(trtexec)
-    board_name = board()
-    engine, build_s, build_log, cached = engine_for(trtexec, version, cfg, board_name)
+    board_name = trt_engine.device_name()
+    rec = trt_engine.recipe(version, cfg.get("precision", "fp16"), int(cfg.get("workspace_mb", 0)),
+                            int(cfg.get("max_batch", 1)))
+    engine, build_s, build_log, cached = engine_for(trtexec, rec, cfg, board_name)
     power = Power(cfg)
     nvp = find_tool("nvpmodel", cfg)
     idle_s = float(cfg.get("idle_seconds", 1.0)) if power.tool else 0.0
+    warmup_ms = int(cfg.get("warmup", 200))
     _reply({"ready": True, "load_s": build_s, "artifact_bytes": os.path.getsize(engine), "build_log": build_log,
             "power_interval_ms": power.interval, "power_tool": power.tool,
             "nvpmodel": _run([nvp, "-q"], 30)[1][-2000:] if nvp else None, "clocks": gpu_clocks(),
             "info": {"tensorrt": ".".join(map(str, version)), "trtexec": trtexec, "board": board_name,
-                     "engine_cached": cached, "precision": precision_used(version, cfg)}})
+                     "engine_cached": cached, "precision": rec["label"], "recipe": rec}})
     workdir = os.path.dirname(os.path.abspath(cfg["model"]))
     last_log = ""
     for line in sys.stdin:
@@ -218,8 +182,8 @@ def main():
         try:  # tegrastats must not outlive a failed or timed-out run
             time.sleep(idle_s)  # idle power just before the run (engines of other workers are built by now)
             t0 = time.time()
-            rc, log = _run(time_argv(trtexec, cfg, engine, times, cmd["min_runs"], cmd["min_seconds"]),
-                           float(cfg.get("round_timeout_s", 600)))
+            argv = trt_engine.time_argv(trtexec, version, engine, warmup_ms, cmd["min_runs"], cmd["min_seconds"], times)
+            rc, log = _run(argv, float(cfg.get("round_timeout_s", 600)))
             wall = time.time() - t0
         finally:
             samples = power.stop()
@@ -229,7 +193,7 @@ def main():
                 os.remove(engine)
                 hint = " (the cached engine did not load and was removed; --resume rebuilds it)"
             raise RuntimeError("trtexec timing run failed (exit %d)%s: %s" % (rc, hint, _errors(log)))
-        lat = latencies(times)
+        lat = latencies(times, version, warmup_ms)
         os.remove(times)
         last_log = _tail(log)
         _reply({"latencies_ms": lat, "log": last_log, "power": samples, "idle_s": idle_s, "wall_s": wall,

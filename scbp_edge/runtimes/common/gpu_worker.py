@@ -1,11 +1,13 @@
-"""Local GPU timing worker for the ``torch-cuda`` and ``tensorrt`` backends (worker protocol of ort_worker.py).
+"""Local GPU timing worker for the ``torch-cuda`` and ``tensorrt`` runtimes (protocol of onnxruntime/worker.py).
 
-Run as ``python -m scbp_edge.profile.gpu_worker module:SessionClass`` (the backend's
-session class: ``from_config(cfg)``, ``timed_run()``, ``device_memory_mb()``).  Latency comes from
-CUDA events around each inference (host-to-device copy, compute, copy back),
-energy from NVML over each round, idle power from a pause before timing, and
-device memory from the runtime (``torch.cuda.max_memory_allocated``, or the
-drop in free device memory while TensorRT loads the engine).
+Run as ``python -m scbp_edge.runtimes.common.gpu_worker module:SessionClass`` (the
+runtime's timing session: ``from_config(cfg)``, ``timed_run()``, ``device_memory_mb()``,
+``pci_bus_id``).  Latency comes from CUDA events around each inference
+(host-to-device copy, compute, copy back), energy from NVML over each round on
+the GPU the session runs on (found by PCI bus id), idle power from a pause
+just before each round (other workers may be loading models on the same GPU
+earlier), and device memory from the runtime (``torch.cuda.max_memory_allocated``,
+or the engine's own activation size plus its I/O buffers).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def main(session_path: str) -> None:
     """``session_path`` ("module:Class") names the backend's session class; it is never a user input."""
     import importlib
 
-    from scbp_edge.profile.nvml import NvmlEnergy
+    from scbp_edge.runtimes.common.nvml import NvmlEnergy
 
     cfg = json.loads(sys.stdin.readline())
     mod_name, cls_name = session_path.split(":")
@@ -54,23 +56,25 @@ def main(session_path: str) -> None:
     else:
         energy = NvmlEnergy(sess.pci_bus_id, interval_ms=int(cfg.get("power_interval_ms", 100)))
         reason = energy.reason
-    idle_w = energy.idle_w(float(cfg.get("idle_seconds", 1.0))) if energy and not reason else None
+    idle_s = float(cfg.get("idle_seconds", 1.0))
     _reply({"ready": True, "baseline_rss": baseline, "load_s": load_s, "energy_source": energy and energy.source,
-            "energy_reason": reason, "idle_w": idle_w, "info": sess.info, "artifact_bytes": sess.artifact_bytes})
+            "energy_reason": reason, "info": sess.info, "artifact_bytes": sess.artifact_bytes})
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd.get("cmd") == "stop":
             _reply({"peak_rss": _rss("VmHWM"), "device_memory_mb": sess.device_memory_mb()})
             return
         lat: list[float] = []
+        idle_w = None
         if energy and not reason:
+            idle_w = energy.idle_w(idle_s)  # just before this round: the GPU is quiet now
             energy.start()
         start = time.perf_counter()
         while len(lat) < int(cmd["min_runs"]) or time.perf_counter() - start < float(cmd["min_seconds"]):
             lat.append(sess.timed_run())
         wall = time.perf_counter() - start
         uj = energy.stop() if energy and not reason else None
-        _reply({"latencies_ms": lat, "wall_s": wall, "energy_uj": uj})
+        _reply({"latencies_ms": lat, "wall_s": wall, "energy_uj": uj, "idle_w": idle_w})
 
 
 if __name__ == "__main__":

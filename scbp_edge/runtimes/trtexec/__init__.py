@@ -1,9 +1,11 @@
 """TensorRT through the device's own ``trtexec`` (Jetson over SSH, or any machine with TensorRT).
 
 Engines are specific to the GPU and TensorRT version they were built on, so
-the worker (``profile/trtexec_worker.py``, standard library only) builds and
-times them on the device.  This module turns the worker's raw output into
-the worker protocol with the parsers that are tested on real device logs.
+the worker (``worker.py``, standard library only, shipped with the shared
+recipe ``common/trt_engine.py``) builds and times them on the device.  This
+module turns the worker's raw output into the worker protocol with the parsers
+(``parsers.py``) that are tested on real device logs.  Models it measured are
+served in images by the ``tensorrt`` runtime's serving code, built from the same recipe.
 """
 
 from __future__ import annotations
@@ -15,23 +17,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scbp_edge.backends.base import Backend
 from scbp_edge.errors import CompileError, ProfileError
-from scbp_edge.profile import parsers
+from scbp_edge.runtimes.base import Capabilities, Runtime
+from scbp_edge.runtimes.trtexec import parsers
 
 if TYPE_CHECKING:
     from scbp_edge.targets import Target
 
-WORKER = Path(__file__).resolve().parents[1] / "profile" / "trtexec_worker.py"
+HERE = Path(__file__).resolve().parent
 
 
-class TrtexecBackend(Backend):
+class Trtexec(Runtime):
     """Build with ``trtexec --saveEngine``, time with ``--loadEngine --exportTimes``, power from tegrastats."""
 
     name = "trtexec"
-    remote_worker = WORKER
+    capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), energy=("tegrastats",),
+                                locations=("local", "ssh"), batch_sizes=(1,), deployable=True, device_python=(3, 6))
+    remote_files = (HERE / "worker.py", HERE.parent / "common" / "trt_engine.py")
     remote_imports = ()
     loading = "models loaded (TensorRT engines are built on the device now)"
+    serves_with = "tensorrt"  # the image runs the engine with TensorRT's Python API, built from the same recipe
 
     def unavailable_reason(self) -> str | None:
         if not (shutil.which("trtexec") or Path("/usr/src/tensorrt/bin/trtexec").is_file()):
@@ -39,7 +44,8 @@ class TrtexecBackend(Backend):
                     "--device ssh://user@jetson")
         return None
 
-    def compile(self, source: Path, workdir: Path, *, precision: str = "fp16", workspace_mb: int = 0) -> Path:
+    def compile(self, source: Path, workdir: Path, *, precision: str = "fp16", workspace_mb: int = 0,
+                max_batch: int = 1) -> Path:
         # The engine is built on the device by the worker; here only check that trtexec can take the file.
         import onnx
 
@@ -58,10 +64,10 @@ class TrtexecBackend(Backend):
         raise CompileError("trtexec engines are only run by trtexec on the device")
 
     def worker_argv(self) -> list[str]:
-        return [sys.executable, str(WORKER)]
+        return [sys.executable, str(HERE / "worker.py")]
 
     def worker_config(self, target: Target) -> dict[str, Any]:
-        return {"precision": target.precision, "workspace_mb": target.workspace_mb,
+        return {"workspace_mb": target.workspace_mb,
                 "power_interval_ms": target.measure.power_interval_ms, "idle_seconds": target.measure.idle_seconds,
                 "build_timeout_s": target.measure.timeout_s, "round_timeout_s": target.measure.timeout_s}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from scbp_edge.backends.base import Backend
+from scbp_edge.runtimes.base import Capabilities, Runtime
 
 MB = 1024 * 1024
 
@@ -83,11 +83,12 @@ def _pci_bus_id(props: Any) -> str | None:
     return f"{getattr(props, 'pci_domain_id', 0):08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
 
 
-class TorchCudaBackend(Backend):
-    """Times the derived PyTorch model on the local CUDA GPU."""
+class TorchCuda(Runtime):
+    """Times the derived PyTorch model on the local CUDA GPU (not deployable: images run ONNX)."""
 
     name = "torch-cuda"
-    source = "torch"
+    capabilities = Capabilities(precisions=("fp32", "fp16"), energy=("nvml",), locations=("local",),
+                                batch_sizes=None, deployable=False, device_python=(3, 10), consumes="torch")
 
     def unavailable_reason(self) -> str | None:
         import torch
@@ -97,8 +98,9 @@ class TorchCudaBackend(Backend):
             return f"PyTorch sees no CUDA GPU (torch {torch.__version__}, CUDA build {build}); use --target cpu"
         return None
 
-    def compile(self, source: Path, workdir: Path, *, precision: str = "fp32", workspace_mb: int = 0) -> Path:
-        return source  # the derived model file is the artifact
+    def compile(self, source: Path, workdir: Path, *, precision: str = "fp32", workspace_mb: int = 0,
+                max_batch: int = 1) -> Path:
+        return source  # the derived model file is the artifact (precision goes to the worker's config)
 
     def load(self, artifact: Path, *, threads: int = 0) -> Any:
         return TorchSession(str(artifact), "cuda")
@@ -110,8 +112,7 @@ class TorchCudaBackend(Backend):
         return out.float().cpu().numpy()
 
     def worker_argv(self) -> list[str]:
-        return [sys.executable, "-m", "scbp_edge.profile.gpu_worker", f"{__name__}:TorchSession"]
+        return [sys.executable, "-m", "scbp_edge.runtimes.common.gpu_worker", f"{__name__}:TorchSession"]
 
     def worker_config(self, target) -> dict[str, Any]:
-        return {"precision": target.precision, "power_interval_ms": target.measure.power_interval_ms,
-                "idle_seconds": target.measure.idle_seconds}
+        return {"power_interval_ms": target.measure.power_interval_ms, "idle_seconds": target.measure.idle_seconds}
