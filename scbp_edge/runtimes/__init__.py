@@ -114,3 +114,17 @@ def resolve_target(name_or_path: str) -> Target:
     target = load_target(name_or_path)
     check_target(target)
     return target
+
+
+def capabilities_markdown() -> str:
+    """The README's runtime table, generated from the declared capabilities (a test keeps them equal)."""
+    rows = ["| runtime | precisions | energy | where | batch sizes | deployable | device Python |",
+            "|---|---|---|---|---|---|---|"]
+    for name in runtime_names():
+        cls = runtime_class(name)
+        c = cls.capabilities
+        deploy = ("yes" if not cls.serves_with else f"yes (served by {cls.serves_with})") if c.deployable else "no"
+        rows.append(f"| {name} | {', '.join(c.precisions)} | {', '.join(c.energy) or 'none'} | "
+                    f"{', '.join(c.locations)} | {', '.join(map(str, c.batch_sizes)) if c.batch_sizes else 'any'} | "
+                    f"{deploy} | {'.'.join(map(str, c.device_python))}+ |")
+    return "\n".join(rows)
