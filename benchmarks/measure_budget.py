@@ -30,7 +30,7 @@ def main() -> int:
     from scbp_edge.rank.budget import fit_latency, hypervolume, predict, run_budget
     from scbp_edge.runtimes import get_runtime
     from scbp_edge.targets import load_target
-    from scbp_edge.tasks import evaluate_candidate, seed_payload
+    from scbp_edge.tasks import evaluate_network, seed_payload
 
     ckpt = SHARED / "seeds/cifar10-resnet/resnet20-12fca82f.th"
     if not ckpt.is_file():
@@ -42,16 +42,16 @@ def main() -> int:
     test = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32))
     train, val = split_val(test, 0.2, 0)  # benchmark-only: BN images from one part, proxy on the other
     spec = wb.seed.spec
-    bn_x, _ = train.subset(np.arange(256)).tensors(spec.mean, spec.std)
+    bn_x, _ = train.subset(np.random.default_rng(0).permutation(len(train))[:256]).tensors(spec.mean, spec.std)
     val_x, val_y = val.tensors(spec.mean, spec.std)
     data = {"bn_x": bn_x, "val_x": val_x, "val_y": val_y, "skipped": 0}
     work = ROOT / "benchmarks" / ".work" / "budget"
     work.mkdir(parents=True, exist_ok=True)
     points = []
     for c in cands:
-        res = evaluate_candidate(seed_payload(wb), data, c.ratios, False, cands[0].params)
+        res = evaluate_network(seed_payload(wb), data, c.ratios, ["fp32"], False, cands[0].params, {})
         (work / f"{c.id}.onnx").write_bytes(res["onnx"]["bytes"])
-        points.append({"id": c.id, "accuracy": res["accuracy"]["value"], "segment_macs": res["segment_macs"],
+        points.append({"id": c.id, "accuracy": res["variants"]["fp32"]["value"], "segment_macs": res["segment_macs"],
                        "reference": c.reference})
     target = load_target("cpu")
     be = get_runtime("onnxruntime")

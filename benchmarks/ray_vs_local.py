@@ -23,7 +23,7 @@ def main() -> int:
     from scbp_edge.data.digits import load_digits_split
     from scbp_edge.executors import LocalExecutor, RayExecutor
     from scbp_edge.seeds import load_seed
-    from scbp_edge.tasks import evaluate_candidate, seed_payload
+    from scbp_edge.tasks import evaluate_network, seed_payload
 
     seed = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
                      mean=defaults.DIGITS_MEAN, std=defaults.DIGITS_STD)
@@ -34,19 +34,20 @@ def main() -> int:
     bn_x, _ = rest.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD)
     val_x, val_y = val.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD)
     shared = {"payload": seed_payload(wb), "dynamic_batch": False, "seed_params": cands[0].params,
-              "data": {"bn_x": bn_x[:256], "val_x": val_x, "val_y": val_y, "skipped": 0}}
-    jobs = [(c.id, {"ratios": c.ratios}) for c in cands]
+              "int8": {"calibration": "minmax", "scheme": "u8s8"},
+              "data": {"bn_x": bn_x[:256], "val_x": val_x, "val_y": val_y, "calib_x": bn_x[:64], "skipped": 0}}
+    jobs = [(c.id, {"ratios": c.ratios, "precisions": ["fp32"]}) for c in cands]
     res: dict[str, dict] = {}
     t = time.perf_counter()
-    LocalExecutor().map(evaluate_candidate, jobs, shared, lambda k, r, e: res.setdefault("local", {}).__setitem__(
-        k, r["accuracy"]["value"] if r and r["ok"] else None))
+    LocalExecutor().map(evaluate_network, jobs, shared, lambda k, r, e: res.setdefault("local", {}).__setitem__(
+        k, r["variants"]["fp32"]["value"] if r and r["ok"] else None))
     local_s = time.perf_counter() - t
     t = time.perf_counter()
     ray_ex = RayExecutor(None, retries=2)
     init_s = time.perf_counter() - t
     t = time.perf_counter()
-    ray_ex.map(evaluate_candidate, jobs, shared, lambda k, r, e: res.setdefault("ray", {}).__setitem__(
-        k, r["accuracy"]["value"] if r and r["ok"] else None))
+    ray_ex.map(evaluate_network, jobs, shared, lambda k, r, e: res.setdefault("ray", {}).__setitem__(
+        k, r["variants"]["fp32"]["value"] if r and r["ok"] else None))
     ray_s = time.perf_counter() - t
     same = res["local"] == res["ray"]
     out = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "candidates": len(jobs),

@@ -23,10 +23,12 @@ class LocalExecutor:
     name = "local"
 
     def map(self, fn: Callable[..., Any], jobs: Sequence[tuple[str, dict[str, Any]]], shared: dict[str, Any],
-            on_result: OnResult, *, gpu: bool = False) -> None:
+            on_result: OnResult, *, gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
+        """``on_progress`` is passed to tasks that report progress within themselves (epochs)."""
+        extra = {"on_progress": on_progress} if on_progress is not None else {}
         for key, kwargs in jobs:
             try:
-                on_result(key, fn(**shared, **kwargs), None)
+                on_result(key, fn(**shared, **kwargs, **extra), None)
             except Exception as exc:  # noqa: BLE001 - the task's failure is that candidate's alone
                 on_result(key, None, f"{type(exc).__name__}: {str(exc)[:300]}")
 
@@ -54,7 +56,8 @@ class RayExecutor:
                                 "'ray start --head' or leave --ray-address out for a local one") from None
 
     def map(self, fn: Callable[..., Any], jobs: Sequence[tuple[str, dict[str, Any]]], shared: dict[str, Any],
-            on_result: OnResult, *, gpu: bool = False) -> None:
+            on_result: OnResult, *, gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
+        """Progress within a task does not cross the cluster: bars advance per finished task."""
         ray = self.ray
         gpus = 1 if gpu and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries, retry_exceptions=False)(fn)

@@ -84,10 +84,14 @@ def _fmt(r: float) -> str:
     return (f"{pct:g}").replace(".", "p")
 
 
-def candidate_id(seed_name: str, ratios: Sequence[float]) -> str:
-    """Stable, readable id such as ``resnet18-s4-50.25.0.0`` (ratios in percent)."""
+def candidate_id(seed_name: str, ratios: Sequence[float], precision: str | None = None) -> str:
+    """Stable, readable id such as ``resnet18_r50-25-0-0_int8``: percent removed per segment, then precision.
+
+    No dots: ``50.25`` would read as a decimal.  Without ``precision`` it names the network.
+    """
     base = re.sub(r"[^A-Za-z0-9_-]+", "_", seed_name.split(":")[-1])
-    return f"{base}-s{len(ratios)}-" + ".".join(_fmt(r) for r in ratios)
+    net = f"{base}_r" + "-".join(_fmt(r) for r in ratios)
+    return f"{net}_{precision}" if precision else net
 
 
 def _matches(pattern: str, config: Config) -> bool:

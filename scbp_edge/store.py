@@ -1,14 +1,18 @@
 """The run store: one SQLite file per run, committed after every change.
 
-Each candidate row carries its status (pending, exported, measured, failed),
-the stage it failed in and the error, and its JSON payloads.  A run killed at
-any point (Ctrl-C, SIGKILL) keeps every committed row, so ``--resume`` redoes
-only unfinished work.
+Each candidate row - one network at one precision - carries its status
+(pending, exported, measured, failed), the stage it failed in and the error,
+and its JSON payloads.  A run killed at any point (Ctrl-C, SIGKILL) keeps every
+committed row, so ``--resume`` redoes only unfinished work.  A damaged file is
+one clear error for anything that would write to it; a report can still read
+whatever rows survive (:meth:`RunStore.salvage`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -16,11 +20,14 @@ from typing import Any
 
 from scbp_edge.errors import RunError
 
+SCHEMA_VERSION = 2  # 2: a candidate is (network, precision)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
     id TEXT PRIMARY KEY,
     position INTEGER NOT NULL,
+    network TEXT NOT NULL,
+    precision TEXT NOT NULL,
     ratios TEXT NOT NULL,
     reference TEXT,
     status TEXT NOT NULL DEFAULT 'pending',
@@ -39,11 +46,46 @@ JSON_COLUMNS = ("ratios", "static", "onnx", "accuracy", "measurement", "trained"
 STATUSES = ("pending", "exported", "measured", "failed")
 
 
+class RunLock:
+    """An exclusive lock on a run directory (fcntl), held by the one process that works on it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunError(f"'{self.path.parent}' is in use by {holder}; wait for it to finish "
+                           "(or stop it), then resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"scbp-edge pid {os.getpid()} since {time.strftime('%H:%M:%S')}".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock; a killed process drops it too
+            self._fd = None
+
+
+def _damaged(path: Path, exc: Exception) -> RunError:
+    return RunError(f"run database '{path}' is damaged ({exc}); 'scbp-edge report {path.parent}' shows what can "
+                    "still be read; start a new run to continue")
+
+
 class RunStore:
     """SQLite-backed record of one run's candidates and settings."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
         self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise RunError(f"'{self.path.parent}' is not a run directory (no run.sqlite); pass a folder a build "
+                           "printed")
         try:
             # Device-pool threads report through one lock-serialised callback, hence check_same_thread=False.
             self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
@@ -51,19 +93,36 @@ class RunStore:
             self.db.execute("PRAGMA synchronous=FULL")  # a committed row survives SIGKILL and power loss
             self.db.executescript(SCHEMA)
             self.db.commit()
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(candidates)")}
         except sqlite3.DatabaseError as exc:
-            raise RunError(f"'{self.path}' is not a usable run database ({exc}); start a new run") from None
+            raise _damaged(self.path, exc) from None
+        if "network" not in cols:
+            raise RunError(f"'{self.path.parent}' was made by an older scbp-edge (run format 1); start a new run")
         self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         self.db.close()
 
+    def _do(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, args)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
+
+    def integrity_problem(self) -> str | None:
+        """None when SQLite's integrity check passes, else its first complaint."""
+        try:
+            row = self.db.execute("PRAGMA integrity_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None if row and row[0] == "ok" else (row[0] if row else "unknown damage")
+
     def set_meta(self, key: str, value: Any) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+            self._do("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._do("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
     def add_candidates(self, cands: list[dict[str, Any]]) -> int:
@@ -72,10 +131,11 @@ class RunStore:
         with self.db:
             before = self.db.total_changes
             for pos, c in enumerate(cands):
-                self.db.execute(
-                    "INSERT OR IGNORE INTO candidates (id, position, ratios, reference, static, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (c["id"], pos, json.dumps(c["ratios"]), c.get("reference"), json.dumps(c.get("static")), now),
+                self._do(
+                    "INSERT OR IGNORE INTO candidates (id, position, network, precision, ratios, reference, static, "
+                    "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (c["id"], pos, c["network"], c["precision"], json.dumps(c["ratios"]), c.get("reference"),
+                     json.dumps(c.get("static")), now),
                 )
             return self.db.total_changes - before
 
@@ -87,13 +147,13 @@ class RunStore:
         cols["updated"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in cols)
         with self.db:
-            self.db.execute(f"UPDATE candidates SET {sets} WHERE id = ?", (*cols.values(), cid))
+            self._do(f"UPDATE candidates SET {sets} WHERE id = ?", (*cols.values(), cid))
 
     def retry_failed(self, stages: tuple[str, ...]) -> int:
         """Put candidates that failed in ``stages`` back to 'exported'; returns how many."""
         marks = ",".join("?" for _ in stages)
         with self.db:
-            cur = self.db.execute(
+            cur = self._do(
                 f"UPDATE candidates SET status='exported', stage=NULL, error=NULL, attempts=attempts+1 "
                 f"WHERE status='failed' AND stage IN ({marks})", stages)
         return cur.rowcount
@@ -104,11 +164,40 @@ class RunStore:
     def candidates(self, status: str | None = None) -> list[dict[str, Any]]:
         """All candidates (optionally of one status) in their original order, JSON decoded."""
         q = "SELECT * FROM candidates" + (" WHERE status = ?" if status else "") + " ORDER BY position"
-        rows = self.db.execute(q, (status,) if status else ()).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            for k in JSON_COLUMNS:
-                d[k] = json.loads(d[k]) if d[k] is not None else None
-            out.append(d)
-        return out
+        try:
+            rows = self.db.execute(q, (status,) if status else ()).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
+        return [_decode(r) for r in rows]
+
+    def salvage(self) -> tuple[list[dict[str, Any]], int]:
+        """Every candidate row that can still be read, row by row; and how many could not."""
+        try:
+            return self.candidates(), 0
+        except RunError:
+            pass
+        rows, lost, rowid, misses = [], 0, 0, 0
+        while misses < 1000:  # rowids are dense; a long run of misses is the end of the table
+            rowid += 1
+            try:
+                r = self.db.execute("SELECT * FROM candidates WHERE rowid = ?", (rowid,)).fetchone()
+            except sqlite3.DatabaseError:
+                lost += 1
+                misses += 1
+                continue
+            if r is None:
+                misses += 1
+                continue
+            misses = 0
+            try:
+                rows.append(_decode(r))
+            except ValueError:
+                lost += 1
+        return sorted(rows, key=lambda d: d["position"]), lost
+
+
+def _decode(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    for k in JSON_COLUMNS:
+        d[k] = json.loads(d[k]) if d[k] is not None else None
+    return d

@@ -1,10 +1,14 @@
-"""Per-candidate work units (proxy evaluation, one-shot training) that any executor can run.
+"""Per-network work units (derive + proxy + export + quantize, one-shot training) that any executor can run.
 
 Each task receives everything as plain data (seed spec + state dict, tensors)
 and returns plain data (ONNX bytes, figures), so it runs the same in this
 process or on a Ray worker on another machine; the driver writes files and the
-SQLite store.  Expected failures come back as ``{"ok": False, ...}`` so that
-executors retry only real crashes.
+SQLite store.  A network is derived once and yields one artifact per
+precision: the fp32 ONNX (also what fp16 runtimes build from) and, for int8,
+a QDQ ONNX calibrated on training images whose accuracy is measured on that
+very file.  Expected failures come back as ``{"ok": False, ...}`` (per
+precision where only that precision failed) so that executors retry only
+real crashes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from scbp_edge.errors import ScbpError
 
 _BENCHES: dict[int, Any] = {}
+INT8_KIND = "int8 QDQ on ONNX Runtime, validation split (after adaptive BN)"
 
 
 def seed_payload(wb) -> dict[str, Any]:
@@ -48,31 +53,61 @@ def _onnx(model, shape, dynamic_batch: bool) -> dict[str, Any]:
         return {"info": info.to_dict(), "bytes": (Path(tmp) / "m.onnx").read_bytes()}
 
 
-def evaluate_candidate(payload: dict[str, Any], data: dict[str, Any] | None, ratios: list[float],
-                       dynamic_batch: bool, seed_params: int, keep_model: bool = False) -> dict[str, Any]:
-    """Derive, export and (with data) score one candidate by the adaptive-BN proxy.
+def _fail(stage: str, exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, ScbpError):
+        return {"ok": False, "stage": stage, "error": str(exc)}
+    return {"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
-    ``keep_model`` also returns the weights (for backends that time the PyTorch model).
+
+def quantized(fp32_bytes: bytes, calib: torch.Tensor, int8: dict[str, Any], x: torch.Tensor, y: torch.Tensor,
+              kind: str) -> dict[str, Any]:
+    """The int8 QDQ artifact of ``fp32_bytes`` and its top-1 on (x, y), or a failure of this precision alone."""
+    from scbp_edge.accuracy import evaluate_onnx
+    from scbp_edge.export.int8 import quantize_int8
+
+    try:
+        blob = quantize_int8(fp32_bytes, calib.numpy(), int8["calibration"], int8["scheme"])
+    except Exception as exc:  # noqa: BLE001 - quantization fails this precision only
+        return _fail("quantize", exc)
+    return {"ok": True, "bytes": blob, "value": evaluate_onnx(blob, x, y), "kind": kind,
+            "calibration": {**int8, "images": len(calib)}}
+
+
+def evaluate_network(payload: dict[str, Any], data: dict[str, Any] | None, ratios: list[float],
+                     precisions: list[str], dynamic_batch: bool, seed_params: int, int8: dict[str, Any],
+                     keep_model: bool = False) -> dict[str, Any]:
+    """Derive one network, score it by the adaptive-BN proxy, export it, and make each precision's artifact.
+
+    The exported fp32 model is the BN-adapted one that the proxy scored, so
+    the shipped file is the evaluated one.  ``keep_model`` also returns the
+    weights (for runtimes that time the PyTorch model).
     """
     stage = "derive"
     try:
         wb = _bench(payload)
         cand, model = wb.candidate(ratios)
-        stage = "export"
-        onnx = _onnx(model, wb.seed.spec.input_shape, dynamic_batch)
         stage = "accuracy"
         seg_macs = segment_macs(wb, model)
-        res = {"ok": True, "onnx": onnx, "accuracy": proxy_accuracy(model, data, cand.params or 0, seed_params),
-               "segment_macs": seg_macs,
-               "static": {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes}}
-        if keep_model:
-            res.update(state=model.state_dict(), keep=wb.deriver.plan(ratios), ignored=wb.deriver.ignored,
-                       ratios=list(ratios))
-        return res
-    except ScbpError as exc:
-        return {"ok": False, "stage": stage, "error": str(exc)}
-    except Exception as exc:  # noqa: BLE001 - one candidate's crash must not end the build
-        return {"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        proxy = proxy_accuracy(model, data, cand.params or 0, seed_params)
+        stage = "export"
+        onnx = _onnx(model, wb.seed.spec.input_shape, dynamic_batch)
+    except Exception as exc:  # noqa: BLE001 - one network's crash must not end the build
+        return _fail(stage, exc)
+    variants: dict[str, dict[str, Any]] = {}
+    for p in precisions:
+        if p == "int8":
+            variants[p] = quantized(onnx["bytes"], data["calib_x"], int8, data["val_x"], data["val_y"], INT8_KIND)
+        else:
+            acc = dict(proxy)
+            if p == "fp16":  # no fp16 kernels here to evaluate with; half precision rarely moves CNN top-1
+                acc["kind"] += " (fp32 figure: fp16 not evaluated on this machine)"
+            variants[p] = {"ok": True, **acc}
+    res = {"ok": True, "onnx": onnx, "variants": variants, "segment_macs": seg_macs,
+           "static": {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes}}
+    if keep_model:
+        res.update(state=model.state_dict(), keep=wb.deriver.plan(ratios), ignored=wb.deriver.ignored,
+                   ratios=list(ratios))
+    return res
 
 
 def segment_macs(wb, model) -> list[int]:
@@ -88,10 +123,13 @@ def segment_macs(wb, model) -> list[int]:
 
 
 def proxy_accuracy(model, data: dict[str, Any] | None, params: int, seed_params: int) -> dict[str, Any]:
+    """Adaptive-BN top-1 on the validation split (``model``'s BN statistics are re-estimated in place)."""
     if data is None:
         return {"value": 100.0 * params / max(1, seed_params), "kind": "params-retained % (stand-in, no data)"}
     from scbp_edge.accuracy import adapt_bn, evaluate
 
+    if len(data["val_y"]) == 0:
+        return {"value": None, "kind": "n/a: the validation split is empty (too few images per class)"}
     stale = evaluate(model, data["val_x"], data["val_y"])
     adapt_bn(model, data["bn_x"])
     return {"value": evaluate(model, data["val_x"], data["val_y"]),
@@ -100,9 +138,20 @@ def proxy_accuracy(model, data: dict[str, Any] | None, params: int, seed_params:
             "skipped_images": data["skipped"]}
 
 
-def train_candidate(payload: dict[str, Any], train: dict[str, Any], ratios: list[float], epochs: int, lr: float,
-                    init: str, distill: bool) -> dict[str, Any]:
-    """One-shot fine-tune (or scratch training) of one configuration; test accuracy before and after."""
+PTQ_KIND = "int8 QDQ on ONNX Runtime, test split (post-training quantization of the fine-tuned model)"
+QAT_KIND = "int8 QDQ on ONNX Runtime, test split (quantization-aware fine-tuning, then calibration)"
+
+
+def train_network(payload: dict[str, Any], train: dict[str, Any], ratios: list[float], epochs: int, lr: float,
+                  init: str, distill: bool, precisions: list[str], int8: dict[str, Any], qat_epochs: int = 0,
+                  qat_threshold: float = 0.5, on_progress=None) -> dict[str, Any]:
+    """One-shot fine-tune (or scratch training) of one network; test accuracy before, after, and per precision.
+
+    int8 is the fine-tuned model quantized after training; where that loses
+    more than ``qat_threshold`` points against fp32 and ``qat_epochs`` > 0, a
+    quantization-aware fine-tune follows and the better int8 model is kept
+    (both figures are returned).
+    """
     from scbp_edge.accuracy import evaluate
     from scbp_edge.accuracy import train as fit
 
@@ -114,8 +163,57 @@ def train_candidate(payload: dict[str, Any], train: dict[str, Any], ratios: list
                 m.reset_parameters()
     before = evaluate(model, train["test_x"], train["test_y"])
     torch.manual_seed(0)
-    model = fit(model, train["x"], train["y"], epochs=epochs, lr=lr, teacher=wb.seed.model if distill else None)
-    return {"test_accuracy": evaluate(model, train["test_x"], train["test_y"]), "test_accuracy_before": before,
-            "state": model.state_dict(), "onnx": _onnx(model, wb.seed.spec.input_shape, False),
-            "keep": wb.deriver.plan(ratios), "ignored": wb.deriver.ignored, "train_images": len(train["x"]),
-            "test_images": len(train["test_x"])}
+    teacher = wb.seed.model if distill else None
+    tick = (lambda _e: on_progress()) if on_progress is not None else None
+    model = fit(model, train["x"], train["y"], epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick)
+    fp32 = evaluate(model, train["test_x"], train["test_y"])
+    onnx = _onnx(model, wb.seed.spec.input_shape, False)
+    per: dict[str, dict[str, Any]] = {}
+    for p in precisions:
+        if p != "int8":
+            per[p] = {"ok": True, "value": fp32}
+            continue
+        q = quantized(onnx["bytes"], train["calib_x"], int8, train["test_x"], train["test_y"], PTQ_KIND)
+        if q["ok"] and qat_epochs > 0 and fp32 - q["value"] > qat_threshold:
+            q = _with_qat(q, model, wb, train, qat_epochs, lr, teacher, int8)
+        per[p] = q
+    return {"test_accuracy": fp32, "test_accuracy_before": before, "per_precision": per,
+            "state": model.state_dict(), "onnx": onnx, "keep": wb.deriver.plan(ratios), "ignored": wb.deriver.ignored,
+            "train_images": len(train["x"]), "test_images": len(train["test_x"])}
+
+
+def _with_qat(ptq: dict[str, Any], model, wb, train: dict[str, Any], epochs: int, lr: float, teacher,
+              int8: dict[str, Any]) -> dict[str, Any]:
+    """Quantization-aware fine-tuning of a copy; the better of the two int8 models, with both figures."""
+    import copy
+
+    from scbp_edge.accuracy.qat import qat_finetune
+
+    torch.manual_seed(0)
+    qat_model = qat_finetune(copy.deepcopy(model), train["x"], train["y"], epochs=epochs, lr=lr / 10,
+                             teacher=teacher)
+    onnx = _onnx(qat_model, wb.seed.spec.input_shape, False)
+    qat = quantized(onnx["bytes"], train["calib_x"], int8, train["test_x"], train["test_y"], QAT_KIND)
+    summary = {"epochs": epochs, "test_accuracy": qat.get("value"), "ok": qat["ok"], "error": qat.get("error")}
+    best = qat if qat["ok"] and qat["value"] > ptq["value"] else ptq
+    return dict(best, ptq_value=ptq["value"], qat=summary)
+
+
+def distill_proxy(payload: dict[str, Any], train: dict[str, Any], val: dict[str, Any], ratios: list[float],
+                  steps: int = 300, batch: int = 64, lr: float = 0.01) -> dict[str, Any]:
+    """Second-stage proxy: ``steps`` distillation steps from the seed, then top-1 on the validation split.
+
+    Adaptive BN alone underrates heavily pruned networks, which recover most of
+    their accuracy within a few hundred steps; this proxy sees that recovery.
+    """
+    from scbp_edge.accuracy import adapt_bn, evaluate
+    from scbp_edge.accuracy import train as fit
+
+    wb = _bench(payload)
+    _, model = wb.candidate(ratios)
+    adapt_bn(model, val["bn_x"])
+    n = min(len(train["x"]), steps * batch)
+    pick = torch.randperm(len(train["x"]), generator=torch.Generator().manual_seed(0))[:n]
+    torch.manual_seed(0)
+    model = fit(model, train["x"][pick], train["y"][pick], epochs=1, lr=lr, batch=batch, teacher=wb.seed.model)
+    return {"value": evaluate(model, val["x"], val["y"]), "steps": (n + batch - 1) // batch}

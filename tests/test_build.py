@@ -76,8 +76,9 @@ def test_default_build_on_digits_end_to_end(tmp_path):
     assert seed["accuracy"] > 80  # the default seed really learned the digits
     trained = rep["trained"]["rows"]
     assert rep["trained"]["seed_test_accuracy"] is not None and 2 <= len(trained) <= 3
+    cands = {c["id"]: c for c in rep["candidates"]}
     for row in trained:
-        assert (Path(out["run_dir"]) / "trained" / f"{row['id']}.onnx").is_file()
+        assert (Path(out["run_dir"]) / cands[row["id"]]["trained"]["onnx"]).is_file()
     html = (Path(out["run_dir"]) / "report.html").read_text()
     assert "data:image/png;base64," in html and "Pareto" in html
 
@@ -92,7 +93,7 @@ def test_default_build_on_digits_end_to_end(tmp_path):
         (["build", "--target", "jetson-nano"], "pass --device ssh://"),
         (["build", "--target", "raspberry-pi-5", "--device", "ssh://root@127.0.0.1:1"], "is not usable"),
         (["profile", "nope.onnx"], "does not exist"),
-        (["build", "--resume", "/nonexistent/run"], "not a run directory"),
+        (["build", "--resume", "/nonexistent/run"], "is not a folder"),
         (["derive", "--config", "0.5", "-o", "x.pt"], "3 segments"),
         (["inspect", "--weights", "/nonexistent.pt"], "does not exist"),
     ],
@@ -151,5 +152,5 @@ def test_keep_models_writes_each_candidate_as_a_loadable_derived_file(tmp_path):
     ref = ort.InferenceSession(str(onnx_files[-1]), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     with torch.inference_mode():
         assert np.abs(model(torch.from_numpy(x)).numpy() - ref).max() < 1e-4
-    assert meta["candidate_id"] == onnx_files[-1].stem
+    assert meta["candidate_id"] == onnx_files[-1].stem  # the network's id names both files
 

@@ -114,7 +114,7 @@ def test_saved_derived_model_loads_back_identical(tmp_path):
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), ref(x))
-    assert meta["candidate_id"] == "cifar-resnet20-s3-50.25.50"
+    assert meta["candidate_id"] == "cifar-resnet20_r50-25-50"
     for k, v in ref.state_dict().items():
         assert torch.equal(v, model.state_dict()[k]), k
 

@@ -60,7 +60,7 @@ def test_ray_build_with_a_worker_killed_mid_run(tmp_path):
         if done >= 1:
             for p in psutil.process_iter(["pid", "cmdline"]):
                 with contextlib.suppress(psutil.Error, TypeError):
-                    if "ray::evaluate_candidate" in " ".join(p.info["cmdline"] or []):
+                    if "ray::evaluate_network" in " ".join(p.info["cmdline"] or []):
                         p.send_signal(signal.SIGKILL)
                         killed = p.info["pid"]
                         break

@@ -155,10 +155,11 @@ def test_candidate_task_keeps_the_model_the_torch_backend_times(tmp_path):
     import torch
 
     from scbp_edge.derive.io import load_derived, write_derived
-    from scbp_edge.tasks import evaluate_candidate, seed_payload
+    from scbp_edge.tasks import evaluate_network, seed_payload
 
     wb = Workbench(SeedOptions())
-    res = evaluate_candidate(seed_payload(wb), None, [0.5, 0.0, 0.25], False, 1, keep_model=True)
+    int8 = {"calibration": "minmax", "scheme": "u8s8"}
+    res = evaluate_network(seed_payload(wb), None, [0.5, 0.0, 0.25], ["fp32"], False, 1, int8, keep_model=True)
     assert res["ok"], res
     pt = write_derived(tmp_path / "c.pt", res["state"], wb.seed.spec, ignored=res["ignored"], keep=res["keep"],
                        ratios=res["ratios"], candidate_id="c")
@@ -169,4 +170,4 @@ def test_candidate_task_keeps_the_model_the_torch_backend_times(tmp_path):
     with torch.inference_mode():
         got = model(torch.from_numpy(x)).numpy()
     assert np.abs(got - ref).max() < 1e-4 and meta["ratios"] == [0.5, 0.0, 0.25]
-    assert "state" not in evaluate_candidate(seed_payload(wb), None, [0.5, 0.0, 0.25], False, 1)
+    assert "state" not in evaluate_network(seed_payload(wb), None, [0.5, 0.0, 0.25], ["fp32"], False, 1, int8)

@@ -46,7 +46,8 @@ def test_builtin_runtimes_are_registered_with_capabilities():
     assert {"onnxruntime", "tensorrt", "trtexec", "torch-cuda"} <= set(runtime_names())
     assert "int8" in runtime_class("onnxruntime").capabilities.precisions
     assert runtime_class("trtexec").capabilities.batch_sizes == (1,)
-    assert runtime_class("trtexec").serves_with == "tensorrt" and not runtime_class("torch-cuda").capabilities.deployable
+    assert runtime_class("trtexec").serves_with == "tensorrt"
+    assert not runtime_class("torch-cuda").capabilities.deployable
 
 
 @pytest.mark.slow

@@ -45,5 +45,6 @@ def test_monotone_exclude_limit_keep_references():
 
 
 def test_ids_are_readable_and_stable():
-    assert candidate_id("resnet18", [0.5, 0.25, 0, 0]) == "resnet18-s4-50.25.0.0"
-    assert candidate_id("pkg.mod:make", [0.125]) == "make-s1-12p5"
+    assert candidate_id("resnet18", [0.5, 0.25, 0, 0]) == "resnet18_r50-25-0-0"
+    assert candidate_id("resnet18", [0.5, 0.25, 0, 0], "int8") == "resnet18_r50-25-0-0_int8"
+    assert candidate_id("pkg.mod:make", [0.125]) == "make_r12p5"

@@ -84,8 +84,10 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch)
     # A short fine-tune leaves BN running stats dominated by the pre-training
-    # values (momentum 0.1 over few batches); re-estimate them on clean inputs.
-    return adapt_bn(model.cpu(), x[: min(len(x), 1024)])
+    # values (momentum 0.1 over few batches); re-estimate them on clean inputs,
+    # drawn at random: a split read from class folders is sorted by class.
+    pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:1024]
+    return adapt_bn(model.cpu(), x[pick])
 
 
 def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
@@ -95,3 +97,30 @@ def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tens
     padded = nn.functional.pad(xb, (pad, pad, pad, pad))
     dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=gen).tolist()
     return padded[:, :, dy : dy + h, dx : dx + w]
+
+
+def evaluate_onnx(model_bytes: bytes, x: torch.Tensor, y: torch.Tensor, threads: int = 0) -> float:
+    """Top-1 accuracy (percent) of an ONNX model (fp32, fp16 or QDQ int8) run by ONNX Runtime on the CPU.
+
+    The file evaluated is the file measured and shipped: a static-batch model
+    runs one image at a time, a dynamic-batch one in batches of 256.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    step = fixed or 256
+    xs, ys = x.numpy().astype(np.float32), y.numpy()
+    correct = 0
+    for i in range(0, len(xs), step):
+        xb = xs[i : i + step]
+        n = len(xb)
+        if fixed and n < fixed:  # a fixed batch size: pad the last batch, score only the real images
+            xb = np.concatenate([xb, np.repeat(xb[-1:], fixed - n, 0)])
+        out = sess.run(None, {inp.name: xb})[0][:n]
+        correct += int((out.argmax(1) == ys[i : i + n]).sum())
+    return 100.0 * correct / max(1, len(xs))

@@ -8,7 +8,25 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from scbp_edge.cli.common import ClassesOpt, InputOpt, JsonOpt, SegmentsOpt, WeightsOpt, console, emit_json, out
+from scbp_edge.cli.common import (
+    ClassesOpt,
+    DynamicBatchOpt,
+    ExcludeOpt,
+    InputOpt,
+    JsonOpt,
+    LimitOpt,
+    MaxMacsOpt,
+    MaxParamsOpt,
+    MonotoneOpt,
+    RatiosOpt,
+    SampleSeedOpt,
+    SeedOpt,
+    SegmentsOpt,
+    WeightsOpt,
+    console,
+    emit_json,
+    out,
+)
 
 
 def targets(json_out: bool = JsonOpt) -> None:
@@ -90,21 +108,30 @@ def profile(
 
 def build(
     target: str = typer.Option("cpu", "--target", help="Target name (scbp-edge targets) or path to a .toml"),
-    seed: str = typer.Option("cifar-resnet20", "--seed"), weights: str | None = WeightsOpt,
-    segments: str = SegmentsOpt, ratios: str = typer.Option("0,0.25,0.5", "--ratios"),
-    round_to: int | None = typer.Option(None, "--round-to", help="Default: the target's channel multiple"),
+    seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt,
+    ratios: str = RatiosOpt,
+    round_to: int | None = typer.Option(None, "--round-to", help="Channel multiple of pruned widths (default: the "
+                                        "target's)"),
     data: str | None = typer.Option("digits", "--data", help="'digits', a folder with train/ and val|test/, or 'none'"),
-    monotone: bool = typer.Option(False, "--monotone"), exclude: list[str] = typer.Option([], "--exclude"),
-    limit: int | None = typer.Option(None, "--limit"), max_params: int | None = typer.Option(None, "--max-params"),
-    max_macs: int | None = typer.Option(None, "--max-macs"),
-    max_latency_ms: float | None = typer.Option(None, "--max-latency-ms"),
-    max_memory_mb: float | None = typer.Option(None, "--max-memory-mb"),
-    max_size_mb: float | None = typer.Option(None, "--max-size-mb"),
+    monotone: bool = MonotoneOpt, exclude: list[str] = ExcludeOpt, limit: int | None = LimitOpt,
+    sample_seed: int = SampleSeedOpt, max_params: int | None = MaxParamsOpt, max_macs: int | None = MaxMacsOpt,
+    speedup: float | None = typer.Option(None, "--speedup", help="Latency budget: at least this many times faster "
+                                         "(p50) than the seed measured in the same run, e.g. 1.5"),
+    max_latency_ms: float | None = typer.Option(None, "--max-latency-ms", help="Latency budget: p50 at most this"),
+    max_memory_mb: float | None = typer.Option(None, "--max-memory-mb", help="Memory limit of the selection"),
+    max_size_mb: float | None = typer.Option(None, "--max-size-mb", help="Model file size limit of the selection"),
     max_energy_mj: float | None = typer.Option(None, "--max-energy-mj", help="Per inference (needs a power sensor)"),
-    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Points below the seed allowed"),
-    dynamic_batch: bool = typer.Option(False, "--dynamic-batch"),
+    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Points below the seed allowed "
+                                            "(without a latency budget)"),
+    precision: str | None = typer.Option(None, "--precision", help="Precisions to search, e.g. fp32,int8 (default: "
+                                         "the target's, within what its runtime runs)"),
+    calib_images: int = typer.Option(512, "--calib-images", help="int8 calibration images, from the train split"),
+    calibration: str = typer.Option("minmax", "--calibration", help="int8 calibration: minmax | entropy | percentile"),
+    qat_epochs: int = typer.Option(0, "--qat-epochs", help="Quantization-aware fine-tuning epochs when int8 loses "
+                                   "more than --qat-threshold points (0: never)"),
+    qat_threshold: float = typer.Option(0.5, "--qat-threshold", help="int8 loss (points) that triggers QAT"),
+    dynamic_batch: bool = DynamicBatchOpt,
     keep_models: bool = typer.Option(False, "--keep-models", help="Also write each candidate's derived .pt"),
-    precision: str | None = typer.Option(None, "--precision", help="fp16 | fp32: override the target's precision"),
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
     runs: Path = typer.Option(Path("runs"), "--runs", help="Parent folder of run directories"),
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory"),
@@ -115,9 +142,13 @@ def build(
     device: list[str] = typer.Option([], "--device", help="ssh://user@host[:port] (repeat for a pool of devices)"),
     measure_budget: int | None = typer.Option(None, "--measure-budget",
                                               help="Measure only N candidates, chosen near the predicted front"),
-    top_k: int = typer.Option(3, "--top-k", help="Candidates trained once after ranking (0: none)"),
-    epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the top-K and the seed"),
-    distill: bool = typer.Option(False, "--distill", help="Knowledge distillation from the seed"),
+    top_k: int = typer.Option(3, "--top-k", help="Networks fine-tuned after ranking, besides the seed (0: none)"),
+    margin: int = typer.Option(2, "--margin", help="With a latency budget: networks just outside it also "
+                               "fine-tuned"),
+    proxy: str = typer.Option("adabn", "--proxy", help="adabn | distill: a short distillation of the shortlist "
+                              "before picking what to fine-tune"),
+    epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the picks and the seed"),
+    distill: bool = typer.Option(False, "--distill", help="Knowledge distillation from the seed while fine-tuning"),
     init: str = typer.Option("inherit", "--init", help="inherit (seed's filters) or scratch"),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -125,19 +156,19 @@ def build(
     from scbp_edge.api import SeedOptions
     from scbp_edge.build import BuildConfig
     from scbp_edge.build import build as run_build
-    from scbp_edge.errors import ScbpError
     from scbp_edge.rank import Constraints
 
-    if init not in ("inherit", "scratch"):
-        raise ScbpError(f"--init '{init}' is not one of inherit, scratch")
     opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to)
     cfg = BuildConfig(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
-        max_params=max_params, max_macs=max_macs, data=None if data in (None, "none") else data,
-        dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k, epochs=epochs, distill=distill, init=init,
-        measure_budget=measure_budget, devices=device, executor=executor, ray_address=ray_address, retries=retries,
-        precision=precision, keep_models=keep_models,
-        constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop, max_energy_mj),
+        sample_seed=sample_seed, max_params=max_params, max_macs=max_macs,
+        data=None if data in (None, "none") else data, dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k,
+        epochs=epochs, distill=distill, init=init, measure_budget=measure_budget, devices=device, executor=executor,
+        ray_address=ray_address, retries=retries, keep_models=keep_models, calib_images=calib_images,
+        calibration=calibration, qat_epochs=qat_epochs, qat_threshold=qat_threshold, proxy=proxy, margin=margin,
+        precisions=[p.strip() for p in precision.split(",") if p.strip()] if precision else None,
+        constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop, max_energy_mj,
+                                speedup),
     )
     run_dir = run_build(cfg, runs=runs, resume=resume)
     rep = json.loads((run_dir / "report.json").read_text())

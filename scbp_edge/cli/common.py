@@ -28,7 +28,18 @@ def human(n: float | int | None, unit: str = "") -> str:
     return f"{n:g}{unit}"
 
 
-SeedOpt = typer.Option("cifar-resnet20", "--seed", help="Seed name (scbp-edge seeds) or package.module:factory")
+SeedOpt = typer.Option("cifar-resnet20", "--seed", help="The CNN to compress: a name (scbp-edge seeds lists them) or "
+                       "package.module:factory")
+RatiosOpt = typer.Option("0,0.25,0.5", "--ratios", help="Fractions of filters removed per segment, one set for all "
+                         "(0,0.25,0.5) or one per segment (0,0.5/0/0,0.25)")
+MonotoneOpt = typer.Option(False, "--monotone", help="Only configurations whose ratios never shrink with depth")
+ExcludeOpt = typer.Option([], "--exclude", help="Skip configurations matching a pattern like '0.5,*,*' (repeatable)")
+LimitOpt = typer.Option(None, "--limit", help="A seeded random sample of at most N configurations (plus the "
+                        "seed and uniform references)")
+SampleSeedOpt = typer.Option(0, "--sample-seed", help="Random seed of --limit's sample")
+MaxParamsOpt = typer.Option(None, "--max-params", help="Only configurations with at most this many parameters")
+MaxMacsOpt = typer.Option(None, "--max-macs", help="Only configurations with at most this many multiply-accumulates")
+DynamicBatchOpt = typer.Option(False, "--dynamic-batch", help="Export ONNX with a dynamic batch axis")
 WeightsOpt = typer.Option(None, "--weights", help="Checkpoint path, or a torchvision weight name (online only)")
 SegmentsOpt = typer.Option("stages", "--segments", help="'stages' or a number N of equal segments")
 RoundOpt = typer.Option(8, "--round-to", help="Round pruned widths to this channel multiple")

@@ -30,16 +30,23 @@ def _register_optional() -> None:
     shipcmds.register(app)
 
 
+def _sigterm(_signum, _frame) -> None:
+    raise KeyboardInterrupt  # the same orderly stop as Ctrl-C: finished work is committed, the resume line printed
+
+
 def main() -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _sigterm)
     _register_optional()
     try:
         app()
     except ScbpError as err:
-        sys.stderr.write(f"error: {err}\n")
+        sys.stderr.write(f"error: {err}\n" if err.exit_code != 130 else f"{err}\n")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: finished work is saved; rerun with --resume RUN_DIR to continue\n")
+        sys.stderr.write("interrupted: finished work is saved\n")
         sys.exit(130)
 
 

@@ -10,9 +10,17 @@ from rich.table import Table
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.cli.common import (
     ClassesOpt,
+    DynamicBatchOpt,
+    ExcludeOpt,
     InputOpt,
     JsonOpt,
+    LimitOpt,
+    MaxMacsOpt,
+    MaxParamsOpt,
+    MonotoneOpt,
+    RatiosOpt,
     RoundOpt,
+    SampleSeedOpt,
     SeedOpt,
     SegmentsOpt,
     WeightsOpt,
@@ -57,14 +65,9 @@ def inspect(
 
 def search(
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt,
-    ratios: str = typer.Option("0,0.25,0.5", "--ratios", help="Ratio set, or one set per segment: a,b/c,d/..."),
-    round_to: int = RoundOpt,
-    monotone: bool = typer.Option(False, "--monotone", help="Ratios non-decreasing with depth"),
-    max_params: int | None = typer.Option(None, "--max-params"),
-    max_macs: int | None = typer.Option(None, "--max-macs"),
-    exclude: list[str] = typer.Option([], "--exclude", help="Pattern like '0.5,*,*' (repeatable)"),
-    limit: int | None = typer.Option(None, "--limit", help="Seeded sample of at most N (plus references)"),
-    sample_seed: int = typer.Option(0, "--sample-seed"),
+    ratios: str = RatiosOpt, round_to: int = RoundOpt, monotone: bool = MonotoneOpt,
+    max_params: int | None = MaxParamsOpt, max_macs: int | None = MaxMacsOpt, exclude: list[str] = ExcludeOpt,
+    limit: int | None = LimitOpt, sample_seed: int = SampleSeedOpt,
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt, json_out: bool = JsonOpt,
 ) -> None:
     """List the candidates of a search space with params, MACs and size vs the seed (no training)."""
@@ -91,7 +94,7 @@ def derive(
     output: Path = typer.Option(..., "-o", "--output", help="out.pt (derived model) or out.onnx"),
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt, round_to: int = RoundOpt,
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
-    dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="ONNX with a dynamic batch axis"),
+    dynamic_batch: bool = DynamicBatchOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""

@@ -50,11 +50,39 @@ class Constraints:
     max_size_mb: float | None = None
     max_accuracy_drop: float = 1.0
     max_energy_mj: float | None = None  # per inference; a candidate without a measured energy fails it
+    speedup: float | None = None  # at least this much faster (p50) than the seed measured in the same run
 
     def admits(self, p: dict[str, Any]) -> bool:
         checks = (("p50_ms", self.max_latency_ms), ("memory_mb", self.max_memory_mb), ("size_mb", self.max_size_mb),
                   ("energy_mj", self.max_energy_mj))
+        if self.speedup is not None and (p.get("speedup") is None or p["speedup"] < self.speedup):
+            return False
         return all(lim is None or (p.get(k) is not None and p[k] <= lim) for k, lim in checks)
+
+    @property
+    def has_latency_budget(self) -> bool:
+        return self.max_latency_ms is not None or self.speedup is not None
+
+    def within_latency_budget(self, p: dict[str, Any], slack: float = 1.0) -> bool:
+        """Meets the latency budget (``slack`` > 1 widens it: the margin just outside)."""
+        if self.max_latency_ms is not None and p["p50_ms"] > self.max_latency_ms * slack:
+            return False
+        return not (self.speedup is not None and (p.get("speedup") or 0) * slack < self.speedup)
+
+    def validate(self) -> None:
+        """Raise ScbpError naming a limit that cannot mean anything."""
+        import math
+
+        from scbp_edge.errors import ScbpError
+
+        for flag, value in (("--max-latency-ms", self.max_latency_ms), ("--max-memory-mb", self.max_memory_mb),
+                            ("--max-size-mb", self.max_size_mb), ("--max-energy-mj", self.max_energy_mj)):
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                raise ScbpError(f"{flag} {value} must be a positive number")
+        if not math.isfinite(self.max_accuracy_drop) or self.max_accuracy_drop < 0:
+            raise ScbpError(f"--max-accuracy-drop {self.max_accuracy_drop} must be 0 or more (points)")
+        if self.speedup is not None and (not math.isfinite(self.speedup) or self.speedup <= 0):
+            raise ScbpError(f"--speedup {self.speedup} must be a positive factor such as 1.5")
 
 
 @dataclass
@@ -69,18 +97,48 @@ class Selection:
         return asdict(self)
 
 
+def _ties(best: dict[str, Any], pts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points whose p50 interval overlaps ``best``'s: the measurement cannot order them."""
+    lo_hi = best.get("p50_interval_ms")
+    if not lo_hi:
+        return [best]
+    return [p for p in pts if p.get("p50_interval_ms") and p["p50_interval_ms"][0] <= lo_hi[1]
+            and lo_hi[0] <= p["p50_interval_ms"][1]] or [best]
+
+
 def select(points: Sequence[dict[str, Any]], front: Sequence[str], cons: Constraints, seed_accuracy: float | None,
            accuracy_is_real: bool) -> Selection:
-    """Fastest front member meeting the constraints (and, with real accuracy, within the allowed drop)."""
+    """The model to ship.
+
+    With a latency budget (``--speedup`` or ``--max-latency-ms``): the most
+    accurate candidate that meets it and every other limit.  Without one: the
+    fastest front member within ``max_accuracy_drop`` of the seed, where
+    candidates whose p50 intervals overlap the fastest one's count as ties and
+    the most accurate of them wins (so noise cannot flip the choice).
+    """
+    real = accuracy_is_real and seed_accuracy is not None
+    if cons.has_latency_budget:
+        feasible = [p for p in points if cons.admits(p) and p["accuracy"] is not None]
+        budget = " and ".join(x for x in (f"p50 <= {cons.max_latency_ms:g} ms" if cons.max_latency_ms else "",
+                                          f">= {cons.speedup:g}x the seed's speed" if cons.speedup else "") if x)
+        rule = f"most accurate candidate with {budget}"
+        if not feasible:
+            return Selection(None, f"no candidate meets the budget ({rule}); relax it or widen --ratios")
+        best = max(feasible, key=lambda p: (p["accuracy"], -p["p50_ms"]))
+        return Selection(best["id"], rule, [p["id"] for p in feasible])
     feasible = [p for p in points if p["id"] in front and cons.admits(p)]
-    if accuracy_is_real and seed_accuracy is not None:
+    if real:
         feasible = [p for p in feasible if p["accuracy"] >= seed_accuracy - cons.max_accuracy_drop]
         rule = f"fastest p50 on the front within {cons.max_accuracy_drop:g} pt of the seed's accuracy"
     else:
         rule = "fastest p50 on the front (accuracy is a stand-in, so no accuracy limit applies)"
     if not feasible:
         return Selection(None, f"no front candidate meets the constraints ({rule}); relax them")
-    best = min(feasible, key=lambda p: (p["p50_ms"], -p["accuracy"]))
+    fastest = min(feasible, key=lambda p: (p["p50_ms"], -p["accuracy"]))
+    tied = _ties(fastest, feasible)
+    best = max(tied, key=lambda p: (p["accuracy"], -p["p50_ms"]))
+    if len(tied) > 1:
+        rule += f"; {len(tied)} were tied within measurement noise, the most accurate of them won"
     return Selection(best["id"], rule, [p["id"] for p in feasible])
 
 
@@ -113,21 +171,3 @@ def flops_disagreement(points: Sequence[dict[str, Any]], noise: float = 0.05) ->
     misordered = sorted({p["fewer_macs"] for p in pairs})
     return {"kendall_tau": tau, "pairs": len(pts) * (len(pts) - 1) // 2, "misordered_pairs": pairs,
             "misordered_candidates": misordered, "noise_band": noise}
-
-
-def pick_top_k(points: list[dict[str, Any]], k: int) -> list[str]:
-    """K candidates spread (by latency) along the front of proxy accuracy vs measured p50.
-
-    The seed is excluded (it is trained anyway as the reference), and so are
-    front members whose proxy fell below half the seed's: collapsed networks
-    that one short fine-tune cannot bring back.
-    """
-    front = set(pareto_front(points, (("accuracy", "max"), ("p50_ms", "min"))))
-    seed = next((p["accuracy"] for p in points if p["reference"] == "seed"), None)
-    floor = 0.5 * seed if seed is not None else float("-inf")
-    on = sorted((p for p in points if p["id"] in front and p["reference"] != "seed" and p["accuracy"] >= floor),
-                key=lambda p: p["p50_ms"])
-    if len(on) <= k:
-        return [p["id"] for p in on]
-    step = (len(on) - 1) / max(1, k - 1)
-    return list(dict.fromkeys(on[round(i * step)]["id"] for i in range(k)))

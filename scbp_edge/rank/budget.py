@@ -15,8 +15,18 @@ from typing import Any
 import numpy as np
 
 
-def _features(points: Sequence[dict[str, Any]]) -> np.ndarray:
-    return np.array([[1.0, *p["segment_macs"]] for p in points], dtype=np.float64)
+def _groups(points: Sequence[dict[str, Any]]) -> list[str]:
+    return sorted({p.get("precision", "") for p in points})
+
+
+def _features(points: Sequence[dict[str, Any]], groups: list[str]) -> np.ndarray:
+    """[1, MACs per segment], one block per precision: int8 and fp32 of one network cost differently."""
+    width = 1 + len(points[0]["segment_macs"]) if points else 1
+    rows = np.zeros((len(points), width * len(groups)), dtype=np.float64)
+    for i, p in enumerate(points):
+        g = groups.index(p.get("precision", ""))
+        rows[i, g * width : (g + 1) * width] = [1.0, *p["segment_macs"]]
+    return rows
 
 
 def fit_latency(points: Sequence[dict[str, Any]], p50: dict[str, float]) -> np.ndarray:
@@ -24,7 +34,7 @@ def fit_latency(points: Sequence[dict[str, Any]], p50: dict[str, float]) -> np.n
     from scipy.optimize import nnls
 
     meas = [p for p in points if p["id"] in p50]
-    x = _features(meas)
+    x = _features(meas, _groups(points))
     scale = x.max(axis=0)
     scale[scale == 0] = 1.0
     coef, _ = nnls(x / scale, np.array([p50[p["id"]] for p in meas]))
@@ -32,7 +42,7 @@ def fit_latency(points: Sequence[dict[str, Any]], p50: dict[str, float]) -> np.n
 
 
 def predict(points: Sequence[dict[str, Any]], coef: np.ndarray) -> dict[str, float]:
-    return {p["id"]: float(v) for p, v in zip(points, _features(points) @ coef)}
+    return {p["id"]: float(v) for p, v in zip(points, _features(points, _groups(points)) @ coef)}
 
 
 def _front_distance(acc: float, lat: float, front: list[tuple[float, float]], span: tuple[float, float]) -> float:

@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scbp_edge.rank import Constraints, flops_disagreement, pareto_front, select
+from scbp_edge.rank import Constraints, Selection, flops_disagreement, pareto_front, select
+from scbp_edge.rank.points import points_of
 from scbp_edge.store import RunStore
 
 
@@ -23,63 +24,77 @@ def _measured_with(measured: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return seen
 
 
-def _memory(m: dict[str, Any]) -> float | None:
-    """The memory that limits the target: the GPU's where measured, else the host process's."""
-    for key in ("device_memory_mb", "memory_mb", "peak_rss_mb"):
-        if m.get(key) is not None:
-            return m[key]
-    return None
+PROXY_FRONT = (("proxy_accuracy", "max"), ("p50_ms", "min"), ("memory_mb", "min"), ("size_mb", "min"),
+               ("energy_mj", "min"))
 
 
-def _points(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    pts = []
-    for c in cands:
-        if c["status"] != "measured":
-            continue
-        m = c["measurement"]
-        pts.append({
-            "id": c["id"], "ratios": c["ratios"], "reference": c["reference"],
-            "accuracy": c["accuracy"]["value"], "p50_ms": m["latency"]["p50_ms"], "p90_ms": m["latency"]["p90_ms"],
-            "p99_ms": m["latency"]["p99_ms"], "cv": m["latency"]["cv"],
-            "memory_mb": _memory(m), "device_memory_mb": m.get("device_memory_mb"),
-            "size_mb": m["model_size_mb"], "params": c["static"]["params"], "macs": c["static"]["macs"],
-            "energy_mj": m["energy"]["mj_per_inference"],
-            "test_accuracy": (c.get("trained") or {}).get("test_accuracy"),
-            "round_p50_ms": m["latency"].get("round_p50_ms", []),
-        })
-    return pts
+def _selection(pts: list[dict[str, Any]], cons: Constraints, real: bool) -> tuple[Selection, str]:
+    """The shipped model: among the fine-tuned candidates (test accuracy) where training happened, else by proxy."""
+    seed = next((p for p in pts if p["is_seed"]), None)
+    trained = [p for p in pts if p["test_accuracy"] is not None]
+    if seed is not None and seed["test_accuracy"] is not None and len(trained) > 1:
+        tpts = [dict(p, accuracy=p["test_accuracy"]) for p in trained]
+        sel = select(tpts, pareto_front(tpts), cons, seed["test_accuracy"], True)
+        sel.reason += " (test accuracy after fine-tuning, against the seed fine-tuned alike)"
+        return sel, "test"
+    ppts = [dict(p, accuracy=p["proxy_accuracy"] if p["proxy_accuracy"] is not None else float("-inf"))
+            for p in pts]
+    return select(ppts, pareto_front(pts, PROXY_FRONT), cons, seed["proxy_accuracy"] if seed else None, real), "proxy"
+
+
+def _budget_result(pts: list[dict[str, Any]], cons: Constraints, sel: Selection, kind: str) -> dict[str, Any] | None:
+    """For a latency budget: what was best inside it and how far it fell from the seed."""
+    if not cons.has_latency_budget:
+        return None
+    seed = next((p for p in pts if p["is_seed"]), None)
+    best = next((p for p in pts if p["id"] == sel.id), None)
+    key = "test_accuracy" if kind == "test" else "proxy_accuracy"
+    return {"max_latency_ms": cons.max_latency_ms, "speedup": cons.speedup, "best": sel.id,
+            "inside": len(sel.feasible), "accuracy_kind": kind,
+            "best_speedup": best["speedup"] if best else None, "best_accuracy": best[key] if best else None,
+            "seed_accuracy": seed[key] if seed else None,
+            "accuracy_delta": best[key] - seed[key] if best and seed and best[key] is not None
+            and seed[key] is not None else None}
+
+
+def _training_state(store: RunStore) -> dict[str, Any] | None:
+    t = store.get_meta("training")
+    if t is None:
+        return None
+    done = set(t.get("done", []))
+    return {**t, "interrupted": t.get("state") != "done", "trained": len(done), "wanted": len(t.get("networks", []))}
 
 
 def build_report(store: RunStore) -> dict[str, Any]:
-    """The report as one JSON-serialisable dict."""
+    """The report as one JSON-serialisable dict (from whatever rows can be read, if the database is damaged)."""
     cfg = store.get_meta("config", {})
-    cands = store.candidates()
-    pts = _points(cands)
-    front = pareto_front(pts)
-    seed_pt = next((p for p in pts if p["reference"] == "seed"), None)
+    cands, unreadable = store.salvage()
+    pts = points_of(cands)
+    front = pareto_front(pts, PROXY_FRONT)
+    seed_pt = next((p for p in pts if p["is_seed"]), None)
     kinds = {c["accuracy"]["kind"] for c in cands if c.get("accuracy")}
     real = bool(kinds) and not any("stand-in" in k for k in kinds)
     cons = Constraints(**cfg.get("constraints", {}))
-    sel = select(pts, front, cons, seed_pt["accuracy"] if seed_pt else None, real)
-    trained = _trained_summary(pts)
-    if trained["seed_test_accuracy"] is not None and len(trained["rows"]) > 1:
-        tpts = [dict(p, accuracy=p["test_accuracy"]) for p in pts if p["test_accuracy"] is not None]
-        sel = select(tpts, pareto_front(tpts), cons, trained["seed_test_accuracy"], True)
-        sel.reason += " (after one-shot training: test accuracy vs the seed fine-tuned with the same budget)"
+    sel, sel_kind = _selection(pts, cons, real)
     measured = [c["measurement"] for c in cands if c["status"] == "measured"]
     energy_reasons = sorted({m["energy"]["reason"] for m in measured if m["energy"]["reason"]})
     energy_sources = sorted({m["energy"]["source"] for m in measured if m["energy"]["mj_per_inference"] is not None})
     return {
         "run": {"created": store.get_meta("created"), "config": cfg, "target": store.get_meta("target"),
-                "seed": store.get_meta("seed"), "segmentation": store.get_meta("segmentation")},
+                "runtime": store.get_meta("runtime"), "precisions": store.get_meta("precisions", []),
+                "notes": store.get_meta("notes", []), "seed": store.get_meta("seed"),
+                "segmentation": store.get_meta("segmentation")},
         "accuracy_kind": sorted(kinds),
         "counts": {s: sum(c["status"] == s for c in cands) for s in ("pending", "exported", "measured", "failed")},
+        "unreadable_rows": unreadable,
         "candidates": cands,
         "points": pts,
         "front": front,
-        "selection": sel.to_dict(),
+        "selection": dict(sel.to_dict(), accuracy_kind=sel_kind),
         "seed_point": seed_pt,
-        "trained": trained,
+        "trained": _trained_summary(pts),
+        "training": _training_state(store),
+        "budget_result": _budget_result(pts, cons, sel, sel_kind),
         "budget": store.get_meta("budget"),
         "classifier_replaced": store.get_meta("classifier_replaced"),
         "flops_vs_measured": flops_disagreement(pts),
@@ -106,19 +121,21 @@ def write_reports(run_dir: Path, store: RunStore) -> dict[str, Any]:
 def _trained_summary(pts: list[dict[str, Any]]) -> dict[str, Any]:
     """Trained candidates vs the equally trained seed, and how well the proxy predicted them."""
     rows = [p for p in pts if p.get("test_accuracy") is not None]
-    seed = next((p for p in rows if p["reference"] == "seed"), None)
+    seed = next((p for p in rows if p["is_seed"]), None)
     out: dict[str, Any] = {"seed_test_accuracy": seed["test_accuracy"] if seed else None, "rows": [],
                            "proxy_spearman": None}
     for p in sorted(rows, key=lambda p: p["p50_ms"]):
         out["rows"].append({
-            "id": p["id"], "proxy_accuracy": p["accuracy"], "test_accuracy": p["test_accuracy"], "p50_ms": p["p50_ms"],
-            "params": p["params"], "speedup_vs_seed": seed["p50_ms"] / p["p50_ms"] if seed else None,
+            "id": p["id"], "precision": p["precision"], "proxy_accuracy": p["proxy_accuracy"],
+            "test_accuracy": p["test_accuracy"], "p50_ms": p["p50_ms"],
+            "params": p["params"], "speedup_vs_seed": p["speedup"],
             "params_vs_seed": p["params"] / seed["params"] if seed else None,
             "accuracy_delta_vs_seed": p["test_accuracy"] - seed["test_accuracy"] if seed else None,
         })
-    if len(rows) >= 3:
+    ranked = [p for p in rows if p["proxy_accuracy"] is not None]
+    if len(ranked) >= 3:
         from scipy.stats import spearmanr
 
-        rho = spearmanr([p["accuracy"] for p in rows], [p["test_accuracy"] for p in rows]).statistic
+        rho = spearmanr([p["proxy_accuracy"] for p in ranked], [p["test_accuracy"] for p in ranked]).statistic
         out["proxy_spearman"] = None if rho != rho else float(rho)
     return out

@@ -15,7 +15,7 @@ def write_plots(run_dir: Path, rep: dict[str, Any]) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = rep["points"]
+    pts = [dict(p, accuracy=p["proxy_accuracy"]) for p in rep["points"] if p["proxy_accuracy"] is not None]
     if not pts:
         return []
     out = run_dir / "plots"

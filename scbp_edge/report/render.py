@@ -17,15 +17,16 @@ def _f(x: Any, nd: int = 3) -> str:
 
 
 def _rows(rep: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    head = ["id", "ratios", "accuracy", "p50 ms", "p90 ms", "CV", "memory MB", "size MB", "params", "MACs",
-            "energy mJ", "front"]
+    head = ["id", "precision", "ratios", "proxy acc", "test acc", "p50 ms", "speed-up", "p90 ms", "CV", "memory MB",
+            "size MB", "params", "MACs", "energy mJ", "front"]
     front = set(rep["front"])
     rows = []
     for p in sorted(rep["points"], key=lambda p: p["p50_ms"]):
         mark = ("selected " if p["id"] == rep["selection"]["id"] else "") + ("front" if p["id"] in front else "")
-        rows.append([p["id"], ",".join(f"{r:g}" for r in p["ratios"]), _f(p["accuracy"], 4), _f(p["p50_ms"]),
-                     _f(p["p90_ms"]), _f(p["cv"], 2), _f(p["memory_mb"]), _f(p["size_mb"]), _f(p["params"]),
-                     _f(p["macs"]), _f(p["energy_mj"]), mark.strip()])
+        rows.append([p["id"], p["precision"], ",".join(f"{r:g}" for r in p["ratios"]), _f(p["proxy_accuracy"], 4),
+                     _f(p["test_accuracy"], 4), _f(p["p50_ms"]), _f(p["speedup"]), _f(p["p90_ms"]), _f(p["cv"], 2),
+                     _f(p["memory_mb"]), _f(p["size_mb"]), _f(p["params"]), _f(p["macs"]), _f(p["energy_mj"]),
+                     mark.strip()])
     return head, rows
 
 
@@ -44,12 +45,13 @@ def _summary_lines(rep: dict[str, Any]) -> list[str]:
     if sp and seed:
         # After one-shot training compare test accuracies (both fine-tuned alike), else the proxies.
         key, what = ("test_accuracy", "test accuracy after equal fine-tuning") if (
-            sp.get("test_accuracy") is not None and seed.get("test_accuracy") is not None) else ("accuracy", "accuracy")
+            sp.get("test_accuracy") is not None and seed.get("test_accuracy") is not None) else (
+            "proxy_accuracy", "proxy accuracy")
         lines.append(
-            f"Selected vs seed: {seed['p50_ms'] / sp['p50_ms']:.2f}x faster (p50), "
+            f"Selected vs seed: {_f(sp['speedup'])}x faster (p50), "
             f"{100 * (1 - sp['params'] / seed['params']):.1f}% fewer params, "
-            f"{100 * (1 - sp['size_mb'] / seed['size_mb']):.1f}% smaller file, {what} {sp[key]:.2f} "
-            f"vs {seed[key]:.2f}."
+            f"{100 * (1 - sp['size_mb'] / seed['size_mb']):.1f}% smaller file, {what} {_f(sp[key], 4)} "
+            f"vs {_f(seed[key], 4)}."
         )
     tau = fl["kendall_tau"]
     lines.append(

@@ -44,6 +44,8 @@ class Capabilities:
     device_python: tuple[int, int] = (3, 6)
     #: what compile() consumes: "onnx" (the exported file) or "torch" (the derived .pt)
     consumes: str = "onnx"
+    #: the int8 QDQ form it runs fast and builds: "s8s8" (symmetric, TensorRT) or "u8s8" (ONNX Runtime's CPU kernels)
+    int8_scheme: str = "s8s8"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

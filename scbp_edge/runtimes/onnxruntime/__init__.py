@@ -22,7 +22,7 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
     capabilities = Capabilities(precisions=("fp32", "int8"), energy=("rapl",), locations=("local", "ssh"),
-                                batch_sizes=None, deployable=True, device_python=(3, 6))
+                                batch_sizes=None, deployable=True, device_python=(3, 6), int8_scheme="u8s8")
     remote_files = (HERE / "worker.py",)
     remote_imports = ("numpy", "onnxruntime")
     default_base_image = "python:3.11-slim-bookworm"

@@ -78,6 +78,24 @@ class Rapl:
         return total
 
 
+def _cores():
+    """The cores this process may run on (all of the device's, unless an affinity says otherwise)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _die_with_parent():
+    """Linux: exit when the process that started this worker dies (a SIGKILLed build leaves no worker)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _reply(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -87,11 +105,17 @@ def main():
     import numpy as np
     import onnxruntime as ort
 
+    _die_with_parent()
     cfg = json.loads(sys.stdin.readline())
+    if cfg.get("affinity") and hasattr(os, "sched_setaffinity"):  # Linux: keep the worker on these cores
+        os.sched_setaffinity(0, [int(c) for c in cfg["affinity"]])
+    threads = int(cfg.get("threads", 0)) or len(_cores())
     baseline = _rss_bytes()
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(cfg.get("threads", 0))
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    if "spin" in cfg:  # idle intra-op threads spin-wait for work by default: they then eat other workers' CPU
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg["spin"] else "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     t0 = time.perf_counter()
     sess = ort.InferenceSession(cfg["model"], opts, providers=["CPUExecutionProvider"])
@@ -100,8 +124,11 @@ def main():
     shape = [d if isinstance(d, int) else int(cfg.get("batch", 1)) for d in inp.shape]
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
     feed = {inp.name: x}
-    for _ in range(int(cfg.get("warmup", 10))):
+    t0 = time.perf_counter()
+    done = 0
+    while done < int(cfg.get("warmup", 10)) or time.perf_counter() - t0 < float(cfg.get("warmup_s", 0)):
         sess.run(None, feed)
+        done += 1
     rapl = Rapl(cfg.get("rapl_root") or os.environ.get("SCBP_RAPL_ROOT") or "/sys/class/powercap")
     idle_w = None
     if rapl.domains:  # idle power just before timing, for energy above idle
@@ -109,7 +136,7 @@ def main():
         time.sleep(float(cfg.get("idle_seconds", 0.5)))
         idle_w = rapl.delta_uj(e0, rapl.read()) / 1e6 / (time.perf_counter() - t0)
     _reply({"ready": True, "baseline_rss": baseline, "load_s": load_s, "input_shape": shape,
-            "energy_reason": rapl.reason, "idle_w": idle_w, "pid": os.getpid(),
+            "energy_reason": rapl.reason, "idle_w": idle_w, "pid": os.getpid(), "threads": threads,
             "energy_source": "rapl (package domains, whole timed window)" if rapl.domains else None,
             "info": {"runtime": "onnxruntime " + ort.__version__}})
     for line in sys.stdin:

@@ -1,0 +1,128 @@
+"""Where does CPU latency noise come from?  Repeated profiling passes under protocol variants.
+
+Each *pass* measures the same models with fresh worker processes, as one build
+does; comparing passes shows run-to-run reproducibility (what issues 18 and 21
+ask for), comparing variants shows which protocol change removes the noise.
+Models: the default build's networks (ResNet-20 on 16x16 digits, about 0.1 ms)
+and, with ../shared, the pretrained cifar-resnet56's candidates (about 2 ms).
+
+Writes benchmarks/results/measure_protocol.{json,md}.  Run alone on an idle machine:
+    .venv/bin/python benchmarks/measure_protocol.py [--passes 4] [--variants a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scbp_edge.profile.runner import Item  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+OUT = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / ".work" / "protocol"
+# name -> (extra worker config, measure-policy overrides)
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "before": ({}, {}),
+    "one-thread": ({"threads": 1}, {}),
+    "no-spin": ({"spin": False}, {}),
+    "no-spin-warm": ({"spin": False, "warmup_s": 0.5}, {}),
+    "pinned-no-spin-warm": ({"spin": False, "warmup_s": 0.5, "affinity": "all"}, {}),
+}
+
+
+def _models() -> dict[str, list[Item]]:
+    from scbp_edge import defaults
+    from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.export.onnx import export_onnx
+    from scbp_edge.seeds import load_seed
+
+    sets = {}
+    digits = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
+                       mean=defaults.DIGITS_MEAN, std=defaults.DIGITS_STD)
+    seeds = {"digits-resnet20": Workbench(SeedOptions(defaults.DEFAULT_SEED, round_to=8), digits)}
+    ckpt = SHARED / "seeds/cifar10-resnet/resnet56-4bfd9763.th"
+    if ckpt.is_file():
+        seeds["cifar-resnet56"] = Workbench(SeedOptions("cifar-resnet56", str(ckpt), round_to=8))
+    for name, wb in seeds.items():
+        items = []
+        for c in wb.space("0,0.25,0.5", fill_costs=False):
+            path = WORK / name / f"{c.id}.onnx"
+            if not path.is_file():
+                export_onnx(wb.candidate(c.ratios)[1], wb.seed.spec.input_shape, path)
+            items.append(Item(c.id, path))
+        sets[name] = items
+    return sets
+
+
+def _pass(items: list[Item], extra: dict, policy: dict) -> dict[str, dict]:
+    from scbp_edge.profile.runner import profile_interleaved
+    from scbp_edge.runtimes import get_runtime
+    from scbp_edge.targets import load_target
+
+    target = load_target("cpu")
+    for k, v in policy.items():
+        setattr(target.measure, k, v)
+    rt = get_runtime("onnxruntime")
+    got: dict[str, dict] = {}
+    extra = dict(extra)
+    if extra.get("affinity") == "all":
+        import os
+
+        extra["affinity"] = sorted(os.sched_getaffinity(0))
+    profile_interleaved(items, target, backend=rt, worker_argv=rt.worker_argv(), extra_config=extra,
+                        on_result=lambda k, m, e: got.__setitem__(k, {"p50": m.latency.p50_ms,
+                                                                      "rounds": m.latency.round_p50_ms} if m else None))
+    return got
+
+
+def _summary(passes: list[dict[str, dict]], seed_id: str) -> dict:
+    from scipy.stats import kendalltau
+
+    ids = [k for k in passes[0] if all(p.get(k) for p in passes)]
+    p50 = {k: [p[k]["p50"] for p in passes] for k in ids}
+    cv = {k: statistics.pstdev(v) / statistics.mean(v) for k, v in p50.items()}
+    ratio = {k: [p[k]["p50"] / p[seed_id]["p50"] for p in passes] for k in ids if k != seed_id}
+    rcv = {k: statistics.pstdev(v) / statistics.mean(v) for k, v in ratio.items()}
+    within = [statistics.pstdev(r) / statistics.mean(r) for p in passes for k in ids if len(r := p[k]["rounds"]) > 1]
+    taus = [kendalltau([passes[i][k]["p50"] for k in ids], [passes[j][k]["p50"] for k in ids]).statistic
+            for i in range(len(passes)) for j in range(i + 1, len(passes))]
+    fastest = [min(ids, key=lambda k, p=p: p[k]["p50"]) for p in passes]
+    return {"median_cv_p50_across_passes": statistics.median(cv.values()),
+            "max_cv_p50_across_passes": max(cv.values()),
+            "median_cv_speedup_across_passes": statistics.median(rcv.values()),
+            "max_cv_speedup_across_passes": max(rcv.values()),
+            "median_cv_within_pass_rounds": statistics.median(within),
+            "kendall_tau_between_passes": {"min": min(taus), "median": statistics.median(taus)},
+            "seed_p50_ms": p50[seed_id], "same_fastest_every_pass": len(set(fastest)) == 1}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--passes", type=int, default=4)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    sets = _models()
+    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "passes": args.passes, "results": {}}
+    for name in args.variants.split(","):
+        extra, policy = VARIANTS[name]
+        for model_set, items in sets.items():
+            passes = [_pass(items, extra, policy) for _ in range(args.passes)]
+            seed_id = next(it.key for it in items if it.key.endswith("-0.0.0") or it.key.endswith("0_0_0"))
+            res["results"].setdefault(name, {})[model_set] = _summary(passes, seed_id)
+            print(name, model_set, json.dumps(res["results"][name][model_set]), flush=True)
+    res["wall_s"] = time.perf_counter() - t0
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "measure_protocol.json").write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""``build``: derive -> proxy -> export/quantize -> measure -> fine-tune -> rank -> report, resumable.
+
+Everything that can be wrong with the inputs is found before a run folder
+exists (:func:`scbp_edge.build.prepare.prepare`).  Every candidate's progress
+is then committed to the run's SQLite store as soon as it happens; a candidate
+that fails is recorded with its stage and error and the build goes on;
+``--resume`` redoes only what is not finished.  One process works on a run at
+a time (a lock in the run folder).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+from scbp_edge.build.config import BuildConfig
+from scbp_edge.build.prepare import Prepared, adapt_classifier, prepare
+from scbp_edge.build.stages import derive_stage, profile_stage
+from scbp_edge.build.train import train_stage
+from scbp_edge.errors import RunError, ScbpError
+from scbp_edge.store import RunLock, RunStore
+
+__all__ = ["BuildConfig", "BuildInterrupted", "build", "new_run_dir"]
+
+
+class BuildInterrupted(ScbpError):
+    """Ctrl-C or SIGTERM: finished work is saved; the message says how to continue."""
+
+    exit_code = 130
+
+    def __init__(self, run_dir: Path | None) -> None:
+        where = f"; continue with: scbp-edge build --resume {run_dir}" if run_dir else " (no run folder was made yet)"
+        super().__init__(f"interrupted: finished work is saved{where}")
+
+
+def new_run_dir(runs: Path, seed: str, target: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", seed.split(":")[-1])
+    path = runs / f"{stamp}-{safe}-{target}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = runs / f"{stamp}-{safe}-{target}-{n}"
+    return path
+
+
+def _make_run_dir(runs: Path, cfg: BuildConfig) -> Path:
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        run_dir = new_run_dir(runs, cfg.seed.seed, Path(cfg.target).stem)
+        run_dir.mkdir()
+    except OSError as exc:
+        raise RunError(f"--runs '{runs}' cannot hold run folders ({exc.strerror}); give a writable folder") from None
+    return run_dir
+
+
+def _init_store(store: RunStore, cfg: BuildConfig, prep: Prepared) -> None:
+    """Candidates (each network at each precision), then the settings; the config last: it marks a usable run."""
+    store.add_candidates([
+        {"id": f"{c.id}_{p}", "network": c.id, "precision": p, "ratios": c.ratios, "reference": c.reference,
+         "static": {"params": c.params, "macs": c.macs, "size_bytes": c.size_bytes, **c.extra}}
+        for c in prep.space for p in prep.precisions
+    ])
+    store.set_meta("target", prep.target.to_dict())
+    store.set_meta("runtime", {"name": prep.runtime.name, "capabilities": prep.runtime.capabilities.to_dict()})
+    store.set_meta("precisions", prep.precisions)
+    store.set_meta("notes", prep.notes)
+    store.set_meta("seed", prep.wb.seed.spec.to_dict())
+    store.set_meta("segmentation", prep.wb.segmentation.to_dict())
+    store.set_meta("created", dt.datetime.now().isoformat(timespec="seconds"))
+    store.set_meta("config", cfg.to_dict())
+
+
+def _open_resume(resume: Path) -> tuple[Path, RunLock, RunStore, BuildConfig]:
+    run_dir = Path(resume)
+    if not run_dir.is_dir():
+        raise RunError(f"--resume '{run_dir}' is not a folder; pass the run folder a build printed")
+    lock = RunLock(run_dir).acquire()
+    try:
+        store = RunStore(run_dir / "run.sqlite")
+    except ScbpError:
+        lock.release()
+        if not (run_dir / "run.sqlite").exists():
+            raise RunError(f"'{run_dir}' holds no run database: the build was stopped before any work was saved; "
+                           "start a new build (nothing is lost)") from None
+        raise
+    problem = store.integrity_problem()
+    saved = None if problem else store.get_meta("config")
+    if problem or saved is None:
+        store.close()
+        lock.release()
+        if problem:
+            raise RunError(f"run database of '{run_dir}' is damaged ({problem}); 'scbp-edge report {run_dir}' shows "
+                           "what can still be read; start a new build to continue")
+        raise RunError(f"'{run_dir}' was stopped before any work was saved; start a new build (nothing is lost)")
+    return run_dir, lock, store, BuildConfig.from_dict(saved)
+
+
+def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = None) -> Path:
+    """Run (or resume) a build; returns the run directory."""
+    run_dir: Path | None = None
+    try:
+        if resume is not None:
+            run_dir, lock, store, cfg = _open_resume(resume)
+            try:
+                prep = prepare(cfg)
+            except BaseException:
+                store.close()
+                lock.release()
+                raise
+            # A lost device or a killed worker is not the candidate's fault: measure those again.
+            store.retry_failed(("profile", "compile"))
+        else:
+            prep = prepare(cfg)  # every input checked: only now is a folder made
+            run_dir = _make_run_dir(runs, cfg)
+            lock = RunLock(run_dir).acquire()
+            store = RunStore(run_dir / "run.sqlite", create=True)
+            _init_store(store, cfg, prep)
+        try:
+            _run(prep, store, run_dir, cfg)
+        finally:
+            store.close()
+            lock.release()
+    except KeyboardInterrupt:
+        raise BuildInterrupted(run_dir) from None
+    return run_dir
+
+
+def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:
+    from scbp_edge.executors import make_executor
+    from scbp_edge.report import write_reports
+
+    if prep.data is not None and len(prep.data["train"].classes) != prep.wb.seed.spec.num_classes:
+        prep.wb, info = adapt_classifier(prep.wb, prep.data, cfg, run_dir)
+        store.set_meta("classifier_replaced", info)
+    executor = make_executor(cfg.executor, cfg.ray_address, cfg.retries)
+    derive_stage(prep, store, run_dir, cfg, executor)
+    profile_stage(prep, store, cfg, run_dir)
+    try:
+        train_stage(prep, store, run_dir, cfg, executor)
+    finally:  # an interrupted training still leaves a report that says so
+        write_reports(run_dir, store)
+    _fail_if_nothing_measured(store, run_dir)
+
+
+def _fail_if_nothing_measured(store: RunStore, run_dir: Path) -> None:
+    """A build that measured nothing is not a success, even with a report (the work so far is kept)."""
+    cands = store.candidates()
+    failed = [c for c in cands if c["status"] == "failed"]
+    if failed and not any(c["status"] == "measured" for c in cands):
+        c = failed[-1]
+        raise RunError(f"no candidate was measured: {len(failed)} failed, e.g. {c['id']} at {c['stage']}: "
+                       f"{c['error']}; fix that and continue with scbp-edge build --resume {run_dir}")

@@ -1,0 +1,100 @@
+"""The build's configuration: one typed record, checked in full before any folder or work exists.
+
+It is stored in the run, so ``--resume`` replays it exactly; a value that
+would crash a later stage is refused here instead, in one line, and never saved.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scbp_edge.api import SeedOptions
+from scbp_edge.errors import ScbpError
+from scbp_edge.rank import Constraints
+
+EXECUTORS = ("local", "ray")
+INITS = ("inherit", "scratch")
+PROXIES = ("adabn", "distill")
+
+
+@dataclass
+class BuildConfig:
+    """Everything a build needs; stored in the run so ``--resume`` replays it exactly."""
+
+    seed: SeedOptions = field(default_factory=SeedOptions)
+    target: str = "cpu"
+    ratios: str = "0,0.25,0.5"
+    monotone: bool = False
+    exclude: list[str] = field(default_factory=list)
+    limit: int | None = None
+    sample_seed: int = 0
+    max_params: int | None = None
+    max_macs: int | None = None
+    data: str | None = "digits"
+    bn_images: int = 512
+    val_fraction: float = 0.1
+    dynamic_batch: bool = False
+    constraints: Constraints = field(default_factory=Constraints)
+    chunk: int = 8
+    use_default_seed: bool = True
+    top_k: int = 3
+    epochs: int = 3
+    distill: bool = False
+    init: str = "inherit"
+    lr: float = 0.02
+    devices: list[str] = field(default_factory=list)
+    executor: str = "local"
+    ray_address: str | None = None
+    retries: int = 2
+    measure_budget: int | None = None
+    precisions: list[str] | None = None  # None: the target's, within what its runtime can run
+    calib_images: int = 512  # int8 calibration images, from the train split
+    calibration: str = "minmax"
+    qat_epochs: int = 0  # quantization-aware fine-tuning when post-training int8 loses more than qat_threshold
+    qat_threshold: float = 0.5
+    proxy: str = "adabn"  # second pass for the budget's shortlist: "distill" (short distillation fine-tune)
+    margin: int = 2  # candidates just outside a latency budget that are still fine-tuned
+    keep_models: bool = False  # also write every candidate's derived .pt (always, for runtimes timing them)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BuildConfig:
+        d = dict(d)
+        d["seed"] = SeedOptions(**d["seed"])
+        d["constraints"] = Constraints(**d["constraints"])
+        return cls(**d)
+
+    def validate(self) -> None:
+        """Raise ScbpError naming the first option that cannot work, and what would."""
+        ints = {"--profile-chunk": (self.chunk, 1), "--top-k": (self.top_k, 0), "--epochs": (self.epochs, 0),
+                "--retries": (self.retries, 0), "--calib-images": (self.calib_images, 1),
+                "--qat-epochs": (self.qat_epochs, 0), "--margin": (self.margin, 0), "--bn-images": (self.bn_images, 1)}
+        for flag, (value, low) in ints.items():
+            if value < low:
+                raise ScbpError(f"{flag} {value} must be at least {low}")
+        for flag, value, low in (("--limit", self.limit, 1), ("--measure-budget", self.measure_budget, 1),
+                                 ("--max-params", self.max_params, 1), ("--max-macs", self.max_macs, 1),
+                                 ("--round-to", self.seed.round_to, 1), ("--input-size", self.seed.input_size, 8),
+                                 ("--num-classes", self.seed.num_classes, 2)):
+            if value is not None and value < low:
+                raise ScbpError(f"{flag} {value} must be at least {low}")
+        if self.top_k > 0 and self.epochs == 0 and self.data:
+            raise ScbpError("--epochs 0 trains nothing: give --epochs 1 or more, or --top-k 0 to skip training")
+        for flag, value, choices in (("--executor", self.executor, EXECUTORS), ("--init", self.init, INITS),
+                                     ("--proxy", self.proxy, PROXIES)):
+            if value not in choices:
+                raise ScbpError(f"{flag} '{value}' is not one of {', '.join(choices)}")
+        from scbp_edge.export.int8 import CALIBRATION
+
+        if self.calibration not in CALIBRATION:
+            raise ScbpError(f"--calibration '{self.calibration}' is not one of {', '.join(CALIBRATION)}")
+        if not (0 < self.val_fraction < 1):
+            raise ScbpError(f"--val-fraction {self.val_fraction} must be between 0 and 1")
+        for flag, value in (("--lr", self.lr), ("--qat-threshold", self.qat_threshold)):
+            if not math.isfinite(value) or value <= 0:
+                raise ScbpError(f"{flag} {value} must be a positive number")
+        self.constraints.validate()

@@ -1,0 +1,161 @@
+"""Everything a build checks before it makes a run folder: target, runtime, precisions, seed, data, space.
+
+A bad value anywhere is one line and no folder; what is returned is all the
+later stages need.  Nothing here writes to a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scbp_edge.api import SeedOptions, Workbench
+from scbp_edge.build.config import BuildConfig
+from scbp_edge.build.ui import console, progress
+from scbp_edge.errors import ScbpError, TargetError
+from scbp_edge.runtimes.base import Runtime
+from scbp_edge.space import Candidate
+from scbp_edge.targets import Target
+
+
+@dataclass
+class Prepared:
+    """A checked build: its target and runtime, the precisions searched, the seed, the data and the space."""
+
+    target: Target
+    runtime: Runtime
+    precisions: list[str]
+    wb: Workbench
+    data: dict[str, Any] | None  # proxy inputs (bn_x, val_x, val_y, calib_x, skipped) and train/test ImageSets
+    space: list[Candidate]
+    notes: list[str]
+
+
+def resolve(cfg: BuildConfig) -> tuple[Target, Runtime, list[str], list[str]]:
+    """Target, runtime, the precisions to search and notes; refuses what the runtime cannot run."""
+    from scbp_edge.runtimes import resolve_target, runtime_for
+
+    target = resolve_target(cfg.target)
+    runtime = runtime_for(target, remote=bool(cfg.devices))
+    can = runtime.capabilities.precisions
+    notes: list[str] = []
+    if cfg.precisions:
+        bad = [p for p in cfg.precisions if p not in can]
+        if bad:
+            raise TargetError(f"--precision {','.join(bad)}: runtime '{runtime.name}' of target '{target.name}' "
+                              f"cannot run it (it runs {', '.join(can)})")
+        precisions = list(dict.fromkeys(cfg.precisions))
+    else:
+        precisions = [p for p in target.precisions if p in can]
+        dropped = [p for p in target.precisions if p not in can]
+        if dropped:
+            notes.append(f"{', '.join(dropped)} not searched: runtime '{runtime.name}' cannot run it")
+        if not precisions:
+            raise TargetError(f"runtime '{runtime.name}' runs none of target '{target.name}''s precisions "
+                              f"({', '.join(target.precisions)}); pass --precision {can[0]}")
+    if "int8" in precisions and not cfg.data:
+        if cfg.precisions:
+            raise ScbpError("--precision int8 needs images to calibrate on: give --data (its train split is used)")
+        precisions.remove("int8")
+        notes.append("int8 not searched: calibration needs --data")
+        if not precisions:
+            raise ScbpError(f"target '{target.name}' searches only int8, which needs --data to calibrate")
+    if cfg.devices:  # an unreachable device is bad input: say so before any work, not after deriving
+        from scbp_edge.remote.pool import preflight
+
+        for problem in preflight(cfg.devices, runtime.remote_imports):
+            console.print(f"warning: {problem}; going on without it", markup=False)
+    return target, runtime, precisions, notes
+
+
+def prepare(cfg: BuildConfig) -> Prepared:
+    """Check ``cfg`` in full (one line per problem, nothing written) and load what the build works on."""
+    cfg.validate()
+    target, runtime, precisions, notes = resolve(cfg)
+    opts = cfg.seed
+    if target.input_size and not opts.input_size:
+        opts.input_size = target.input_size
+    if opts.round_to is None:  # only an explicit --round-to overrides the target's multiple
+        opts.round_to = target.round_to
+    wb = _workbench(opts, cfg)
+    data = load_data(cfg, wb)
+    with console.status("enumerating the candidate space"):
+        space = wb.space(cfg.ratios, monotone=cfg.monotone, exclude=cfg.exclude, limit=cfg.limit,
+                         sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs,
+                         fill_costs=False)  # the derive stage derives each network and fills them
+    return Prepared(target, runtime, precisions, wb, data, space, notes)
+
+
+def _workbench(opts: SeedOptions, cfg: BuildConfig) -> Workbench:
+    from scbp_edge import defaults
+    from scbp_edge.seeds import load_seed
+
+    default = (cfg.use_default_seed and opts.seed == defaults.DEFAULT_SEED and cfg.data == "digits"
+               and (opts.weights is None or opts.in_channels == 1))
+    if not default:
+        return Workbench(opts)
+    if opts.weights is None:
+        with progress() as prog:
+            task = prog.add_task("training the default seed on digits (once; cached)", total=defaults.RECIPE["epochs"])
+            opts.weights = str(defaults.default_seed_weights(progress=lambda _e: prog.advance(task)))
+    opts.in_channels, opts.input_size = defaults.DEFAULT_INPUT[0], defaults.DEFAULT_INPUT[1]
+    seed = load_seed(opts.seed, opts.weights, input_shape=defaults.DEFAULT_INPUT, mean=defaults.DIGITS_MEAN,
+                     std=defaults.DIGITS_STD)
+    return Workbench(opts, seed)
+
+
+def _sample(n_total: int, n: int, seed: int) -> np.ndarray:
+    """A seeded random sample of indices: a split sorted by class must not give one class only."""
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[: min(n, n_total)])
+
+
+def load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
+    """Train/val/test splits at the seed's input size, the BN and calibration samples (train split only)."""
+    if not cfg.data:
+        return None
+    from scbp_edge.data import load_dataset, split_val
+
+    spec = wb.seed.spec
+    with console.status(f"reading data '{cfg.data}'"):
+        train, test = load_dataset(cfg.data, spec.input_shape[1:], spec.input_shape[0])
+    rest, val = split_val(train, cfg.val_fraction, 0)
+    if len(val) == 0:
+        console.print("warning: the validation split is empty (one image per class?): proxy accuracy is n/a; "
+                      "add images or raise --val-fraction", markup=False)
+    bn_x, _ = rest.subset(_sample(len(rest), cfg.bn_images, 1)).tensors(spec.mean, spec.std)
+    calib_x, _ = rest.subset(_sample(len(rest), cfg.calib_images, 2)).tensors(spec.mean, spec.std)
+    val_x, val_y = val.tensors(spec.mean, spec.std)
+    return {"bn_x": bn_x, "val_x": val_x, "val_y": val_y, "calib_x": calib_x,
+            "skipped": len(train.skipped) + len(test.skipped), "train": rest, "test": test}
+
+
+def adapt_classifier(wb: Workbench, data: dict[str, Any], cfg: BuildConfig, run_dir: Path) -> tuple[Workbench, dict]:
+    """The data has another class count: a new classifier, fine-tuned with the seed, kept in the run for resumes."""
+    import torch
+
+    from scbp_edge.accuracy import evaluate, train
+    from scbp_edge.seeds import Seed, build_model
+
+    classes = data["train"].classes
+    old = wb.seed.spec
+    spec = replace(old, num_classes=len(classes), class_names=tuple(classes))
+    model = build_model(spec)
+    saved = run_dir / "seed-adapted.pt"
+    if saved.is_file():
+        model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+    else:
+        state = {k: v for k, v in wb.seed.model.state_dict().items()
+                 if k in model.state_dict() and v.shape == model.state_dict()[k].shape}
+        model.load_state_dict(state, strict=False)
+        x, y = data["train"].tensors(spec.mean, spec.std)
+        with console.status(f"seed has {old.num_classes} classes, data {len(classes)}: training a new classifier"):
+            model = train(model, x, y, epochs=max(1, cfg.epochs), lr=cfg.lr)
+        torch.save(model.state_dict(), saved.with_suffix(".part"))
+        saved.with_suffix(".part").replace(saved)
+    tx, ty = data["test"].tensors(spec.mean, spec.std)
+    info = {"from_classes": old.num_classes, "to_classes": len(classes), "epochs": max(1, cfg.epochs),
+            "test_accuracy": evaluate(model, tx, ty)}
+    return Workbench(wb.opts, Seed(spec, model.eval())), info

@@ -1,0 +1,137 @@
+"""The build's training stage: the budget's shortlist, an optional second proxy, one-shot fine-tuning.
+
+Networks are picked by :func:`scbp_edge.rank.pick.pick_for_training` (inside
+the latency budget by proxy, or spread along the front), fine-tuned once in
+fp32 with the seed's network as the equally trained reference, then quantized
+for each precision they are searched at; every figure is committed per
+candidate as it arrives, and the store remembers that training is under way,
+so an interrupted build says so in its report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from scbp_edge.build.config import BuildConfig
+from scbp_edge.build.prepare import Prepared
+from scbp_edge.build.stages import by_network, int8_settings
+from scbp_edge.build.ui import console, progress
+from scbp_edge.rank.pick import pick_for_training
+from scbp_edge.rank.points import points_of
+from scbp_edge.store import RunStore
+
+
+def train_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig, executor) -> None:
+    """Shortlist, second proxy where asked, fine-tune the picks and the seed, quantize, store test accuracies."""
+    if cfg.top_k <= 0 or prep.data is None:
+        return
+    cands = store.candidates()
+    pts = points_of(cands)
+    shortlist = cfg.top_k * 2 if cfg.proxy == "distill" else cfg.top_k
+    picks = pick_for_training(pts, shortlist, cfg.constraints, cfg.margin)
+    if cfg.proxy == "distill" and picks:
+        _second_proxy(prep, store, cfg, executor, list(picks))
+        pts = points_of(store.candidates())
+        picks = pick_for_training([p for p in pts if p["network"] in picks], cfg.top_k, cfg.constraints, cfg.margin)
+    nets = by_network(store.candidates())
+    seed_net = next((c["network"] for c in cands if c["reference"] == "seed" and c["status"] == "measured"), None)
+    wanted = [n for n in [*picks, seed_net] if n is not None]
+    todo = [n for n in wanted if any(c["trained"] is None and c["status"] == "measured" for c in nets[n])]
+    store.set_meta("training", {"state": "running", "networks": wanted, "why": picks,
+                                "done": [n for n in wanted if n not in todo]})
+    if todo:
+        _fine_tune(prep, store, run_dir, cfg, executor, {n: nets[n] for n in todo})
+    store.set_meta("training", {"state": "done", "networks": wanted, "why": picks, "done": wanted})
+
+
+def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig, executor,
+               nets: dict[str, list[dict[str, Any]]]) -> None:
+    from scbp_edge.derive.io import write_derived
+    from scbp_edge.tasks import seed_payload, train_network
+
+    spec = prep.wb.seed.spec
+    x, y = prep.data["train"].tensors(spec.mean, spec.std)
+    tx, ty = prep.data["test"].tensors(spec.mean, spec.std)
+    (run_dir / "trained").mkdir(exist_ok=True)
+    done: list[str] = []
+    with progress() as prog:
+        task = prog.add_task(f"fine-tuning {len(nets)} networks x {cfg.epochs} epochs ({executor.name})",
+                             total=len(nets) * cfg.epochs)
+
+        def on_result(net: str, res: dict[str, Any] | None, err: str | None) -> None:
+            done.append(net)
+            prog.update(task, completed=len(done) * cfg.epochs)
+            rows = nets[net]
+            if res is None:
+                for r in rows:
+                    store.update(r["id"], stage="train", error=err)
+                return
+            write_derived(run_dir / "trained" / f"{net}.pt", res["state"], spec, ignored=res["ignored"],
+                          keep=res["keep"], ratios=rows[0]["ratios"], candidate_id=net)
+            (run_dir / "trained" / f"{net}.onnx").write_bytes(res["onnx"]["bytes"])
+            for r in rows:
+                _commit_trained(store, run_dir, cfg, net, r, res)
+
+        shared = {"payload": seed_payload(prep.wb), "epochs": cfg.epochs, "lr": cfg.lr, "init": cfg.init,
+                  "distill": cfg.distill, "int8": int8_settings(cfg, prep), "qat_epochs": cfg.qat_epochs,
+                  "qat_threshold": cfg.qat_threshold,
+                  "train": {"x": x, "y": y, "test_x": tx, "test_y": ty, "calib_x": prep.data["calib_x"]}}
+        jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows]})
+                for n, rows in nets.items()]
+        executor.map(train_network, jobs, shared, on_result, gpu=True,
+                     on_progress=lambda: prog.advance(task))
+
+
+def _commit_trained(store: RunStore, run_dir: Path, cfg: BuildConfig, net: str, row: dict[str, Any],
+                    res: dict[str, Any]) -> None:
+    per = res["per_precision"][row["precision"]]
+    trained = {"fp32_test_accuracy": res["test_accuracy"], "test_accuracy_before": res["test_accuracy_before"],
+               "epochs": cfg.epochs, "init": cfg.init, "distill": cfg.distill, "lr": cfg.lr,
+               "train_images": res["train_images"], "test_images": res["test_images"],
+               "checkpoint": f"trained/{net}.pt", "onnx": f"trained/{net}.onnx"}
+    if not per["ok"]:
+        store.update(row["id"], stage=per["stage"], error=per["error"], trained=dict(trained, test_accuracy=None))
+        return
+    trained["test_accuracy"] = per["value"]
+    if "bytes" in per:  # its own artifact: the fine-tuned network quantized for this precision
+        rel = f"trained/{net}_{row['precision']}.onnx"
+        (run_dir / rel).write_bytes(per["bytes"])
+        trained.update(onnx=rel, kind=per["kind"], calibration=per["calibration"],
+                       ptq_test_accuracy=per.get("ptq_value", per["value"]), qat=per.get("qat"))
+    store.update(row["id"], trained=trained)
+
+
+def _second_proxy(prep: Prepared, store: RunStore, cfg: BuildConfig, executor, networks: list[str]) -> None:
+    """A short distillation fine-tune of each shortlisted network, scored on the validation split."""
+    from scbp_edge.tasks import distill_proxy, seed_payload
+
+    nets = by_network(store.candidates())
+    todo = [n for n in networks if not all((c["accuracy"] or {}).get("distill") for c in nets[n])]
+    if not todo:
+        return
+    spec = prep.wb.seed.spec
+    x, y = prep.data["train"].tensors(spec.mean, spec.std)
+    with progress() as prog:
+        task = prog.add_task(f"second proxy: short distillation of {len(todo)} shortlisted networks",
+                             total=len(todo))
+
+        def on_result(net: str, res: dict[str, Any] | None, err: str | None) -> None:
+            prog.advance(task)
+            if res is None:
+                console.print(f"warning: second proxy of {net} failed ({err}); it keeps its adaptive-BN proxy",
+                              markup=False)
+                return
+            rows = nets[net]
+            fp32 = next(((c["accuracy"] or {}).get("value") for c in rows if c["precision"] == "fp32"), None)
+            for c in rows:
+                acc = dict(c["accuracy"] or {})
+                # a quantized row keeps the loss its own artifact showed against fp32 under adaptive BN
+                drop = (fp32 - acc["value"]) if fp32 is not None and acc.get("value") is not None else 0.0
+                acc.update(adabn=acc.get("value"), distill=res, value=res["value"] - drop,
+                           kind=f"proxy: {res['steps']} distillation steps, then top-1 on validation split")
+                store.update(c["id"], accuracy=acc)
+
+        shared = {"payload": seed_payload(prep.wb), "train": {"x": x, "y": y},
+                  "val": {"x": prep.data["val_x"], "y": prep.data["val_y"], "bn_x": prep.data["bn_x"]}}
+        executor.map(distill_proxy, [(n, {"ratios": nets[n][0]["ratios"]}) for n in todo], shared, on_result, gpu=True)
