@@ -40,6 +40,46 @@ def test_proxy_beats_stale_bn_on_shared_resnet20(shared, cifar_test):
 
 
 @pytest.fixture(scope="module")
+def cifar_data(shared):
+    """The build's own data path on the shared CIFAR-10-JPEG: 5,000-image validation split carved from train."""
+    from scbp_edge.build.config import BuildConfig
+    from scbp_edge.build.prepare import load_data
+
+    wb = Workbench(SeedOptions("cifar-resnet20"))
+    return load_data(BuildConfig(data=str(shared / "data/cifar10-jpeg")), wb)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth,ckpt", [(20, "resnet20-12fca82f.th"), (56, "resnet56-4bfd9763.th")])
+def test_proxy_does_not_underrate_a_pretrained_seed(shared, cifar_data, depth, ckpt):
+    """Issue 21: the unpruned seed scored 67.18 by the proxy vs 88.68 with its own BN statistics."""
+    from scbp_edge.tasks import proxy_accuracy
+
+    wb = Workbench(SeedOptions(f"cifar-resnet{depth}", str(shared / "seeds/cifar10-resnet" / ckpt)))
+    _, model = wb.candidate([0.0, 0.0, 0.0])
+    acc = proxy_accuracy(model, cifar_data, 1, 1)
+    assert len(cifar_data["val_y"]) == 5000
+    assert acc["value"] >= acc["stale_bn"] - 1.0, acc
+    # The re-estimation itself is sound (shuffled, shift-augmented): within 3 pt of the inherited statistics.
+    # Measured: ResNet-56 +0.0 pt, ResNet-20 -2 pt on this validation split, which holds training images the
+    # seeds memorized with their own statistics; on the test split the gap is 0.4 pt for both.
+    assert acc["adapted_bn"] >= acc["stale_bn"] - 3.0, acc
+    _, pruned = wb.candidate([0.5, 0.5, 0.5])
+    p = proxy_accuracy(pruned, cifar_data, 1, 1)
+    assert p["bn"] == "re-estimated" and p["adapted_bn"] > p["stale_bn"] + 5, p
+
+
+def test_bn_reestimation_is_blind_to_class_order():
+    """A class-sorted sample must give the statistics of a shuffled one (per-batch variances are averaged)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    x = torch.cat([torch.randn(64, 1, 8, 8) + c * 3 for c in range(4)])  # four "classes", sorted
+    a = adapt_bn(model, x)[1].running_var.clone()
+    b = adapt_bn(model, x[torch.randperm(len(x))])[1].running_var.clone()
+    assert torch.allclose(a, b, rtol=0.1)
+
+
+@pytest.fixture(scope="module")
 def digits_bench():
     from scbp_edge import defaults
     from scbp_edge.data.digits import load_digits_split

@@ -24,17 +24,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 50
 
 
 @torch.no_grad()
-def adapt_bn(model: nn.Module, x: torch.Tensor, batch: int = 64) -> nn.Module:
-    """Re-estimate BatchNorm running statistics on ``x`` (adaptive BN); weights stay untouched."""
+def adapt_bn(model: nn.Module, x: torch.Tensor, batch: int = 64, augment: bool = False) -> nn.Module:
+    """Re-estimate BatchNorm running statistics on ``x`` (adaptive BN); weights stay untouched.
+
+    The images are shuffled first: the per-batch variances are averaged, so a
+    batch of one class would miss the variance between classes.  ``augment``
+    shifts each image by up to 2 pixels, the input distribution the network
+    was trained on (and the one this tool fine-tunes with).
+    """
     dev = _device()
     model = model.to(dev)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over all batches
+    gen = torch.Generator().manual_seed(0)
+    x = x[torch.randperm(len(x), generator=gen)]
     model.train()
     for i in range(0, len(x), batch):
-        model(x[i : i + batch].to(dev))
+        xb = x[i : i + batch]
+        if augment:
+            xb = torch.cat([_augment(xb[j : j + 1], gen) for j in range(len(xb))])
+        model(xb.to(dev))
     return model.cpu().eval()
 
 

@@ -108,8 +108,8 @@ def _workbench(opts: SeedOptions, cfg: BuildConfig) -> Workbench:
 
 
 def _sample(n_total: int, n: int, seed: int) -> np.ndarray:
-    """A seeded random sample of indices: a split sorted by class must not give one class only."""
-    return np.sort(np.random.default_rng(seed).permutation(n_total)[: min(n, n_total)])
+    """A seeded random sample of indices, in random order: a split read from class folders is sorted by class."""
+    return np.random.default_rng(seed).permutation(n_total)[: min(n, n_total)]
 
 
 def load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
