@@ -21,16 +21,19 @@ from scbp_edge.targets import Target
 def measure_items(items: Sequence[Item], target: Target, runtime: Runtime, devices: Sequence[str], *, chunk: int,
                   on_result: Callable[[str, Measurement | None, str | None], None],
                   on_round: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None,
-                  batch: int = 1) -> None:
-    """Measure ``items`` here, or on ``devices`` when given; each result goes to ``on_result`` as it is known."""
+                  batch: int = 1, reference: Item | None = None) -> None:
+    """Measure ``items`` here, or on ``devices`` when given; each result goes to ``on_result`` as it is known.
+
+    ``reference`` (the seed) is timed beside every chunk for paired speed-ups.
+    """
     if devices:
         from scbp_edge.remote.pool import profile_on_devices
 
         profile_on_devices(items, target, backend=runtime, urls=devices, chunk=chunk, on_result=on_result,
-                           on_round=on_round, on_ready=on_ready)
+                           on_round=on_round, on_ready=on_ready, reference=reference)
     else:
         profile_interleaved(items, target, backend=runtime, worker_argv=runtime.worker_argv(), on_result=on_result,
-                            chunk=chunk, on_round=on_round, on_ready=on_ready, batch=batch)
+                            chunk=chunk, on_round=on_round, on_ready=on_ready, batch=batch, reference=reference)
 
 
 def profile_one(path: Path, target: Target, devices: Sequence[str] = (), precision: str | None = None) -> Measurement:

@@ -7,6 +7,22 @@ from typing import Any
 
 import numpy as np
 
+NOISY_ROUND_CV = 0.10  # round medians spread more than this: the machine was busy for part of the measurement
+
+
+@dataclass
+class Paired:
+    """Speed-up of a candidate over the reference (the seed), round by round within the same interleaved rounds.
+
+    Machine drift hits both alike within a round, so the ratio survives a busy
+    moment that pooled p50s do not.
+    """
+
+    reference: str
+    speedup: float  # median over rounds of reference p50 / candidate p50
+    interval: list[float]  # [min, max] of the per-round ratios
+    rounds: list[float]
+
 
 @dataclass
 class LatencyStats:
@@ -22,6 +38,12 @@ class LatencyStats:
     throughput_ips: float
     batch: int = 1
     round_p50_ms: list[float] = field(default_factory=list)
+    #: where the p50 lies: the range of the round medians (a 94 % interval for the median with 5 rounds)
+    p50_interval_ms: list[float] | None = None
+    #: spread of the round medians (std / mean): how much the rounds disagreed
+    round_cv: float | None = None
+    #: the rounds disagreed beyond NOISY_ROUND_CV even after re-measuring: treat the figures with care
+    noisy: bool = False
 
     @classmethod
     def from_samples(
@@ -33,6 +55,8 @@ class LatencyStats:
             raise ValueError("no latency samples")
         mean = float(a.mean())
         std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+        meds = [float(np.median(r)) for r in (rounds or []) if r]
+        spread = float(np.std(meds) / np.mean(meds)) if len(meds) > 1 and np.mean(meds) > 0 else None
         return cls(
             runs=int(a.size),
             p50_ms=float(np.percentile(a, 50)),
@@ -43,7 +67,10 @@ class LatencyStats:
             cv=std / mean if mean > 0 else 0.0,
             throughput_ips=1000.0 * batch / mean if mean > 0 else 0.0,
             batch=batch,
-            round_p50_ms=[float(np.median(r)) for r in (rounds or []) if r],
+            round_p50_ms=meds,
+            p50_interval_ms=[min(meds), max(meds)] if len(meds) >= 3 else None,
+            round_cv=spread,
+            noisy=spread is not None and spread > NOISY_ROUND_CV,
         )
 
 
@@ -75,6 +102,7 @@ class Measurement:
     device: str = "local"
     device_memory_mb: float | None = None  # GPU: TensorRT-managed or torch-allocated peak, MiB
     info: dict[str, Any] = field(default_factory=dict)  # runtime version, GPU, power mode, clocks pinned, ...
+    paired: Paired | None = None  # against the reference measured in the same rounds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,4 +112,5 @@ class Measurement:
         d = dict(d)
         d["latency"] = LatencyStats(**d["latency"])
         d["energy"] = Energy(**d["energy"])
+        d["paired"] = Paired(**d["paired"]) if d.get("paired") else None
         return cls(**d)

@@ -32,6 +32,7 @@ class MeasurePolicy:
     """Warm-up and stopping rule: each round runs until min_runs AND min_seconds are reached."""
 
     warmup: int = 10
+    warmup_seconds: float = 0.0  # and at least this long: caches, allocator and clocks settle before timing
     rounds: int = 5
     min_runs: int = 20
     min_seconds: float = 0.2
@@ -122,7 +123,7 @@ def _validate(where: str, raw: dict[str, Any]) -> Target:
         if not raw[key].strip():
             raise TargetError(f"{where}: field '{key}' is empty")
     for key, value in measure.items():
-        if value <= 0 and key != "warmup" or value < 0:
+        if value <= 0 and key not in ("warmup", "warmup_seconds") or value < 0:
             raise TargetError(f"{where}: field 'measure.{key}' must be positive, got {value}")
     for key in ("threads", "input_size", "round_to", "workspace_mb"):
         if key in raw and (raw[key] < 0 or (key == "round_to" and raw[key] < 1)):

@@ -110,23 +110,31 @@ def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Pa
 
         rows = {c["id"]: c for c in store.candidates()}
 
+        def item(cid: str):
+            from scbp_edge.profile.runner import Item
+
+            c = rows[cid]
+            src = (artifact_path(run_dir, c["network"], c["precision"]) if runtime.source == "onnx"
+                   else run_dir / "models" / f"{c['network']}.pt")
+            # relative to the run: resumable from anywhere
+            art = runtime.compile(src, run_dir / "engines", precision=c["precision"],
+                                  workspace_mb=target.workspace_mb, max_batch=max(target.batch_sizes))
+            return Item(cid, art, c["precision"])
+
+        reference = _reference(rows, item)
+
         def measure(ids: list[str]) -> dict[str, float]:
             from scbp_edge.measure import measure_items
-            from scbp_edge.profile.runner import Item
 
             items = []
             for cid in ids:
-                c = rows[cid]
-                src = (artifact_path(run_dir, c["network"], c["precision"]) if runtime.source == "onnx"
-                       else run_dir / "models" / f"{c['network']}.pt")
-                try:  # relative to the run: resumable from anywhere
-                    art = runtime.compile(src, run_dir / "engines", precision=c["precision"],
-                                          workspace_mb=target.workspace_mb, max_batch=max(target.batch_sizes))
-                    items.append(Item(cid, art, c["precision"]))
+                try:
+                    items.append(item(cid))
                 except ScbpError as exc:
                     store.fail(cid, "compile", str(exc))
             measure_items(items, target, runtime, cfg.devices, chunk=cfg.chunk, on_result=on_result,
-                          on_round=lambda: prog.advance(task), on_ready=lambda: prog.advance(loaded))
+                          on_round=lambda: prog.advance(task), on_ready=lambda: prog.advance(loaded),
+                          reference=reference)
             return {cid: got[cid] for cid in ids if cid in got}
 
         if not cfg.measure_budget:
@@ -135,12 +143,27 @@ def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Pa
         _budgeted(store, cfg, measure)
 
 
+def _reference(rows: dict[str, dict[str, Any]], item):
+    """The seed at the first precision searched: every chunk times it too, for paired speed-ups."""
+    from scbp_edge.rank.points import reference_precision
+
+    prec = reference_precision(list(rows.values()))
+    seed = next((c for c in rows.values() if c["reference"] == "seed" and c["precision"] == prec
+                 and c["status"] in ("exported", "measured")), None)
+    if seed is None:
+        return None
+    try:
+        return item(seed["id"])
+    except ScbpError:
+        return None
+
+
 def _budgeted(store: RunStore, cfg: BuildConfig, measure) -> None:
     from scbp_edge.rank.budget import run_budget
 
     measured = {c["id"]: c["measurement"]["latency"]["p50_ms"] for c in store.candidates("measured")}
     points = [{"id": c["id"], "accuracy": c["accuracy"]["value"] or 0.0, "reference": c["reference"],
-               "segment_macs": c["static"]["segment_macs"]} for c in store.candidates()
+               "precision": c["precision"], "segment_macs": c["static"]["segment_macs"]} for c in store.candidates()
               if c["status"] in ("exported", "measured")]
     left = max(0, cfg.measure_budget - len(measured))
     run_budget(points, left, cfg.chunk, lambda ids: measure([i for i in ids if i not in measured]))

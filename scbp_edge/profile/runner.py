@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import select
+import statistics
 import subprocess
 import threading
 from collections import deque
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scbp_edge.errors import ProfileError
-from scbp_edge.records import Energy, LatencyStats, Measurement
+from scbp_edge.records import NOISY_ROUND_CV, Energy, LatencyStats, Measurement, Paired
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.targets import Target
 
@@ -102,7 +103,8 @@ def _start(item: Item, target: Target, argv: list[str], batch: int, model_path: 
     w = _Worker(item.key, item.artifact, proc)
     w.drain_stderr()
     # threads 0: the runtime's default on the machine that runs the worker (all its cores), never this host's count
-    cfg = {"model": model_path, "threads": target.threads, "warmup": target.measure.warmup, "batch": batch,
+    cfg = {"model": model_path, "threads": target.threads, "warmup": target.measure.warmup,
+           "warmup_s": target.measure.warmup_seconds, "batch": batch,
            "precision": item.precision, **backend.worker_config(target), **extra}
     _send(w, cfg)
     return w
@@ -160,6 +162,7 @@ def profile_interleaved(
     stage: Callable[[Sequence[Item]], dict[str, str]] | None = None,
     device: str = "local",
     extra_config: dict[str, Any] | None = None,
+    reference: Item | None = None,
 ) -> None:
     """Profile ``items`` in chunks of ``chunk`` live workers; report each via ``on_result``.
 
@@ -169,55 +172,100 @@ def profile_interleaved(
     ``stage`` puts a chunk's artifacts where the workers read them (e.g. on a
     remote device) and returns their paths there; ``extra_config`` goes into
     every worker's configuration (device-specific settings).
+
+    ``reference`` (the seed) is measured in every chunk too, so each
+    candidate's speed-up is paired round by round with it (``Measurement.paired``).
+    When the rounds of a chunk disagree (round medians spread beyond
+    NOISY_ROUND_CV), the chunk is measured for as many rounds again; if they
+    still disagree, its figures are flagged ``noisy``.
     """
     for start in range(0, len(items), chunk):
-        part = items[start : start + chunk]
+        part = list(items[start : start + chunk])
+        extra_ref = reference is not None and all(it.key != reference.key for it in part)
+        run = part + ([Item(REF_KEY, reference.artifact, reference.precision)] if extra_ref else [])
         try:
-            where = stage(part) if stage else {it.key: str(it.artifact) for it in part}
+            staged = stage(run) if stage else {it.key: str(it.artifact) for it in run}
         except (ProfileError, OSError) as exc:
             for it in part:
                 on_result(it.key, None, f"cannot stage the model: {exc}")
             continue
         workers: list[_Worker] = []
-        for it in part:
+        for it in run:
             try:
-                workers.append(_start(it, target, worker_argv, batch, where[it.key], backend, extra_config or {}))
+                workers.append(_start(it, target, worker_argv, batch, staged[it.key], backend, extra_config or {}))
             except OSError as exc:
-                on_result(it.key, None, f"cannot start worker: {exc}")
-        live = _ready(workers, target, backend, on_result, on_ready)
-        for _ in range(target.measure.rounds):
-            for w in list(live):
-                try:
-                    _send(w, {"cmd": "round", "min_runs": target.measure.min_runs,
-                              "min_seconds": target.measure.min_seconds})
-                    msg = _recv(w, target.measure.timeout_s, backend, "round")
-                except (ProfileError, OSError, ValueError) as exc:
-                    _kill(w)
-                    live.remove(w)
-                    on_result(w.key, None, str(exc))
-                    continue
-                w.rounds.append(msg["latencies_ms"])
-                if msg.get("energy_uj") is None:
-                    w.energy_ok = False
-                else:
-                    w.energy_uj += msg["energy_uj"]
-                w.timed_s += msg.get("wall_s", 0.0)
-                if msg.get("idle_w") is not None:
-                    w.idle_uj += msg["idle_w"] * msg.get("wall_s", 0.0) * 1e6
-                    w.idle_rounds += 1
-                for k in ("energy_source", "energy_reason"):  # a worker may learn its sensor while timing
-                    if msg.get(k):
-                        w.ready[k] = msg[k]
-            if on_round:
-                on_round()
+                if it.key != REF_KEY:
+                    on_result(it.key, None, f"cannot start worker: {exc}")
+        live = _ready(workers, target, backend, _quiet_ref(on_result), on_ready)
+        _rounds(live, target, backend, _quiet_ref(on_result), on_round)
+        if any(_spread(w) > NOISY_ROUND_CV for w in live):  # a busy moment: measure the chunk again
+            _rounds(live, target, backend, _quiet_ref(on_result), None)
+        ref = next((w for w in live if reference is not None and w.key in (REF_KEY, reference.key)), None)
         for w in live:
             try:
                 m = _finish(w, target, backend, batch)
-                m.device = device
-                on_result(w.key, m, None)
             except (ProfileError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
                 _kill(w)
+                if w.key != REF_KEY:
+                    on_result(w.key, None, str(exc))
+                continue
+            if w.key == REF_KEY:
+                continue
+            m.device = device
+            if ref is not None and reference is not None:
+                m.paired = paired(w.rounds, ref.rounds, reference.key)
+            on_result(w.key, m, None)
+
+
+REF_KEY = "__reference__"
+
+
+def _quiet_ref(on_result: Callable[[str, Measurement | None, str | None], None]):
+    """The extra reference worker of a chunk reports nothing of its own."""
+    return lambda key, m, err: None if key == REF_KEY else on_result(key, m, err)
+
+
+def _spread(w: _Worker) -> float:
+    meds = [statistics.median(r) for r in w.rounds if r]
+    return statistics.pstdev(meds) / statistics.mean(meds) if len(meds) > 1 and statistics.mean(meds) > 0 else 0.0
+
+
+def paired(rounds: list[list[float]], ref_rounds: list[list[float]], reference: str) -> Paired | None:
+    """Speed-up over the reference, from the rounds both were measured in (round i against round i)."""
+    ratios = [statistics.median(r) / statistics.median(c) for c, r in zip(rounds, ref_rounds) if c and r
+              and statistics.median(c) > 0]
+    if not ratios:
+        return None
+    return Paired(reference, statistics.median(ratios), [min(ratios), max(ratios)], ratios)
+
+
+def _rounds(live: list[_Worker], target: Target, backend: Runtime, on_result, on_round) -> None:
+    """``target.measure.rounds`` interleaved rounds over the live workers (a failing one leaves ``live``)."""
+    for _ in range(target.measure.rounds):
+        for w in list(live):
+            try:
+                _send(w, {"cmd": "round", "min_runs": target.measure.min_runs,
+                          "min_seconds": target.measure.min_seconds})
+                msg = _recv(w, target.measure.timeout_s, backend, "round")
+            except (ProfileError, OSError, ValueError) as exc:
+                _kill(w)
+                live.remove(w)
                 on_result(w.key, None, str(exc))
+                continue
+            w.rounds.append(msg["latencies_ms"])
+            if msg.get("energy_uj") is None:
+                w.energy_ok = False
+            else:
+                w.energy_uj += msg["energy_uj"]
+            w.timed_s += msg.get("wall_s", 0.0)
+            if msg.get("idle_w") is not None:
+                w.idle_uj += msg["idle_w"] * msg.get("wall_s", 0.0) * 1e6
+                w.idle_rounds += 1
+            for k in ("energy_source", "energy_reason"):  # a worker may learn its sensor while timing
+                if msg.get(k):
+                    w.ready[k] = msg[k]
+        if on_round:
+            on_round()
 
 
 def _ready(workers: list[_Worker], target: Target, backend: Runtime, on_result, on_ready) -> list[_Worker]:

@@ -44,6 +44,7 @@ def points_of(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "proxy_accuracy": proxy, "test_accuracy": test,
             "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"], "p99_ms": lat["p99_ms"], "cv": lat["cv"],
             "p50_interval_ms": lat.get("p50_interval_ms"), "round_p50_ms": lat.get("round_p50_ms", []),
+            "noisy": bool(lat.get("noisy")),
             "memory_mb": memory_of(m), "device_memory_mb": m.get("device_memory_mb"), "size_mb": m["model_size_mb"],
             "params": c["static"]["params"], "macs": c["static"]["macs"], "energy_mj": m["energy"]["mj_per_inference"],
             "paired": m.get("paired"),

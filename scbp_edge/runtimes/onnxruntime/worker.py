@@ -116,6 +116,8 @@ def main():
     opts.inter_op_num_threads = 1
     if "spin" in cfg:  # idle intra-op threads spin-wait for work by default: they then eat other workers' CPU
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg["spin"] else "0")
+    if cfg.get("spin_us") is not None:  # bounded spinning (ONNX Runtime 1.26+; older ones ignore the key)
+        opts.add_session_config_entry("session.intra_op.spin_duration_us", str(int(cfg["spin_us"])))
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     t0 = time.perf_counter()
     sess = ort.InferenceSession(cfg["model"], opts, providers=["CPUExecutionProvider"])
@@ -124,11 +126,9 @@ def main():
     shape = [d if isinstance(d, int) else int(cfg.get("batch", 1)) for d in inp.shape]
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
     feed = {inp.name: x}
-    t0 = time.perf_counter()
-    done = 0
-    while done < int(cfg.get("warmup", 10)) or time.perf_counter() - t0 < float(cfg.get("warmup_s", 0)):
+    for _ in range(int(cfg.get("warmup", 10))):
         sess.run(None, feed)
-        done += 1
+    warm_s = float(cfg.get("warmup_s", 0))  # spent before the first round, alone on the machine (see below)
     rapl = Rapl(cfg.get("rapl_root") or os.environ.get("SCBP_RAPL_ROOT") or "/sys/class/powercap")
     idle_w = None
     if rapl.domains:  # idle power just before timing, for energy above idle
@@ -144,6 +144,14 @@ def main():
         if cmd.get("cmd") == "stop":
             _reply({"peak_rss": _peak_bytes(), "baseline_rss": baseline})
             return
+        if warm_s > 0:
+            # Time-based warm-up happens here, when this worker has the machine to itself, not at load time:
+            # all workers of a chunk warming at once left their thread pools in a state that halved or doubled
+            # later latencies (benchmarks/results/measure_protocol.md).
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < warm_s:
+                sess.run(None, feed)
+            warm_s = 0
         lat = []
         e0 = rapl.read()
         start = time.perf_counter()
