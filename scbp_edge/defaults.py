@@ -16,7 +16,7 @@ from scbp_edge.data.digits import DIGITS_SIZE
 from scbp_edge.resources import cache_dir
 
 DEFAULT_SEED = "cifar-resnet20"
-RECIPE = {"seed": DEFAULT_SEED, "data": "digits", "epochs": 12, "lr": 0.05, "batch": 64, "split_seed": 0, "v": 1}
+RECIPE = {"seed": DEFAULT_SEED, "data": "digits", "epochs": 12, "lr": 0.05, "batch": 64, "split_seed": 0, "v": 2}
 DIGITS_MEAN = (0.5,)
 DIGITS_STD = (0.5,)
 

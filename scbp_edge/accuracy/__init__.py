@@ -44,9 +44,19 @@ def adapt_bn(model: nn.Module, x: torch.Tensor, batch: int = 64, augment: bool =
     for i in range(0, len(x), batch):
         xb = x[i : i + batch]
         if augment:
-            xb = torch.cat([_augment(xb[j : j + 1], gen) for j in range(len(xb))])
+            xb = _augment(xb, gen)
         model(xb.to(dev))
     return model.cpu().eval()
+
+
+def bf16_supported() -> bool:
+    """The CPU has native bf16 arithmetic (AVX512-BF16 or AMX): autocast to bf16 pays off only then."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln for ln in f if ln.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def train(
@@ -61,13 +71,22 @@ def train(
     augment: bool = True,
     teacher: nn.Module | None = None,
     on_epoch=None,
+    channels_last: bool = True,
+    bf16: bool | None = None,
 ) -> nn.Module:
-    """SGD + cosine schedule, random-crop/flip augmentation, optional distillation from ``teacher``."""
+    """SGD + cosine schedule, per-image random shifts, optional distillation from ``teacher``.
+
+    ``channels_last`` and ``bf16`` (autocast on CPUs with native bf16, on
+    CUDA always when asked; ``None``: where the CPU has it) only change speed;
+    benchmarks/results/train_speed.md has their measured images/s and accuracy.
+    """
     dev = _device()
     gen = torch.Generator().manual_seed(seed)
-    model = model.to(dev).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(dev, memory_format=fmt).train()
     if teacher is not None:
-        teacher = teacher.to(dev).eval()
+        teacher = teacher.to(dev, memory_format=fmt).eval()
+    use_bf16 = bf16_supported() if bf16 is None else bf16
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     steps = epochs * ((len(x) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
@@ -78,15 +97,17 @@ def train(
             xb, yb = x[idx], y[idx]
             if augment:
                 xb = _augment(xb, gen)
-            xb, yb = xb.to(dev), yb.to(dev)
-            logits = model(xb)
-            loss = nn.functional.cross_entropy(logits, yb)
-            if teacher is not None:
-                with torch.no_grad():
-                    t = teacher(xb)
-                kd = nn.functional.kl_div(
-                    nn.functional.log_softmax(logits / 4, 1), nn.functional.softmax(t / 4, 1), reduction="batchmean"
-                )
+            xb, yb = xb.to(dev).contiguous(memory_format=fmt), yb.to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(xb)
+                t = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        t = teacher(xb)
+            loss = nn.functional.cross_entropy(logits.float(), yb)
+            if t is not None:
+                kd = nn.functional.kl_div(nn.functional.log_softmax(logits.float() / 4, 1),
+                                          nn.functional.softmax(t.float() / 4, 1), reduction="batchmean")
                 loss = 0.5 * loss + 0.5 * 16 * kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -98,16 +119,22 @@ def train(
     # values (momentum 0.1 over few batches); re-estimate them on clean inputs,
     # drawn at random: a split read from class folders is sorted by class.
     pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:1024]
+    model = model.to(memory_format=torch.contiguous_format)
     return adapt_bn(model.cpu(), x[pick])
 
 
 def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
-    # Random shift by up to `pad` pixels (crop of a padded image); no flips:
-    # they would corrupt digit classes and are mild for CIFAR at this budget.
-    n, _, h, w = xb.shape
+    """Each image shifted by its own random offset of up to ``pad`` pixels (a crop of the zero-padded image).
+
+    No flips: a left/right arrow, a mirrored digit or a traffic sign would change class.
+    """
+    n, c, h, w = xb.shape
     padded = nn.functional.pad(xb, (pad, pad, pad, pad))
-    dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=gen).tolist()
-    return padded[:, :, dy : dy + h, dx : dx + w]
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=gen)
+    rows = (dy[:, None] + torch.arange(h))[:, :, None]  # n, h, 1
+    cols = (dx[:, None] + torch.arange(w))[:, None, :]  # n, 1, w
+    out = padded[torch.arange(n)[:, None, None], :, rows, cols]  # n, h, w, c
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def evaluate_onnx(model_bytes: bytes, x: torch.Tensor, y: torch.Tensor, threads: int = 0) -> float:
