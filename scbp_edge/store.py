@@ -81,18 +81,21 @@ def _damaged(path: Path, exc: Exception) -> RunError:
 class RunStore:
     """SQLite-backed record of one run's candidates and settings."""
 
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+    def __init__(self, path: str | Path, *, create: bool = False, readonly: bool = False) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise RunError(f"'{self.path.parent}' is not a run directory (no run.sqlite); pass a folder a build "
                            "printed")
         try:
-            # Device-pool threads report through one lock-serialised callback, hence check_same_thread=False.
-            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")  # a committed row survives SIGKILL and power loss
-            self.db.executescript(SCHEMA)
-            self.db.commit()
+            if readonly:  # a report only reads: it never changes (or repairs) the file
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            else:
+                # Device-pool threads report through one lock-serialised callback, hence check_same_thread=False.
+                self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")  # a committed row survives SIGKILL and power loss
+                self.db.executescript(SCHEMA)
+                self.db.commit()
             cols = {r[1] for r in self.db.execute("PRAGMA table_info(candidates)")}
         except sqlite3.DatabaseError as exc:
             raise _damaged(self.path, exc) from None
@@ -124,6 +127,13 @@ class RunStore:
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._do("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    def meta_or(self, key: str, default: Any = None) -> Any:
+        """``get_meta`` that answers ``default`` where the page holding it is damaged (for reports)."""
+        try:
+            return self.get_meta(key, default)
+        except (RunError, ValueError):
+            return default
 
     def add_candidates(self, cands: list[dict[str, Any]]) -> int:
         """Insert candidates not yet present; returns how many were new."""

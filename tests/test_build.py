@@ -80,7 +80,7 @@ def test_default_build_on_digits_end_to_end(tmp_path):
     for row in trained:
         assert (Path(out["run_dir"]) / cands[row["id"]]["trained"]["onnx"]).is_file()
     html = (Path(out["run_dir"]) / "report.html").read_text()
-    assert "data:image/png;base64," in html and "Pareto" in html
+    assert "data:image/png;base64," in html and "measured front" in html
 
 
 @pytest.mark.parametrize(

@@ -178,49 +178,75 @@ def build(
     _summary(run_dir, rep)
 
 
-def _summary(run_dir: Path, rep: dict) -> None:
-    sel = rep["selection"]["id"]
-    table = Table(title=f"Pareto front on {rep['run']['target']['name']} (measured)")
-    for col in ("candidate", "accuracy", "p50 ms", "memory MB", "size MB", "params", ""):
-        table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=col == "candidate")
-    for p in sorted((p for p in rep["points"] if p["id"] in rep["front"]), key=lambda p: p["p50_ms"]):
-        table.add_row(p["id"], f"{p['accuracy']:.2f}", f"{p['p50_ms']:.3f}", f"{p['memory_mb']:.1f}",
-                      f"{p['size_mb']:.2f}", f"{p['params']:,}", "<- selected" if p["id"] == sel else "")
+def print_card(card: dict) -> None:
+    """The report's summary card in the terminal: values wrap, nothing is cut."""
+    from rich.markup import escape
+
+    table = Table(title=card["title"], show_header=False, title_justify="left")
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for label, value in card["rows"]:
+        table.add_row(label, escape(value))
     out.print(table)
-    out.print(f"accuracy: {', '.join(rep['accuracy_kind'])}")
-    for r in rep["trained"]["rows"]:
-        out.print(f"trained {r['id']}: test {r['test_accuracy']:.2f}% (proxy {r['proxy_accuracy']:.2f}), "
-                  f"{r['speedup_vs_seed']:.2f}x seed speed, {100 * r['params_vs_seed']:.0f}% of seed params")
-    out.print(f"selected: [bold]{sel}[/] ({rep['selection']['reason']})")
-    out.print(f"counts: {rep['counts']}; report: {run_dir / 'report.html'} (also report.md, report.json)")
+    for w in card["warnings"]:
+        out.print(f"[yellow]warning:[/] {escape(w)}")
+    if card["command"]:
+        out.print(f"package it: {escape(card['command'])}", soft_wrap=True)
+
+
+def _summary(run_dir: Path, rep: dict) -> None:
+    print_card(rep["card"])
+    sel = rep["selection"]["id"]
+    table = Table(title=f"measured front on {rep['run']['target']['name']} (fastest first)", title_justify="left")
+    table.add_column("candidate", overflow="fold", min_width=14)
+    for col in ("acc %", "p50 ms", "x seed", "MB"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for p in sorted((p for p in rep["points"] if p["id"] in rep["front"]), key=lambda p: p["p50_ms"]):
+        acc = "n/a" if p["accuracy"] is None else f"{p['accuracy']:.2f}" + ("*" if p["accuracy_kind"] == "test" else "")
+        name = p["id"] + (" <- selected" if p["id"] == sel else "")
+        table.add_row(name, acc, f"{p['p50_ms']:.3g}", f"{p['speedup']:.2f}" if p["speedup"] else "n/a",
+                      f"{p['size_mb']:.2f}")
+    out.print(table)
+    out.print("acc %: proxy, * = test after fine-tuning; report: " + str(run_dir / "report.html"), soft_wrap=True)
 
 
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory"),
     fmt: str = typer.Option("md", "--format", help="md | html | json | github (Markdown for a CI job summary)"),
+    write: bool = typer.Option(False, "--write", help="Also rewrite the run's report files and plots"),
 ) -> None:
-    """Re-render a run's report from its database and print it."""
+    """Print a run's report, rendered from its database (its files are left as they are unless --write)."""
+    import sys
+    import tempfile
+
     from scbp_edge.errors import RunError
-    from scbp_edge.report import write_reports
+    from scbp_edge.report import build_report, write_reports
+    from scbp_edge.report.card import summary_card
+    from scbp_edge.report.plots import write_plots
+    from scbp_edge.report.render import render_github, render_html, render_markdown
     from scbp_edge.store import RunStore
 
-    if not (run_dir / "run.sqlite").is_file():
-        raise RunError(f"'{run_dir}' is not a run directory (no run.sqlite)")
     if fmt not in ("md", "html", "json", "github"):
         raise RunError(f"--format '{fmt}' is not one of md, html, json, github")
-    store = RunStore(run_dir / "run.sqlite")
+    store = RunStore(run_dir / "run.sqlite", readonly=not write)
     try:
-        write_reports(run_dir, store)
+        rep = write_reports(run_dir, store) if write else build_report(store)
+        problem = store.integrity_problem()
     finally:
         store.close()
-    import sys
-
-    if fmt == "github":
-        from scbp_edge.report.render import render_github
-
-        sys.stdout.write(render_github(json.loads((run_dir / "report.json").read_text())))
-        return
-    sys.stdout.write((run_dir / f"report.{fmt}").read_text())
+    rep.setdefault("card", summary_card(rep, str(run_dir)))
+    if fmt == "json":
+        emit_json(rep)
+    elif fmt == "github":
+        sys.stdout.write(render_github(rep, str(run_dir)))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            plots = write_plots(Path(tmp), rep) if fmt == "html" else []
+            text = (render_html if fmt == "html" else render_markdown)(rep, plots, str(run_dir))
+        sys.stdout.write(text)
+    if problem or rep.get("unreadable_rows"):
+        raise RunError(f"run database of '{run_dir}' is damaged ({problem or 'unreadable rows'}): "
+                       f"{rep.get('unreadable_rows', 0)} row(s) could not be read; the report above shows the rest")
 
 
 def register(app: typer.Typer) -> None:

@@ -58,7 +58,7 @@ def _budget_result(pts: list[dict[str, Any]], cons: Constraints, sel: Selection,
 
 
 def _training_state(store: RunStore) -> dict[str, Any] | None:
-    t = store.get_meta("training")
+    t = store.meta_or("training")
     if t is None:
         return None
     done = set(t.get("done", []))
@@ -67,7 +67,7 @@ def _training_state(store: RunStore) -> dict[str, Any] | None:
 
 def build_report(store: RunStore) -> dict[str, Any]:
     """The report as one JSON-serialisable dict (from whatever rows can be read, if the database is damaged)."""
-    cfg = store.get_meta("config", {})
+    cfg = store.meta_or("config", {})
     cands, unreadable = store.salvage()
     pts = points_of(cands)
     front = pareto_front(pts, PROXY_FRONT)
@@ -80,10 +80,10 @@ def build_report(store: RunStore) -> dict[str, Any]:
     energy_reasons = sorted({m["energy"]["reason"] for m in measured if m["energy"]["reason"]})
     energy_sources = sorted({m["energy"]["source"] for m in measured if m["energy"]["mj_per_inference"] is not None})
     return {
-        "run": {"created": store.get_meta("created"), "config": cfg, "target": store.get_meta("target"),
-                "runtime": store.get_meta("runtime"), "precisions": store.get_meta("precisions", []),
-                "notes": store.get_meta("notes", []), "seed": store.get_meta("seed"),
-                "segmentation": store.get_meta("segmentation")},
+        "run": {"created": store.meta_or("created"), "config": cfg, "target": store.meta_or("target"),
+                "runtime": store.meta_or("runtime"), "precisions": store.meta_or("precisions", []),
+                "notes": store.meta_or("notes", []), "seed": store.meta_or("seed"),
+                "segmentation": store.meta_or("segmentation")},
         "accuracy_kind": sorted(kinds),
         "counts": {s: sum(c["status"] == s for c in cands) for s in ("pending", "exported", "measured", "failed")},
         "unreadable_rows": unreadable,
@@ -95,8 +95,8 @@ def build_report(store: RunStore) -> dict[str, Any]:
         "trained": _trained_summary(pts),
         "training": _training_state(store),
         "budget_result": _budget_result(pts, cons, sel, sel_kind),
-        "budget": store.get_meta("budget"),
-        "classifier_replaced": store.get_meta("classifier_replaced"),
+        "budget": store.meta_or("budget"),
+        "classifier_replaced": store.meta_or("classifier_replaced"),
         "flops_vs_measured": flops_disagreement(pts),
         "energy_note": energy_reasons,
         "energy_sources": energy_sources,
@@ -107,14 +107,16 @@ def build_report(store: RunStore) -> dict[str, Any]:
 
 def write_reports(run_dir: Path, store: RunStore) -> dict[str, Any]:
     """Write report.json, report.md, report.html and plots into ``run_dir``."""
+    from scbp_edge.report.card import summary_card
     from scbp_edge.report.plots import write_plots
     from scbp_edge.report.render import render_html, render_markdown
 
     rep = build_report(store)
+    rep["card"] = summary_card(rep, str(run_dir))
     (run_dir / "report.json").write_text(json.dumps(rep, indent=2, default=str))
     plots = write_plots(run_dir, rep)
-    (run_dir / "report.md").write_text(render_markdown(rep, plots))
-    (run_dir / "report.html").write_text(render_html(rep, plots))
+    (run_dir / "report.md").write_text(render_markdown(rep, plots, str(run_dir)))
+    (run_dir / "report.html").write_text(render_html(rep, plots, str(run_dir)))
     return rep
 
 

@@ -1,20 +1,29 @@
-"""``compare``: tell a measured regression from noise between two report.json files.
+"""``compare``: tell a real regression from noise between two report.json files.
 
-Latency verdicts use each measurement's recorded spread: the per-round medians
-of both runs.  A change counts as a regression only if it exceeds the
-threshold AND the two sets of round medians are separated (every current
-round slower than every baseline round, a one-sided Mann-Whitney test at
-p < 0.05 where there are enough rounds); otherwise it is reported as noise.
+Latency is compared as each candidate's paired speed-up against the seed
+measured in the same rounds of the same run, so drift of the whole machine
+between the two runs cancels.  A latency metric regresses only if it is
+worse by more than ``max_regression`` (the effect size) AND Welch's one-sided
+t-test on the per-round log speed-ups rejects "no slower" after Holm's
+correction over every latency comparison made (so 90 comparisons do not
+fire by chance).  Welch's test can decide with 3 rounds a side, the fewest
+any target uses; an exact rank test cannot (its smallest p is 0.05).  Metrics
+without a spread (size, params, accuracy, memory, energy) go by the threshold.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# metric -> (direction of "better", uses round spread)
-TRACKED = {"p50_ms": ("min", True), "p90_ms": ("min", True), "memory_mb": ("min", False),
-           "size_mb": ("min", False), "accuracy": ("max", False), "energy_mj": ("min", False)}
+from scbp_edge.errors import RunError
+
+ALPHA = 0.05
+# metric -> direction of "better"; latency metrics are compared through paired speed-ups
+TRACKED = {"p50_ms": "min", "p90_ms": "min", "memory_mb": "min", "size_mb": "min", "accuracy": "max",
+           "energy_mj": "min"}
+FINGERPRINTS = ("weights_sha256", "data", "classes", "target", "precisions")
 
 
 @dataclass
@@ -28,44 +37,88 @@ class Delta:
     change: float  # relative, positive = worse
     verdict: str  # "ok", "improved", "noise", "regression"
     why: str
+    p: float | None = None  # Holm-adjusted, latency metrics only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _separated(base: list[float], cur: list[float]) -> tuple[bool, str]:
-    if len(base) < 2 or len(cur) < 2:
-        return True, "no round spread recorded; threshold alone decides"
-    if len(base) >= 3 and len(cur) >= 3:
-        from scipy.stats import mannwhitneyu
+def check_comparable(baseline: dict[str, Any], current: dict[str, Any], force: bool) -> None:
+    """Refuse reports of different weights, data, classes or targets (their 'regressions' would be bogus)."""
+    for name, rep in (("baseline", baseline), ("current", current)):
+        if not isinstance(rep, dict) or not isinstance(rep.get("points"), list):
+            raise RunError(f"the {name} is not a scbp-edge report.json (no list of points); pass a run's report.json")
+        for p in rep["points"]:
+            if not isinstance(p, dict) or not isinstance(p.get("id"), str):
+                raise RunError(f"the {name} report has a point without an 'id'; pass an unmodified report.json")
+    if force:
+        return
+    a, b = baseline.get("fingerprints") or {}, current.get("fingerprints") or {}
+    differ = [k for k in FINGERPRINTS if k in a and k in b and a[k] != b[k]]
+    if differ:
+        raise RunError(f"the runs are not comparable: their {', '.join(differ)} differ; compare runs of the same "
+                       "seed weights, data and target, or pass --force")
 
-        p = float(mannwhitneyu(cur, base, alternative="greater").pvalue)
-        return p < 0.05, f"Mann-Whitney p={p:.3f} over {len(base)}+{len(cur)} rounds"
-    sep = min(cur) > max(base)
-    return sep, "round ranges " + ("do not overlap" if sep else "overlap")
+
+def _log_speedups(p: dict[str, Any]) -> list[float]:
+    rounds = (p.get("paired") or {}).get("rounds") or []
+    return [math.log(r) for r in rounds if r and r > 0]
+
+
+def _welch_p(base: list[float], cur: list[float]) -> float | None:
+    """One-sided p that the current log speed-ups are not below the baseline's (None: too few rounds)."""
+    if len(base) < 2 or len(cur) < 2:
+        return None
+    from scipy.stats import ttest_ind
+
+    res = ttest_ind(base, cur, equal_var=False, alternative="greater")
+    p = float(res.pvalue)
+    return 0.0 if math.isnan(p) and sum(base) / len(base) > sum(cur) / len(cur) else (1.0 if math.isnan(p) else p)
+
+
+def _holm(pvalues: dict[int, float]) -> dict[int, float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error over every latency comparison)."""
+    order = sorted(pvalues, key=pvalues.get)
+    adjusted, running = {}, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def compare(baseline: dict[str, Any], current: dict[str, Any], max_regression: float) -> list[Delta]:
     """Deltas for every tracked metric of every candidate measured in both reports."""
     base = {p["id"]: p for p in baseline.get("points", [])}
     out: list[Delta] = []
+    tests: dict[int, float] = {}
     for p in current.get("points", []):
         b = base.get(p["id"])
         if b is None:
             continue
-        for metric, (better, spread) in TRACKED.items():
+        for metric, better in TRACKED.items():
             bv, cv = b.get(metric), p.get(metric)
             if bv is None or cv is None or bv == 0:
                 continue
             change = (cv - bv) / abs(bv) if better == "min" else (bv - cv) / abs(bv)
+            if metric in ("p50_ms", "p90_ms") and b.get("speedup") and p.get("speedup"):
+                change = b["speedup"] / p["speedup"] - 1  # against the seed of each run: machine drift cancels
             if change <= -max_regression:
-                verdict, why = "improved", f"{-change:.1%} better"
+                out.append(Delta(p["id"], metric, bv, cv, change, "improved", f"{-change:.1%} better"))
             elif change <= max_regression:
-                verdict, why = "ok", f"within {max_regression:.0%}"
-            elif spread:
-                sep, how = _separated(b.get("round_p50_ms") or [], p.get("round_p50_ms") or [])
-                verdict, why = ("regression", how) if sep else ("noise", how + ": within measured spread")
+                out.append(Delta(p["id"], metric, bv, cv, change, "ok", f"within {max_regression:.0%}"))
+            elif metric in ("p50_ms", "p90_ms"):
+                pv = _welch_p(_log_speedups(b), _log_speedups(p))
+                out.append(Delta(p["id"], metric, bv, cv, change, "regression", f"{change:.1%} slower vs the seed"))
+                if pv is not None:
+                    tests[len(out) - 1] = pv
             else:
-                verdict, why = "regression", f"{change:.1%} worse (deterministic metric)"
-            out.append(Delta(p["id"], metric, bv, cv, change, verdict, why))
+                out.append(Delta(p["id"], metric, bv, cv, change, "regression", f"{change:.1%} worse (no spread "
+                                 "recorded: the threshold decides)"))
+    for i, adj in _holm(tests).items():
+        d = out[i]
+        d.p = adj
+        if adj >= ALPHA:
+            d.verdict, d.why = "noise", f"{d.why}, but within the rounds' spread (Holm-adjusted p={adj:.3f})"
+        else:
+            d.why += f" (Welch p={adj:.2g}, Holm-adjusted over {len(tests)} latency tests)"
     return out

@@ -1,4 +1,11 @@
-"""Matplotlib plots: latency vs accuracy and vs params (front highlighted), ratio heat map of the front."""
+"""Matplotlib plots of a report: latency vs accuracy (and vs params, energy), and the front's ratios.
+
+Each point uses the best accuracy its candidate has - test accuracy after
+fine-tuning where it was trained (an arrow starts at its proxy, so the proxy's
+error shows), else the proxy - and its marker says the precision.  Figures
+lay themselves out to fit (constrained layout, legend below the axes); the
+ratio heat map shows at most HEATMAP_ROWS front members, fastest first.
+"""
 
 from __future__ import annotations
 
@@ -7,79 +14,97 @@ from typing import Any
 
 from scbp_edge.rank import pareto_front
 
+HEATMAP_ROWS = 30
+MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
 
-def write_plots(run_dir: Path, rep: dict[str, Any]) -> list[Path]:
-    """PNG files in ``run_dir/plots``; none when nothing was measured."""
+
+def figures(rep: dict[str, Any]) -> dict[str, Any]:
+    """name -> matplotlib Figure (Agg); empty when nothing was measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [dict(p, accuracy=p["proxy_accuracy"]) for p in rep["points"] if p["proxy_accuracy"] is not None]
+    pts = [p for p in rep["points"] if p["accuracy"] is not None]
     if not pts:
+        return {}
+    sel = rep["selection"]["id"]
+    lat = f"measured p50 latency (ms) on {rep['run']['target']['name']}"
+    figs = {"latency_vs_accuracy": _scatter(plt, pts, sel, "p50_ms", lat, "accuracy"),
+            "latency_vs_params": _scatter(plt, pts, sel, "p50_ms", lat, "params")}
+    if all(p.get("energy_mj") is not None for p in pts):  # battery-powered robots care as much as latency
+        figs["energy_vs_accuracy"] = _scatter(plt, pts, sel, "energy_mj", "measured energy per inference (mJ)",
+                                              "accuracy")
+    front = [p for p in rep["points"] if p["id"] in set(rep["front"])]
+    if front:
+        figs["front_ratios_heatmap"] = _heatmap(plt, front)
+    return figs
+
+
+def write_plots(run_dir: Path, rep: dict[str, Any]) -> list[Path]:
+    """PNG files in ``run_dir/plots``; none when nothing was measured."""
+    import matplotlib.pyplot as plt
+
+    figs = figures(rep)
+    if not figs:
         return []
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
-    front = set(rep["front"])
-    sel = rep["selection"]["id"]
-    acc_label = "accuracy (%)" + (" - " + rep["accuracy_kind"][0] if rep["accuracy_kind"] else "")
-    lat_label = f"measured p50 latency (ms) on {rep['run']['target']['name']}"
-    views = [("p50_ms", lat_label, "accuracy", acc_label, "latency_vs_accuracy.png"),
-             ("p50_ms", lat_label, "params", "parameters", "latency_vs_params.png")]
-    if all(p.get("energy_mj") is not None for p in pts):  # battery-powered robots care as much as latency
-        views.append(("energy_mj", "measured energy per inference (mJ)", "accuracy", acc_label,
-                      "energy_vs_accuracy.png"))
-    paths = [_scatter(plt, out, pts, front, sel, *view) for view in views]
-    if front:
-        paths.append(_heatmap(plt, out, [p for p in pts if p["id"] in front]))
+    paths = []
+    for name, fig in figs.items():
+        fig.savefig(out / f"{name}.png", dpi=110)
+        plt.close(fig)
+        paths.append(out / f"{name}.png")
     return paths
 
 
-def _scatter(plt, out: Path, pts: list[dict[str, Any]], front: set[str], sel: str | None, xkey: str, xlabel: str,
-             ykey: str, ylabel: str, name: str) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    # The run's front is over accuracy, latency, memory, size (and energy where measured);
-    # the line is this plot's own 2-D front, hollow markers are the other front members.
-    direction = "max" if ykey == "accuracy" else "min"
-    front2 = set(pareto_front(pts, ((ykey, direction), (xkey, "min"))))
-    other = [p for p in pts if p["id"] not in front]
+def _scatter(plt, pts: list[dict[str, Any]], sel: str | None, xkey: str, xlabel: str, ykey: str):
+    fig, ax = plt.subplots(figsize=(7.5, 5.2), layout="constrained")
+    trained = any(p["accuracy_kind"] == "test" for p in pts)
+    ylabel = {"accuracy": "top-1 accuracy (%)" + (": test if fine-tuned, else proxy" if trained else ": proxy"),
+              "params": "parameters"}[ykey]
+    front2 = set(pareto_front(pts, ((ykey, "max" if ykey == "accuracy" else "min"), (xkey, "min"))))
+    for prec, marker in MARKERS.items():
+        group = [p for p in pts if p["precision"] == prec]
+        if not group:
+            continue
+        proxy = [p for p in group if p["accuracy_kind"] != "test" or ykey != "accuracy"]
+        test = [p for p in group if p["accuracy_kind"] == "test" and ykey == "accuracy"]
+        ax.scatter([p[xkey] for p in proxy], [p[ykey] for p in proxy], marker=marker, s=24, c="#9aa",
+                   label=f"{prec}" + (" (proxy)" if ykey == "accuracy" else ""))
+        if test:
+            ax.scatter([p[xkey] for p in test], [p[ykey] for p in test], marker=marker, s=46, c="#1f6fb4",
+                       label=f"{prec}, fine-tuned (test)")
+            for p in test:
+                if p["proxy_accuracy"] is not None:
+                    ax.annotate("", (p[xkey], p["accuracy"]), (p[xkey], p["proxy_accuracy"]),
+                                arrowprops={"arrowstyle": "->", "color": "#1f6fb4", "alpha": 0.5, "lw": 0.8})
     on = sorted((p for p in pts if p["id"] in front2), key=lambda p: p[xkey])
-    rest = [p for p in pts if p["id"] in front and p["id"] not in front2]
-    ax.scatter([p[xkey] for p in other], [p[ykey] for p in other], c="#9aa", s=22, label="candidates")
-    ax.scatter([p[xkey] for p in rest], [p[ykey] for p in rest], facecolors="none", edgecolors="#d62",
-               s=40, label="on the full front (memory/size/energy)")
-    ax.plot([p[xkey] for p in on], [p[ykey] for p in on], "o-", c="#d62", ms=6,
-            label=f"Pareto front ({ylabel.split(' ')[0]} vs {xlabel.split(' ')[1]})")
+    ax.plot([p[xkey] for p in on], [p[ykey] for p in on], "-", c="#d62", lw=1.2, label="front of this view")
     for p in pts:
-        if p["reference"] == "seed":
-            ax.scatter([p[xkey]], [p[ykey]], marker="*", s=180, c="#225", label="seed", zorder=5)
+        if p["is_seed"]:
+            ax.scatter([p[xkey]], [p[ykey]], marker="*", s=200, c="#225", label="seed", zorder=5)
         if p["id"] == sel:
-            ax.scatter([p[xkey]], [p[ykey]], marker="s", s=110, facecolors="none", edgecolors="#080",
+            ax.scatter([p[xkey]], [p[ykey]], marker="s", s=140, facecolors="none", edgecolors="#080",
                        linewidths=2, label="selected", zorder=6)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel[:60])
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    return out / name
+    fig.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    return fig
 
 
-def _heatmap(plt, out: Path, front: list[dict[str, Any]]) -> Path:
-    front = sorted(front, key=lambda p: p["p50_ms"])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(front[0]["ratios"]), 1.0 + 0.32 * len(front)))
-    data = [p["ratios"] for p in front]
-    im = ax.imshow(data, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_yticks(range(len(front)), [f"{p['id']} ({p['p50_ms']:.2f} ms)" for p in front], fontsize=7)
-    ax.set_xticks(range(len(data[0])), [f"seg {i}" for i in range(len(data[0]))])
-    for i, row in enumerate(data):
-        for j, r in enumerate(row):
+def _heatmap(plt, front: list[dict[str, Any]]):
+    rows = sorted(front, key=lambda p: p["p50_ms"])[:HEATMAP_ROWS]
+    nseg = len(rows[0]["ratios"])
+    fig, ax = plt.subplots(figsize=(4.5 + 0.55 * nseg, 1.6 + 0.28 * len(rows)), layout="constrained")
+    im = ax.imshow([p["ratios"] for p in rows], cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_yticks(range(len(rows)), [f"{p['id']}  {p['p50_ms']:.3g} ms" for p in rows], fontsize=7)
+    ax.set_xticks(range(nseg), [f"s{i}" for i in range(nseg)], fontsize=8)
+    for i, p in enumerate(rows):
+        for j, r in enumerate(p["ratios"]):
             ax.text(j, i, f"{r:g}", ha="center", va="center", color="w" if r < 0.5 else "k", fontsize=7)
-    fig.colorbar(im, ax=ax, label="c-ratio (fraction removed)")
-    ax.set_title("Pareto front: per-segment c-ratios (fastest first)", fontsize=9)
-    fig.tight_layout()
-    path = out / "front_ratios_heatmap.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    fig.colorbar(im, ax=ax, label="fraction removed", shrink=0.8)
+    more = f" ({len(front) - len(rows)} slower not shown)" if len(front) > len(rows) else ""
+    ax.set_title(f"Front: ratio per segment{more}", fontsize=9)
+    return fig

@@ -1,0 +1,150 @@
+"""Reports a person can act on: the summary card, plots that fit, sortable self-contained HTML in a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli, fast_target
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("report")
+    res = cli("build", "--target", str(fast_target(tmp)), "--ratios", "0,0.5", "--runs", str(tmp), "--top-k", "1",
+              "--epochs", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    return Path(json.loads(res.stdout)["run_dir"])
+
+
+def _synthetic(n_points: int, n_segments: int) -> dict:
+    """A report dict as build_report makes it, with many candidates and segments (input for the plot code)."""
+    import random
+
+    rnd = random.Random(0)
+    pts = []
+    for i in range(n_points):
+        ratios = [rnd.choice([0, 0.25, 0.5, 0.75]) for _ in range(n_segments)]
+        keep = 1 - sum(ratios) / n_segments
+        pts.append({"id": f"resnet18_r{'-'.join(str(int(100 * r)) for r in ratios)}_{'int8' if i % 2 else 'fp32'}",
+                    "network": str(i), "precision": "int8" if i % 2 else "fp32", "ratios": ratios,
+                    "reference": "seed" if i == 0 else None, "is_seed": i == 0, "accuracy": 60 + 30 * keep,
+                    "accuracy_kind": "test" if i % 17 == 0 else "proxy", "proxy_accuracy": 55 + 30 * keep,
+                    "test_accuracy": 61 + 30 * keep if i % 17 == 0 else None, "p50_ms": 0.5 + 3 * keep + rnd.random(),
+                    "params": int(1e6 * keep), "energy_mj": None, "speedup": 1.0})
+    return {"points": pts, "front": [p["id"] for p in pts[::7]], "selection": {"id": pts[7]["id"]},
+            "run": {"target": {"name": "cpu"}}}
+
+
+@pytest.mark.parametrize(("n_points", "n_segments"), [(12, 3), (200, 6)])
+def test_every_plot_fits_its_canvas(n_points, n_segments):
+    """Titles, labels, legends and colour bars inside the figure; heat-map column labels never overlap."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from scbp_edge.report.plots import HEATMAP_ROWS, figures
+
+    figs = figures(_synthetic(n_points, n_segments))
+    assert set(figs) >= {"latency_vs_accuracy", "latency_vs_params", "front_ratios_heatmap"}
+    for name, fig in figs.items():
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        # Everything drawn (tick labels in view, titles, axis labels, legend, colour bar) lies on the canvas:
+        drawn = fig.get_tightbbox(renderer).transformed(fig.dpi_scale_trans)
+        assert drawn.x0 >= -1 and drawn.y0 >= -1 and drawn.x1 <= box.x1 + 1 and drawn.y1 <= box.y1 + 1, \
+            f"{name}: something is cut off ({drawn} vs {box})"
+        for t in fig.findobj(Text):  # and no title or label is clipped by its own axes
+            if t.get_visible() and t.get_text().strip() and t in {*fig.texts, *(a.title for a in fig.axes),
+                                                                  *(a.xaxis.label for a in fig.axes),
+                                                                  *(a.yaxis.label for a in fig.axes)}:
+                bb = t.get_window_extent(renderer)
+                assert bb.x0 >= -1 and bb.x1 <= box.x1 + 1 and bb.y0 >= -1 and bb.y1 <= box.y1 + 1, t.get_text()
+        if name == "front_ratios_heatmap":
+            ax = fig.axes[0]
+            assert len(ax.get_yticklabels()) <= HEATMAP_ROWS
+            labels = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+            for a, b in zip(labels, labels[1:]):
+                assert a.x1 <= b.x0, "heat-map column labels overlap"
+        plt.close(fig)
+
+
+def test_summary_card_answers_which_how_much_faster_how_much_worse(run_dir):
+    rep = json.loads((run_dir / "report.json").read_text())
+    card = rep["card"]
+    rows = dict(card["rows"])
+    assert rep["selection"]["id"] in card["title"]
+    assert "x faster" in rows["Speed-up, p50"] and " ms" in rows["Speed-up, p50"]
+    assert "test top-1 after fine-tuning" in rows["Accuracy"] and "pt)" in rows["Accuracy"]
+    assert " MB" in rows["Model file"] and " MB" in rows["Memory"]
+    assert rows["Energy"].startswith("not measured")
+    assert card["command"].startswith(f"scbp-edge package {run_dir} --candidate ")
+    md = (run_dir / "report.md").read_text().splitlines()
+    assert md[2].startswith("**Selected") and "Candidates: {" not in "\n".join(md), "internals on the first screen"
+
+
+def test_report_of_a_build_without_data_says_no_accuracy_was_measured(tmp_path):
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--limit", "2",
+              "--runs", str(tmp_path), "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
+    assert dict(rep["card"]["rows"])["Accuracy"].startswith("not measured: the build had no data")
+
+
+def test_report_command_prints_without_rewriting_the_run(run_dir):
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("report.*")}
+    res = cli("report", str(run_dir), "--format", "github")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("## scbp-edge benchmark report") and "Package it:" in res.stdout
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("report.*")} == before
+
+
+def test_terminal_summary_never_cuts_a_number(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, COLUMNS="80")
+    res = subprocess.run([sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(fast_target(tmp_path)),
+                          "--ratios", "0,0.5", "--runs", str(tmp_path), "--top-k", "0", "--data", "none", "--limit",
+                          "3"], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "…" not in res.stdout, res.stdout
+    tables = [line for line in res.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert tables and max(len(line) for line in tables) <= 80, res.stdout  # commands and paths may run on
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/bootstrap.sh installs it as root)")
+def test_html_report_renders_offline_in_a_real_browser(run_dir):
+    from playwright.sync_api import sync_playwright
+
+    html = (run_dir / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html, "the report must work offline"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((run_dir / "report.html").as_uri())
+        assert page.locator("#card").is_visible()
+        assert "faster" in page.locator("#card").inner_text()
+        plots = page.locator("img.plot")
+        assert plots.count() >= 3
+        for i in range(plots.count()):
+            img = plots.nth(i)
+            img.scroll_into_view_if_needed()
+            assert img.is_visible() and img.evaluate("e => e.naturalWidth > 0 && e.complete")
+        first = lambda: page.locator("#candidates tbody tr td:nth-child(6)").all_inner_texts()  # noqa: E731
+        page.locator("#candidates th", has_text="p50 ms").first.click()
+        asc = [float(x) for x in first()]
+        page.locator("#candidates th", has_text="p50 ms").first.click()
+        desc = [float(x) for x in first()]
+        assert asc == sorted(asc) and desc == sorted(desc, reverse=True)
+        browser.close()
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
