@@ -5,16 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# The SSH-device tests start a real OpenSSH server on 127.0.0.1.
-if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server) >/dev/null 2>&1 \
-    || echo "warning: could not install openssh-server; SSH device tests will skip" >&2
+# Test tools from Debian (as root): a real OpenSSH server for the SSH-device tests, Chromium for the
+# HTML report test. Without them those tests skip with the reason.
+need=""
+[ -x /usr/sbin/sshd ] || need="$need openssh-server"
+command -v chromium >/dev/null || need="$need chromium"
+if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need) \
+    >/dev/null 2>&1 || echo "warning: could not install$need; the tests that need them will skip" >&2
 fi
 stamp=.venv/.scbp-bootstrap
 want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import scbp_edge, torch" 2>/dev/null; then
   exit 0
 fi
+rm -rf scbp_edge.egg-info  # left by setuptools installs of earlier versions: it hides the entry points
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i "warning" || true
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v -i "warning" || true

@@ -29,6 +29,21 @@ def test_user_factory_and_bad_factory():
         load_seed("no_such_pkg.mod:make")
 
 
+def test_factories_that_raise_are_one_line_and_called_once(tmp_path, monkeypatch):
+    (tmp_path / "userfac.py").write_text(
+        "CALLS = []\n"
+        "def bad(num_classes=10):\n    CALLS.append(1)\n    raise TypeError('wrong widths')\n")
+    (tmp_path / "brokenmod.py").write_text("raise RuntimeError('import-time failure')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SeedError, match="raised TypeError: wrong widths"):
+        load_seed("userfac:bad")
+    import userfac
+
+    assert userfac.CALLS == [1], "a factory raising TypeError must not be called a second time"
+    with pytest.raises(SeedError, match="RuntimeError: import-time failure"):
+        load_seed("brokenmod:make")
+
+
 def test_checkpoint_variants_load(tmp_path):
     ref = load_seed("cifar-resnet20")
     sd = {k: v for k, v in ref.model.state_dict().items() if "num_batches_tracked" not in k}
@@ -50,14 +65,17 @@ def test_mismatched_checkpoint_names_keys(tmp_path):
 
 def test_garbage_checkpoint_is_one_clear_error(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(WeightsError, match="not a loadable weights-only"):
+    with pytest.raises(WeightsError, match="is not a PyTorch checkpoint") as exc:
         load_seed("cifar-resnet20", tmp_path / "junk.pt")
+    assert "weights_only" not in str(exc.value)  # torch's advice to turn safety off is not passed on
+    with pytest.raises(WeightsError, match="is a folder"):
+        load_seed("cifar-resnet20", tmp_path)
 
 
 def test_pickled_code_is_refused(tmp_path):
     # A checkpoint holding an arbitrary object must not be unpickled (weights_only=True).
     torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": OptionAShortcut(2, 4)}, tmp_path / "code.pt")
-    with pytest.raises(WeightsError, match="not a loadable weights-only"):
+    with pytest.raises(WeightsError, match="refuses: scbp-edge never runs code from a model file"):
         load_seed("cifar-resnet20", tmp_path / "code.pt")
 
 

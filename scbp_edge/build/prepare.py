@@ -121,6 +121,8 @@ def load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
     spec = wb.seed.spec
     with console.status(f"reading data '{cfg.data}'"):
         train, test = load_dataset(cfg.data, spec.input_shape[1:], spec.input_shape[0])
+    for note in dict.fromkeys(train.notes + test.notes):
+        console.print(f"warning: {note}", markup=False)
     rest, val = split_val(train, cfg.val_fraction, 0)
     if len(val) == 0:
         console.print("warning: the validation split is empty (one image per class?): proxy accuracy is n/a; "

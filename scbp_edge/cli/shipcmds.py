@@ -46,6 +46,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)"),
     target: str = typer.Option("cpu", "--target", help="Target whose runtime serves the model"),
     token_file: Path | None = typer.Option(None, "--token-file", help="Require this bearer token (else $SCBP_TOKEN)"),
+    workers: int = typer.Option(8, "--workers", help="Requests served at once (more wait in the backlog)"),
+    request_timeout: float = typer.Option(10.0, "--request-timeout", help="Seconds a whole request may take to "
+                                          "arrive"),
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /healthz, GET /metrics (Prometheus)."""
     from scbp_edge.errors import TargetError
@@ -68,29 +71,39 @@ def serve(
             raise TargetError(f"--token-file '{token_file}' cannot be read ({exc.strerror})") from None
         if not token:
             raise TargetError(f"--token-file '{token_file}' is empty")
-    server.serve(str(model), serving().session_class(), host, port, t.threads, token or server.read_token())
+    if workers < 1 or not request_timeout > 0:
+        raise TargetError("--workers must be at least 1 and --request-timeout positive")
+    server.serve(str(model), serving().session_class(), host, port, None, token or server.read_token(),
+                 workers=workers, timeout=request_timeout)
 
 
 def compare(
     baseline: Path = typer.Argument(..., help="Baseline report.json"),
     current: Path = typer.Argument(..., help="Current report.json"),
     max_regression: str = typer.Option("5%", "--max-regression", help="Allowed worsening, e.g. 5%"),
+    force: bool = typer.Option(False, "--force", help="Compare runs of different weights, data or targets anyway"),
     json_out: bool = JsonOpt,
 ) -> None:
     """Exit 1 when a tracked metric regresses beyond the threshold and beyond measured noise."""
+    import math
+
     from scbp_edge.errors import RunError
+    from scbp_edge.report.compare import check_comparable
     from scbp_edge.report.compare import compare as run
 
     try:
         thr = float(max_regression.rstrip("%")) / (100 if max_regression.endswith("%") else 1)
     except ValueError:
         raise RunError(f"--max-regression '{max_regression}' is not a number like 5%") from None
+    if not math.isfinite(thr) or thr < 0:
+        raise RunError(f"--max-regression '{max_regression}' must be 0 % or more")
     reports = []
     for p in (baseline, current):
         try:
             reports.append(json.loads(p.read_text()))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise RunError(f"cannot read report '{p}' ({type(exc).__name__}); pass a report.json of a run") from None
+    check_comparable(reports[0], reports[1], force)
     deltas = run(reports[0], reports[1], thr)
     if not deltas:
         raise RunError("the two reports share no measured candidate; compare runs of the same seed and space")

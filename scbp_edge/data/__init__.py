@@ -6,8 +6,8 @@ size; corrupt files are skipped and counted, never fatal.
 
 from __future__ import annotations
 
-import io
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,6 +29,7 @@ class ImageSet:
     labels: np.ndarray
     classes: list[str]
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a user should know about the split (empty classes)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -53,30 +54,47 @@ def _iter_folder(root: Path) -> Iterator[tuple[str, str, bytes]]:
                 yield rel.parts[0], str(rel), path.read_bytes()
 
 
-def _iter_tar(path: Path) -> Iterator[tuple[str, str, bytes]]:
+def _tar_members(path: Path) -> dict[str, bytes]:
+    """Every image member of an archive, read in full; damage anywhere is an error naming where it broke.
+
+    tarfile stops quietly at the first header it cannot parse, so a stream
+    damaged in the middle would look like a shorter archive: the rest of the
+    stream is therefore read to its end (gzip checks its CRC there) and must
+    hold nothing but the end-of-archive padding.
+    """
+    out: dict[str, bytes] = {}
+    last = "(the first member)"
     try:
         with tarfile.open(path) as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-            # Archives hold "split/class/file" or "class/file": class is the parent folder.
-            for m in sorted(members, key=lambda m: m.name):
-                p = PurePosixPath(m.name)
-                if p.suffix.lower() in IMAGE_EXTS and len(p.parts) >= 2:
-                    f = tar.extractfile(m)
-                    if f is not None:
-                        yield p.parts[-2], m.name, f.read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"cannot read archive '{path}' ({exc}); check it is a complete .tar/.tar.gz") from None
+            for m in tar:
+                if m.isfile():
+                    p = PurePosixPath(m.name)
+                    if p.suffix.lower() in IMAGE_EXTS and len(p.parts) >= 2:
+                        f = tar.extractfile(m)
+                        if f is not None:
+                            out[m.name] = f.read()
+                last = m.name
+            fileobj = tar.fileobj
+            trailing = b"".join(iter(lambda: fileobj.read(1 << 20), b""))
+        if trailing.strip(b"\0"):
+            raise tarfile.ReadError("data after the point where the archive stops being readable")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"archive '{path}' is damaged after member '{last}' ({str(exc)[:80]}); {len(out)} images "
+                        "were read before it; re-create or re-download the archive") from None
+    return out
+
+
+def _iter_tar(path: Path) -> Iterator[tuple[str, str, bytes]]:
+    members = _tar_members(path)
+    # Archives hold "split/class/file" or "class/file": class is the parent folder.
+    for name in sorted(members):
+        yield PurePosixPath(name).parts[-2], name, members[name]
 
 
 def _decode(blob: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
-    from PIL import Image
+    from scbp_edge.serving.image import decode
 
-    with Image.open(io.BytesIO(blob)) as im:
-        im = im.convert("RGB" if channels == 3 else "L")
-        if im.size != (size[1], size[0]):
-            im = im.resize((size[1], size[0]), Image.BILINEAR)
-        arr = np.asarray(im, dtype=np.uint8)
-    return arr if arr.ndim == 3 else arr[:, :, None]
+    return decode(blob, size, channels)  # the served model decodes exactly alike
 
 
 def read_split(path: str | Path, size: tuple[int, int], channels: int = 3) -> ImageSet:
@@ -100,9 +118,18 @@ def read_split(path: str | Path, size: tuple[int, int], channels: int = 3) -> Im
     if not images:
         raise DataError(f"no readable images in '{path}' (expected <class>/<image> files)")
     classes = sorted(set(names))
+    empty = sorted(_class_folders(path) - set(classes))
+    notes = [f"class folder(s) {', '.join(empty)} of '{path}' hold no readable image and are left out"] if empty else []
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[c] for c in names], dtype=np.int64)
-    return ImageSet(np.stack(images), labels, classes, skipped)
+    return ImageSet(np.stack(images), labels, classes, skipped, notes)
+
+
+def _class_folders(path: Path) -> set[str]:
+    """Class folder names of a split folder (empty ones included); archives list only what they hold."""
+    if not path.is_dir():
+        return set()
+    return {p.name for p in path.iterdir() if p.is_dir()}
 
 
 def find_split(root: str | Path, split: str) -> Path:

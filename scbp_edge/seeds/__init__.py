@@ -107,12 +107,20 @@ def _build_factory(name: str, num_classes: int) -> nn.Module:
     mod_name, attr = name.split(":")
     try:
         factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise SeedError(f"cannot load factory '{name}' ({exc}); check it is importable") from None
+    except Exception as exc:  # noqa: BLE001 - a user module can raise anything on import
+        raise SeedError(f"cannot load factory '{name}' ({type(exc).__name__}: {str(exc)[:150]}); check that "
+                        f"'{mod_name}' imports and defines '{attr}'") from None
+    import inspect
+
     try:
-        model = factory(num_classes=num_classes)
-    except TypeError:
-        model = factory()
+        params = inspect.signature(factory).parameters
+        takes = "num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    except (TypeError, ValueError):
+        takes = False
+    try:  # called once: with num_classes where it takes it
+        model = factory(num_classes=num_classes) if takes else factory()
+    except Exception as exc:  # noqa: BLE001 - the user's code failed; say where
+        raise SeedError(f"factory '{name}' raised {type(exc).__name__}: {str(exc)[:150]}") from None
     if not isinstance(model, nn.Module):
         raise SeedError(f"factory '{name}' returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import re
+import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +29,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     and strips a ``module.`` prefix left by DataParallel.
     """
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"--weights '{path}' is a folder; pass the checkpoint file inside it")
     if not path.is_file():
         raise WeightsError(f"checkpoint '{path}' does not exist; pass --weights with a readable file")
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"'{path}' is not a loadable weights-only PyTorch checkpoint ({first[:160]}); "
-            "save it with torch.save(model.state_dict(), path)"
-        ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError) as exc:
+        raise WeightsError(f"'{path}' {_why_unloadable(path, exc)}; save weights with "
+                           "torch.save(model.state_dict(), path)") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(key), dict):
@@ -45,7 +47,30 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(
             f"'{path}' holds no state dict of tensors; expected a state dict or a dict with 'state_dict'"
         )
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
+    out: dict[str, torch.Tensor] = OrderedDict((_strip(k), v) for k, v in obj.items())
+    meta = getattr(obj, "_metadata", None)
+    if meta is not None:  # module versions, which some modules read when loading (torchvision's MNASNet)
+        out._metadata = OrderedDict((_strip(k), v) for k, v in meta.items())  # type: ignore[attr-defined]
+    return out
+
+
+def _strip(key: str) -> str:
+    """DataParallel's ``module.`` prefix, removed."""
+    return key[7:] if key.startswith("module.") else key if key != "module" else ""
+
+
+def _why_unloadable(path: Path, exc: Exception) -> str:
+    """What is wrong with a file torch.load refused, in words a user can act on."""
+    text = str(exc)
+    blocked = re.search(r"[Uu]nsupported global:? GLOBAL (\S+)", text)
+    if blocked:
+        return (f"holds Python objects ({blocked.group(1)}) that a weights-only load refuses: scbp-edge never runs "
+                "code from a model file, and reads plain state dicts only")
+    if zipfile.is_zipfile(path):
+        return "is a damaged torch.save archive (truncated or modified after saving)"
+    if "central directory" in text or "zip archive" in text:
+        return "is a truncated or damaged torch.save archive"
+    return "is not a PyTorch checkpoint (neither a torch.save archive nor a pickle of tensors)"
 
 
 def _is_bookkeeping(t: torch.Tensor) -> bool:
@@ -77,5 +102,8 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
             f"checkpoint {source} does not match the model ({'; '.join(problems)}); "
             "check --seed (and --num-classes) match the checkpoint"
         )
-    merged = {k: state.get(k, v) for k, v in expected.items()}
+    merged = OrderedDict((k, state.get(k, v)) for k, v in expected.items())
+    # Module versions travel with the weights (the model's own, where the checkpoint has none): modules
+    # such as torchvision's MNASNet read them in their own _load_from_state_dict.
+    merged._metadata = getattr(state, "_metadata", None) or getattr(expected, "_metadata", None)  # type: ignore
     model.load_state_dict(merged, strict=True)

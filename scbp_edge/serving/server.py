@@ -275,9 +275,23 @@ def read_token(token_file=None):
     return os.environ.get("SCBP_TOKEN") or None
 
 
-def serve(model_path, session_cls, host="127.0.0.1", port=8080, threads=0, token=None, workers=WORKERS,
+def measured_threads(model_path):
+    """The thread count the model was measured with (manifest.json beside it), else 0 (all cores)."""
+    manifest = os.path.join(os.path.dirname(os.path.abspath(model_path)), "manifest.json")
+    try:
+        with open(manifest) as f:
+            return int(json.load(f).get("target", {}).get("threads") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def serve(model_path, session_cls, host="127.0.0.1", port=8080, threads=None, token=None, workers=WORKERS,
           max_body=MAX_BODY, timeout=REQUEST_TIMEOUT, ready=None):
-    """Serve ``model_path`` with ``session_cls`` until interrupted; ``ready(url)`` is called once listening."""
+    """Serve ``model_path`` with ``session_cls`` until interrupted; ``ready(url)`` is called once listening.
+
+    ``threads`` None: as many as the model was measured with (its latency is only promised for that).
+    """
+    threads = measured_threads(model_path) if threads is None else threads
     model = Model(model_path, session_cls, threads=threads)
     info = {"runtime": getattr(session_cls, "name", "unknown"), "candidate": model.meta.get("candidate", "unknown"),
             "precision": model.meta.get("precision", "unknown")}
@@ -300,7 +314,9 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--host", default="0.0.0.0")
     ap.add_argument("--port", type=int, default=8080)
-    ap.add_argument("--threads", type=int, default=0, help="inference threads (0: the runtime's default)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="inference threads (default: what the model was measured with, from manifest.json; "
+                         "0: all cores)")
     ap.add_argument("--workers", type=int, default=WORKERS, help="requests served at once")
     ap.add_argument("--token-file", help="file holding the bearer token (else $SCBP_TOKEN; none: open)")
     a = ap.parse_args()
