@@ -53,7 +53,7 @@ def _models() -> dict[str, list[Item]]:
         seeds["cifar-resnet56"] = Workbench(SeedOptions("cifar-resnet56", str(ckpt), round_to=8))
     for name, wb in seeds.items():
         items = []
-        for c in wb.space("0,0.25,0.5", fill_costs=False):
+        for c in wb.space("0,0.25,0.5"):
             path = WORK / name / f"{c.id}.onnx"
             if not path.is_file():
                 export_onnx(wb.candidate(c.ratios)[1], wb.seed.spec.input_shape, path)

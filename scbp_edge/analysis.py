@@ -40,6 +40,12 @@ def forward_with_hooks(model: nn.Module, input_shape: tuple[int, ...], hooks: di
     try:
         with torch.no_grad():
             model(torch.zeros(1, *input_shape))
+    except Exception as exc:  # noqa: BLE001 - the model's own assertion or reshape at this size
+        from scbp_edge.errors import SeedError
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:150]
+        raise SeedError(f"the seed fails on a {'x'.join(map(str, input_shape))} input ({type(exc).__name__}: "
+                        f"{first}); try its native size (e.g. --input-size 224) or a multiple of 32") from None
     finally:
         for h in handles:
             h.remove()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from torch import nn
 
-from scbp_edge.derive import Deriver, model_cost
+from scbp_edge.derive import Deriver
+from scbp_edge.derive.costs import CostModel
 from scbp_edge.derive.io import save_derived
 from scbp_edge.seeds import Seed, default_spec, load_seed
 from scbp_edge.segments import Segmentation, segment_model
@@ -27,11 +29,21 @@ class SeedOptions:
     segments: str = "stages"
     round_to: int | None = None  # channel multiple; None: the target's (8 outside a build)
 
+    def validate(self) -> None:
+        """Raise SeedError naming the first value that cannot describe a network."""
+        from scbp_edge.errors import SeedError
+
+        for flag, value, low in (("--input-size", self.input_size, 8), ("--num-classes", self.num_classes, 2),
+                                 ("--round-to", self.round_to, 1), ("--in-channels", self.in_channels, 1)):
+            if value is not None and value < low:
+                raise SeedError(f"{flag} {value} must be at least {low}")
+
 
 class Workbench:
     """A seed, its segmentation and a deriver, built once and reused for many candidates."""
 
     def __init__(self, opts: SeedOptions, seed: Seed | None = None) -> None:
+        opts.validate()
         self.opts = opts
         if seed is None:
             shape = None
@@ -42,25 +54,30 @@ class Workbench:
             seed = load_seed(opts.seed, opts.weights, num_classes=opts.num_classes, input_shape=shape)
         self.seed = seed
         self.segmentation: Segmentation = segment_model(seed.model, seed.spec.input_shape, opts.segments)
-        self.deriver = Deriver(seed, self.segmentation, opts.round_to or 8)
+
+    @cached_property
+    def deriver(self) -> Deriver:
+        """The pruning analysis (built on first use: listing segments does not need it)."""
+        return Deriver(self.seed, self.segmentation, self.opts.round_to or 8)
+
+    @cached_property
+    def costs(self) -> CostModel:
+        """Analytic costs of any configuration (no derivation)."""
+        return CostModel(self.deriver)
+
+    def static(self, ratios: Sequence[float]) -> Candidate:
+        """The candidate record of ``ratios`` with its params, MACs and size, computed from the plan."""
+        params, macs, size, seg = self.costs.cost(list(ratios))
+        return Candidate(candidate_id(self.seed.spec.name, ratios), list(ratios),
+                         "seed" if not any(ratios) else None, params, macs, size, {"segment_macs": seg})
 
     @property
     def num_segments(self) -> int:
         return len(self.segmentation.segments)
 
     def candidate(self, ratios: Sequence[float]) -> tuple[Candidate, nn.Module]:
-        """Derive one configuration; returns its candidate record (with costs) and model."""
-        model = self.deriver.derive(ratios)
-        cost = model_cost(model, self.seed.spec.input_shape)
-        cand = Candidate(
-            candidate_id(self.seed.spec.name, ratios),
-            list(ratios),
-            "seed" if not any(ratios) else None,
-            cost.params,
-            cost.macs,
-            cost.size_bytes,
-        )
-        return cand, model
+        """Derive one configuration (checked against the masked seed); its candidate record and model."""
+        return self.static(ratios), self.deriver.derive(ratios)
 
     def space(
         self,
@@ -72,18 +89,13 @@ class Workbench:
         sample_seed: int = 0,
         max_params: int | None = None,
         max_macs: int | None = None,
-        fill_costs: bool = True,
     ) -> list[Candidate]:
-        """The candidate list with static costs filled in.
-
-        ``fill_costs=False`` leaves params/MACs/size to whoever derives the
-        candidates anyway (the build's derive stage), so each is derived once.
-        """
+        """The candidate list with static costs (from the pruning plan: nothing is derived)."""
         costs: dict[tuple[float, ...], Candidate] = {}
 
         def cost(config: tuple[float, ...]) -> Candidate:
             if config not in costs:
-                costs[config] = self.candidate(config)[0]
+                costs[config] = self.static(config)
             return costs[config]
 
         keep = None
@@ -102,9 +114,9 @@ class Workbench:
         )
         cands = self._dedupe(cands)
         for c in cands:
-            if fill_costs or tuple(c.ratios) in costs:
-                full = cost(tuple(c.ratios))
-                c.params, c.macs, c.size_bytes = full.params, full.macs, full.size_bytes
+            full = cost(tuple(c.ratios))
+            c.params, c.macs, c.size_bytes = full.params, full.macs, full.size_bytes
+            c.extra.update(full.extra)
         return cands
 
     def _dedupe(self, cands: list[Candidate]) -> list[Candidate]:

@@ -83,13 +83,22 @@ def _block_shapes(model: nn.Module, blocks: list[str], input_shape: tuple[int, .
     mods = dict(model.named_modules())
 
     def hook_for(block: str):
-        def hook(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
-            shapes.setdefault(block, tuple(out.shape))  # first call wins (shared modules)
+        def hook(_m: nn.Module, _i: tuple, out) -> None:
+            t = _first_tensor(out)  # blocks may return lists or dicts of tensors (HRNet-style branches)
+            if t is not None:
+                shapes.setdefault(block, tuple(t.shape))  # first call wins (shared modules)
 
         return hook
 
     forward_with_hooks(model, input_shape, {mods[b]: hook_for(b) for b in blocks})
     return shapes
+
+
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    items = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else ()
+    return next((t for t in (_first_tensor(i) for i in items) if t is not None), None)
 
 
 def _stages(blocks: list[str], shapes: dict[str, tuple]) -> list[list[str]]:

@@ -87,7 +87,7 @@ def evaluate_network(payload: dict[str, Any], data: dict[str, Any] | None, ratio
         wb = _bench(payload)
         cand, model = wb.candidate(ratios)
         stage = "accuracy"
-        seg_macs = segment_macs(wb, model)
+        seg_macs = cand.extra["segment_macs"]
         proxy = proxy_accuracy(model, data, cand.params or 0, seed_params)
         stage = "export"
         onnx = _onnx(model, wb.seed.spec.input_shape, dynamic_batch)
@@ -108,18 +108,6 @@ def evaluate_network(payload: dict[str, Any], data: dict[str, Any] | None, ratio
         res.update(state=model.state_dict(), keep=wb.deriver.plan(ratios), ignored=wb.deriver.ignored,
                    ratios=list(ratios))
     return res
-
-
-def segment_macs(wb, model) -> list[int]:
-    """MACs of each segment of a derived model (features of the latency predictor)."""
-    from scbp_edge.analysis import trace_layers
-
-    out = [0] * wb.num_segments
-    for rec in trace_layers(model, wb.seed.spec.input_shape):
-        seg = wb.segmentation.segment_of(rec.name)
-        if seg is not None:
-            out[seg] += rec.macs
-    return out
 
 
 def proxy_accuracy(model, data: dict[str, Any] | None, params: int, seed_params: int) -> dict[str, Any]:

@@ -143,3 +143,41 @@ def test_concurrent_clients_all_succeed(server):
 def test_package_unknown_candidate_is_one_line(run_dir, tmp_path):
     res = cli("package", str(run_dir), "--candidate", "nope", "-o", str(tmp_path / "x"))
     assert res.returncode == 2 and "no candidate 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_served_int8_model_predicts_what_its_evaluation_saw(tmp_path):
+    """The package ships the int8 QDQ file itself; served on real images it answers as ONNX Runtime did in the build."""
+    import onnxruntime as ort
+
+    from scbp_edge.data.digits import load_digits_split
+
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--precision", "fp32,int8", "--ratios", "0,0.5",
+              "--limit", "1", "--runs", str(tmp_path), "--top-k", "1", "--epochs", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    run = Path(json.loads(res.stdout)["run_dir"])
+    rep = json.loads((run / "report.json").read_text())
+    cand = next(c for c in rep["candidates"] if c["precision"] == "int8" and c["trained"])
+    assert cand["trained"]["onnx"].endswith("_int8.onnx") and cand["trained"]["test_accuracy"] > 80
+    ctx = tmp_path / "ctx"
+    assert cli("package", str(run), "--candidate", cand["id"], "-o", str(ctx)).returncode == 0
+    manifest = json.loads((ctx / "manifest.json").read_text())
+    assert manifest["precision"] == "int8"
+    assert (ctx / "model.onnx").read_bytes() == (run / cand["trained"]["onnx"]).read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.server", "model.onnx", "--host", "127.0.0.1", "--port",
+                             "0"], cwd=ctx, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip().split(" on ")[1].split()[0]
+        _, test = load_digits_split(0)
+        x, _ = test.tensors(tuple(manifest["seed"]["mean"]), tuple(manifest["seed"]["std"]))
+        sess = ort.InferenceSession(str(ctx / "model.onnx"), providers=["CPUExecutionProvider"])
+        for i in range(20):
+            buf = io.BytesIO()
+            Image.fromarray(test.images[i][:, :, 0], mode="L").save(buf, format="PNG")
+            code, body = _post(url + "/predict", buf.getvalue(), "image/png")
+            assert code == 200, body
+            ref = sess.run(None, {sess.get_inputs()[0].name: x[i : i + 1].numpy()})[0][0]
+            assert body["predictions"][0]["index"] == int(ref.argmax())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

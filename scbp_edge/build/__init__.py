@@ -65,6 +65,7 @@ def _init_store(store: RunStore, cfg: BuildConfig, prep: Prepared) -> None:
     store.set_meta("target", prep.target.to_dict())
     store.set_meta("runtime", {"name": prep.runtime.name, "capabilities": prep.runtime.capabilities.to_dict()})
     store.set_meta("precisions", prep.precisions)
+    store.set_meta("fingerprints", prep.fingerprints())
     store.set_meta("notes", prep.notes)
     store.set_meta("seed", prep.wb.seed.spec.to_dict())
     store.set_meta("segmentation", prep.wb.segmentation.to_dict())

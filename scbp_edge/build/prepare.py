@@ -33,6 +33,29 @@ class Prepared:
     space: list[Candidate]
     notes: list[str]
 
+    def fingerprints(self) -> dict[str, Any]:
+        """What makes two runs comparable: weights, data, classes, target, precisions (compare checks them)."""
+        import hashlib
+
+        weights = self.wb.opts.weights
+        digest = None
+        if weights and Path(weights).is_file():
+            h = hashlib.sha256()
+            with open(weights, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            digest = h.hexdigest()
+        data = None
+        if self.data is not None:
+            h = hashlib.sha256()
+            for split in (self.data["train"], self.data["test"]):
+                h.update(split.images.tobytes())
+                h.update(split.labels.tobytes())
+            data = h.hexdigest()
+        return {"weights_sha256": digest or weights or "untrained", "data": data,
+                "classes": list(self.data["train"].classes) if self.data else None, "target": self.target.name,
+                "precisions": self.precisions}
+
 
 def resolve(cfg: BuildConfig) -> tuple[Target, Runtime, list[str], list[str]]:
     """Target, runtime, the precisions to search and notes; refuses what the runtime cannot run."""
@@ -84,8 +107,7 @@ def prepare(cfg: BuildConfig) -> Prepared:
     data = load_data(cfg, wb)
     with console.status("enumerating the candidate space"):
         space = wb.space(cfg.ratios, monotone=cfg.monotone, exclude=cfg.exclude, limit=cfg.limit,
-                         sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs,
-                         fill_costs=False)  # the derive stage derives each network and fills them
+                         sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs)
     return Prepared(target, runtime, precisions, wb, data, space, notes)
 
 

@@ -33,7 +33,7 @@ def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfi
     if not nets:
         return
     wb = prep.wb
-    seed_params = wb.candidate([0.0] * wb.num_segments)[0].params or 1
+    seed_params = wb.static([0.0] * wb.num_segments).params or 1
     keys = ("bn_x", "val_x", "val_y", "calib_x", "skipped")
     proxy = None if prep.data is None else {k: prep.data[k] for k in keys}
     keep = cfg.keep_models or prep.runtime.source == "torch"

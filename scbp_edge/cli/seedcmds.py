@@ -47,20 +47,49 @@ def inspect(
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt, json_out: bool = JsonOpt,
 ) -> None:
     """Show the seed's segments: blocks, conv layers, channels, params, MACs."""
+    from scbp_edge.errors import ScbpError
+
     wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments))
     seg = wb.segmentation
+    try:  # listing segments needs only the segmentation; what pruning can do needs the analysis
+        prunable = _prunable_groups(wb)
+        analysis = None
+    except ScbpError as exc:
+        prunable, analysis = None, str(exc)
     if json_out:
-        emit_json({"seed": wb.seed.spec.to_dict(), "segmentation": seg.to_dict()})
+        emit_json({"seed": wb.seed.spec.to_dict(), "segmentation": seg.to_dict(), "prunable_groups": prunable,
+                   "frozen_groups": None if analysis else wb.deriver.graph.frozen, "analysis_error": analysis})
         return
     stem, head = ", ".join(seg.stem), ", ".join(seg.head)
     table = Table(title=f"{seed}: {len(seg.segments)} segments (stem {stem}; head {head})")
-    for col in ("segment", "blocks", "conv layers", "channels", "params", "MACs"):
+    for col in ("segment", "blocks", "conv layers", "channels", "params", "MACs", "prunable groups"):
         table.add_column(col, justify="right" if col in ("params", "MACs", "conv layers") else "left")
     for s in seg.segments:
         blocks = s.blocks[0] if len(s.blocks) == 1 else f"{s.blocks[0]} .. {s.blocks[-1]} ({len(s.blocks)})"
         chans = f"{min(s.out_channels)}-{max(s.out_channels)}" if s.out_channels else "-"
-        table.add_row(str(s.index), blocks, str(len(s.convs)), chans, human(s.params), human(s.macs))
+        groups = "?" if prunable is None else str(prunable[s.index])
+        table.add_row(str(s.index), blocks, str(len(s.convs)), chans, human(s.params), human(s.macs), groups)
     out.print(table)
+    if analysis:
+        console.print(f"pruning analysis failed, so what each ratio would do is unknown: {analysis}", markup=False)
+        return
+    for s in seg.segments:
+        if prunable[s.index] == 0:
+            console.print(f"note: segment {s.index} has no prunable channel group: its ratio changes nothing",
+                          markup=False)
+    frozen = wb.deriver.graph.frozen
+    if frozen:
+        why = sorted(set(frozen.values()))
+        console.print(f"note: {len(frozen)} channel group(s) keep their width, e.g. because {why[0]}", markup=False)
+
+
+def _prunable_groups(wb: Workbench) -> list[int]:
+    """How many prunable channel groups lie in each segment (0: the segment's ratio changes nothing)."""
+    counts = [0] * wb.num_segments
+    for segs in wb.deriver.group_segments.values():
+        for s in segs:
+            counts[s] += 1
+    return counts
 
 
 def search(
@@ -74,7 +103,7 @@ def search(
     wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to))
     cands = wb.space(ratios, monotone=monotone, exclude=exclude, limit=limit, sample_seed=sample_seed,
                      max_params=max_params, max_macs=max_macs)
-    base, _ = wb.candidate([0.0] * wb.num_segments)
+    base = wb.static([0.0] * wb.num_segments)
     if json_out:
         emit_json({"seed": base.to_dict(), "candidates": [c.to_dict() for c in cands]})
         return
@@ -100,6 +129,11 @@ def derive(
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
     wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to))
     ratios = parse_config(config, wb.num_segments)
+    same = [i for i, r in enumerate(ratios) if r and wb.deriver.plan(ratios) == wb.deriver.plan(
+        [0.0 if j == i else x for j, x in enumerate(ratios)])]
+    for i in same:
+        console.print(f"note: ratio {ratios[i]:g} of segment {i} changes nothing (its widths round back to the "
+                      "seed's, or it has no prunable group)", markup=False)
     cand, model = wb.candidate(ratios)
     if output.suffix == ".onnx":
         from scbp_edge.export.onnx import export_onnx

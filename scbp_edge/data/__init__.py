@@ -158,12 +158,25 @@ def split_val(train: ImageSet, fraction: float = 0.1, seed: int = 0) -> tuple[Im
     return rest, val
 
 
+def _fit(images: ImageSet, size: tuple[int, int], channels: int) -> ImageSet:
+    """The set resized to ``size`` (H, W) and grey replicated to ``channels``: any seed can use the digits."""
+    from PIL import Image
+
+    arr = images.images
+    if arr.shape[1:3] != tuple(size):
+        arr = np.stack([np.asarray(Image.fromarray(a[:, :, 0]).resize((size[1], size[0]), Image.BILINEAR))[:, :, None]
+                        for a in arr])
+    if channels != arr.shape[3]:
+        arr = np.repeat(arr[:, :, :, :1], channels, axis=3)
+    return ImageSet(arr, images.labels, images.classes, images.skipped, images.notes)
+
+
 def load_dataset(spec: str, size: tuple[int, int], channels: int) -> tuple[ImageSet, ImageSet]:
     """(train, test) of ``digits`` or of a folder with train/ and val|test/ splits (folders or tarballs)."""
     if spec == "digits":
         from scbp_edge.data.digits import load_digits_split
 
-        return load_digits_split(0)
+        return tuple(_fit(s, size, channels) for s in load_digits_split(0))  # type: ignore[return-value]
     root = Path(spec)
     if not root.is_dir():
         raise DataError(f"--data '{spec}' is neither 'digits' nor a folder holding train/ and val/ or test/")

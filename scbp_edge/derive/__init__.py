@@ -97,11 +97,40 @@ class Deriver:
                 keep[g.root] = pruned_width(g.channels, min(ratios[s] for s in segs), self.round_to)
         return keep
 
-    def derive(self, ratios: Sequence[float]) -> nn.Module:
-        """A physically pruned model inheriting the seed's strongest filters."""
-        model = self.graph.derive(self.plan(ratios))
+    def derive(self, ratios: Sequence[float], verify: bool = True) -> nn.Module:
+        """A physically pruned model inheriting the seed's strongest filters.
+
+        ``verify``: check it computes what the seed computes with the dropped
+        channels zeroed (:meth:`verify`) before anyone uses it.
+        """
+        plan = self.plan(ratios)
+        model = self.graph.derive(plan)
         _check_forward(model, self.seed.spec.input_shape, self.seed.spec.num_classes, self.graph)
+        if verify:
+            self.verify(model, plan)
         return model
+
+    def verify(self, model: nn.Module, plan: dict[str, int], tol: float = 1e-3) -> float:
+        """Relative difference between ``model`` and the masked seed; DeriveError naming the first bad group."""
+        err = _masked_error(model, self.graph.masked(plan), self.seed.spec.input_shape)
+        if err <= tol:
+            return err
+        for root, k in plan.items():  # which group is mis-wired: derive it alone
+            single = {root: k}
+            if _masked_error(self.graph.derive(single), self.graph.masked(single), self.seed.spec.input_shape) > tol:
+                raise DeriveError(f"the derived model differs from the masked seed by {err:.2g} (relative): channel "
+                                  f"group at {root} is mis-wired by pruning; exclude its segment or use ratio 0 there")
+        raise DeriveError(f"the derived model differs from the masked seed by {err:.2g} (relative)")
+
+
+def _masked_error(model: nn.Module, masked: nn.Module, input_shape: tuple[int, ...]) -> float:
+    """Largest output difference relative to the masked seed's own output scale (tiny outputs included)."""
+    import torch
+
+    x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = model(x), masked(x)
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
 
 
 def _check_forward(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, graph: Any) -> None:

@@ -69,21 +69,42 @@ class PruningGraph:
     """Dependency analysis of one seed, done once; derives any number of models from it."""
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...], ignored: list[str]) -> None:
-        self._model = copy.deepcopy(model).eval()
-        self._input_shape = input_shape
+        self._model = model.eval()  # read only: every derivation and mask works on its own copy
         self._ignored = ignored
+        # Channel dependencies do not depend on the image size, and tracing at 224x224 costs most of the
+        # memory and time: trace at 64x64 where the network runs there, else at its own size.
+        c, h, w = input_shape
+        self._input_shape = (c, min(h, 64), min(w, 64))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self._dg = self._build(self._model)
+            try:
+                self._dg = self._build(self._model)
+            except DeriveError:
+                if self._input_shape == tuple(input_shape):
+                    raise
+                self._input_shape = tuple(input_shape)
+                self._dg = self._build(self._model)
         self.warnings = [str(w.message).splitlines()[0] for w in caught]
         self._names = {m: n for n, m in self._model.named_modules()}
         self.groups: list[ChannelGroup] = []
+        #: channel groups left at full width, and why (grouped convolutions, unscorable coupling)
+        self.frozen: dict[str, str] = {}
         self._importance: dict[str, torch.Tensor] = {}
         scorer = tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
         mods = dict(self._model.named_modules())
         ignored_mods = [m for name in ignored for m in mods[name].modules()]
-        for group in self._dg.get_all_groups(ignored_layers=ignored_mods, root_module_types=(nn.Conv2d, nn.Linear)):
+        found = self._dg.get_all_groups(ignored_layers=ignored_mods, root_module_types=(nn.Conv2d, nn.Linear))
+        # Sorted by root name: Torch-Pruning's own order follows object hashes and differed between runs.
+        for group in sorted(found, key=lambda g: self._names.get(g[0].dep.target.module, "")):
             root = self._names[group[0].dep.target.module]
+            why = self._unprunable(group)
+            try:
+                importance = None if why else scorer(group).detach().clone()  # the seed's own weights
+            except Exception as exc:  # noqa: BLE001 - split/slice couplings the scorer cannot index
+                why, importance = f"its coupling cannot be scored ({type(exc).__name__})", None
+            if why:
+                self.frozen[root] = why
+                continue
             outs = [
                 self._names[dep.target.module]
                 for dep, _ in group
@@ -91,8 +112,21 @@ class PruningGraph:
             ]
             channels = int(self._dg.get_out_channels(group[0].dep.target.module))
             self.groups.append(ChannelGroup(root, channels, outs))
-            # Importance from the seed's own weights, fixed before any surgery.
-            self._importance[root] = scorer(group).detach().clone()
+            self._importance[root] = importance
+
+    def _unprunable(self, group) -> str | None:
+        """Why a channel group must keep its width: it feeds or leaves a grouped (not depthwise) convolution.
+
+        Torch-Pruning removes channels of a grouped convolution as if each group
+        followed the same pattern, which it does not: such networks came out
+        mis-wired (RegNet, ResNeXt).  Whole-group pruning is not implemented, so
+        these widths stay; everything else in the network is pruned as usual.
+        """
+        for dep, _ in group:
+            m = dep.target.module
+            if isinstance(m, nn.Conv2d) and m.groups > 1 and not (m.groups == m.in_channels == m.out_channels):
+                return f"it touches the grouped convolution {self._names.get(m, '?')} (groups={m.groups})"
+        return None
 
     def _build(self, model: nn.Module) -> tp.DependencyGraph:
         try:
@@ -103,10 +137,7 @@ class PruningGraph:
                 verbose=True,
             )
         except Exception as exc:  # noqa: BLE001 - any tracing failure is the seed's, report it
-            raise DeriveError(
-                f"Torch-Pruning could not trace this seed ({type(exc).__name__}: {exc}); "
-                f"unsupported layers: {', '.join(self.unhandled_layers()) or 'none found'}"
-            ) from None
+            raise DeriveError(_trace_failure(exc, self.unhandled_layers())) from None
 
     def unhandled_layers(self) -> list[str]:
         """Layers with parameters of a type Torch-Pruning has no pruner for."""
@@ -134,6 +165,52 @@ class PruningGraph:
             group.prune()
         return model.eval()
 
+    @property
+    def model(self) -> nn.Module:
+        """The analysed seed (read it, never change it)."""
+        return self._model
+
+    def removals(self, root: str, k: int) -> list[tuple[str, str, int]]:
+        """(layer, "out" | "in", channels removed) of every layer group ``root`` touches when it keeps ``k``.
+
+        What the surgery would do, read from the dependency graph without doing it.
+        """
+        _, drop = self._split(root, k)
+        if not drop:
+            return []
+        layer = dict(self._model.named_modules())[root]
+        handler = self._dg.get_pruner_of_module(layer).prune_out_channels
+        out = []
+        for dep, idxs in self._dg.get_pruning_group(layer, handler, idxs=drop):
+            name = self._names.get(dep.target.module)
+            if name is not None:
+                side = "out" if self._dg.is_out_channel_pruning_fn(dep.handler) else "in"
+                out.append((name, side, len(set(int(i) for i in idxs))))
+        return out
+
+    def masked(self, keep: dict[str, int]) -> nn.Module:
+        """The seed with every channel that ``keep`` drops zeroed instead of removed.
+
+        A correct derivation computes exactly what this computes (dropped
+        channels contribute nothing downstream), so comparing the two checks the
+        surgery independently of how it rewired each consumer.  Raises
+        DeriveError when a layer with parameters cannot be masked.
+        """
+        model = copy.deepcopy(self._model)
+        mods = dict(model.named_modules())
+        seed_mods = dict(self._model.named_modules())
+        for root, k in keep.items():
+            _, drop = self._split(root, k)
+            if not drop:
+                continue
+            layer = seed_mods[root]
+            handler = self._dg.get_pruner_of_module(layer).prune_out_channels
+            for dep, idxs in self._dg.get_pruning_group(layer, handler, idxs=drop):
+                name = self._names.get(dep.target.module)
+                if name is not None and self._dg.is_out_channel_pruning_fn(dep.handler):
+                    _zero_out_channels(mods[name], [int(i) for i in idxs], name)
+        return model.eval()
+
     def kept_indices(self, root: str, k: int) -> list[int]:
         """Seed channel indices that survive when group ``root`` keeps ``k`` channels."""
         return self._split(root, k)[0]
@@ -147,6 +224,42 @@ class PruningGraph:
         # Lowest-importance channels go; a stable sort keeps ties deterministic.
         order = torch.argsort(imp, stable=True)
         return sorted(order[n - k :].tolist()), sorted(order[: n - k].tolist())
+
+
+def _trace_failure(exc: Exception, unhandled: list[str]) -> str:
+    """What stopped Torch-Pruning's trace, named from where it failed (not just its exception)."""
+    tb, where = exc.__traceback__, None
+    while tb is not None:
+        frame = tb.tb_frame
+        node = next((frame.f_locals[k] for k in ("node", "reshape_node") if k in frame.f_locals), None)
+        if frame.f_code.co_name.startswith("update_") and node is not None:
+            where = (frame.f_code.co_name.removeprefix("update_").removesuffix("_index_mapping"),
+                     str(getattr(node, "name", node)).split("(")[0])
+        tb = tb.tb_next
+    if where and where[0] in ("reshape", "split", "concat", "slice"):
+        what = {"reshape": "reshapes the channel axis (a channel shuffle: view/transpose/view)",
+                "split": "splits channels", "concat": "concatenates channels", "slice": "slices channels"}[where[0]]
+        return (f"this seed cannot be pruned: at {where[1]} it {what}, which Torch-Pruning cannot follow channel "
+                "by channel; choose a seed without it (scbp-edge seeds), or a user factory whose blocks avoid it")
+    if unhandled:
+        return (f"Torch-Pruning could not trace this seed ({type(exc).__name__}: {str(exc)[:120]}); layers it has no "
+                f"pruner for: {', '.join(unhandled[:5])}")
+    return f"Torch-Pruning could not trace this seed ({type(exc).__name__}: {str(exc)[:160]})"
+
+
+@torch.no_grad()
+def _zero_out_channels(m: nn.Module, idxs: list[int], name: str) -> None:
+    if isinstance(m, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+        if m.weight is not None:
+            m.weight[idxs] = 0
+        if getattr(m, "bias", None) is not None:
+            m.bias[idxs] = 0
+    elif isinstance(m, OptionAShortcut):
+        m.src_index[idxs] = -1  # a padding channel: zeros
+    elif isinstance(m, nn.PReLU) or not any(True for _ in m.parameters(recurse=False)):
+        pass  # no parameter of its own that a dropped channel could leak through
+    else:
+        raise DeriveError(f"{name} ({type(m).__name__}) cannot be masked, so its derivation cannot be verified")
 
 
 def magnitude_prune(

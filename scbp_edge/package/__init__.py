@@ -121,7 +121,9 @@ def package(run_dir: Path, candidate: str, target: Target, out: Path, *, force: 
     cand = _pick(report["candidates"], report, candidate)
     files = _runtime_files(target.backend)
     trained = (cand.get("trained") or {}).get("onnx")
-    model = run_dir / trained if trained else run_dir / "onnx" / f"{cand['id']}.onnx"
+    model = run_dir / (trained or cand["onnx"]["path"])  # the fine-tuned artifact of its precision, else the searched
+    if not model.is_file():
+        raise RunError(f"the model file of {cand['id']} is missing ({model}); resume the build to write it again")
     precision = cand.get("precision") or target.precisions[0]
     dockerfile = _dockerfile(target, base_image, precision)
     old = _prepare_out(out, force)  # every check above passed: only now is anything touched

@@ -84,6 +84,7 @@ def build_report(store: RunStore) -> dict[str, Any]:
                 "runtime": store.meta_or("runtime"), "precisions": store.meta_or("precisions", []),
                 "notes": store.meta_or("notes", []), "seed": store.meta_or("seed"),
                 "segmentation": store.meta_or("segmentation")},
+        "fingerprints": store.meta_or("fingerprints", {}),
         "accuracy_kind": sorted(kinds),
         "counts": {s: sum(c["status"] == s for c in cands) for s in ("pending", "exported", "measured", "failed")},
         "unreadable_rows": unreadable,

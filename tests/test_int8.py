@@ -1,0 +1,88 @@
+"""INT8: QDQ files that TensorRT would build (checked structurally), accuracy measured on the file, QAT."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from scbp_edge.api import SeedOptions, Workbench
+from scbp_edge.export.int8 import qdq_problems, quantize_int8
+from scbp_edge.export.onnx import export_onnx
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from scbp_edge import defaults
+    from scbp_edge.data.digits import load_digits_split
+    from scbp_edge.seeds import load_seed
+
+    seed = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
+                     mean=defaults.DIGITS_MEAN, std=defaults.DIGITS_STD)
+    wb = Workbench(SeedOptions(defaults.DEFAULT_SEED, in_channels=1, input_size=16), seed)
+    train, test = load_digits_split(0)
+    return wb, train.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD), test.tensors(
+        defaults.DIGITS_MEAN, defaults.DIGITS_STD)
+
+
+@pytest.fixture(scope="module")
+def fp32_bytes(digits, tmp_path_factory) -> bytes:
+    wb, _, _ = digits
+    path = tmp_path_factory.mktemp("q") / "m.onnx"
+    export_onnx(wb.seed.model, wb.seed.spec.input_shape, path)
+    return path.read_bytes()
+
+
+def test_tensorrt_scheme_passes_tensorrt_rules_and_the_cpu_scheme_would_not(digits, fp32_bytes):
+    _, (x, _), _ = digits
+    trt = quantize_int8(fp32_bytes, x[:64].numpy(), "minmax", "s8s8")
+    assert qdq_problems(onnx.load_from_string(trt)) == []
+    cpu = quantize_int8(fp32_bytes, x[:64].numpy(), "minmax", "u8s8")
+    problems = qdq_problems(onnx.load_from_string(cpu))
+    assert any("zero point is not int8 0" in p for p in problems)
+    assert any("int32 (bias)" in p for p in problems)
+
+
+def test_unquantized_model_is_caught(fp32_bytes):
+    assert any("nothing would run in int8" in p for p in qdq_problems(onnx.load_from_string(fp32_bytes)))
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_int8_accuracy_is_measured_on_the_file_and_close_to_fp32(digits, fp32_bytes, method):
+    from scbp_edge.accuracy import evaluate, evaluate_onnx
+
+    wb, (x, _), (tx, ty) = digits
+    q = quantize_int8(fp32_bytes, x[:128].numpy(), method, "u8s8")
+    int8_acc, fp32_acc = evaluate_onnx(q, tx, ty), evaluate(wb.seed.model, tx, ty)
+    assert abs(int8_acc - fp32_acc) <= 1.5, (method, int8_acc, fp32_acc)
+    assert abs(evaluate_onnx(fp32_bytes, tx, ty) - fp32_acc) < 0.5  # the ONNX evaluation is the model's own
+
+
+def test_qat_runs_when_post_training_quantization_loses_too_much(digits):
+    from scbp_edge.tasks import seed_payload, train_network
+
+    wb, (x, y), (tx, ty) = digits
+    train = {"x": x[:512], "y": y[:512], "test_x": tx, "test_y": ty, "calib_x": x[:64]}
+    res = train_network(seed_payload(wb), train, [0.5, 0.5, 0.5], epochs=1, lr=0.02, init="inherit", distill=False,
+                        precisions=["fp32", "int8"], int8={"calibration": "minmax", "scheme": "u8s8"},
+                        qat_epochs=1, qat_threshold=-100.0)  # any loss at all triggers it here
+    q = res["per_precision"]["int8"]
+    assert q["ok"] and q["qat"]["ok"] and q["qat"]["epochs"] == 1
+    assert q["value"] == max(q["ptq_value"], q["qat"]["test_accuracy"]), "the better int8 model is kept"
+    assert "ptq_value" in q and q["bytes"][:4]  # an artifact ships with its figure
+
+
+def test_fake_quant_wrappers_leave_a_plain_model(digits):
+    from scbp_edge.accuracy.qat import _swap
+
+    wb, _, _ = digits
+    _, model = wb.candidate([0.5, 0.5, 0.5])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _swap(model, wrap=True)
+    assert any(type(m).__name__ == "_FakeQuant" for m in model.modules())
+    _swap(model, wrap=False)
+    assert not any(type(m).__name__ == "_FakeQuant" for m in model.modules())
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert np.isfinite(model(torch.zeros(1, 1, 16, 16)).detach().numpy()).all()
