@@ -154,3 +154,14 @@ def test_keep_models_writes_each_candidate_as_a_loadable_derived_file(tmp_path):
         assert np.abs(model(torch.from_numpy(x)).numpy() - ref).max() < 1e-4
     assert meta["candidate_id"] == onnx_files[-1].stem  # the network's id names both files
 
+
+
+@pytest.mark.slow
+def test_the_default_data_fits_an_imagenet_style_seed(tmp_path):
+    """Issue 20: --data digits (the default) was 1x16x16 whatever the seed; a 3-channel seed crashed."""
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--seed", "mobilenet_v3_small", "--input-size", "64",
+              "--ratios", "0,0.5", "--limit", "1", "--runs", str(tmp_path), "--top-k", "0", "--epochs", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
+    assert rep["classifier_replaced"]["to_classes"] == 10 and rep["counts"]["measured"] >= 2
+    assert rep["seed_point"]["proxy_accuracy"] is not None

@@ -18,6 +18,8 @@ SEEDS = [
     ("cifar-resnet20", None), ("cifar-resnet32", None), ("cifar-resnet44", None), ("cifar-resnet56", None),
     ("cifar-resnet110", None), ("resnet18", SMALL), ("resnet34", SMALL), ("resnet50", SMALL),
     ("resnet101", SMALL), ("resnet152", SMALL), ("mobilenet_v2", SMALL), ("densenet121", SMALL),
+    ("mobilenet_v3_small", SMALL), ("efficientnet_b0", SMALL), ("regnet_x_400mf", SMALL), ("regnet_y_400mf", SMALL),
+    ("resnext50_32x4d", SMALL), ("mnasnet0_5", SMALL),
 ]
 
 
@@ -78,6 +80,19 @@ def test_pruned_widths_follow_the_rule_and_shape_is_kept(bench):
         assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in bench.seed.model.parameters())
 
 
+def test_derived_models_equal_the_masked_seed_and_costs_are_exact(bench):
+    """Issue 20: a correct derivation computes what the seed computes with the dropped channels zeroed."""
+    from scbp_edge.derive import model_cost
+
+    n = bench.num_segments
+    for ratios in ([0.5] * n, [0.5 if i % 2 else 0.25 for i in range(n)], [0.0] * (n - 1) + [0.5]):
+        model = bench.deriver.derive(ratios, verify=False)
+        err = bench.deriver.verify(model, bench.deriver.plan(ratios))
+        assert err < 1e-5, (ratios, err)
+        real = model_cost(model, bench.seed.spec.input_shape)
+        assert bench.costs.cost(ratios)[:3] == (real.params, real.macs, real.size_bytes), ratios
+
+
 def test_costs_never_increase_with_any_ratio(bench):
     n = bench.num_segments
     ratios = (0.0, 0.25, 0.5)
@@ -123,3 +138,44 @@ def test_not_a_derived_file(tmp_path):
     torch.save({"a": torch.zeros(1)}, tmp_path / "x.pt")
     with pytest.raises(ModelFileError, match="not a scbp-edge/derived-v1"):
         load_derived(tmp_path / "x.pt")
+
+
+def test_the_masked_check_catches_a_miswired_model():
+    from scbp_edge.errors import DeriveError
+
+    wb = Workbench(SeedOptions("cifar-resnet20"))
+    ratios = [0.5, 0.5, 0.5]
+    model = wb.deriver.derive(ratios)
+    conv = dict(model.named_modules())["layer2.1.conv1"]
+    with torch.no_grad():  # two kept filters trade places: the network still runs, it is just wrong
+        conv.weight[[0, 1]] = conv.weight[[1, 0]].clone()
+    with pytest.raises(DeriveError, match="differs from the masked seed"):
+        wb.deriver.verify(model, wb.deriver.plan(ratios))
+
+
+@pytest.mark.parametrize("name", ["regnet_x_400mf", "regnet_y_400mf", "resnext50_32x4d"])
+def test_grouped_convolution_seeds_export_faithfully(tmp_path, name):
+    from scbp_edge.export.onnx import export_onnx
+
+    torch.manual_seed(0)
+    wb = Workbench(SeedOptions(name, input_size=SMALL))
+    assert wb.deriver.graph.frozen, "the grouped convolutions' channel groups keep their widths"
+    ratios = [0.5 if i % 2 else 0.25 for i in range(wb.num_segments)]
+    _, model = wb.candidate(ratios)
+    info = export_onnx(model, wb.seed.spec.input_shape, tmp_path / "m.onnx")
+    assert info.rel_diff < 1e-3
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in wb.seed.model.parameters())
+
+
+def test_module_versions_survive_a_saved_state_dict(tmp_path):
+    """MNASNet reads its state-dict version in _load_from_state_dict; loading and saving must keep it."""
+    import torchvision
+
+    from scbp_edge.seeds import load_seed
+
+    torch.save(torchvision.models.mnasnet0_5(num_classes=10).state_dict(), tmp_path / "mnas.pt")
+    seed = load_seed("mnasnet0_5", tmp_path / "mnas.pt", num_classes=10, input_shape=(3, 64, 64))
+    wb = Workbench(SeedOptions("mnasnet0_5", str(tmp_path / "mnas.pt"), num_classes=10, input_size=64), seed)
+    path = wb.save([0.5, 0.0, 0.5, 0.0, 0.5][: wb.num_segments], tmp_path / "d.pt")
+    model, _ = load_derived(path)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
