@@ -10,6 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from scbp_edge.derive import Deriver
+from scbp_edge.derive.bounded import bounded
 from scbp_edge.derive.costs import CostModel
 from scbp_edge.derive.io import save_derived
 from scbp_edge.seeds import Seed, default_spec, load_seed
@@ -28,6 +29,7 @@ class SeedOptions:
     in_channels: int | None = None
     segments: str = "stages"
     round_to: int | None = None  # channel multiple; None: the target's (8 outside a build)
+    trace_timeout: float = 180.0  # seconds each trace of the seed may take (0: no bound)
 
     def validate(self) -> None:
         """Raise SeedError naming the first value that cannot describe a network."""
@@ -53,12 +55,14 @@ class Workbench:
                 shape = (opts.in_channels or base[0], size, size)
             seed = load_seed(opts.seed, opts.weights, num_classes=opts.num_classes, input_shape=shape)
         self.seed = seed
-        self.segmentation: Segmentation = segment_model(seed.model, seed.spec.input_shape, opts.segments)
+        with bounded("finding the seed's blocks", seed.model, opts.trace_timeout):
+            self.segmentation: Segmentation = segment_model(seed.model, seed.spec.input_shape, opts.segments)
 
     @cached_property
     def deriver(self) -> Deriver:
         """The pruning analysis (built on first use: listing segments does not need it)."""
-        return Deriver(self.seed, self.segmentation, self.opts.round_to or 8)
+        with bounded("Torch-Pruning's dependency analysis", self.seed.model, self.opts.trace_timeout):
+            return Deriver(self.seed, self.segmentation, self.opts.round_to or 8)
 
     @cached_property
     def costs(self) -> CostModel:

@@ -179,3 +179,38 @@ def test_module_versions_survive_a_saved_state_dict(tmp_path):
     path = wb.save([0.5, 0.0, 0.5, 0.0, 0.5][: wb.num_segments], tmp_path / "d.pt")
     model, _ = load_derived(path)
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", ["vgg11_bn", "alexnet"])
+def test_small_input_exports_adaptive_pools_that_do_not_divide(tmp_path, name):
+    """Issue 15: adaptive_avg_pool2d to 7x7 (6x6) from 2x2 (1x1) has no ONNX form; fixed averaging matrices do."""
+    from scbp_edge.export.onnx import export_onnx
+
+    wb = Workbench(SeedOptions(name, input_size=SMALL))
+    _, model = wb.candidate([0.5 if i % 2 else 0.25 for i in range(wb.num_segments)])
+    assert export_onnx(model, wb.seed.spec.input_shape, tmp_path / "m.onnx").rel_diff < 1e-4
+
+
+def test_channel_shuffle_is_refused_naming_the_operation():
+    from scbp_edge.errors import DeriveError
+
+    wb = Workbench(SeedOptions("shufflenet_v2_x0_5", input_size=SMALL))
+    assert wb.num_segments == 3  # listing segments needs no pruning analysis
+    with pytest.raises(DeriveError, match=r"reshapes the channel axis \(a channel shuffle"):
+        _ = wb.deriver
+
+
+def test_a_model_failing_at_the_input_size_says_what_to_try():
+    from scbp_edge.errors import SeedError
+
+    with pytest.raises(SeedError, match=r"fails on a 3x64x64 input .*try its native size"):
+        Workbench(SeedOptions("vit_b_16", input_size=SMALL))
+
+
+def test_tracing_is_bounded_in_time():
+    from scbp_edge.errors import DeriveError
+
+    wb = Workbench(SeedOptions("resnet50", input_size=SMALL))
+    wb.opts.trace_timeout = 0.05  # the segmentation is done; the dependency analysis takes longer than this
+    with pytest.raises(DeriveError, match="dependency analysis stopped after 0.05 s"):
+        _ = wb.deriver

@@ -22,6 +22,7 @@ from scbp_edge.cli.common import (
     SampleSeedOpt,
     SeedOpt,
     SegmentsOpt,
+    TraceTimeoutOpt,
     WeightsOpt,
     console,
     emit_json,
@@ -150,6 +151,7 @@ def build(
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the picks and the seed"),
     distill: bool = typer.Option(False, "--distill", help="Knowledge distillation from the seed while fine-tuning"),
     init: str = typer.Option("inherit", "--init", help="inherit (seed's filters) or scratch"),
+    trace_timeout: float = TraceTimeoutOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Derive every candidate, export it, measure it on the target, rank on the measured front, report."""
@@ -158,7 +160,8 @@ def build(
     from scbp_edge.build import build as run_build
     from scbp_edge.rank import Constraints
 
-    opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to)
+    opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
+                       trace_timeout=trace_timeout)
     cfg = BuildConfig(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
         sample_seed=sample_seed, max_params=max_params, max_macs=max_macs,

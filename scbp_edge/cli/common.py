@@ -46,3 +46,5 @@ RoundOpt = typer.Option(8, "--round-to", help="Round pruned widths to this chann
 ClassesOpt = typer.Option(None, "--num-classes", help="Classes of the seed's classifier")
 InputOpt = typer.Option(None, "--input-size", help="Input side in pixels (default: the seed's)")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout")
+TraceTimeoutOpt = typer.Option(180.0, "--trace-timeout", help="Seconds each trace of the seed may take (0: no "
+                               "bound); a slow one stops with the stage and module it was in")

@@ -23,6 +23,7 @@ from scbp_edge.cli.common import (
     SampleSeedOpt,
     SeedOpt,
     SegmentsOpt,
+    TraceTimeoutOpt,
     WeightsOpt,
     console,
     emit_json,
@@ -45,14 +46,18 @@ def seeds(json_out: bool = JsonOpt) -> None:
 def inspect(
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt,
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt, json_out: bool = JsonOpt,
+    trace_timeout: float = TraceTimeoutOpt,
 ) -> None:
     """Show the seed's segments: blocks, conv layers, channels, params, MACs."""
     from scbp_edge.errors import ScbpError
 
-    wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments))
+    with console.status(f"tracing {seed}"):
+        wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments,
+                                   trace_timeout=trace_timeout))
     seg = wb.segmentation
     try:  # listing segments needs only the segmentation; what pruning can do needs the analysis
-        prunable = _prunable_groups(wb)
+        with console.status("analysing channel dependencies (Torch-Pruning)"):
+            prunable = _prunable_groups(wb)
         analysis = None
     except ScbpError as exc:
         prunable, analysis = None, str(exc)
@@ -124,10 +129,13 @@ def derive(
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt, round_to: int = RoundOpt,
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
     dynamic_batch: bool = DynamicBatchOpt,
-    json_out: bool = JsonOpt,
+    json_out: bool = JsonOpt, trace_timeout: float = TraceTimeoutOpt,
 ) -> None:
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
-    wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to))
+    with console.status(f"tracing {seed} and analysing its channel dependencies"):
+        wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
+                                   trace_timeout=trace_timeout))
+        _ = wb.deriver  # the analysis, under the spinner
     ratios = parse_config(config, wb.num_segments)
     same = [i for i, r in enumerate(ratios) if r and wb.deriver.plan(ratios) == wb.deriver.plan(
         [0.0 if j == i else x for j, x in enumerate(ratios)])]

@@ -56,6 +56,10 @@ class _OptionAPruner(tp.pruner.BasePruningFunc):
         return layer.in_channels
 
 
+class Unverifiable(DeriveError):
+    """The masked-seed check does not apply to this network (a layer mixes channels, as LayerNorm does)."""
+
+
 @dataclass
 class ChannelGroup:
     """A set of channels that must be pruned together, rooted at one layer."""
@@ -258,8 +262,8 @@ def _zero_out_channels(m: nn.Module, idxs: list[int], name: str) -> None:
         m.src_index[idxs] = -1  # a padding channel: zeros
     elif isinstance(m, nn.PReLU) or not any(True for _ in m.parameters(recurse=False)):
         pass  # no parameter of its own that a dropped channel could leak through
-    else:
-        raise DeriveError(f"{name} ({type(m).__name__}) cannot be masked, so its derivation cannot be verified")
+    else:  # e.g. LayerNorm over channels: a zeroed channel still shifts the others' statistics
+        raise Unverifiable(f"{name} ({type(m).__name__}) mixes channels, so zeroing one is not removing it")
 
 
 def magnitude_prune(
