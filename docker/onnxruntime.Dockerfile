@@ -6,7 +6,9 @@ FROM ${BASE_IMAGE}
 # PIP_BREAK_SYSTEM_PACKAGES: a distribution's own python3 (PEP 668) takes pip installs in an image
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python3 -m pip install "numpy==@@NUMPY@@" "onnxruntime==@@ONNXRUNTIME@@" "pillow==@@PILLOW@@" \
+# --no-compile and no tests/: 40 MB less (the image budget is 300 MB); sources compile in memory at start.
+RUN python3 -m pip install --no-compile "numpy==@@NUMPY@@" "onnxruntime==@@ONNXRUNTIME@@" "pillow==@@PILLOW@@" \
+    && find /usr/local/lib -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
     && useradd --create-home --uid 10001 scbp
 WORKDIR /app
 COPY --chown=scbp:scbp runtime/ /app/runtime/

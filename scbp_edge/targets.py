@@ -25,6 +25,9 @@ else:  # pragma: no cover - Python 3.10
 PRECISIONS = ("fp32", "fp16", "int8")
 ENERGY = ("rapl", "nvml", "tegrastats", "none")
 LOCATIONS = ("local", "ssh")
+#: `docker run` options a target may add for its served image (GPU access, a cache volume, environment);
+#: nothing that widens the container's privileges (--privileged, --cap-add, host paths, host namespaces)
+RUN_OPTIONS = ("--runtime", "--gpus", "--group-add", "--device", "-v", "--volume", "--shm-size", "-e", "--env")
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Target:
     workspace_mb: int = 1024
     fallback_backend: str | None = None
     base_image: str = ""  # Docker base image of the served model (package --base-image overrides)
+    run_args: list[str] = field(default_factory=list)  # `docker run` options the image needs (see RUN_OPTIONS)
     measure: MeasurePolicy = field(default_factory=MeasurePolicy)
     source: str = ""
 
@@ -139,7 +143,29 @@ def _validate(where: str, raw: dict[str, Any]) -> Target:
     sizes = raw.get("batch_sizes", [1])
     if not sizes or not all(b >= 1 for b in sizes) or len(set(sizes)) != len(sizes):
         raise TargetError(f"{where}: field 'batch_sizes' must be a non-empty list of distinct positive integers")
+    _check_run_args(where, raw.get("run_args", []))
     return Target(**raw, measure=MeasurePolicy(**measure), source=where)
+
+
+def _check_run_args(where: str, args: list[str]) -> None:
+    """``run_args`` are option/value pairs from :data:`RUN_OPTIONS`; volumes are named, not host paths."""
+    pairs = []
+    i = 0
+    while i < len(args):
+        opt, eq, val = args[i].partition("=")
+        if not eq:
+            val = args[i + 1] if i + 1 < len(args) else ""
+            i += 1
+        pairs.append((opt, val))
+        i += 1
+    for opt, val in pairs:
+        if opt not in RUN_OPTIONS:
+            raise TargetError(f"{where}: run_args option '{opt}' is not allowed; use {', '.join(RUN_OPTIONS)}")
+        if not val or val.startswith("-"):
+            raise TargetError(f"{where}: run_args option '{opt}' needs a value")
+        if opt in ("-v", "--volume") and (":" not in val or val.split(":")[0].startswith(("/", ".", "~"))):
+            raise TargetError(f"{where}: run_args volume '{val}' must be a named volume (NAME:/path), "
+                              "not a host path")
 
 
 def targets_dir() -> Path:

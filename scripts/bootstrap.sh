@@ -6,13 +6,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # Test tools from Debian (as root): a real OpenSSH server for the SSH-device tests, Chromium for the
-# HTML report test. Without them those tests skip with the reason.
+# HTML report test, podman + debootstrap for the container test (podman with its recommends: its
+# network and storage helpers). Without them those tests skip with the reason.
 need=""
 [ -x /usr/sbin/sshd ] || need="$need openssh-server"
 command -v chromium >/dev/null || need="$need chromium"
-if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need) \
+ctr=""
+if ! command -v podman >/dev/null && ! (command -v docker >/dev/null && docker version >/dev/null 2>&1); then
+  ctr="podman runc iptables"
+fi
+command -v debootstrap >/dev/null || ctr="$ctr debootstrap"
+if [ -n "$need$ctr" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq >/dev/null 2>&1 || true
+  [ -z "$need" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need \
     >/dev/null 2>&1 || echo "warning: could not install$need; the tests that need them will skip" >&2
+  [ -z "$ctr" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $ctr >/dev/null 2>&1 \
+    || echo "warning: could not install$ctr; the container test will skip" >&2
 fi
 stamp=.venv/.scbp-bootstrap
 want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)

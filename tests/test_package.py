@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,35 @@ def test_context_per_target_passes_hadolint(run_dir, tmp_path, target):
     lint = subprocess.run([hadolint, "--failure-threshold", "warning", str(ctx / "Dockerfile")],
                           capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["jetson-nano", "jetson-orin-nano", "desktop-gpu"])
+def test_gpu_image_structure(run_dir, tmp_path, target):
+    """What the GPU images need and that no GPU here can check by running them (they were never built)."""
+    from scbp_edge.targets import load_target
+
+    t = load_target(target)
+    ctx = tmp_path / target
+    res = cli("package", str(run_dir), "--target", target, "-o", str(ctx))
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in (ctx / "Dockerfile").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines[0] == f"ARG BASE_IMAGE={t.base_image}" and lines[1] == "FROM ${BASE_IMAGE}"
+    if target.startswith("jetson"):
+        assert t.base_image.startswith("nvcr.io/nvidia/l4t-")
+    run = next(ln for ln in lines if ln.startswith("RUN"))
+    body = " ".join(lines[lines.index(run):lines.index(next(ln for ln in lines if ln.startswith("WORKDIR")))])
+    assert "--groups video" in body and "/cache" in body  # the GPU device nodes; the engine cache
+    assert not any(p in body for p in ("torch", "tensorrt", "cuda-python", "pycuda"))  # TensorRT comes from the base
+    assert "USER scbp" in lines and 'VOLUME ["/cache"]' in lines
+    precision = json.loads((ctx / "manifest.json").read_text())["precision"]
+    assert f"SCBP_PRECISION={precision}" in " ".join(lines)
+    start = int(re.search(r"--start-period=(\d+)s", " ".join(lines)).group(1))
+    assert start >= 600  # the first start builds the engine on the device
+    assert {p.name for p in (ctx / "runtime").iterdir()} >= {"server.py", "session.py", "cudart.py", "trt_engine.py"}
+    gpu = ["--runtime", "nvidia"] if target.startswith("jetson") else ["--gpus", "all"]
+    assert t.run_args[:2] == gpu and "scbp-cache:/cache" in t.run_args
+    assert f"docker run {' '.join(t.run_args)} -p 8080:8080" in res.stderr.replace("\n", "")
 
 
 def _post(url, body: bytes, ctype: str, length: int | None = None):

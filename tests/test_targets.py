@@ -43,6 +43,13 @@ def test_jetson_backend_says_unavailable_in_one_line():
         ('backend = "onnxruntime"\n', "required field 'name'"),
         ('name = "x"\nbackend = [\n', "not valid TOML"),
         ('name = "x"\nbackend = "onnxruntime"\nbatch_sizes = []\n', "batch_sizes"),
+        # run_args reach `docker run`: nothing that widens the container's privileges
+        ('name = "x"\nbackend = "onnxruntime"\nrun_args = ["--privileged"]\n', "'--privileged' is not allowed"),
+        ('name = "x"\nbackend = "onnxruntime"\nrun_args = ["-v", "/:/host"]\n', "named volume"),
+        ('name = "x"\nbackend = "onnxruntime"\nrun_args = ["--volume=./x:/x"]\n', "named volume"),
+        ('name = "x"\nbackend = "onnxruntime"\nrun_args = ["--gpus"]\n', "'--gpus' needs a value"),
+        ('name = "x"\nbackend = "onnxruntime"\nrun_args = ["--gpus", "--privileged"]\n', "needs a value"),
+        ('name = "x"\nbackend = "onnxruntime"\nrun_args = "--gpus all"\n', "must be a list of strings"),
     ],
 )
 def test_malformed_target_files(tmp_path, body, match):

@@ -19,6 +19,13 @@ def package(
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the Docker build context (new or empty)"),
     force: bool = typer.Option(False, "--force", help="Replace an earlier context's own files (as its manifest lists)"),
     base_image: str | None = typer.Option(None, "--base-image", help="Base image (default: the target's base_image)"),
+    build: bool = typer.Option(False, "--build", help="Also build the image (with docker, else podman)"),
+    run: bool = typer.Option(False, "--run", help="Build, then start the image and print its URL"),
+    tag: str | None = typer.Option(None, "--tag", help="Image tag (default: scbp-model:<candidate>)"),
+    engine: str | None = typer.Option(None, "--engine", help="docker or podman (default: whichever is installed)"),
+    port: int = typer.Option(8080, "--port", help="Host port that --run publishes (on 127.0.0.1)"),
+    build_network: str | None = typer.Option(None, "--build-network", help="Network for the build's RUN steps "
+                                             "(e.g. host, where the bridge cannot reach the package index)"),
 ) -> None:
     """Write a Docker build context (model, Dockerfile, manifest, serving code) for one candidate."""
     from scbp_edge.package import package as make
@@ -36,8 +43,34 @@ def package(
     check_target(t)
     path = make(run_dir, candidate, t, output, force=force, base_image=base_image)
     manifest = json.loads((path / "manifest.json").read_text())
-    console.print(f"wrote {path}: {manifest['candidate']} ({manifest['dockerfile']}); "
-                  f"build with: docker build -t scbp-model {path}")
+    console.print(f"wrote {path}: {manifest['candidate']} ({manifest['dockerfile']})")
+    if not (build or run):
+        console.print(f"build with: docker build -t scbp-model {path}  (or: scbp-edge package ... --build); "
+                      f"run with: docker run {' '.join([*t.run_args, '-p', '8080:8080'])} scbp-model", soft_wrap=True)
+        return
+    _build_and_run(path, tag or image_tag(manifest["candidate"]), engine, run, port, build_network, t.run_args)
+
+
+def image_tag(candidate: str) -> str:
+    """A valid image tag for a candidate id (lower case, [a-z0-9_.-], at most 128 characters)."""
+    import re
+
+    return "scbp-model:" + (re.sub(r"[^a-z0-9_.-]+", "-", candidate.lower()).strip(".-")[:128] or "latest")
+
+
+def _build_and_run(context: Path, tag: str, engine: str | None, run: bool, port: int,
+                   network: str | None, run_args: list[str]) -> None:
+    from scbp_edge.package import container
+
+    name = container.find_engine(engine)
+    with console.status(f"building {tag} with {name} (pip installs the runtime; takes minutes)"):
+        size = container.build_image(context, tag, name, network=network)
+    console.print(f"built {tag} with {name}: {size / 1e6:.0f} MB", soft_wrap=True)
+    if run:
+        started = container.run_image(tag, name, run_args=run_args, port=port)
+        console.print(f"serving at {started.url} (ready in {started.ready_s:.1f} s); "
+                      f"stop with: {name} stop {started.container[:12]}", soft_wrap=True)
+        out.print(started.url)
 
 
 def serve(

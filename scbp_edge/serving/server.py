@@ -21,6 +21,7 @@ import hmac
 import io
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -309,6 +310,10 @@ def serve(model_path, session_cls, host="127.0.0.1", port=8080, threads=None, to
         httpd.server_close()
 
 
+def _stop(_signum, _frame):
+    raise KeyboardInterrupt  # serve() closes the socket and returns
+
+
 def main():
     ap = argparse.ArgumentParser(description="scbp-edge inference server")
     ap.add_argument("model")
@@ -320,6 +325,8 @@ def main():
     ap.add_argument("--workers", type=int, default=WORKERS, help="requests served at once")
     ap.add_argument("--token-file", help="file holding the bearer token (else $SCBP_TOKEN; none: open)")
     a = ap.parse_args()
+    # `docker stop` sends SIGTERM, which PID 1 in a container would otherwise ignore for 10 s until SIGKILL
+    signal.signal(signal.SIGTERM, _stop)
     from .session import Session  # the runtime's serving session, copied in by scbp-edge package
 
     serve(a.model, Session, a.host, a.port, a.threads, read_token(a.token_file), max(1, a.workers))
