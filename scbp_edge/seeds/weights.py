@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pickle
 import re
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -34,8 +34,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"checkpoint '{path}' does not exist; pass --weights with a readable file")
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError) as exc:
+        with warnings.catch_warnings():  # torch's pickle-protocol notice means nothing to a user
+            warnings.simplefilter("ignore", UserWarning)
+            obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything (IndexError,
+        # KeyError, struct.error, MemoryError...); weights_only=True means no code ran, so every failure is bad input
         raise WeightsError(f"'{path}' {_why_unloadable(path, exc)}; save weights with "
                            "torch.save(model.state_dict(), path)") from None
     if isinstance(obj, dict):
@@ -66,11 +69,18 @@ def _why_unloadable(path: Path, exc: Exception) -> str:
     if blocked:
         return (f"holds Python objects ({blocked.group(1)}) that a weights-only load refuses: scbp-edge never runs "
                 "code from a model file, and reads plain state dicts only")
-    if zipfile.is_zipfile(path):
+    if _looks_zipped(path):
         return "is a damaged torch.save archive (truncated or modified after saving)"
     if "central directory" in text or "zip archive" in text:
         return "is a truncated or damaged torch.save archive"
     return "is not a PyTorch checkpoint (neither a torch.save archive nor a pickle of tensors)"
+
+
+def _looks_zipped(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):  # a mangled end record (e.g. "multiple disks")
+        return True
 
 
 def _is_bookkeeping(t: torch.Tensor) -> bool:
