@@ -9,6 +9,24 @@ import typer
 from scbp_edge.cli import seedcmds
 from scbp_edge.errors import ScbpError
 
+
+def _hide_flag_types() -> None:
+    """Flags take no value, so help should not tag them ``<bool>`` as typer 0.2x does (issue 21)."""
+    from typer import core
+
+    option = getattr(core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "_scbp", False):
+        return  # an older typer, which shows no type for flags
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202 - typer's own signature
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._scbp = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
 app = typer.Typer(
     name="scbp-edge",
     help="Compress an off-the-shelf CNN with SCBP and rank candidates by measured cost on edge targets.",
