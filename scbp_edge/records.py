@@ -8,6 +8,10 @@ from typing import Any
 import numpy as np
 
 NOISY_ROUND_CV = 0.10  # round medians spread more than this: the machine was busy for part of the measurement
+#: a one-thread worker that waited for a core this share of a round's wall clock ran on a busy machine; such a
+#: round is set aside (benchmarks/results/noisy_rounds.md)
+BUSY_SHARE = 0.05
+MIN_QUIET_ROUNDS = 3
 
 
 @dataclass
@@ -42,8 +46,11 @@ class LatencyStats:
     p50_interval_ms: list[float] | None = None
     #: spread of the round medians (std / mean): how much the rounds disagreed
     round_cv: float | None = None
-    #: the rounds disagreed beyond NOISY_ROUND_CV even after re-measuring: treat the figures with care
+    #: the rounds disagreed beyond NOISY_ROUND_CV even after re-measuring, or the worker waited for a core
+    #: beyond BUSY_SHARE in a round that could not be set aside: treat the figures with care
     noisy: bool = False
+    #: the largest share of a kept round's wall clock the (single) inference thread spent waiting for a core
+    waited: float | None = None
 
     @classmethod
     def from_samples(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scbp_edge.errors import ProfileError
-from scbp_edge.records import NOISY_ROUND_CV, Energy, LatencyStats, Measurement, Paired
+from scbp_edge.records import BUSY_SHARE, MIN_QUIET_ROUNDS, NOISY_ROUND_CV, Energy, LatencyStats, Measurement, Paired
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.targets import Target
 
@@ -48,6 +48,9 @@ class _Worker:
     timed_s: float = 0.0
     idle_uj: float = 0.0  # idle power x timed window, when the worker measures idle power every round
     idle_rounds: int = 0
+    #: per round, the share of its timed wall clock a one-thread worker spent waiting for a core (else None)
+    waited: list[float | None] = field(default_factory=list)
+    inferences: int = 0  # over every round timed, also those later set aside as busy (energy covers them all)
     error: str | None = None
     stderr: deque = field(default_factory=lambda: deque(maxlen=200))  # last lines, drained while it runs
     pump: threading.Thread | None = None
@@ -137,13 +140,17 @@ def _finish(w: _Worker, target: Target, backend: Runtime, batch: int) -> Measure
     peak, baseline = stop.get("peak_rss"), w.ready.get("baseline_rss")
     samples = [x for r in w.rounds for x in r]
     lat = LatencyStats.from_samples(samples, batch, w.rounds)
+    known = [x for x in w.waited if x is not None]
+    if known:
+        lat.waited = max(known)
+        lat.noisy = lat.noisy or lat.waited > BUSY_SHARE
     dev_mem = stop.get("device_memory_mb", w.ready.get("device_memory_mb"))
     return Measurement(
         target=target.name, backend=backend.name, threads=int(w.ready.get("threads") or target.threads), latency=lat,
         peak_rss_mb=peak / MB if peak else None, baseline_rss_mb=baseline / MB if baseline else None,
         memory_mb=(peak - baseline) / MB if peak and baseline else None,
         model_size_mb=w.ready.get("artifact_bytes", w.artifact.stat().st_size) / MB,
-        energy=_energy(w, target, len(samples) * batch), load_s=w.ready.get("load_s"),
+        energy=_energy(w, target, (w.inferences or len(samples)) * batch), load_s=w.ready.get("load_s"),
         device_memory_mb=dev_mem, info={**w.ready.get("info", {}), **stop.get("info", {})},
     )
 
@@ -176,8 +183,10 @@ def profile_interleaved(
     ``reference`` (the seed) is measured in every chunk too, so each
     candidate's speed-up is paired round by round with it (``Measurement.paired``).
     When the rounds of a chunk disagree (round medians spread beyond
-    NOISY_ROUND_CV), the chunk is measured for as many rounds again; if they
-    still disagree, its figures are flagged ``noisy``.
+    NOISY_ROUND_CV), or a one-thread worker waited for a core beyond BUSY_SHARE
+    of a round, the chunk is measured for as many rounds again; rounds in which
+    any worker waited are then set aside if enough quiet ones remain, and what
+    still disagrees or waited is flagged ``noisy``.
     """
     for start in range(0, len(items), chunk):
         part = list(items[start : start + chunk])
@@ -198,8 +207,9 @@ def profile_interleaved(
                     on_result(it.key, None, f"cannot start worker: {exc}")
         live = _ready(workers, target, backend, _quiet_ref(on_result), on_ready)
         _rounds(live, target, backend, _quiet_ref(on_result), on_round)
-        if any(_spread(w) > NOISY_ROUND_CV for w in live):  # a busy moment: measure the chunk again
+        if any(_spread(w) > NOISY_ROUND_CV or _busy(w) for w in live):  # a busy moment: measure the chunk again
             _rounds(live, target, backend, _quiet_ref(on_result), None)
+        _keep_quiet_rounds(live)
         ref = next((w for w in live if reference is not None and w.key in (REF_KEY, reference.key)), None)
         for w in live:
             try:
@@ -230,6 +240,29 @@ def _spread(w: _Worker) -> float:
     return statistics.pstdev(meds) / statistics.mean(meds) if len(meds) > 1 and statistics.mean(meds) > 0 else 0.0
 
 
+def _busy(w: _Worker) -> bool:
+    return any(x is not None and x > BUSY_SHARE for x in w.waited)
+
+
+def _keep_quiet_rounds(live: list[_Worker]) -> None:
+    """Set aside the rounds in which any worker of the chunk waited for a core, if 3 or more quiet ones remain.
+
+    Load hurts a long inference more than a short one (it is more likely to be
+    preempted), so pairing within a round does not cancel it: a busy machine
+    inflated the paired speed-up of resnet56's 0.5,0.5,0.5 by 18 %
+    (benchmarks/results/noisy_rounds.md).  Rounds are dropped across the whole
+    chunk, so that round i still pairs with round i.
+    """
+    n = min((len(w.rounds) for w in live), default=0)
+    quiet = [all((w.waited[i] if i < len(w.waited) else None) is None or w.waited[i] <= BUSY_SHARE for w in live)
+             for i in range(n)]
+    if all(quiet) or sum(quiet) < MIN_QUIET_ROUNDS:
+        return  # nothing to set aside, or too little left: the figures stay, flagged noisy by _finish
+    for w in live:
+        w.rounds = [r for i, r in enumerate(w.rounds[:n]) if quiet[i]]
+        w.waited = [x for i, x in enumerate(w.waited[:n]) if quiet[i]]
+
+
 def paired(rounds: list[list[float]], ref_rounds: list[list[float]], reference: str) -> Paired | None:
     """Speed-up over the reference, from the rounds both were measured in (round i against round i)."""
     ratios = [statistics.median(r) / statistics.median(c) for c, r in zip(rounds, ref_rounds) if c and r
@@ -253,6 +286,8 @@ def _rounds(live: list[_Worker], target: Target, backend: Runtime, on_result, on
                 on_result(w.key, None, str(exc))
                 continue
             w.rounds.append(msg["latencies_ms"])
+            w.inferences += len(msg["latencies_ms"])
+            w.waited.append(_waited(w, msg))
             if msg.get("energy_uj") is None:
                 w.energy_ok = False
             else:
@@ -266,6 +301,14 @@ def _rounds(live: list[_Worker], target: Target, backend: Runtime, on_result, on
                     w.ready[k] = msg[k]
         if on_round:
             on_round()
+
+
+def _waited(w: _Worker, msg: dict[str, Any]) -> float | None:
+    """Share of a round's wall clock a one-thread worker was not running; None where that cannot be told."""
+    cpu, wall = msg.get("cpu_s"), msg.get("wall_s")
+    if int(w.ready.get("threads") or 0) != 1 or cpu is None or not wall:
+        return None  # several inference threads: their CPU time says nothing about waiting
+    return max(0.0, 1.0 - float(cpu) / float(wall))
 
 
 def _ready(workers: list[_Worker], target: Target, backend: Runtime, on_result, on_ready) -> list[_Worker]:

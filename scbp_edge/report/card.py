@@ -89,8 +89,9 @@ def _warnings(rep: dict[str, Any]) -> list[str]:
     noisy = [p["id"] for p in rep["points"] if p.get("noisy")]
     if noisy:
         out.append(f"{len(noisy)} candidate(s) were measured while the machine was busy (their rounds disagreed by "
-                   f"more than 10 % even after re-measuring: {', '.join(noisy[:3])}): treat their latency as "
-                   "approximate, or measure again on an idle machine.")
+                   "more than 10 %, or the inference thread waited for a core, even after re-measuring: "
+                   f"{', '.join(noisy[:3])}): load slows large models more than small ones, so treat their latency "
+                   "and speed-up as approximate, or measure again on an idle machine.")
     if rep.get("unreadable_rows"):
         out.append(f"The run database is damaged: {rep['unreadable_rows']} row(s) could not be read and are missing.")
     for note in rep["run"].get("notes") or []:

@@ -154,13 +154,16 @@ def main():
             warm_s = 0
         lat = []
         e0 = rapl.read()
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         while len(lat) < int(cmd["min_runs"]) or time.perf_counter() - start < float(cmd["min_seconds"]):
             t = time.perf_counter()
             sess.run(None, feed)
             lat.append((time.perf_counter() - t) * 1000.0)
         wall = time.perf_counter() - start
-        _reply({"latencies_ms": lat, "wall_s": wall, "energy_uj": rapl.delta_uj(e0, rapl.read())})
+        # CPU time of this process over the same window: with one inference thread, wall minus CPU is the
+        # time the thread waited for a core, i.e. how busy the machine was (benchmarks/results/noisy_rounds.md)
+        _reply({"latencies_ms": lat, "wall_s": wall, "cpu_s": time.process_time() - cpu0,
+                "energy_uj": rapl.delta_uj(e0, rapl.read())})
 
 
 if __name__ == "__main__":
