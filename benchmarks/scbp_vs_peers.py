@@ -1,221 +1,310 @@
-"""Issue-4 benchmark: SCBP vs uniform width multipliers vs Torch-Pruning magnitude pruning.
+"""SCBP against its peers at matched measured latency (issue 13): the product's headline.
 
-Default mode fits this 2-core CPU (see MODES); ``--full`` is for GPU machines.
-All accuracies are measured here; latencies come from one interleaved ONNX
-Runtime profile of every compared model in the same run.
-Writes benchmarks/results/scbp_vs_peers{,_full}.{json,md}.
+Per seed (cifar-resnet20 and cifar-resnet56 from ../shared), as a user's build would:
+1. every SCBP candidate of the stage space and a sample of a 6-segment space is
+   derived, scored by adaptive BN on a validation split and measured on the cpu
+   target (1 thread, paired with the seed in every round);
+2. for each speed-up budget (1.25x, 1.5x, 2.0x) the product's own
+   ``pick_for_training`` shortlists candidates inside it (plus a margin); the
+   second-stage distillation proxy picks the SCBP model among those inside;
+3. the peers - uniform width (the SCBP deriver with one ratio in every segment),
+   Torch-Pruning L1 uniform and Torch-Pruning global - are bisected on their
+   pruning ratio until their paired speed-up matches the SCBP model's; one
+   interleaved run of every compared model then checks the match (p50 within
+   +-3 %);
+4. every compared model gets the same fine-tune (epochs, images, lr, schedule,
+   distillation from the seed) with several training seeds; test top-1 on the
+   full 10,000-image test split, mean +- std.
+It also measures each proxy's Spearman correlation with the fine-tuned accuracy,
+distillation on/off at equal budget, and each segment's latency/accuracy
+sensitivity.  Writes benchmarks/results/scbp_vs_peers{,_full}.{json,md}.
+
+Run alone on an idle machine:  .venv/bin/python benchmarks/scbp_vs_peers.py   (``--full``: GPU machines)
+or one process per seed, then merge:  ... --seeds cifar-resnet20; ... --seeds cifar-resnet56; ... --merge
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from scbp_edge.profile.runner import Item
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers_report import markdown, summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results"
+SEEDS = {"cifar-resnet20": "resnet20-12fca82f.th", "cifar-resnet56": "resnet56-4bfd9763.th"}
 MODES = {
-    "default": {"depth": 20, "ckpt": "resnet20-12fca82f.th", "train_images": 8000, "epochs": 2, "top_k": 2,
-                "six_segment_sample": 40, "val_images": 2000},
-    "full": {"depth": 56, "ckpt": "resnet56-4bfd9763.th", "train_images": 45000, "epochs": 30, "top_k": 3,
-             "six_segment_sample": 200, "val_images": 5000},
+    "default": {"seeds": ["cifar-resnet20", "cifar-resnet56"], "train_images": 10000, "epochs": 2, "train_seeds": 3,
+                "val_images": 2000, "six_segment_sample": 40, "k": 2, "margin": 1},
+    "full": {"seeds": ["cifar-resnet20", "cifar-resnet56"], "train_images": 45000, "epochs": 15, "train_seeds": 3,
+             "val_images": 5000, "six_segment_sample": 200, "k": 3, "margin": 2},
+    "smoke": {"seeds": ["cifar-resnet20"], "train_images": 512, "epochs": 1, "train_seeds": 2, "val_images": 200,
+              "six_segment_sample": 4, "k": 1, "margin": 1},  # checks the code paths in minutes; figures meaningless
 }
+BUDGETS = (1.25, 1.5, 2.0)
 RATIOS = "0,0.25,0.5,0.75"
+LR = 0.02
+MATCH = 0.03
+PEERS = ("uniform", "tp-uniform", "tp-global")
+T0 = time.perf_counter()
 
 
-def _profile(paths: dict[str, Path], target) -> dict[str, object]:
-    from scbp_edge.profile.runner import profile_interleaved
-    from scbp_edge.runtimes import get_runtime
-
-    be = get_runtime("onnxruntime")
-    got: dict[str, object] = {}
-    profile_interleaved([Item(k, v) for k, v in paths.items()], target, backend=be, worker_argv=be.worker_argv(),
-                        on_result=lambda k, m, e: got.__setitem__(k, m))
-    return got
+def log(msg: str) -> None:
+    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
-class Bench:
-    def __init__(self, mode: str) -> None:
-        from scbp_edge.api import SeedOptions, Workbench
+class Data:
+    """The shared CIFAR-10 splits as tensors: fine-tune subset, BN images, validation, test."""
+
+    def __init__(self, m: dict[str, Any], mean, std) -> None:
         from scbp_edge.data import read_split, split_val
-        from scbp_edge.targets import load_target
 
-        self.m = MODES[mode]
-        self.mode = mode
-        ckpt = SHARED / "seeds/cifar10-resnet" / self.m["ckpt"]
-        name = f"cifar-resnet{self.m['depth']}"
-        self.stage = Workbench(SeedOptions(name, str(ckpt)))
-        self.six = Workbench(SeedOptions(name, str(ckpt), segments="6"), self.stage.seed)
-        spec = self.stage.seed.spec
         train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
-        test = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32))
         rest, val = split_val(train, 0.1, 0)
         rng = np.random.default_rng(0)
-        pick = rng.permutation(len(rest))
-        self.train_x, self.train_y = rest.subset(pick[: self.m["train_images"]]).tensors(spec.mean, spec.std)
-        self.bn_x = self.train_x[:256]
-        vpick = rng.permutation(len(val))[: self.m["val_images"]]
-        self.val_x, self.val_y = val.subset(vpick).tensors(spec.mean, spec.std)
-        self.test_x, self.test_y = test.tensors(spec.mean, spec.std)
+        self.x, self.y = rest.subset(rng.permutation(len(rest))[: m["train_images"]]).tensors(mean, std)
+        self.bn_x = self.x[:256]
+        self.val_x, self.val_y = val.subset(rng.permutation(len(val))[: m["val_images"]]).tensors(mean, std)
+        self.test_x, self.test_y = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(mean, std)
+
+
+class Lab:
+    """One seed: its candidates, their proxies, measurements and fine-tuned accuracies."""
+
+    def __init__(self, name: str, m: dict[str, Any], mode: str) -> None:
+        from scbp_edge.api import SeedOptions, Workbench
+        from scbp_edge.targets import load_target
+
+        ckpt = str(SHARED / "seeds/cifar10-resnet" / SEEDS[name])
+        self.name, self.m = name, m
+        self.stage = Workbench(SeedOptions(name, ckpt))
+        self.six = Workbench(SeedOptions(name, ckpt, segments="6"), self.stage.seed)
+        self.teacher = copy.deepcopy(self.stage.seed.model).eval()  # pristine: never adapted, never trained
+        self.shape = tuple(self.stage.seed.spec.input_shape)
+        self.data = Data(m, self.stage.seed.spec.mean, self.stage.seed.spec.std)
         self.target = load_target("cpu")
-        self.work = ROOT / "benchmarks" / ".work" / f"peers-{mode}"
+        self.work = ROOT / "benchmarks" / ".work" / f"peers-{mode}-{name}"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.rows: dict[str, dict] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
         self.models: dict[str, torch.nn.Module] = {}
+        self.seed_key = ""
 
-    def proxy(self, model) -> float:
+    # -- candidates ------------------------------------------------------------------------------
+    def add(self, key: str, family: str, model: torch.nn.Module, ratios=None) -> None:
         from scbp_edge.accuracy import adapt_bn, evaluate
-
-        adapt_bn(model, self.bn_x)
-        return evaluate(model, self.val_x, self.val_y)
-
-    def add(self, key: str, family: str, model, ratios=None) -> None:
         from scbp_edge.derive import model_cost
         from scbp_edge.export.onnx import export_onnx
 
-        t = time.perf_counter()
-        cost = model_cost(model, (3, 32, 32))
-        export_onnx(model, (3, 32, 32), self.work / f"{key}.onnx")
-        self.rows[key] = {"config": key, "family": family, "ratios": ratios, "params": cost.params, "macs": cost.macs,
-                          "size_mb": (self.work / f"{key}.onnx").stat().st_size / 2**20,
-                          "proxy": self.proxy(model), "derive_s": time.perf_counter() - t}
+        cost = model_cost(model, self.shape)
+        export_onnx(model, self.shape, self.work / f"{key}.onnx")
+        adapt_bn(model, self.data.bn_x)
+        self.rows[key] = {"config": key, "family": family, "ratios": ratios, "params": cost.params,
+                          "macs": cost.macs, "adabn": evaluate(model, self.data.val_x, self.data.val_y)}
         self.models[key] = model
 
-    def space(self) -> None:
-        spaces = ((self.stage, "scbp-stages", None), (self.six, "scbp-6seg", self.m["six_segment_sample"]))
-        for wb, label, limit in spaces:
-            for c in wb.space(RATIOS, limit=limit):
-                fam = "uniform" if c.reference == "uniform" else ("seed" if c.reference == "seed" else label)
-                if c.reference and label == "scbp-6seg":
-                    continue  # references once (from the stage space)
-                self.add(c.id, fam, wb.candidate(c.ratios)[1], c.ratios)
-        lat = _profile({k: self.work / f"{k}.onnx" for k in self.rows}, self.target)
-        for k, m in lat.items():
-            self.rows[k]["p50_ms"] = m.latency.p50_ms if m else None
+    def measure(self, keys: list[str]) -> dict[str, tuple[float, float]]:
+        """key -> (p50 ms, paired speed-up over the seed timed in the same rounds), one interleaved run."""
+        from scbp_edge.measure import measure_items
+        from scbp_edge.profile.runner import Item
+        from scbp_edge.runtimes import runtime_for
 
-    def matched_tp(self, latency: float, global_pruning: bool, tag: str) -> str:
-        """Bisection on Torch-Pruning's ratio until measured p50 matches ``latency``."""
+        got: dict[str, tuple[float, float]] = {}
+
+        def on_result(k: str, meas, err) -> None:
+            if meas is not None:
+                got[k] = (meas.latency.p50_ms, meas.paired.speedup if meas.paired else float("nan"))
+
+        items = [Item(k, self.work / f"{k}.onnx") for k in keys]
+        ref = Item("reference-seed", self.work / f"{self.seed_key}.onnx")
+        measure_items(items, self.target, runtime_for(self.target), [], chunk=8, on_result=on_result, reference=ref)
+        return got
+
+    def search(self) -> None:
+        for wb, label, limit in ((self.stage, "scbp-stages", None), (self.six, "scbp-6seg",
+                                                                     self.m["six_segment_sample"])):
+            for c in wb.space(RATIOS, limit=limit):
+                if c.reference and label == "scbp-6seg":
+                    continue  # the seed and uniform references once, from the stage space
+                fam = "seed" if c.reference == "seed" else label
+                self.add(c.id, fam, wb.candidate(c.ratios)[1], c.ratios)
+                self.rows[c.id]["reference"] = c.reference
+                if fam == "seed":
+                    self.seed_key = c.id
+        log(f"{self.name}: {len(self.rows)} candidates derived and scored; measuring")
+        for k, (p50, sp) in self.measure(list(self.rows)).items():
+            self.rows[k].update(p50_ms=p50, speedup=sp)
+
+    # -- the SCBP pick per budget ---------------------------------------------------------------
+    def distill(self, key: str) -> float:
+        from scbp_edge.accuracy import distill_score
+        from scbp_edge.tasks import PROXY_STEPS
+
+        if "distill" not in self.rows[key]:
+            d = self.data
+            self.rows[key]["distill"] = distill_score(self.models[key], self.teacher, d.x, d.y, d.val_x, d.val_y,
+                                                      d.bn_x, steps=PROXY_STEPS)
+        return self.rows[key]["distill"]
+
+    def scbp_pick(self, budget: float) -> dict[str, Any]:
+        from scbp_edge.rank import Constraints
+        from scbp_edge.rank.pick import pick_for_training
+
+        cons = Constraints(speedup=budget)
+        pts = [{"id": k, "network": k, "reference": r.get("reference"), "proxy_accuracy": r["adabn"],
+                "precision": "fp32", "p50_ms": r["p50_ms"], "speedup": r["speedup"]}
+               for k, r in self.rows.items() if r["family"] != "peer" and r.get("p50_ms")]
+        picks = pick_for_training(pts, self.m["k"], cons, margin=self.m["margin"])
+        inside = [p for p in pts if p["id"] in picks and cons.within_latency_budget(p)]
+        if not inside:
+            return {"budget": budget, "scbp": None, "shortlist": picks}
+        scores = {p["id"]: self.distill(p["id"]) for p in pts if p["id"] in picks}
+        best = max(inside, key=lambda p: scores[p["id"]])
+        by_adabn = max(inside, key=lambda p: p["proxy_accuracy"])
+        return {"budget": budget, "scbp": best["id"], "adabn_choice": by_adabn["id"], "shortlist": picks,
+                "distill_scores": scores}
+
+    # -- peers, matched on measured speed ------------------------------------------------------
+    def peer_model(self, family: str, r: float) -> torch.nn.Module:
         from scbp_edge.derive.tp_adapter import magnitude_prune
+
+        if family == "uniform":
+            return self.stage.deriver.derive([r] * self.stage.num_segments)
+        return magnitude_prune(self.teacher, self.shape, r, global_pruning=family == "tp-global",
+                               ignored=self.stage.deriver.ignored, round_to=8)
+
+    def bisect(self, family: str, scbp: str, tag: str, steps: int = 8) -> list[str]:
+        """Bisect the peer's ratio, each probe timed beside the SCBP model; the three closest probes stay."""
         from scbp_edge.export.onnx import export_onnx
 
-        lo, hi, best = 0.0, 0.9, None
-        for _ in range(6):
-            r = (lo + hi) / 2
-            model = magnitude_prune(self.stage.seed.model, (3, 32, 32), r, global_pruning=global_pruning,
-                                    ignored=self.stage.deriver.ignored, round_to=8)
-            path = self.work / "probe.onnx"
-            export_onnx(model, (3, 32, 32), path)
-            p50 = _profile({"probe": path}, self.target)["probe"].latency.p50_ms
-            if best is None or abs(p50 - latency) < abs(best[1] - latency):
-                best = (r, p50, model)
-            lo, hi = (r, hi) if p50 > latency else (lo, r)
-        key = f"tp-{'global' if global_pruning else 'uniform'}-{best[0]:.3f}-{tag}"
-        self.add(key, f"tp-{'global' if global_pruning else 'uniform'}", best[2])
-        return key
+        lo, hi, probes = 0.0, 0.9, []
+        for i in range(steps):
+            r = round((lo + hi) / 2, 4)
+            key = f"{family}-{r:.4f}-{tag}{i}"
+            model = self.peer_model(family, r)
+            export_onnx(model, self.shape, self.work / f"{key}.onnx")
+            got = self.measure([scbp, key])
+            ratio = got[key][0] / got[scbp][0] if key in got and scbp in got else float("inf")
+            probes.append((abs(ratio - 1), key, model, r))
+            if abs(ratio - 1) < 0.01:
+                break
+            lo, hi = (r, hi) if ratio > 1 else (lo, r)  # slower than SCBP: prune more
+        keep = sorted(probes, key=lambda p: p[0])[:3]  # the final interleaved run picks
+        for _, key, model, r in keep:
+            if key not in self.rows:
+                self.add(key, "peer", model)
+                self.rows[key].update(peer=family, ratio=r)
+        return [k for _, k, _, _ in keep]
 
-    def finetune(self, keys: list[str]) -> None:
+    def match(self, picks: list[dict[str, Any]]) -> None:
+        """Bisect every peer for every budget, then one interleaved run settles each match."""
+        cands: dict[tuple[float, str], list[str]] = {}
+        for p in picks:
+            if p["scbp"]:
+                for fam in PEERS:
+                    cands[(p["budget"], fam)] = self.bisect(fam, p["scbp"], f"b{p['budget']}-")
+        keys = list(dict.fromkeys([self.seed_key, *[p["scbp"] for p in picks if p["scbp"]],
+                                   *[k for ks in cands.values() for k in ks]]))
+        final = self.measure(keys)
+        for k, (p50, sp) in final.items():
+            self.rows[k].update(final_p50_ms=p50, final_speedup=sp)
+        for p in picks:
+            if not p["scbp"]:
+                continue
+            ref = final[p["scbp"]][0]
+            p["peers"] = {}
+            for fam in PEERS:
+                best = min(cands[(p["budget"], fam)], key=lambda k, ref=ref: abs(final[k][0] / ref - 1))
+                p["peers"][fam] = {"id": best, "mismatch": final[best][0] / ref - 1}
+
+    # -- fine-tuning --------------------------------------------------------------------------
+    def finetune(self, key: str, seeds: int, distill: bool = True) -> list[float]:
         from scbp_edge.accuracy import evaluate, train
 
-        for k in keys:
+        out = []
+        for s in range(seeds):
             t = time.perf_counter()
-            torch.manual_seed(0)
-            model = train(self.models[k], self.train_x, self.train_y, epochs=self.m["epochs"], lr=0.02)
-            self.rows[k]["test_acc"] = evaluate(model, self.test_x, self.test_y)
-            self.rows[k]["train_s"] = time.perf_counter() - t
+            model = train(copy.deepcopy(self.models[key]), self.data.x, self.data.y, epochs=self.m["epochs"], lr=LR,
+                          seed=s, teacher=self.teacher if distill else None)
+            out.append(evaluate(model, self.data.test_x, self.data.test_y))
+            self.rows[key].setdefault("train_s", []).append(round(time.perf_counter() - t, 1))
+        return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--full", action="store_true", help="cifar-resnet56, full train set, 30 epochs (GPU machines)")
-    mode = "full" if ap.parse_args().full else "default"
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
+    lab = Lab(name, m, mode)
+    log(f"{name}: deriving the spaces")
+    lab.search()
+    picks = [lab.scbp_pick(b) for b in BUDGETS]
+    log(f"{name}: SCBP picks {[p['scbp'] for p in picks]}; matching the peers")
+    lab.match(picks)
+    trained = list(dict.fromkeys([lab.seed_key, *[p["scbp"] for p in picks if p["scbp"]],
+                                  *[q["id"] for p in picks if p["scbp"] for q in p["peers"].values()]]))
+    for i, k in enumerate(trained):
+        lab.distill(k)
+        log(f"{name}: fine-tuning {k} ({i + 1}/{len(trained)})")
+        lab.rows[k]["test_acc"] = lab.finetune(k, m["train_seeds"])
+    mid = next((p["scbp"] for p in picks if p["budget"] == 1.5 and p["scbp"]), None)
+    ablation = {}
+    for k in (lab.seed_key, mid):
+        if k:
+            log(f"{name}: fine-tuning {k} without distillation")
+            ablation[k] = {"distill": lab.rows[k]["test_acc"], "plain": lab.finetune(k, m["train_seeds"], False)}
+    return {"seed": name, "seed_key": lab.seed_key, "picks": picks, "trained": trained, "ablation": ablation,
+            "rows": lab.rows, "segments": lab.stage.num_segments}
+
+
+def merge() -> int:
+    """scbp_vs_peers.{json,md} from the per-seed results of ``--seeds X`` runs (one process per seed)."""
+    parts = [json.loads(p.read_text()) for s in SEEDS if (p := OUT / f"scbp_vs_peers_{s}.json").is_file()]
+    if not parts:
+        print("no per-seed results to merge: run --seeds first", file=sys.stderr)
         return 2
-    from scbp_edge.rank import pareto_front, pick_top_k
-
-    t0 = time.perf_counter()
-    b = Bench(mode)
-    b.space()
-    pts = [dict(r, id=k, accuracy=r["proxy"], reference="seed" if r["family"] == "seed" else None)
-           for k, r in b.rows.items() if r.get("p50_ms")]
-    scbp_pts = [p for p in pts if p["family"].startswith("scbp") or p["family"] == "seed"]
-    picks = pick_top_k(scbp_pts, b.m["top_k"])
-    seed_key = next(k for k, r in b.rows.items() if r["family"] == "seed")
-    trained = [seed_key, *picks]
-    uniforms = [p for p in pts if p["family"] == "uniform"]
-    for i, k in enumerate(picks):
-        lat = b.rows[k]["p50_ms"]
-        trained.append(min(uniforms, key=lambda p, lat=lat: abs(p["p50_ms"] - lat))["id"])
-        trained.append(b.matched_tp(lat, False, f"m{i}"))
-        trained.append(b.matched_tp(lat, True, f"m{i}"))
-    trained = list(dict.fromkeys(trained))
-    b.finetune(trained)
-    final = _profile({k: b.work / f"{k}.onnx" for k in trained}, b.target)
-    for k in trained:
-        b.rows[k]["p50_ms_final"] = final[k].latency.p50_ms if final[k] else None
-    res = summarize(b, trained, picks, seed_key, pareto_front, time.perf_counter() - t0)
-    OUT.mkdir(parents=True, exist_ok=True)
-    suffix = "" if mode == "default" else "_full"
-    (OUT / f"scbp_vs_peers{suffix}.json").write_text(json.dumps(res, indent=2))
-    (OUT / f"scbp_vs_peers{suffix}.md").write_text(markdown(res))
+    res = dict(parts[0], seeds=[s for p in parts for s in p["seeds"]], wall_s=sum(p["wall_s"] for p in parts),
+               command=" && ".join(p["command"] for p in parts))
+    (OUT / "scbp_vs_peers.json").write_text(json.dumps(res, indent=2))
+    (OUT / "scbp_vs_peers.md").write_text(markdown(res))
     print(markdown(res))
     return 0
 
 
-def summarize(b: Bench, trained, picks, seed_key, pareto_front, wall) -> dict:
-    from scipy.stats import spearmanr
-
-    seed = b.rows[seed_key]
-    rows = [b.rows[k] for k in trained]
-    goal = []
-    for r in rows:
-        if r["family"].startswith("scbp"):
-            speed = seed["p50_ms_final"] / r["p50_ms_final"]
-            smaller = 1 - r["params"] / seed["params"]
-            goal.append({"config": r["config"], "speedup": speed, "smaller": smaller,
-                         "acc_delta": r["test_acc"] - seed["test_acc"],
-                         "meets": speed >= 1.5 and smaller >= 0.5 and r["test_acc"] >= seed["test_acc"] - 1.0})
-    rho = spearmanr([r["proxy"] for r in rows], [r["test_acc"] for r in rows]).statistic
-    tpts = [dict(id=r["config"], accuracy=r["test_acc"], p50_ms=r["p50_ms_final"]) for r in rows]
-    front = pareto_front(tpts, (("accuracy", "max"), ("p50_ms", "min")))
-    fam_on_front = {r["family"] for r in rows if r["config"] in front}
-    space = [{k: r.get(k) for k in ("config", "family", "params", "macs", "p50_ms", "proxy")} for r in b.rows.values()]
-    return {"mode": b.mode, "settings": b.m, "ratios": RATIOS, "date": time.strftime("%Y-%m-%d %H:%M"),
-            "wall_s": wall, "trained": rows, "goal": goal, "goal_met": any(g["meets"] for g in goal),
-            "proxy_spearman": None if rho != rho else float(rho), "trained_front": front,
-            "families_on_trained_front": sorted(fam_on_front), "space": space}
-
-
-def markdown(r: dict) -> str:
-    s = r["settings"]
-    lines = [f"# SCBP vs peers ({r['mode']} mode, {r['date']}, wall {r['wall_s'] / 60:.1f} min)", "",
-             f"Seed cifar-resnet{s['depth']} (../shared), fine-tune {s['epochs']} epochs on {s['train_images']} "
-             f"train images (SGD, cosine), test on the full 10,000-image test split. Ratios {{{r['ratios']}}}; "
-             f"SCBP: stage segments (all) + 6 segments ({s['six_segment_sample']} sampled).", "",
-             "| config | family | params | MACs | p50 ms | size MB | proxy acc | fine-tuned test acc | wall s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for t in r["trained"]:
-        lines.append(f"| {t['config']} | {t['family']} | {t['params']:,} | {t['macs']:,} | {t['p50_ms_final']:.3f} | "
-                     f"{t['size_mb']:.2f} | {t['proxy']:.2f} | {t['test_acc']:.2f} | "
-                     f"{t['derive_s'] + t['train_s']:.0f} |")
-    lines += ["", "Goal (>= 1.5x faster p50, >= 50% fewer params, within 1.0 pt of the equally fine-tuned seed):"]
-    for g in r["goal"]:
-        lines.append(f"- {g['config']}: {g['speedup']:.2f}x, {100 * g['smaller']:.0f}% smaller, "
-                     f"{g['acc_delta']:+.2f} pt -> {'met' if g['meets'] else 'not met'}")
-    lines += [f"- overall: {'met' if r['goal_met'] else 'NOT met'} in this run.", "",
-              f"Accuracy/latency front of the fine-tuned models: {', '.join(r['trained_front'])} "
-              f"(families: {', '.join(r['families_on_trained_front'])}).",
-              f"Spearman rank correlation, proxy vs fine-tuned accuracy over the {len(r['trained'])} trained models: "
-              f"{r['proxy_spearman']:.2f}." if r["proxy_spearman"] is not None else "Spearman: undefined."]
-    return "\n".join(lines) + "\n"
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="45k images, 15 epochs (GPU machines)")
+    ap.add_argument("--seeds", help="comma-separated subset of " + ",".join(SEEDS))
+    ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
+    ap.add_argument("--merge", action="store_true", help="combine the per-seed results of earlier --seeds X runs")
+    a = ap.parse_args()
+    if a.merge:
+        return merge()
+    mode = "full" if a.full else ("smoke" if a.smoke else "default")
+    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
+        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+        return 2
+    m = dict(MODES[mode])
+    if a.seeds:
+        m["seeds"] = a.seeds.split(",")
+    results = [run_seed(name, m, mode) for name in m["seeds"]]
+    res = summarize(results, m, mode, BUDGETS, MATCH, time.perf_counter() - T0)
+    res["command"] = "python benchmarks/scbp_vs_peers.py" + (" --full" if a.full else "") + \
+        (f" --seeds {a.seeds}" if a.seeds else "")
+    out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
+    out.mkdir(parents=True, exist_ok=True)
+    # One seed per process (--seeds X) keeps each seed's results safe from the next one's; --merge joins them.
+    suffix = "_smoke" if a.smoke else ("_full" if a.full else "") + (f"_{a.seeds.replace(',', '+')}" if a.seeds else "")
+    (out / f"scbp_vs_peers{suffix}.json").write_text(json.dumps(res, indent=2))
+    (out / f"scbp_vs_peers{suffix}.md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ def proxy_accuracy(model, data: dict[str, Any] | None, params: int, seed_params:
             "bn_images": len(data["bn_x"]), "val_images": len(data["val_x"]), "skipped_images": data["skipped"]}
 
 
+PROXY_STEPS = 200  # distillation steps of the second-stage proxy (benchmarks/results/scbp_vs_peers.md)
 PTQ_KIND = "int8 QDQ on ONNX Runtime, test split (post-training quantization of the fine-tuned model)"
 QAT_KIND = "int8 QDQ on ONNX Runtime, test split (quantization-aware fine-tuning, then calibration)"
 
@@ -197,20 +198,11 @@ def _with_qat(ptq: dict[str, Any], model, wb, train: dict[str, Any], epochs: int
 
 
 def distill_proxy(payload: dict[str, Any], train: dict[str, Any], val: dict[str, Any], ratios: list[float],
-                  steps: int = 300, batch: int = 64, lr: float = 0.01) -> dict[str, Any]:
-    """Second-stage proxy: ``steps`` distillation steps from the seed, then top-1 on the validation split.
-
-    Adaptive BN alone underrates heavily pruned networks, which recover most of
-    their accuracy within a few hundred steps; this proxy sees that recovery.
-    """
-    from scbp_edge.accuracy import adapt_bn, evaluate
-    from scbp_edge.accuracy import train as fit
+                  steps: int = PROXY_STEPS) -> dict[str, Any]:
+    """Second-stage proxy of one candidate: :func:`scbp_edge.accuracy.distill_score` from the seed."""
+    from scbp_edge.accuracy import distill_score
 
     wb = _bench(payload)
     _, model = wb.candidate(ratios)
-    adapt_bn(model, val["bn_x"])
-    n = min(len(train["x"]), steps * batch)
-    pick = torch.randperm(len(train["x"]), generator=torch.Generator().manual_seed(0))[:n]
-    torch.manual_seed(0)
-    model = fit(model, train["x"][pick], train["y"][pick], epochs=1, lr=lr, batch=batch, teacher=wb.seed.model)
-    return {"value": evaluate(model, val["x"], val["y"]), "steps": (n + batch - 1) // batch}
+    value = distill_score(model, wb.seed.model, train["x"], train["y"], val["x"], val["y"], val["bn_x"], steps=steps)
+    return {"value": value, "steps": min(steps, -(-len(train["x"]) // 64))}  # distill_score's batch of 64

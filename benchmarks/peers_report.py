@@ -1,0 +1,165 @@
+"""Summary and Markdown of benchmarks/scbp_vs_peers.py (pure: numbers in, tables out)."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _ms(v: list[float]) -> tuple[float, float]:
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def _row(rows: dict[str, dict[str, Any]], key: str, seed_key: str, family: str) -> dict[str, Any]:
+    r, s = rows[key], rows[seed_key]
+    mean, std = _ms(r["test_acc"])
+    return {"config": key, "family": family, "params": r["params"], "smaller": 1 - r["params"] / s["params"],
+            "macs": r["macs"], "p50_ms": r["final_p50_ms"], "speedup": r["final_speedup"], "adabn": r["adabn"],
+            "distill": r.get("distill"), "acc_mean": mean, "acc_std": std, "accs": r["test_acc"],
+            "train_s": sum(r.get("train_s", []))}
+
+
+def _verdict(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """SCBP ``a`` against peer ``b``: the difference of means against their combined std."""
+    diff = a["acc_mean"] - b["acc_mean"]
+    sd = math.hypot(a["acc_std"], b["acc_std"])
+    return {"peer": b["config"], "diff": diff, "sd": sd,
+            "verdict": "win" if diff > sd else ("loss" if diff < -sd else "tie (within std)")}
+
+
+def _spearman(xs: list[float], ys: list[float]) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(xs) < 3:
+        return None
+    rho = spearmanr(xs, ys).statistic
+    return None if rho != rho else float(rho)
+
+
+def _sensitivity(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each stage segment pruned alone: its paired speed-up and adaptive-BN proxy drop."""
+    rows, seed = res["rows"], res["rows"][res["seed_key"]]
+    out = []
+    for r in rows.values():
+        ratios = r.get("ratios") or []
+        if r["family"] == "scbp-stages" and sum(1 for v in ratios if v) == 1 and r.get("speedup"):
+            seg = next(i for i, v in enumerate(ratios) if v)
+            out.append({"segment": seg, "ratio": ratios[seg], "speedup": r["speedup"], "params_cut":
+                        1 - r["params"] / seed["params"], "adabn_drop": seed["adabn"] - r["adabn"]})
+    return sorted(out, key=lambda d: (d["segment"], d["ratio"]))
+
+
+def summarize_seed(res: dict[str, Any], budgets: tuple[float, ...], match: float) -> dict[str, Any]:
+    rows, sk = res["rows"], res["seed_key"]
+    seed = _row(rows, sk, sk, "seed")
+    per_budget = []
+    for p in res["picks"]:
+        if not p["scbp"]:
+            per_budget.append({"budget": p["budget"], "scbp": None, "note": "no SCBP candidate inside the budget"})
+            continue
+        scbp = _row(rows, p["scbp"], sk, rows[p["scbp"]]["family"])
+        peers = {f: dict(_row(rows, q["id"], sk, f), mismatch=q["mismatch"]) for f, q in p["peers"].items()}
+        per_budget.append({
+            "budget": p["budget"], "scbp": scbp, "peers": peers, "adabn_choice": p["adabn_choice"],
+            "shortlist": p["shortlist"], "verdicts": {f: _verdict(scbp, q) for f, q in peers.items()},
+            "matched": all(abs(q["mismatch"]) <= match for q in peers.values()),
+            "beats_all": all(_verdict(scbp, q)["verdict"] == "win" for q in peers.values()),
+            "at_or_above_all": all(_verdict(scbp, q)["verdict"] != "loss" for q in peers.values()),
+            "acc_vs_seed": scbp["acc_mean"] - seed["acc_mean"],
+        })
+    mid = next((b for b in per_budget if b["budget"] == 1.5 and b["scbp"]), None)
+    goal = None
+    if mid:
+        s = mid["scbp"]
+        goal = {"speedup": s["speedup"], "smaller": s["smaller"], "acc_delta": mid["acc_vs_seed"],
+                "met": s["speedup"] >= 1.5 and s["smaller"] >= 0.5 and mid["acc_vs_seed"] >= -1.0}
+    trained = [_row(rows, k, sk, rows[k]["family"]) for k in res["trained"]]
+    final = [t["acc_mean"] for t in trained]
+    ablation = {k: {"distill": _ms(v["distill"]), "plain": _ms(v["plain"])} for k, v in res["ablation"].items()}
+    return {"seed": res["seed"], "seed_row": seed, "budgets": per_budget, "goal_1_5x": goal,
+            "spearman": {"adabn": _spearman([t["adabn"] for t in trained], final),
+                         "distill": _spearman([t["distill"] for t in trained], final), "n": len(trained)},
+            "ablation": ablation, "sensitivity": _sensitivity(res),
+            "space": [{k: r.get(k) for k in ("config", "family", "ratios", "params", "macs", "p50_ms", "speedup",
+                                             "adabn", "distill")} for r in rows.values()]}
+
+
+def summarize(results: list[dict[str, Any]], m: dict[str, Any], mode: str, budgets: tuple[float, ...],
+              match: float, wall: float) -> dict[str, Any]:
+    seeds = [summarize_seed(r, budgets, match) for r in results]
+    return {"mode": mode, "settings": m, "budgets": list(budgets), "match_tolerance": match, "wall_s": wall,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{platform.processor() or platform.machine()}, {platform.platform()}", "seeds": seeds}
+
+
+def _acc(r: dict[str, Any]) -> str:
+    return f"{r['acc_mean']:.2f} +- {r['acc_std']:.2f}"
+
+
+def _seed_md(s: dict[str, Any]) -> list[str]:
+    seed = s["seed_row"]
+    out = [f"## {s['seed']}", "",
+           f"Seed fine-tuned alike: {_acc(seed)} (p50 {seed['p50_ms']:.3f} ms, {seed['params']:,} params).", "",
+           "| budget | family | config | params (cut) | MACs | p50 ms | speed-up | match | adaBN | distill "
+           "| test top-1 | vs SCBP |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for b in s["budgets"]:
+        if not b["scbp"]:
+            out.append(f"| {b['budget']}x | - | {b['note']} |  |  |  |  |  |  |  |  |  |")
+            continue
+        for fam, r in [("SCBP", b["scbp"]), *b["peers"].items()]:
+            v = b["verdicts"].get(fam)
+            name = f"SCBP ({r['family']})" if fam == "SCBP" else fam
+            mismatch = "" if fam == "SCBP" else f"{100 * r['mismatch']:+.1f} %"
+            verdict = f"{v['diff']:+.2f} (sd {v['sd']:.2f}): {v['verdict']}" if v else ""
+            out.append(f"| {b['budget']}x | {name} | {r['config']} | {r['params']:,} ({100 * r['smaller']:.0f} %) | "
+                       f"{r['macs'] / 1e6:.1f} M | {r['p50_ms']:.3f} | {r['speedup']:.2f}x | {mismatch} | "
+                       f"{r['adabn']:.1f} | {r['distill']:.1f} | {_acc(r)} | {verdict} |")
+    out.append("")
+    g = s["goal_1_5x"]
+    if g:
+        out.append(f"Goal at 1.5x (>= 1.5x measured, >= 50 % fewer params, within 1.0 pt of the seed): "
+                   f"{g['speedup']:.2f}x, {100 * g['smaller']:.0f} % fewer params, {g['acc_delta']:+.2f} pt -> "
+                   f"**{'met' if g['met'] else 'not met'}**.")
+    for b in s["budgets"]:
+        if b["scbp"]:
+            how = ("beats every peer beyond the std" if b["beats_all"] else
+                   "is at or above every peer within the std" if b["at_or_above_all"] else
+                   "loses to a peer beyond the std")
+            out.append(f"- {b['budget']}x: SCBP {how}; peers matched within 3 %: {'yes' if b['matched'] else 'NO'}; "
+                       f"adaptive BN alone would have picked {b['adabn_choice']}.")
+    sp = s["spearman"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    out += ["", f"Spearman with the fine-tuned accuracy over the {sp['n']} fine-tuned models: adaptive BN "
+            f"{fmt(sp['adabn'])}, distillation proxy {fmt(sp['distill'])}.", ""]
+    if s["ablation"]:
+        out += ["Distillation at equal budget (mean +- std of the training seeds):", ""]
+        for k, v in s["ablation"].items():
+            d, p = v["distill"], v["plain"]
+            out.append(f"- {k}: with {d[0]:.2f} +- {d[1]:.2f}, without {p[0]:.2f} +- {p[1]:.2f}")
+        out.append("")
+    out += ["Per-segment sensitivity (one stage pruned alone; search run):", "",
+            "| segment | ratio | speed-up | params cut | adaBN drop (pt) |", "|---|---|---|---|---|"]
+    out += [f"| {d['segment']} | {d['ratio']} | {d['speedup']:.2f}x | {100 * d['params_cut']:.0f} % | "
+            f"{d['adabn_drop']:.1f} |" for d in s["sensitivity"]]
+    return out + [""]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["settings"]
+    lines = [f"# SCBP vs peers at matched measured latency ({r['mode']} mode)", "",
+             f"{r['date']}, wall {r['wall_s'] / 60:.1f} min, {r['machine']}. Command: `{r.get('command', '')}` "
+             "on an idle machine.", "",
+             f"Every compared model: fine-tuned {m['epochs']} epochs on {m['train_images']:,} CIFAR-10 train images "
+             f"(SGD lr 0.02, cosine, per-image shifts, distillation from the seed), {m['train_seeds']} training "
+             "seeds, test top-1 on the 10,000-image test split (mean +- std). Latency: the cpu target (ONNX Runtime, "
+             "1 thread), p50 and the speed-up paired with the seed in the same rounds; peers matched to the SCBP "
+             f"model in one interleaved run (tolerance +-{100 * r['match_tolerance']:.0f} %). SCBP: stage space "
+             f"{{0, 0.25, 0.5, 0.75}} plus {m['six_segment_sample']} sampled 6-segment configurations; the "
+             "product's pick_for_training shortlists, the distillation proxy chooses.", ""]
+    for s in r["seeds"]:
+        lines += _seed_md(s)
+    return "\n".join(lines)
