@@ -48,6 +48,9 @@ MODES = {
                 "val_images": 2000, "six_segment_sample": 40, "k": 2, "margin": 1},
     "full": {"seeds": ["cifar-resnet20", "cifar-resnet56"], "train_images": 45000, "epochs": 15, "train_seeds": 3,
              "val_images": 5000, "six_segment_sample": 200, "k": 3, "margin": 2},
+    # default's protocol with half the fine-tune images and a smaller 6-segment sample: for when an hour is too long
+    "quick": {"seeds": ["cifar-resnet20", "cifar-resnet56"], "train_images": 5000, "epochs": 2, "train_seeds": 3,
+              "val_images": 2000, "six_segment_sample": 20, "k": 2, "margin": 1},
     "smoke": {"seeds": ["cifar-resnet20"], "train_images": 512, "epochs": 1, "train_seeds": 2, "val_images": 200,
               "six_segment_sample": 4, "k": 1, "margin": 1},  # checks the code paths in minutes; figures meaningless
 }
@@ -255,7 +258,7 @@ def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
         lab.rows[k]["test_acc"] = lab.finetune(k, m["train_seeds"])
     mid = next((p["scbp"] for p in picks if p["budget"] == 1.5 and p["scbp"]), None)
     ablation = {}
-    for k in (lab.seed_key, mid):
+    for k in (lab.seed_key, mid) if m.get("ablation", True) else ():
         if k:
             log(f"{name}: fine-tuning {k} without distillation")
             ablation[k] = {"distill": lab.rows[k]["test_acc"], "plain": lab.finetune(k, m["train_seeds"], False)}
@@ -282,25 +285,29 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="45k images, 15 epochs (GPU machines)")
     ap.add_argument("--seeds", help="comma-separated subset of " + ",".join(SEEDS))
     ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
+    ap.add_argument("--quick", action="store_true", help="half the fine-tune images, a smaller 6-segment sample")
     ap.add_argument("--merge", action="store_true", help="combine the per-seed results of earlier --seeds X runs")
+    ap.add_argument("--no-ablation", action="store_true", help="skip the distillation on/off fine-tunes")
     a = ap.parse_args()
     if a.merge:
         return merge()
-    mode = "full" if a.full else ("smoke" if a.smoke else "default")
+    mode = "full" if a.full else "smoke" if a.smoke else "quick" if a.quick else "default"
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
         print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
         return 2
     m = dict(MODES[mode])
     if a.seeds:
         m["seeds"] = a.seeds.split(",")
+    m["ablation"] = not a.no_ablation
     results = [run_seed(name, m, mode) for name in m["seeds"]]
     res = summarize(results, m, mode, BUDGETS, MATCH, time.perf_counter() - T0)
-    res["command"] = "python benchmarks/scbp_vs_peers.py" + (" --full" if a.full else "") + \
-        (f" --seeds {a.seeds}" if a.seeds else "")
+    res["command"] = "python benchmarks/scbp_vs_peers.py" + (f" --{mode}" if mode != "default" else "") + \
+        (f" --seeds {a.seeds}" if a.seeds else "") + (" --no-ablation" if a.no_ablation else "")
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
     out.mkdir(parents=True, exist_ok=True)
     # One seed per process (--seeds X) keeps each seed's results safe from the next one's; --merge joins them.
-    suffix = "_smoke" if a.smoke else ("_full" if a.full else "") + (f"_{a.seeds.replace(',', '+')}" if a.seeds else "")
+    suffix = "_smoke" if a.smoke else ("" if mode == "default" else f"_{mode}") + \
+        (f"_{a.seeds.replace(',', '+')}" if a.seeds else "")
     (out / f"scbp_vs_peers{suffix}.json").write_text(json.dumps(res, indent=2))
     (out / f"scbp_vs_peers{suffix}.md").write_text(markdown(res))
     print(markdown(res))
