@@ -241,21 +241,26 @@ def _spread(w: _Worker) -> float:
 
 
 def _busy(w: _Worker) -> bool:
-    return any(x is not None and x > BUSY_SHARE for x in w.waited)
+    return not all(_quiet(w, i) for i in range(len(w.waited)))
+
+
+def _quiet(w: _Worker, i: int) -> bool:
+    """Round ``i`` of ``w`` ran without waiting for a core (or that cannot be told)."""
+    x = w.waited[i] if i < len(w.waited) else None
+    return x is None or x <= BUSY_SHARE
 
 
 def _keep_quiet_rounds(live: list[_Worker]) -> None:
     """Set aside the rounds in which any worker of the chunk waited for a core, if 3 or more quiet ones remain.
 
-    Load hurts a long inference more than a short one (it is more likely to be
-    preempted), so pairing within a round does not cancel it: a busy machine
-    inflated the paired speed-up of resnet56's 0.5,0.5,0.5 by 18 %
-    (benchmarks/results/noisy_rounds.md).  Rounds are dropped across the whole
-    chunk, so that round i still pairs with round i.
+    Load can slow a long inference more than a short one, so pairing within a
+    round does not always cancel it: a busy machine once inflated the paired
+    speed-up of resnet56's 0.5,0.5,0.5 by 18 % (benchmarks/noisy_rounds.py).
+    Rounds are dropped across the whole chunk, so that round i still pairs
+    with round i.
     """
     n = min((len(w.rounds) for w in live), default=0)
-    quiet = [all((w.waited[i] if i < len(w.waited) else None) is None or w.waited[i] <= BUSY_SHARE for w in live)
-             for i in range(n)]
+    quiet = [all(_quiet(w, i) for w in live) for i in range(n)]
     if all(quiet) or sum(quiet) < MIN_QUIET_ROUNDS:
         return  # nothing to set aside, or too little left: the figures stay, flagged noisy by _finish
     for w in live:
