@@ -41,7 +41,7 @@ class BuildConfig:
     use_default_seed: bool = True
     top_k: int = 3
     epochs: int = 3
-    distill: bool = False
+    distill: bool = True  # pruned networks learn from the seed while fine-tuning (benchmarks/results/scbp_vs_peers.md)
     init: str = "inherit"
     lr: float = 0.02
     devices: list[str] = field(default_factory=list)

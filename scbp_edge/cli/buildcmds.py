@@ -149,7 +149,8 @@ def build(
     proxy: str = typer.Option("adabn", "--proxy", help="adabn | distill: a short distillation of the shortlist "
                               "before picking what to fine-tune"),
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the picks and the seed"),
-    distill: bool = typer.Option(False, "--distill", help="Knowledge distillation from the seed while fine-tuning"),
+    distill: bool = typer.Option(True, "--distill/--no-distill",
+                                 help="Pruned networks learn from the seed while fine-tuning (the seed itself: plain)"),
     init: str = typer.Option("inherit", "--init", help="inherit (seed's filters) or scratch"),
     trace_timeout: float = TraceTimeoutOpt,
     json_out: bool = JsonOpt,
