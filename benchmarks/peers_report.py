@@ -102,7 +102,13 @@ def _acc(r: dict[str, Any]) -> str:
 
 def _seed_md(s: dict[str, Any]) -> list[str]:
     seed = s["seed_row"]
-    out = [f"## {s['seed']}", "",
+    own = s.get("settings")  # merged per-seed runs keep their own mode and settings
+    out = [f"## {s['seed']}", ""]
+    if own:
+        out += [f"{s['mode']} mode, its own run: `{s['command']}`; fine-tuned {own['epochs']} epochs on "
+                f"{own['train_images']:,} images, {own['train_seeds']} training seeds, {own['six_segment_sample']} "
+                f"sampled 6-segment configurations; wall {s['wall_s'] / 60:.1f} min.", ""]
+    out += [
            f"Seed fine-tuned alike: {_acc(seed)} (p50 {seed['p50_ms']:.3f} ms, {seed['params']:,} params).", "",
            "| budget | family | config | params (cut) | MACs | p50 ms | speed-up | match | adaBN | distill "
            "| test top-1 | vs SCBP |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -150,6 +156,17 @@ def _seed_md(s: dict[str, Any]) -> list[str]:
 
 def markdown(r: dict[str, Any]) -> str:
     m = r["settings"]
+    if r.get("merged"):
+        intro = (f"{r['date']}, {r['machine']}. Latencies were measured with nothing else running. Every "
+                 "compared model of a seed: the same fine-tune (SGD lr 0.02, cosine, per-image shifts, "
+                 "distillation from the seed), test top-1 on the 10,000-image test split (mean +- std over the "
+                 "training seeds). Latency: the cpu target (ONNX Runtime, 1 thread), p50 and the speed-up paired "
+                 "with the seed in the same rounds; peers bisected beside the SCBP model and matched in one "
+                 f"interleaved run (tolerance +-{100 * r['match_tolerance']:.0f} %). SCBP: stage space "
+                 "{0, 0.25, 0.5, 0.75} plus sampled 6-segment configurations; the product's pick_for_training "
+                 "shortlists, the distillation proxy chooses.")
+        head = ["# SCBP vs peers at matched measured latency (one run per seed, merged)", "", intro, ""]
+        return "\n".join(head + [x for s in r["seeds"] for x in _seed_md(s)])
     lines = [f"# SCBP vs peers at matched measured latency ({r['mode']} mode)", "",
              f"{r['date']}, wall {r['wall_s'] / 60:.1f} min, {r['machine']}. Command: `{r.get('command', '')}` "
              "on an idle machine.", "",

@@ -272,7 +272,9 @@ def merge() -> int:
     if not parts:
         print("no per-seed results to merge: run --seeds first", file=sys.stderr)
         return 2
-    res = dict(parts[0], seeds=[s for p in parts for s in p["seeds"]], wall_s=sum(p["wall_s"] for p in parts),
+    seeds = [dict(s, mode=p["mode"], settings=p["settings"], command=p["command"], wall_s=p["wall_s"])
+             for p in parts for s in p["seeds"]]
+    res = dict(parts[0], seeds=seeds, merged=True, wall_s=sum(p["wall_s"] for p in parts),
                command=" && ".join(p["command"] for p in parts))
     (OUT / "scbp_vs_peers.json").write_text(json.dumps(res, indent=2))
     (OUT / "scbp_vs_peers.md").write_text(markdown(res))
