@@ -70,3 +70,42 @@ def test_split_val_is_seeded_and_stratified():
 def test_shared_cifar_tarballs(shared, cifar_test):
     assert len(cifar_test) == 10_000 and cifar_test.skipped == []
     assert cifar_test.classes[0] == "airplane" and np.bincount(cifar_test.labels).tolist() == [1000] * 10
+
+
+def test_a_gzip_archive_damaged_in_the_middle_names_the_member_where_it_broke(tmp_path):
+    # Issue 14, item 13: tarfile alone stops quietly at the damage and the split looks shorter.
+    rng = np.random.default_rng(0)
+    files = {}
+    for i in range(300):  # noisy images do not compress away, so the damage lands inside image data
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, format="PNG")
+        files[f"train/c{i % 3}/{i:03d}.png"] = buf.getvalue()
+    _tar(tmp_path / "train.tar.gz", files)
+    data = bytearray((tmp_path / "train.tar.gz").read_bytes())
+    at = int(len(data) * 0.97)
+    data[at : at + 256] = bytes(256)
+    (tmp_path / "train.tar.gz").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"archive '.*train\.tar\.gz' is damaged after member 'train/c\d/\d+\.png'"):
+        read_split(tmp_path / "train.tar.gz", (8, 8))
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped():
+    from scbp_edge.serving.image import decode
+
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
+    out = decode(buf.getvalue(), (64, 64), 1)[:, :, 0]
+    assert (out == 255).mean() < 0.01 and out.min() == 0 and 250 <= out.max() <= 255
+    assert abs(int(out[32, 0]) - 128) <= 2  # the middle of the ramp stays mid-grey
+
+
+def test_a_class_folder_without_images_is_named_not_silently_dropped(tmp_path):
+    root = tmp_path / "train"
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    (root / "cat" / "1.jpg").write_bytes(_jpeg("red"))
+    (root / "cat" / "2.jpg").write_bytes(_jpeg("blue"))
+    s = read_split(root, (4, 4))
+    assert s.classes == ["cat"] and any("dog" in n and "left out" in n for n in s.notes)
