@@ -268,7 +268,8 @@ def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
 
 def merge() -> int:
     """scbp_vs_peers.{json,md} from the per-seed results of ``--seeds X`` runs (one process per seed)."""
-    parts = [json.loads(p.read_text()) for s in SEEDS if (p := OUT / f"scbp_vs_peers_{s}.json").is_file()]
+    found = [sorted(OUT.glob(f"scbp_vs_peers_*{s}.json")) for s in SEEDS]  # default or --quick runs
+    parts = [json.loads(f[0].read_text()) for f in found if f]
     if not parts:
         print("no per-seed results to merge: run --seeds first", file=sys.stderr)
         return 2
