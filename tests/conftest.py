@@ -85,3 +85,19 @@ def sshd(tmp_path_factory):
     proc.wait(timeout=10)
     if old is None:
         os.environ.pop("SCBP_SSH_CONFIG", None)
+
+
+@pytest.fixture(scope="module")
+def digits_bench():
+    """The embedded default seed (trained on digits, cached) with the digits train and test tensors."""
+    from scbp_edge import defaults
+    from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.data.digits import load_digits_split
+    from scbp_edge.seeds import load_seed
+
+    seed = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
+                     mean=defaults.DIGITS_MEAN, std=defaults.DIGITS_STD)
+    wb = Workbench(SeedOptions(defaults.DEFAULT_SEED, in_channels=1, input_size=16), seed)
+    train, test = load_digits_split(0)
+    return wb, train.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD), test.tensors(
+        defaults.DIGITS_MEAN, defaults.DIGITS_STD)

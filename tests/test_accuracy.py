@@ -79,20 +79,6 @@ def test_bn_reestimation_is_blind_to_class_order():
     assert torch.allclose(a, b, rtol=0.1)
 
 
-@pytest.fixture(scope="module")
-def digits_bench():
-    from scbp_edge import defaults
-    from scbp_edge.data.digits import load_digits_split
-    from scbp_edge.seeds import load_seed
-
-    seed = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
-                     mean=defaults.DIGITS_MEAN, std=defaults.DIGITS_STD)
-    wb = Workbench(SeedOptions(defaults.DEFAULT_SEED, in_channels=1, input_size=16), seed)
-    train, test = load_digits_split(0)
-    return wb, train.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD), test.tensors(
-        defaults.DIGITS_MEAN, defaults.DIGITS_STD)
-
-
 def test_one_epoch_finetune_improves_heavily_pruned(digits_bench):
     from scbp_edge.accuracy import train
 

@@ -7,35 +7,20 @@ import onnx
 import pytest
 import torch
 
-from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.export.int8 import qdq_problems, quantize_int8
 from scbp_edge.export.onnx import export_onnx
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from scbp_edge import defaults
-    from scbp_edge.data.digits import load_digits_split
-    from scbp_edge.seeds import load_seed
-
-    seed = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
-                     mean=defaults.DIGITS_MEAN, std=defaults.DIGITS_STD)
-    wb = Workbench(SeedOptions(defaults.DEFAULT_SEED, in_channels=1, input_size=16), seed)
-    train, test = load_digits_split(0)
-    return wb, train.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD), test.tensors(
-        defaults.DIGITS_MEAN, defaults.DIGITS_STD)
-
-
-@pytest.fixture(scope="module")
-def fp32_bytes(digits, tmp_path_factory) -> bytes:
-    wb, _, _ = digits
+def fp32_bytes(digits_bench, tmp_path_factory) -> bytes:
+    wb, _, _ = digits_bench
     path = tmp_path_factory.mktemp("q") / "m.onnx"
     export_onnx(wb.seed.model, wb.seed.spec.input_shape, path)
     return path.read_bytes()
 
 
-def test_tensorrt_scheme_passes_tensorrt_rules_and_the_cpu_scheme_would_not(digits, fp32_bytes):
-    _, (x, _), _ = digits
+def test_tensorrt_scheme_passes_tensorrt_rules_and_the_cpu_scheme_would_not(digits_bench, fp32_bytes):
+    _, (x, _), _ = digits_bench
     trt = quantize_int8(fp32_bytes, x[:64].numpy(), "minmax", "s8s8")
     assert qdq_problems(onnx.load_from_string(trt)) == []
     cpu = quantize_int8(fp32_bytes, x[:64].numpy(), "minmax", "u8s8")
@@ -49,20 +34,20 @@ def test_unquantized_model_is_caught(fp32_bytes):
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
-def test_int8_accuracy_is_measured_on_the_file_and_close_to_fp32(digits, fp32_bytes, method):
+def test_int8_accuracy_is_measured_on_the_file_and_close_to_fp32(digits_bench, fp32_bytes, method):
     from scbp_edge.accuracy import evaluate, evaluate_onnx
 
-    wb, (x, _), (tx, ty) = digits
+    wb, (x, _), (tx, ty) = digits_bench
     q = quantize_int8(fp32_bytes, x[:128].numpy(), method, "u8s8")
     int8_acc, fp32_acc = evaluate_onnx(q, tx, ty), evaluate(wb.seed.model, tx, ty)
     assert abs(int8_acc - fp32_acc) <= 1.5, (method, int8_acc, fp32_acc)
     assert abs(evaluate_onnx(fp32_bytes, tx, ty) - fp32_acc) < 0.5  # the ONNX evaluation is the model's own
 
 
-def test_qat_runs_when_post_training_quantization_loses_too_much(digits):
+def test_qat_runs_when_post_training_quantization_loses_too_much(digits_bench):
     from scbp_edge.tasks import seed_payload, train_network
 
-    wb, (x, y), (tx, ty) = digits
+    wb, (x, y), (tx, ty) = digits_bench
     train = {"x": x[:512], "y": y[:512], "test_x": tx, "test_y": ty, "calib_x": x[:64]}
     res = train_network(seed_payload(wb), train, [0.5, 0.5, 0.5], epochs=1, lr=0.02, init="inherit", distill=False,
                         precisions=["fp32", "int8"], int8={"calibration": "minmax", "scheme": "u8s8"},
@@ -73,10 +58,10 @@ def test_qat_runs_when_post_training_quantization_loses_too_much(digits):
     assert "ptq_value" in q and q["bytes"][:4]  # an artifact ships with its figure
 
 
-def test_fake_quant_wrappers_leave_a_plain_model(digits):
+def test_fake_quant_wrappers_leave_a_plain_model(digits_bench):
     from scbp_edge.accuracy.qat import _swap
 
-    wb, _, _ = digits
+    wb, _, _ = digits_bench
     _, model = wb.candidate([0.5, 0.5, 0.5])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     _swap(model, wrap=True)
