@@ -81,6 +81,9 @@ def test_default_build_on_digits_end_to_end(tmp_path):
         assert (Path(out["run_dir"]) / cands[row["id"]]["trained"]["onnx"]).is_file()
     html = (Path(out["run_dir"]) / "report.html").read_text()
     assert "data:image/png;base64," in html and "measured front" in html
+    spent = rep["stage_seconds"]  # where the build's time went, per stage
+    assert set(spent) == {"derive", "profile", "train"} and all(v > 0 for v in spent.values())
+    assert "Time spent: derive" in (Path(out["run_dir"]) / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from scbp_edge.build.config import BuildConfig
@@ -136,13 +139,28 @@ def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> No
         prep.wb, info = adapt_classifier(prep.wb, prep.data, cfg, run_dir)
         store.set_meta("classifier_replaced", info)
     executor = make_executor(cfg.executor, cfg.ray_address, cfg.retries)
-    derive_stage(prep, store, run_dir, cfg, executor)
-    profile_stage(prep, store, cfg, run_dir)
+    with _timed(store, "derive"):
+        derive_stage(prep, store, run_dir, cfg, executor)
+    with _timed(store, "profile"):
+        profile_stage(prep, store, cfg, run_dir)
     try:
-        train_stage(prep, store, run_dir, cfg, executor)
+        with _timed(store, "train"):
+            train_stage(prep, store, run_dir, cfg, executor)
     finally:  # an interrupted training still leaves a report that says so
         write_reports(run_dir, store)
     _fail_if_nothing_measured(store, run_dir)
+
+
+@contextmanager
+def _timed(store: RunStore, stage: str) -> Iterator[None]:
+    """Add a stage's wall time to the run's ``stage_seconds`` (summed over resumes): where a build's time went."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent = dict(store.get_meta("stage_seconds") or {})
+        spent[stage] = round(spent.get(stage, 0.0) + time.perf_counter() - start, 3)
+        store.set_meta("stage_seconds", spent)
 
 
 def _fail_if_nothing_measured(store: RunStore, run_dir: Path) -> None:

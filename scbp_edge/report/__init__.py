@@ -98,6 +98,7 @@ def build_report(store: RunStore) -> dict[str, Any]:
         "budget_result": _budget_result(pts, cons, sel, sel_kind),
         "budget": store.meta_or("budget"),
         "classifier_replaced": store.meta_or("classifier_replaced"),
+        "stage_seconds": store.meta_or("stage_seconds", {}),
         "flops_vs_measured": flops_disagreement(pts),
         "energy_note": energy_reasons,
         "energy_sources": energy_sources,
