@@ -140,7 +140,7 @@ def test_html_report_renders_offline_in_a_real_browser(run_dir):
             img = plots.nth(i)
             img.scroll_into_view_if_needed()
             assert img.is_visible() and img.evaluate("e => e.naturalWidth > 0 && e.complete")
-        first = lambda: page.locator("#candidates tbody tr td:nth-child(6)").all_inner_texts()  # noqa: E731
+        first = lambda: page.locator("#candidates tbody tr td:nth-child(7)").all_inner_texts()  # noqa: E731
         page.locator("#candidates th", has_text="p50 ms").first.click()
         asc = [float(x) for x in first()]
         page.locator("#candidates th", has_text="p50 ms").first.click()
@@ -148,3 +148,12 @@ def test_html_report_renders_offline_in_a_real_browser(run_dir):
         assert asc == sorted(asc) and desc == sorted(desc, reverse=True)
         browser.close()
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
+
+
+def test_candidates_whose_p50_intervals_overlap_share_a_rank():
+    from scbp_edge.report.render import speed_ranks
+
+    pts = [{"p50_interval_ms": iv} for iv in ([1.0, 1.1], [1.05, 1.2], [1.15, 1.3], [1.4, 1.5], [1.6, 1.7], None)]
+    # 1.0-1.1 overlaps 1.05-1.2, which overlaps 1.15-1.3: one chain of three ties; the rest are ordered
+    assert speed_ranks(pts) == ["1=", "1=", "1=", "4", "5", "6"]
+    assert speed_ranks([{"p50_interval_ms": [2.0, 2.1]}, {"p50_interval_ms": [2.0, 2.05]}]) == ["1=", "1="]

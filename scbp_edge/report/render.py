@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import html
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from scbp_edge.report.card import card_markdown, summary_card
 
-COLUMNS = ("candidate", "precision", "ratios", "proxy %", "test %", "p50 ms", "p50 range ms", "speed-up",
+COLUMNS = ("rank", "candidate", "precision", "ratios", "proxy %", "test %", "p50 ms", "p50 range ms", "speed-up",
            "p90 ms", "CV", "memory MB", "size MB", "params", "MACs", "energy mJ", "on front")
 
 
@@ -26,13 +27,31 @@ def _f(x: Any, nd: int = 3) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
+def speed_ranks(points: list[dict[str, Any]]) -> list[str]:
+    """Latency ranks of points sorted by p50.  A point whose p50 interval overlaps its group's (the points
+    before it that are already tied) shares the group's rank, marked '=': the measurement cannot order
+    them, so the report does not either."""
+    ranks: list[int] = []
+    start, hi = 0, None
+    for i, p in enumerate(points):
+        lo_hi = p.get("p50_interval_ms")
+        if hi is not None and lo_hi and lo_hi[0] <= hi:
+            hi = max(hi, lo_hi[1])
+        else:
+            start, hi = i, (lo_hi[1] if lo_hi else None)
+        ranks.append(start + 1)
+    counts = Counter(ranks)
+    return [f"{r}=" if counts[r] > 1 else str(r) for r in ranks]
+
+
 def _rows(rep: dict[str, Any]) -> list[list[str]]:
     front, sel = set(rep["front"]), rep["selection"]["id"]
     rows = []
-    for p in sorted(rep["points"], key=lambda p: p["p50_ms"]):
+    pts = sorted(rep["points"], key=lambda p: p["p50_ms"])
+    for p, rank in zip(pts, speed_ranks(pts), strict=True):
         mark = ("selected, " if p["id"] == sel else "") + ("yes" if p["id"] in front else "")
         rng = p.get("p50_interval_ms")
-        rows.append([p["id"], p["precision"], ",".join(f"{r:g}" for r in p["ratios"]), _f(p["proxy_accuracy"], 4),
+        rows.append([rank, p["id"], p["precision"], ",".join(f"{r:g}" for r in p["ratios"]), _f(p["proxy_accuracy"], 4),
                      _f(p["test_accuracy"], 4), _f(p["p50_ms"]), f"{rng[0]:.3g}-{rng[1]:.3g}" if rng else "n/a",
                      _f(p["speedup"]), _f(p["p90_ms"]), _f(p["cv"], 2), _f(p["memory_mb"]), _f(p["size_mb"]),
                      _f(p["params"]), _f(p["macs"]), _f(p["energy_mj"]), mark.strip(", ")])
@@ -64,6 +83,8 @@ def _details(rep: dict[str, Any]) -> list[str]:
         c = rep["classifier_replaced"]
         lines.append(f"Classifier replaced: seed had {c['from_classes']} classes, data {c['to_classes']}; new head "
                      f"trained {c['epochs']} epoch(s), seed test accuracy {c['test_accuracy']:.2f} %.")
+    if rep.get("stage_seconds"):
+        lines.append("Time spent: " + ", ".join(f"{k} {v:.1f} s" for k, v in rep["stage_seconds"].items()) + ".")
     if rep.get("energy_sources"):
         lines.append("Energy: mJ per inference from " + "; ".join(rep["energy_sources"]) + ".")
     if rep.get("measured_with"):
