@@ -114,6 +114,18 @@ def _stages(blocks: list[str], shapes: dict[str, tuple]) -> list[list[str]]:
     return stages
 
 
+def _too_few_blocks(model: nn.Module, n: int) -> str:
+    """Why a seed has nothing to segment, naming the attention layers of a transformer by path and type."""
+    attn = [(name, type(m).__name__) for name, m in model.named_modules()
+            if isinstance(m, nn.MultiheadAttention) or "attention" in type(m).__name__.lower()]
+    if attn:
+        return (f"the seed is not a CNN: its blocks are attention layers ({len(attn)}, e.g. {attn[0][0]} "
+                f"({attn[0][1]})), with {n} conv block(s); SCBP prunes convolutional blocks, so choose a CNN seed "
+                "(scbp-edge seeds lists them)")
+    return (f"found {n} conv block(s); SCBP needs a stem plus at least one block of convolutions; choose a CNN seed "
+            "(scbp-edge seeds lists them)")
+
+
 def segment_model(model: nn.Module, input_shape: tuple[int, ...], segments: str | int = "stages") -> Segmentation:
     """Cut ``model`` into segments: ``"stages"`` (one per stage) or ``N`` equal runs of blocks."""
     layers = trace_layers(model, input_shape)
@@ -126,7 +138,7 @@ def segment_model(model: nn.Module, input_shape: tuple[int, ...], segments: str 
     head = [b for b in blocks if classifier == b or classifier.startswith(b + ".")]
     body = [b for b in blocks if b not in head]
     if len(body) < 2:
-        raise SegmentError(f"found {len(body)} conv block(s); SCBP needs a stem plus at least one block")
+        raise SegmentError(_too_few_blocks(model, len(body)))
     stem, body = body[:1], body[1:]
     if isinstance(segments, str) and segments.isdigit():
         segments = int(segments)

@@ -33,3 +33,9 @@ def test_n_segments_are_contiguous_and_balanced():
             segment_model(seed.model, seed.spec.input_shape, bad)
     with pytest.raises(SegmentError, match="neither"):
         segment_model(seed.model, seed.spec.input_shape, "many")
+
+
+def test_a_transformer_is_refused_naming_an_attention_layer_by_path_and_type():
+    seed = load_seed("swin_t", input_shape=(3, 64, 64))
+    with pytest.raises(SegmentError, match=r"not a CNN: .*e\.g\. features\.1\.0\.attn \(ShiftedWindowAttention\)"):
+        segment_model(seed.model, (3, 64, 64))
