@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -93,13 +94,30 @@ def markdown(r: dict) -> str:
              f"{counts['works']} work, {counts['refused']} are refused in one line, {counts['fails']} fail. Steps: "
              "inspect, one mixed derivation checked against the masked seed, ONNX export with parity, a short "
              "profile. Random weights. Command: `.venv/bin/python benchmarks/coverage.py`.", "",
-             "| model | result | masked check | params kept | frozen groups | why |", "|---|---|---|---|---|---|"]
+             "Where a model itself rejects the small input, it is checked again at the size its refusal names "
+             "(the input column). Rows re-run later with `--only` carry their own date in coverage.json.", "",
+             "| model | input | result | masked check | params kept | frozen groups | why |",
+             "|---|---|---|---|---|---|---|"]
     for x in r["models"]:
-        why = (x.get("why") or "").replace("|", "/")
-        lines.append(f"| {x['model']} | {x['status']}{' at ' + x['stage'] if x['status'] != 'works' else ''} | "
+        why = "; ".join(w for w in (x.get("why"), x.get("small")) if w).replace("|", "/")
+        lines.append(f"| {x['model']} | {x.get('size', r['size'])} | "
+                     f"{x['status']}{' at ' + x['stage'] if x['status'] != 'works' else ''} | "
                      f"{x.get('masked_check', '')} | {x.get('params_kept', '')} | {x.get('frozen_groups', '')} | "
                      f"{why[:160]} |")
     return "\n".join(lines) + "\n"
+
+
+def check(name: str, size: int, timeout: float) -> dict:
+    """One model at ``size``; if the model itself rejects that size, again at the size the refusal names."""
+    res = run_one(name, size, timeout)
+    res["size"] = size
+    hint = re.search(r"--input-size (\d+)", res.get("why", "")) if res["status"] == "refused" else None
+    if hint and res.get("stage") == "inspect" and int(hint.group(1)) != size:
+        first = res
+        res = run_one(name, int(hint.group(1)), timeout)
+        res.update(size=int(hint.group(1)), small=f"at {size}x{size}: {first['why'][:120]}")
+    res["date"] = time.strftime("%Y-%m-%d %H:%M")
+    return res
 
 
 def main() -> int:
@@ -107,20 +125,54 @@ def main() -> int:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--only", default="")
+    ap.add_argument("--only", default="", help="re-run these models and update their rows of the saved table")
     ap.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args()
     names = args.only.split(",") if args.only else sorted(torchvision.models.list_models(module=torchvision.models))
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "size": args.size, "models": []}
+    if args.only and (OUT / "coverage.json").is_file():
+        res = json.loads((OUT / "coverage.json").read_text())
     for name in names:
-        res["models"].append(run_one(name, args.size, args.timeout))
-        x = res["models"][-1]
-        print(f"{name}: {x['status']} {x.get('stage', '')} {x.get('why', '')[:120]}", flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    if not args.only:
-        (OUT / "coverage.json").write_text(json.dumps(res, indent=2))
-        (OUT / "coverage.md").write_text(markdown(res))
+        row = check(name, args.size, args.timeout)
+        at = next((i for i, x in enumerate(res["models"]) if x["model"] == name), None)
+        if at is None:
+            res["models"].append(row)
+        else:
+            res["models"][at] = row
+        print(f"{name}: {row['status']} at {row['size']} {row.get('stage', '')} {row.get('why', '')[:120]}",
+              flush=True)
+        _write(res)  # after every model: a long run that is stopped keeps what it measured
     return 0
+
+
+def _write(res: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "coverage.json").write_text(json.dumps(res, indent=2))
+    (OUT / "coverage.md").write_text(markdown(res))
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if 0 <= start < end:
+        readme.write_text(text[: start + len(README_START)] + "\n" + readme_table(res) + text[end:])
+
+
+README_START, README_END = "<!-- coverage:start -->", "<!-- coverage:end -->"
+
+
+def readme_table(r: dict) -> str:
+    """The README's compact table: models with the same outcome on one row."""
+    rows: dict[tuple[str, int, str], list[str]] = {}
+    for x in r["models"]:
+        why = (x.get("why") or "").split(";")[0].split(" (")[0] if x["status"] != "works" else ""
+        rows.setdefault((x["status"], x.get("size", r["size"]), why), []).append(x["model"])
+    counts = {s: sum(x["status"] == s for x in r["models"]) for s in ("works", "refused", "fails")}
+    lines = [f"{len(r['models'])} torchvision classifiers, random weights, {r['size']}x{r['size']} input unless "
+             f"the model itself needs more: {counts['works']} work, {counts['refused']} are refused in one line, "
+             f"{counts['fails']} fail (`benchmarks/results/coverage.md` has every row).", "",
+             "| models | input | result |", "|---|---|---|"]
+    for (status, size, why), names in sorted(rows.items(), key=lambda kv: (kv[0][0] != "works", kv[0][1])):
+        lines.append(f"| {', '.join(names)} | {size} | {status}{': ' + why if why else ''} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
