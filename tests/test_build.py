@@ -168,3 +168,22 @@ def test_the_default_data_fits_an_imagenet_style_seed(tmp_path):
     rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
     assert rep["classifier_replaced"]["to_classes"] == 10 and rep["counts"]["measured"] >= 2
     assert rep["seed_point"]["proxy_accuracy"] is not None
+
+
+def test_a_stop_request_whose_interrupt_was_swallowed_still_ends_the_build(tmp_path):
+    """Ctrl-C raised inside a finalizer is lost by Python; the recorded request stops the build at its next
+    finished candidate, with that candidate committed and the resume line in the error."""
+    from scbp_edge import stop
+    from scbp_edge.build import BuildConfig, BuildInterrupted, build
+
+    stop.request()  # as the CLI's signal handler does; no KeyboardInterrupt is raised here
+    try:
+        with pytest.raises(BuildInterrupted, match="scbp-edge build --resume") as info:
+            build(BuildConfig(target=str(fast_target(tmp_path)), data=None, ratios="0,0.5"), runs=tmp_path / "runs")
+    finally:
+        stop.clear()
+    run = next((tmp_path / "runs").iterdir())
+    assert str(run) in str(info.value)
+    rows = _rows(run / "run.sqlite")
+    done = [k for k, v in rows.items() if v[0] != "pending"]
+    assert len(done) == 1 and len(rows) == 8, "stopped right after the first finished network, nothing lost"

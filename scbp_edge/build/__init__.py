@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from scbp_edge import stop
 from scbp_edge.build.config import BuildConfig
 from scbp_edge.build.prepare import Prepared, adapt_classifier, prepare
 from scbp_edge.build.stages import derive_stage, profile_stage
@@ -161,6 +162,7 @@ def _timed(store: RunStore, stage: str) -> Iterator[None]:
         spent = dict(store.get_meta("stage_seconds") or {})
         spent[stage] = round(spent.get(stage, 0.0) + time.perf_counter() - start, 3)
         store.set_meta("stage_seconds", spent)
+    stop.check()  # a Ctrl-C whose KeyboardInterrupt Python swallowed still ends the build here
 
 
 def _fail_if_nothing_measured(store: RunStore, run_dir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from scbp_edge import stop
 from scbp_edge.build.config import BuildConfig
 from scbp_edge.build.prepare import Prepared
 from scbp_edge.build.ui import progress
@@ -45,6 +46,7 @@ def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfi
         def on_result(net: str, res: dict[str, Any] | None, err: str | None) -> None:
             _commit_network(store, run_dir, wb, nets[net], res, err)
             prog.advance(task)
+            stop.check()  # committed first: a stop never loses a finished network
 
         jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows]})
                 for n, rows in nets.items()]
@@ -107,6 +109,7 @@ def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Pa
             else:
                 store.fail(cid, "profile", err or "unknown error")
             prog.advance(done)
+            stop.check()
 
         rows = {c["id"]: c for c in store.candidates()}
 

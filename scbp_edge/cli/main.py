@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from scbp_edge import stop
 from scbp_edge.cli import seedcmds
 from scbp_edge.errors import ScbpError
 
@@ -48,15 +49,21 @@ def _register_optional() -> None:
     shipcmds.register(app)
 
 
-def _sigterm(_signum, _frame) -> None:
-    raise KeyboardInterrupt  # the same orderly stop as Ctrl-C: finished work is committed, the resume line printed
+def _stop(_signum, _frame) -> None:
+    """Ctrl-C and SIGTERM: an orderly stop (finished work is committed, the resume line printed).
+
+    Recorded as well as raised: a KeyboardInterrupt that lands in a finalizer is swallowed by Python,
+    and the build then stops at its next check instead of running to the end."""
+    stop.request()
+    raise KeyboardInterrupt
 
 
 def main() -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
     import signal
 
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     _register_optional()
     try:
         app()
