@@ -71,3 +71,14 @@ def test_fake_quant_wrappers_leave_a_plain_model(digits_bench):
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert np.isfinite(model(torch.zeros(1, 1, 16, 16)).detach().numpy()).all()
+
+
+def test_the_quantizers_preprocessing_advice_is_not_printed_but_other_warnings_are(digits_bench, fp32_bytes, caplog):
+    import logging
+
+    _, (x, _), _ = digits_bench
+    with caplog.at_level(logging.WARNING):
+        quantize_int8(fp32_bytes, x[:16].numpy(), "minmax", "u8s8")
+        logging.warning("something else")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("pre-processing" in m for m in messages) and "something else" in messages
