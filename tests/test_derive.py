@@ -19,7 +19,7 @@ SEEDS = [
     ("cifar-resnet110", None), ("resnet18", SMALL), ("resnet34", SMALL), ("resnet50", SMALL),
     ("resnet101", SMALL), ("resnet152", SMALL), ("mobilenet_v2", SMALL), ("densenet121", SMALL),
     ("mobilenet_v3_small", SMALL), ("efficientnet_b0", SMALL), ("regnet_x_400mf", SMALL), ("regnet_y_400mf", SMALL),
-    ("resnext50_32x4d", SMALL), ("mnasnet0_5", SMALL),
+    ("resnext50_32x4d", SMALL), ("mnasnet0_5", SMALL), ("shufflenet_v2_x0_5", SMALL),
 ]
 
 
@@ -191,13 +191,46 @@ def test_small_input_exports_adaptive_pools_that_do_not_divide(tmp_path, name):
     assert export_onnx(model, wb.seed.spec.input_shape, tmp_path / "m.onnx").rel_diff < 1e-4
 
 
-def test_channel_shuffle_is_refused_naming_the_operation():
-    from scbp_edge.errors import DeriveError
+def test_shufflenet_prunes_its_branches_and_keeps_the_shuffled_channels_whole(tmp_path):
+    """Issue 15: ShuffleNet-v2 derives; the channels that pass the split/concat/shuffle keep their width."""
+    from scbp_edge.export.onnx import export_onnx
 
+    torch.manual_seed(0)
     wb = Workbench(SeedOptions("shufflenet_v2_x0_5", input_size=SMALL))
-    assert wb.num_segments == 3  # listing segments needs no pruning analysis
-    with pytest.raises(DeriveError, match=r"reshapes the channel axis \(a channel shuffle"):
-        _ = wb.deriver
+    assert any("channel shuffle" in why for why in wb.deriver.graph.frozen.values())
+    _, model = wb.candidate([0.5] * wb.num_segments)  # checked against the masked seed inside
+    mods, seed_mods = dict(model.named_modules()), dict(wb.seed.model.named_modules())
+    assert mods["stage2.1.branch2.0"].out_channels < seed_mods["stage2.1.branch2.0"].out_channels  # inside a branch
+    assert mods["stage2.1.branch2.5"].out_channels == seed_mods["stage2.1.branch2.5"].out_channels  # into the shuffle
+    assert export_onnx(model, wb.seed.spec.input_shape, tmp_path / "m.onnx").rel_diff < 1e-4
+
+
+class _HandShuffle(nn.Module):
+    """A shuffle written out by hand (view/transpose/reshape), as user code does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.a(x)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.fc(self.b(x).mean((2, 3)))
+
+
+def test_a_hand_written_shuffle_keeps_its_channels_whole_and_the_rest_is_pruned_faithfully():
+    from scbp_edge.derive.tp_adapter import PruningGraph
+
+    torch.manual_seed(0)
+    graph = PruningGraph(_HandShuffle().eval(), (3, 16, 16), ["fc"])
+    # Torch-Pruning would map the 5-D reshape as if channels stayed put: 'a' is left whole, not mis-wired
+    assert "5-D reshape" in graph.frozen["a"] and [g.root for g in graph.groups] == ["b"]
+    x = torch.randn(2, 3, 16, 16)
+    derived, masked = graph.derive({"b": 8}), graph.masked({"b": 8})
+    with torch.no_grad():
+        assert (derived(x) - masked(x)).abs().max() < 1e-5
 
 
 def test_a_model_failing_at_the_input_size_says_what_to_try():

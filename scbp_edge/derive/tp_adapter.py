@@ -18,6 +18,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from scbp_edge.derive.shuffle import SHUFFLE_MARK, opaque_shuffles
 from scbp_edge.errors import DeriveError
 from scbp_edge.seeds.cifar_resnet import OptionAShortcut
 
@@ -130,16 +131,22 @@ class PruningGraph:
             m = dep.target.module
             if isinstance(m, nn.Conv2d) and m.groups > 1 and not (m.groups == m.in_channels == m.out_channels):
                 return f"it touches the grouped convolution {self._names.get(m, '?')} (groups={m.groups})"
+            for node in (dep.source, dep.target):
+                if SHUFFLE_MARK in str(node.name):
+                    return "its channels pass through a channel shuffle (split, concat, view/transpose/view)"
+                if _five_d_reshape(node):  # a hand-written shuffle: Torch-Pruning maps it as if channels stayed put
+                    return f"its channels pass through a 5-D reshape ({str(node.name).split('(')[0]}), e.g. a shuffle"
         return None
 
     def _build(self, model: nn.Module) -> tp.DependencyGraph:
         try:
-            return tp.DependencyGraph().build_dependency(
-                model,
-                example_inputs=torch.randn(1, *self._input_shape),
-                customized_pruners={OptionAShortcut: _OptionAPruner()},
-                verbose=True,
-            )
+            with opaque_shuffles(model):
+                return tp.DependencyGraph().build_dependency(
+                    model,
+                    example_inputs=torch.randn(1, *self._input_shape),
+                    customized_pruners={OptionAShortcut: _OptionAPruner()},
+                    verbose=True,
+                )
         except Exception as exc:  # noqa: BLE001 - any tracing failure is the seed's, report it
             raise DeriveError(_trace_failure(exc, self.unhandled_layers())) from None
 
@@ -228,6 +235,12 @@ class PruningGraph:
         # Lowest-importance channels go; a stable sort keeps ties deterministic.
         order = torch.argsort(imp, stable=True)
         return sorted(order[n - k :].tolist()), sorted(order[: n - k].tolist())
+
+
+def _five_d_reshape(node) -> bool:  # noqa: ANN001 - a Torch-Pruning graph node
+    gf = node.grad_fn
+    sizes = getattr(gf, "_saved_self_sym_sizes", None) or getattr(gf, "_saved_self_sizes", None)
+    return node.type == tp.ops.OPTYPE.RESHAPE and sizes is not None and len(sizes) == 5
 
 
 def _trace_failure(exc: Exception, unhandled: list[str]) -> str:
