@@ -101,3 +101,19 @@ def test_busy_rounds_are_set_aside_across_the_chunk_so_pairs_stay_aligned():
     d = _Worker("d", None, None, rounds=[[1.0], [1.0], [1.0]], waited=[None, None, None])  # several threads
     _keep_quiet_rounds([d])
     assert len(d.rounds) == 3 and not _busy(d)
+
+
+def test_energy_above_idle_below_the_sensors_noise_is_not_reported_as_negative(tmp_path):
+    """An H200 at ~118 W idle gave -14 to +60 mJ above idle for millisecond inferences: a negative figure
+    is noise, so it is left out (null) while the total per inference stays."""
+    from scbp_edge.profile.runner import _energy, _Worker
+    from scbp_edge.targets import load_target
+
+    target = load_target("desktop-gpu")
+    w = _Worker("m", tmp_path / "m.onnx", None)  # type: ignore[arg-type] - no process: only the counters matter
+    w.ready = {"energy_source": "nvml", "idle_w": 118.0}
+    w.energy_uj, w.timed_s = 118.0 * 1e6 * 0.9, 1.0  # 10 % less than idle power over the window
+    e = _energy(w, target, 100)
+    assert e.mj_per_inference == pytest.approx(1062.0) and e.above_idle_mj is None
+    w.energy_uj = 118.0 * 1e6 * 1.1
+    assert _energy(w, target, 100).above_idle_mj == pytest.approx(118.0)

@@ -127,6 +127,8 @@ def _energy(w: _Worker, target: Target, inferences: int) -> Energy:
         idle_w = w.idle_uj / 1e6 / w.timed_s
     total_mj = w.energy_uj / 1000.0
     above = (total_mj - idle_w * 1000.0 * w.timed_s) / inferences if idle_w is not None else None
+    if above is not None and above < 0:  # below the sensor's noise: an H200 at ~118 W idle gave -14..+60 mJ
+        above = None
     return Energy(total_mj / inferences, source, None, above, idle_w)
 
 
