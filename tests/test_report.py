@@ -101,6 +101,9 @@ def test_report_command_prints_without_rewriting_the_run(run_dir):
     res = cli("report", str(run_dir), "--format", "github")
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("## scbp-edge benchmark report") and "Package it:" in res.stdout
+    front = json.loads((run_dir / "report.json").read_text())["front"]
+    rows = [ln for ln in res.stdout.splitlines() if ln.startswith("| ") and "_r" in ln and "---" not in ln]
+    assert front and sorted(ln.split(" | ")[1] for ln in rows) == sorted(front)  # one row per front member
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("report.*")} == before
 
 

@@ -115,7 +115,8 @@ def render_github(rep: dict[str, Any], run_dir: str = "RUN_DIR") -> str:
     front = set(rep["front"])
     out = ["## scbp-edge benchmark report", "", *card_markdown(summary_card(rep, run_dir))]
     out += [f"- {x}" for x in _details(rep)] + ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    out += ["| " + " | ".join(r) + " |" for r in _rows(rep) if r[0] in front]
+    at = COLUMNS.index("candidate")
+    out += ["| " + " | ".join(r) + " |" for r in _rows(rep) if r[at] in front]
     return "\n".join(out) + "\n"
 
 
