@@ -104,15 +104,14 @@ def pass_stats(a: dict, b: dict) -> dict:
     ids = sorted(set(pa) & set(pb))
     cv2 = [statistics.pstdev([pa[i]["p50_ms"], pb[i]["p50_ms"]]) / statistics.mean([pa[i]["p50_ms"], pb[i]["p50_ms"]])
            for i in ids]
-    ties = sum(_overlap(pa[x]["p50_interval_ms"], pa[y]["p50_interval_ms"]) for x, y in combinations(ids, 2))
-    resolved = [(x, y) for x, y in combinations(ids, 2) if not _overlap(pa[x]["p50_interval_ms"],
-                                                                       pa[y]["p50_interval_ms"])]
+    pairs = list(combinations(ids, 2))
+    resolved = [(x, y) for x, y in pairs if not _overlap(pa[x]["p50_interval_ms"], pa[y]["p50_interval_ms"])]
     agree = sum((pa[x]["p50_ms"] < pa[y]["p50_ms"]) == (pb[x]["p50_ms"] < pb[y]["p50_ms"]) for x, y in resolved)
     return {"candidates": len(ids),
             "tau_p50": kendall_tau([pa[i]["p50_ms"] for i in ids], [pb[i]["p50_ms"] for i in ids]),
             "tau_speedup": kendall_tau([pa[i]["speedup"] for i in ids], [pb[i]["speedup"] for i in ids]),
             "p50_cv_between_builds_median": statistics.median(cv2),
-            "tied_pairs": ties, "pairs": len(ids) * (len(ids) - 1) // 2,
+            "tied_pairs": len(pairs) - len(resolved), "pairs": len(pairs),
             "resolved_pairs_same_order": agree, "resolved_pairs": len(resolved)}
 
 
