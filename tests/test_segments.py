@@ -39,3 +39,12 @@ def test_a_transformer_is_refused_naming_an_attention_layer_by_path_and_type():
     seed = load_seed("swin_t", input_shape=(3, 64, 64))
     with pytest.raises(SegmentError, match=r"not a CNN: .*e\.g\. features\.1\.0\.attn \(ShiftedWindowAttention\)"):
         segment_model(seed.model, (3, 64, 64))
+
+
+def test_the_cli_refuses_a_transformer_in_one_line_with_exit_2(tmp_path):
+    from tests.helpers import cli
+
+    res = cli("inspect", "--seed", "swin_t", "--input-size", "64", cwd=tmp_path, timeout=180)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len(lines) == 1 and "not a CNN" in lines[0], res.stderr
