@@ -41,16 +41,32 @@ def _spearman(xs: list[float], ys: list[float]) -> float | None:
 
 
 def _sensitivity(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each stage segment pruned alone: its paired speed-up and adaptive-BN proxy drop."""
+    """Each stage segment pruned alone (coarse and fine grid): its paired speed-up and adaptive-BN proxy drop."""
     rows, seed = res["rows"], res["rows"][res["seed_key"]]
     out = []
     for r in rows.values():
         ratios = r.get("ratios") or []
-        if r["family"] == "scbp-stages" and sum(1 for v in ratios if v) == 1 and r.get("speedup"):
+        if r["family"] in ("scbp-stages", "scbp-sens") and len(ratios) == res["segments"] and \
+                sum(1 for v in ratios if v) == 1 and r.get("speedup"):
             seg = next(i for i, v in enumerate(ratios) if v)
             out.append({"segment": seg, "ratio": ratios[seg], "speedup": r["speedup"], "params_cut":
                         1 - r["params"] / seed["params"], "adabn_drop": seed["adabn"] - r["adabn"]})
     return sorted(out, key=lambda d: (d["segment"], d["ratio"]))
+
+
+def _method_change(res: dict[str, Any], sk: str) -> dict[str, Any] | None:
+    """The 1.5x pick with the sensitivity-chosen sets against the pick without them, both fine-tuned alike."""
+    sens = res.get("sensitivity_space")
+    if not sens:
+        return None
+    rows = res["rows"]
+    out = {"ratios": sens["ratios"], "probes": sens["probes"], "added": sens["added"]}
+    for side in ("with", "without"):
+        k = sens.get(side)
+        out[side] = _row(rows, k, sk, rows[k]["family"]) if k and rows[k].get("test_acc") else None
+    if out["with"] and out["without"] and out["with"]["config"] != out["without"]["config"]:
+        out["verdict"] = _verdict(out["with"], out["without"])
+    return out
 
 
 def summarize_seed(res: dict[str, Any], budgets: tuple[float, ...], match: float) -> dict[str, Any]:
@@ -81,6 +97,7 @@ def summarize_seed(res: dict[str, Any], budgets: tuple[float, ...], match: float
     final = [t["acc_mean"] for t in trained]
     ablation = {k: {"distill": _ms(v["distill"]), "plain": _ms(v["plain"])} for k, v in res["ablation"].items()}
     return {"seed": res["seed"], "seed_row": seed, "budgets": per_budget, "goal_1_5x": goal,
+            "method_change": _method_change(res, sk),
             "spearman": {"adabn": _spearman([t["adabn"] for t in trained], final),
                          "distill": _spearman([t["distill"] for t in trained], final), "n": len(trained)},
             "ablation": ablation, "sensitivity": _sensitivity(res),
@@ -98,6 +115,26 @@ def summarize(results: list[dict[str, Any]], m: dict[str, Any], mode: str, budge
 
 def _acc(r: dict[str, Any]) -> str:
     return f"{r['acc_mean']:.2f} +- {r['acc_std']:.2f}"
+
+
+def _method_md(mc: dict[str, Any] | None) -> list[str]:
+    if not mc:
+        return []
+    out = ["Method change tried: per-segment ratio sets chosen from measured sensitivity (every segment pruned "
+           f"alone on a finer grid, {mc['probes']} new probes; a ratio stays only if it buys > 1 % measured speed "
+           f"over the less damaging ones): `--ratios {mc['ratios']}`, {mc['added']} more candidates.", ""]
+    w, wo = mc["with"], mc["without"]
+    if w and wo and w["config"] == wo["config"]:
+        out.append(f"- At 1.5x the pick is the same with and without them ({w['config']}): no effect on the headline.")
+    elif w and wo:
+        v = mc["verdict"]
+        out.append(f"- At 1.5x with them: {w['config']} ({w['family']}, {w['speedup']:.2f}x, "
+                   f"{100 * w['smaller']:.0f} % fewer params) {_acc(w)}; without: {wo['config']} "
+                   f"({wo['speedup']:.2f}x, {100 * wo['smaller']:.0f} %) {_acc(wo)}: {v['diff']:+.2f} "
+                   f"(sd {v['sd']:.2f}), {v['verdict']}.")
+    else:
+        out.append("- At 1.5x one of the two picks was not fine-tuned (no candidate inside the budget).")
+    return out + [""]
 
 
 def _seed_md(s: dict[str, Any]) -> list[str]:
@@ -147,6 +184,7 @@ def _seed_md(s: dict[str, Any]) -> list[str]:
             d, p = v["distill"], v["plain"]
             out.append(f"- {k}: with {d[0]:.2f} +- {d[1]:.2f}, without {p[0]:.2f} +- {p[1]:.2f}")
         out.append("")
+    out += _method_md(s.get("method_change"))
     out += ["Per-segment sensitivity (one stage pruned alone; search run):", "",
             "| segment | ratio | speed-up | params cut | adaBN drop (pt) |", "|---|---|---|---|---|"]
     out += [f"| {d['segment']} | {d['ratio']} | {d['speedup']:.2f}x | {100 * d['params_cut']:.0f} % | "
@@ -163,7 +201,8 @@ def markdown(r: dict[str, Any]) -> str:
                  "training seeds). Latency: the cpu target (ONNX Runtime, 1 thread), p50 and the speed-up paired "
                  "with the seed in the same rounds; peers bisected beside the SCBP model and matched in one "
                  f"interleaved run (tolerance +-{100 * r['match_tolerance']:.0f} %). SCBP: stage space "
-                 "{0, 0.25, 0.5, 0.75} plus sampled 6-segment configurations; the product's pick_for_training "
+                 "{0, 0.25, 0.5, 0.75}, sampled 6-segment configurations and, where the run tried it, the "
+                 "sensitivity-chosen per-segment sets; the product's pick_for_training "
                  "shortlists, the distillation proxy chooses.")
         head = ["# SCBP vs peers at matched measured latency (one run per seed, merged)", "", intro, ""]
         return "\n".join(head + [x for s in r["seeds"] for x in _seed_md(s)])
@@ -175,7 +214,8 @@ def markdown(r: dict[str, Any]) -> str:
              "seeds, test top-1 on the 10,000-image test split (mean +- std). Latency: the cpu target (ONNX Runtime, "
              "1 thread), p50 and the speed-up paired with the seed in the same rounds; peers matched to the SCBP "
              f"model in one interleaved run (tolerance +-{100 * r['match_tolerance']:.0f} %). SCBP: stage space "
-             f"{{0, 0.25, 0.5, 0.75}} plus {m['six_segment_sample']} sampled 6-segment configurations; the "
+             f"{{0, 0.25, 0.5, 0.75}}, {m['six_segment_sample']} sampled 6-segment configurations and up to "
+             f"{m.get('sens_sample', 0)} of the sensitivity-chosen per-segment sets; the "
              "product's pick_for_training shortlists, the distillation proxy chooses.", ""]
     for s in r["seeds"]:
         lines += _seed_md(s)

@@ -44,18 +44,23 @@ SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results"
 SEEDS = {"cifar-resnet20": "resnet20-12fca82f.th", "cifar-resnet56": "resnet56-4bfd9763.th"}
 MODES = {
-    "default": {"seeds": ["cifar-resnet20", "cifar-resnet56"], "train_images": 10000, "epochs": 2, "train_seeds": 3,
-                "val_images": 2000, "six_segment_sample": 40, "k": 2, "margin": 1},
+    # Both seeds in <= 90 min alone on the 2-core VM: 8,000 images (10,000 took r56 alone near an hour), and the
+    # distillation on/off ablation on cifar-resnet20 only.
+    "default": {"seeds": ["cifar-resnet20", "cifar-resnet56"], "train_images": 8000, "epochs": 2, "train_seeds": 3,
+                "val_images": 2000, "six_segment_sample": 30, "sens_sample": 30, "k": 2, "margin": 1,
+                "ablation_seeds": ["cifar-resnet20"]},
     "full": {"seeds": ["cifar-resnet20", "cifar-resnet56"], "train_images": 45000, "epochs": 15, "train_seeds": 3,
-             "val_images": 5000, "six_segment_sample": 200, "k": 3, "margin": 2},
-    # default's protocol with half the fine-tune images and a smaller 6-segment sample: for when an hour is too long
+             "val_images": 5000, "six_segment_sample": 200, "sens_sample": 100, "k": 3, "margin": 2},
+    # default's protocol with fewer fine-tune images and smaller samples: for when an hour is too long
     "quick": {"seeds": ["cifar-resnet20", "cifar-resnet56"], "train_images": 5000, "epochs": 2, "train_seeds": 3,
-              "val_images": 2000, "six_segment_sample": 20, "k": 2, "margin": 1},
+              "val_images": 2000, "six_segment_sample": 20, "sens_sample": 20, "k": 2, "margin": 1},
     "smoke": {"seeds": ["cifar-resnet20"], "train_images": 512, "epochs": 1, "train_seeds": 2, "val_images": 200,
-              "six_segment_sample": 4, "k": 1, "margin": 1},  # checks the code paths in minutes; figures meaningless
+              "six_segment_sample": 4, "sens_sample": 4, "k": 1,
+              "margin": 1},  # checks the code paths in minutes; figures meaningless
 }
 BUDGETS = (1.25, 1.5, 2.0)
 RATIOS = "0,0.25,0.5,0.75"
+FINE = "0,0.125,0.25,0.375,0.5,0.625,0.75"  # each segment pruned alone at these: the sensitivity probes
 LR = 0.02
 MATCH = 0.03
 PEERS = ("uniform", "tp-uniform", "tp-global")
@@ -144,8 +149,60 @@ class Lab:
                 if fam == "seed":
                     self.seed_key = c.id
         log(f"{self.name}: {len(self.rows)} candidates derived and scored; measuring")
-        for k, (p50, sp) in self.measure(list(self.rows)).items():
-            self.rows[k].update(p50_ms=p50, speedup=sp)
+        self.measure_into(list(self.rows))
+
+    def measure_into(self, keys: list[str]) -> None:
+        if keys:
+            for k, (p50, sp) in self.measure(keys).items():
+                self.rows[k].update(p50_ms=p50, speedup=sp)
+
+    def add_space(self, ratios: str, limit: int | None = None) -> list[str]:
+        """Derive and score up to ``limit`` configurations of ``ratios`` (stage segments) that are new networks.
+
+        A configuration that rounds to a network already here (another ratio, the same widths) is skipped.
+        """
+        import random
+
+        n = self.stage.num_segments
+        plan = lambda ratios: tuple(sorted(self.stage.deriver.plan(ratios).items()))  # noqa: E731
+        seen = {plan(r["ratios"]) for r in self.rows.values() if r.get("ratios") and len(r["ratios"]) == n}
+        fresh = []
+        for c in self.stage.space(ratios):
+            if c.id not in self.rows and not c.reference and plan(c.ratios) not in seen:
+                seen.add(plan(c.ratios))
+                fresh.append(c)
+        if limit is not None and len(fresh) > limit:
+            fresh = sorted(random.Random(0).sample(fresh, limit), key=lambda c: c.id)
+        for c in fresh:
+            self.add(c.id, "scbp-sens", self.stage.candidate(c.ratios)[1], c.ratios)
+        return [c.id for c in fresh]
+
+    def sensitivity_space(self) -> dict[str, Any]:
+        """Method change: per-segment ratio sets chosen from each segment pruned alone, measured on the target.
+
+        Every segment is probed alone on a finer grid (FINE; twins of a coarser width are dropped by the
+        space), then ``ratio_sets_from_sensitivity`` keeps the ratios that buy measured speed for their
+        adaptive-BN drop and a sample of the product of those sets joins the SCBP candidates.
+        """
+        from scbp_edge.space import SegmentProbe, ratio_sets_from_sensitivity
+
+        n = self.stage.num_segments
+        new = [k for s in range(n) for k in self.add_space("/".join(FINE if i == s else "0" for i in range(n)))]
+        self.measure_into(new)
+        seed = self.rows[self.seed_key]
+        probes = []
+        for r in self.rows.values():
+            ratios = r.get("ratios") or []
+            if r["family"] in ("scbp-stages", "scbp-sens") and len(ratios) == n and r.get("speedup") and \
+                    sum(1 for v in ratios if v) == 1:
+                seg = next(i for i, v in enumerate(ratios) if v)
+                probes.append(SegmentProbe(seg, ratios[seg], r["speedup"], seed["adabn"] - r["adabn"]))
+        sets = ratio_sets_from_sensitivity(probes, n)
+        text = "/".join(",".join(f"{v:g}" for v in st) for st in sets)
+        added = self.add_space(text, limit=self.m["sens_sample"])
+        log(f"{self.name}: sensitivity sets {text}: {len(added)} more candidates; measuring")
+        self.measure_into(added)
+        return {"sets": sets, "ratios": text, "probes": len(new), "added": len(added)}
 
     # -- the SCBP pick per budget ---------------------------------------------------------------
     def distill(self, key: str) -> float:
@@ -158,14 +215,14 @@ class Lab:
                                                       d.bn_x, steps=PROXY_STEPS)
         return self.rows[key]["distill"]
 
-    def scbp_pick(self, budget: float) -> dict[str, Any]:
+    def scbp_pick(self, budget: float, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         from scbp_edge.rank import Constraints
         from scbp_edge.rank.pick import pick_for_training
 
         cons = Constraints(speedup=budget)
         pts = [{"id": k, "network": k, "reference": r.get("reference"), "proxy_accuracy": r["adabn"],
                 "precision": "fp32", "p50_ms": r["p50_ms"], "speedup": r["speedup"]}
-               for k, r in self.rows.items() if r["family"] != "peer" and r.get("p50_ms")]
+               for k, r in self.rows.items() if r["family"] not in ("peer", *exclude) and r.get("p50_ms")]
         picks = pick_for_training(pts, self.m["k"], cons, margin=self.m["margin"])
         inside = [p for p in pts if p["id"] in picks and cons.within_latency_budget(p)]
         if not inside:
@@ -208,14 +265,14 @@ class Lab:
                 self.rows[key].update(peer=family, ratio=r)
         return [k for _, k, _, _ in keep]
 
-    def match(self, picks: list[dict[str, Any]]) -> None:
+    def match(self, picks: list[dict[str, Any]], extra: list[str]) -> None:
         """Bisect every peer for every budget, then one interleaved run settles each match."""
         cands: dict[tuple[float, str], list[str]] = {}
         for p in picks:
             if p["scbp"]:
                 for fam in PEERS:
                     cands[(p["budget"], fam)] = self.bisect(fam, p["scbp"], f"b{p['budget']}-")
-        keys = list(dict.fromkeys([self.seed_key, *[p["scbp"] for p in picks if p["scbp"]],
+        keys = list(dict.fromkeys([self.seed_key, *[p["scbp"] for p in picks if p["scbp"]], *extra,
                                    *[k for ks in cands.values() for k in ks]]))
         final = self.measure(keys)
         for k, (p50, sp) in final.items():
@@ -247,23 +304,30 @@ def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
     lab = Lab(name, m, mode)
     log(f"{name}: deriving the spaces")
     lab.search()
+    sens = lab.sensitivity_space()
     picks = [lab.scbp_pick(b) for b in BUDGETS]
-    log(f"{name}: SCBP picks {[p['scbp'] for p in picks]}; matching the peers")
-    lab.match(picks)
-    trained = list(dict.fromkeys([lab.seed_key, *[p["scbp"] for p in picks if p["scbp"]],
+    # What the pick at 1.5x would have been without the sensitivity space: trained alike when it differs.
+    mid = next((p["scbp"] for p in picks if p["budget"] == 1.5 and p["scbp"]), None)
+    sens["without"] = lab.scbp_pick(1.5, exclude=("scbp-sens",))["scbp"]
+    sens["with"] = mid
+    alt = [sens["without"]] if sens["without"] and sens["without"] != mid else []
+    log(f"{name}: SCBP picks {[p['scbp'] for p in picks]} (1.5x without the sensitivity sets: "
+        f"{sens['without']}); matching the peers")
+    lab.match(picks, alt)
+    trained = list(dict.fromkeys([lab.seed_key, *[p["scbp"] for p in picks if p["scbp"]], *alt,
                                   *[q["id"] for p in picks if p["scbp"] for q in p["peers"].values()]]))
     for i, k in enumerate(trained):
         lab.distill(k)
         log(f"{name}: fine-tuning {k} ({i + 1}/{len(trained)})")
         lab.rows[k]["test_acc"] = lab.finetune(k, m["train_seeds"])
-    mid = next((p["scbp"] for p in picks if p["budget"] == 1.5 and p["scbp"]), None)
     ablation = {}
-    for k in (lab.seed_key, mid) if m.get("ablation", True) else ():
-        if k:
-            log(f"{name}: fine-tuning {k} without distillation")
-            ablation[k] = {"distill": lab.rows[k]["test_acc"], "plain": lab.finetune(k, m["train_seeds"], False)}
+    if m.get("ablation", True) and name in m.get("ablation_seeds", [name]):
+        for k in (lab.seed_key, mid):
+            if k:
+                log(f"{name}: fine-tuning {k} without distillation")
+                ablation[k] = {"distill": lab.rows[k]["test_acc"], "plain": lab.finetune(k, m["train_seeds"], False)}
     return {"seed": name, "seed_key": lab.seed_key, "picks": picks, "trained": trained, "ablation": ablation,
-            "rows": lab.rows, "segments": lab.stage.num_segments}
+            "rows": lab.rows, "segments": lab.stage.num_segments, "sensitivity_space": sens}
 
 
 def merge() -> int:

@@ -141,3 +141,41 @@ def build_space(
             chosen = sorted(random.Random(sample_seed).sample(chosen, limit))
     configs = sorted(references) + chosen
     return [Candidate(candidate_id(seed_name, c), list(c), references.get(c)) for c in configs]
+
+
+@dataclass(frozen=True)
+class SegmentProbe:
+    """One segment pruned alone at ``ratio``: its measured speed-up and its proxy-accuracy drop (points)."""
+
+    segment: int
+    ratio: float
+    speedup: float
+    accuracy_drop: float
+
+
+def ratio_sets_from_sensitivity(
+    probes: Sequence[SegmentProbe], num_segments: int, min_gain: float = 0.01
+) -> list[list[float]]:
+    """Per-segment ratio sets that keep only ratios which buy measured speed for their accuracy.
+
+    Per segment, ratios are taken from the least to the most damaging; one is
+    kept only if its measured speed-up beats every kept, less damaging ratio
+    (ratio 0 included, at 1.0x) by more than ``min_gain``.  A ratio whose
+    channel count the target runs no faster (a width padded back up by the
+    kernel's vector blocks, say) therefore leaves the set, and so does one that
+    another ratio beats on both speed and accuracy.  A segment without probes
+    keeps only ratio 0: there is no evidence that pruning it pays.
+    """
+    if any(p.segment >= num_segments or p.segment < 0 for p in probes):
+        raise SpaceError(f"a sensitivity probe names a segment outside 0..{num_segments - 1}")
+    sets: list[list[float]] = []
+    for seg in range(num_segments):
+        mine = sorted((p for p in probes if p.segment == seg and p.ratio > 0),
+                      key=lambda p: (p.accuracy_drop, -p.speedup))
+        kept, best = [0.0], 1.0
+        for p in mine:
+            if p.speedup > best * (1.0 + min_gain):
+                kept.append(p.ratio)
+                best = p.speedup
+        sets.append(sorted(kept))
+    return sets

@@ -48,3 +48,24 @@ def test_ids_are_readable_and_stable():
     assert candidate_id("resnet18", [0.5, 0.25, 0, 0]) == "resnet18_r50-25-0-0"
     assert candidate_id("resnet18", [0.5, 0.25, 0, 0], "int8") == "resnet18_r50-25-0-0_int8"
     assert candidate_id("pkg.mod:make", [0.125]) == "make_r12p5"
+
+
+def test_ratio_sets_from_sensitivity_keep_only_ratios_that_buy_speed():
+    from scbp_edge.space import SegmentProbe, ratio_sets_from_sensitivity
+
+    probes = [
+        SegmentProbe(0, 0.5, 1.07, 2.5),
+        SegmentProbe(1, 0.25, 1.003, 6.9),  # rounds to a width the target runs no faster: out
+        SegmentProbe(1, 0.5, 1.24, 33.3),
+        SegmentProbe(1, 0.75, 1.33, 52.0),
+        SegmentProbe(2, 0.25, 1.11, 18.6),
+        SegmentProbe(2, 0.375, 1.10, 30.0),  # slower and worse than 0.25: out
+        SegmentProbe(2, 0.5, 1.21, 47.3),
+        SegmentProbe(2, 0.625, 1.215, 60.0),  # +0.4 % speed over 0.5 for 13 points: out
+    ]
+    assert ratio_sets_from_sensitivity(probes, 4) == [[0.0, 0.5], [0.0, 0.5, 0.75], [0.0, 0.25, 0.5], [0.0]]
+    # A stricter gain drops the marginal ones; a looser one keeps the 0.4 % step.
+    assert ratio_sets_from_sensitivity(probes, 3, min_gain=0.08)[1] == [0.0, 0.5]
+    assert ratio_sets_from_sensitivity(probes, 3, min_gain=0.0)[2] == [0.0, 0.25, 0.5, 0.625]
+    with pytest.raises(SpaceError, match="outside"):
+        ratio_sets_from_sensitivity(probes, 2)
