@@ -204,7 +204,10 @@ def markdown(r: dict[str, Any]) -> str:
                  "{0, 0.25, 0.5, 0.75}, sampled 6-segment configurations and, where the run tried it, the "
                  "sensitivity-chosen per-segment sets; the product's pick_for_training "
                  "shortlists, the distillation proxy chooses.")
-        head = ["# SCBP vs peers at matched measured latency (one run per seed, merged)", "", intro, ""]
+        modes = sorted({s["mode"] for s in r["seeds"]})
+        head = ["# SCBP vs peers at matched measured latency (one run per seed, merged)", "", intro, "",
+                f"Wall time of the {'/'.join(modes)}-mode runs of all seeds together: {r['wall_s'] / 60:.1f} min "
+                f"(one process per seed, one after another). Command: `{r['command']}`, then `--merge`.", ""]
         return "\n".join(head + [x for s in r["seeds"] for x in _seed_md(s)])
     lines = [f"# SCBP vs peers at matched measured latency ({r['mode']} mode)", "",
              f"{r['date']}, wall {r['wall_s'] / 60:.1f} min, {r['machine']}. Command: `{r.get('command', '')}` "
