@@ -156,28 +156,29 @@ class Lab:
             for k, (p50, sp) in self.measure(keys).items():
                 self.rows[k].update(p50_ms=p50, speedup=sp)
 
-    def add_space(self, ratios: str, limit: int | None = None) -> list[str]:
-        """Derive and score up to ``limit`` configurations of ``ratios`` (stage segments) that are new networks.
+    def add_space(self, ratios: str, limit: int | None = None, wb=None, family: str = "scbp-sens") -> list[str]:
+        """Derive and score up to ``limit`` configurations of ``ratios`` (``wb``: stage segments) that are new networks.
 
         A configuration that rounds to a network already here (another ratio, the same widths) is skipped.
         """
         import random
 
-        n = self.stage.num_segments
-        plan = lambda ratios: tuple(sorted(self.stage.deriver.plan(ratios).items()))  # noqa: E731
+        wb = wb or self.stage
+        n = wb.num_segments
+        plan = lambda ratios: tuple(sorted(wb.deriver.plan(ratios).items()))  # noqa: E731
         seen = {plan(r["ratios"]) for r in self.rows.values() if r.get("ratios") and len(r["ratios"]) == n}
         fresh = []
-        for c in self.stage.space(ratios):
+        for c in wb.space(ratios):
             if c.id not in self.rows and not c.reference and plan(c.ratios) not in seen:
                 seen.add(plan(c.ratios))
                 fresh.append(c)
         if limit is not None and len(fresh) > limit:
             fresh = sorted(random.Random(0).sample(fresh, limit), key=lambda c: c.id)
         for c in fresh:
-            self.add(c.id, "scbp-sens", self.stage.candidate(c.ratios)[1], c.ratios)
+            self.add(c.id, family, wb.candidate(c.ratios)[1], c.ratios)
         return [c.id for c in fresh]
 
-    def sensitivity_space(self) -> dict[str, Any]:
+    def sensitivity_space(self, wb=None, family: str = "scbp-sens") -> dict[str, Any]:
         """Method change: per-segment ratio sets chosen from each segment pruned alone, measured on the target.
 
         Every segment is probed alone on a finer grid (FINE; twins of a coarser width are dropped by the
@@ -186,20 +187,22 @@ class Lab:
         """
         from scbp_edge.space import SegmentProbe, ratio_sets_from_sensitivity
 
-        n = self.stage.num_segments
-        new = [k for s in range(n) for k in self.add_space("/".join(FINE if i == s else "0" for i in range(n)))]
+        wb = wb or self.stage
+        n = wb.num_segments
+        new = [k for s in range(n)
+               for k in self.add_space("/".join(FINE if i == s else "0" for i in range(n)), None, wb, family)]
         self.measure_into(new)
         seed = self.rows[self.seed_key]
         probes = []
         for r in self.rows.values():
             ratios = r.get("ratios") or []
-            if r["family"] in ("scbp-stages", "scbp-sens") and len(ratios) == n and r.get("speedup") and \
+            if r["family"] in ("scbp-stages", "scbp-6seg", family) and len(ratios) == n and r.get("speedup") and \
                     sum(1 for v in ratios if v) == 1:
                 seg = next(i for i, v in enumerate(ratios) if v)
                 probes.append(SegmentProbe(seg, ratios[seg], r["speedup"], seed["adabn"] - r["adabn"]))
         sets = ratio_sets_from_sensitivity(probes, n)
         text = "/".join(",".join(f"{v:g}" for v in st) for st in sets)
-        added = self.add_space(text, limit=self.m["sens_sample"])
+        added = self.add_space(text, self.m["sens_sample"], wb, family)
         log(f"{self.name}: sensitivity sets {text}: {len(added)} more candidates; measuring")
         self.measure_into(added)
         return {"sets": sets, "ratios": text, "probes": len(new), "added": len(added)}
