@@ -40,15 +40,23 @@ def _spearman(xs: list[float], ys: list[float]) -> float | None:
     return None if rho != rho else float(rho)
 
 
+def lone_segment(row: dict[str, Any], families: tuple[str, ...], segments: int) -> int | None:
+    """The segment a measured candidate row prunes alone (one non-zero ratio of ``segments``), else None."""
+    ratios = row.get("ratios") or []
+    pruned = [i for i, v in enumerate(ratios) if v]
+    if row["family"] in families and len(ratios) == segments and len(pruned) == 1 and row.get("speedup"):
+        return pruned[0]
+    return None
+
+
 def _sensitivity(res: dict[str, Any]) -> list[dict[str, Any]]:
     """Each stage segment pruned alone (coarse and fine grid): its paired speed-up and adaptive-BN proxy drop."""
     rows, seed = res["rows"], res["rows"][res["seed_key"]]
     out = []
     for r in rows.values():
-        ratios = r.get("ratios") or []
-        if r["family"] in ("scbp-stages", "scbp-sens") and len(ratios) == res["segments"] and \
-                sum(1 for v in ratios if v) == 1 and r.get("speedup"):
-            seg = next(i for i, v in enumerate(ratios) if v)
+        seg = lone_segment(r, ("scbp-stages", "scbp-sens"), res["segments"])
+        if seg is not None:
+            ratios = r["ratios"]
             out.append({"segment": seg, "ratio": ratios[seg], "speedup": r["speedup"], "params_cut":
                         1 - r["params"] / seed["params"], "adabn_drop": seed["adabn"] - r["adabn"]})
     return sorted(out, key=lambda d: (d["segment"], d["ratio"]))

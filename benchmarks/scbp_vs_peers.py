@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers_report import markdown, summarize  # noqa: E402
+from peers_report import lone_segment, markdown, summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -169,8 +169,9 @@ class Lab:
         seen = {plan(r["ratios"]) for r in self.rows.values() if r.get("ratios") and len(r["ratios"]) == n}
         fresh = []
         for c in wb.space(ratios):
-            if c.id not in self.rows and not c.reference and plan(c.ratios) not in seen:
-                seen.add(plan(c.ratios))
+            key = plan(c.ratios)
+            if c.id not in self.rows and not c.reference and key not in seen:
+                seen.add(key)
                 fresh.append(c)
         if limit is not None and len(fresh) > limit:
             fresh = sorted(random.Random(0).sample(fresh, limit), key=lambda c: c.id)
@@ -181,9 +182,10 @@ class Lab:
     def sensitivity_space(self, wb=None, family: str = "scbp-sens") -> dict[str, Any]:
         """Method change: per-segment ratio sets chosen from each segment pruned alone, measured on the target.
 
-        Every segment is probed alone on a finer grid (FINE; twins of a coarser width are dropped by the
-        space), then ``ratio_sets_from_sensitivity`` keeps the ratios that buy measured speed for their
-        adaptive-BN drop and a sample of the product of those sets joins the SCBP candidates.
+        Every segment is probed alone on a finer grid (FINE; a ratio that rounds to a width already probed
+        is skipped by ``add_space``), then ``ratio_sets_from_sensitivity`` keeps the ratios that buy
+        measured speed for their adaptive-BN drop and a sample of the product of those sets joins the SCBP
+        candidates.
         """
         from scbp_edge.space import SegmentProbe, ratio_sets_from_sensitivity
 
@@ -193,13 +195,9 @@ class Lab:
                for k in self.add_space("/".join(FINE if i == s else "0" for i in range(n)), None, wb, family)]
         self.measure_into(new)
         seed = self.rows[self.seed_key]
-        probes = []
-        for r in self.rows.values():
-            ratios = r.get("ratios") or []
-            if r["family"] in ("scbp-stages", "scbp-6seg", family) and len(ratios) == n and r.get("speedup") and \
-                    sum(1 for v in ratios if v) == 1:
-                seg = next(i for i, v in enumerate(ratios) if v)
-                probes.append(SegmentProbe(seg, ratios[seg], r["speedup"], seed["adabn"] - r["adabn"]))
+        alone = {k: lone_segment(r, ("scbp-stages", "scbp-6seg", family), n) for k, r in self.rows.items()}
+        probes = [SegmentProbe(seg, self.rows[k]["ratios"][seg], self.rows[k]["speedup"],
+                               seed["adabn"] - self.rows[k]["adabn"]) for k, seg in alone.items() if seg is not None]
         sets = ratio_sets_from_sensitivity(probes, n)
         text = "/".join(",".join(f"{v:g}" for v in st) for st in sets)
         added = self.add_space(text, self.m["sens_sample"], wb, family)
