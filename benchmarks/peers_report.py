@@ -20,7 +20,7 @@ def _row(rows: dict[str, dict[str, Any]], key: str, seed_key: str, family: str) 
     return {"config": key, "family": family, "params": r["params"], "smaller": 1 - r["params"] / s["params"],
             "macs": r["macs"], "p50_ms": r["final_p50_ms"], "speedup": r["final_speedup"], "adabn": r["adabn"],
             "distill": r.get("distill"), "acc_mean": mean, "acc_std": std, "accs": r["test_acc"],
-            "train_s": sum(r.get("train_s", []))}
+            "before": r.get("test_before"), "train_s": sum(r.get("train_s", []))}
 
 
 def _verdict(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -77,9 +77,20 @@ def _method_change(res: dict[str, Any], sk: str) -> dict[str, Any] | None:
     return out
 
 
-def summarize_seed(res: dict[str, Any], budgets: tuple[float, ...], match: float) -> dict[str, Any]:
+def _seed_reference(res: dict[str, Any]) -> dict[str, Any]:
+    """The seed fine-tuned alike: the better of its plain and its distilled fine-tune (what a user would ship)."""
     rows, sk = res["rows"], res["seed_key"]
     seed = _row(rows, sk, sk, "seed")
+    dist = (res.get("ablation") or {}).get(sk, {}).get("distill")
+    if dist and _ms(dist)[0] > seed["acc_mean"]:
+        mean, std = _ms(dist)
+        seed = dict(seed, acc_mean=mean, acc_std=std, accs=dist, family="seed (distilled from itself)")
+    return seed
+
+
+def summarize_seed(res: dict[str, Any], budgets: tuple[float, ...], match: float) -> dict[str, Any]:
+    rows, sk = res["rows"], res["seed_key"]
+    seed = _seed_reference(res)
     per_budget = []
     for p in res["picks"]:
         if not p["scbp"]:
@@ -87,8 +98,11 @@ def summarize_seed(res: dict[str, Any], budgets: tuple[float, ...], match: float
             continue
         scbp = _row(rows, p["scbp"], sk, rows[p["scbp"]]["family"])
         peers = {f: dict(_row(rows, q["id"], sk, f), mismatch=q["mismatch"]) for f, q in p["peers"].items()}
+        inh = p.get("inherited")
+        inherited = _row(rows, inh, sk, "scbp-inherited") if inh and rows[inh].get("test_acc") else None
         per_budget.append({
             "budget": p["budget"], "scbp": scbp, "peers": peers, "adabn_choice": p["adabn_choice"],
+            "inherited": inherited, "reconstruction": _verdict(scbp, inherited) if inherited else None,
             "shortlist": p["shortlist"], "verdicts": {f: _verdict(scbp, q) for f, q in peers.items()},
             "matched": all(abs(q["mismatch"]) <= match for q in peers.values()),
             "beats_all": all(_verdict(scbp, q)["verdict"] == "win" for q in peers.values()),
@@ -105,6 +119,7 @@ def summarize_seed(res: dict[str, Any], budgets: tuple[float, ...], match: float
     final = [t["acc_mean"] for t in trained]
     ablation = {k: {"distill": _ms(v["distill"]), "plain": _ms(v["plain"])} for k, v in res["ablation"].items()}
     return {"seed": res["seed"], "seed_row": seed, "budgets": per_budget, "goal_1_5x": goal,
+            "teacher": res.get("teacher"), "recipe": res.get("recipe"),
             "method_change": _method_change(res, sk),
             "spearman": {"adabn": _spearman([t["adabn"] for t in trained], final),
                          "distill": _spearman([t["distill"] for t in trained], final), "n": len(trained)},
@@ -119,6 +134,10 @@ def summarize(results: list[dict[str, Any]], m: dict[str, Any], mode: str, budge
     return {"mode": mode, "settings": m, "budgets": list(budgets), "match_tolerance": match, "wall_s": wall,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.processor() or platform.machine()}, {platform.platform()}", "seeds": seeds}
+
+
+def _f1(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
 
 
 def _acc(r: dict[str, Any]) -> str:
@@ -154,21 +173,29 @@ def _seed_md(s: dict[str, Any]) -> list[str]:
                 f"{own['train_images']:,} images, {own['train_seeds']} training seeds, {own['six_segment_sample']} "
                 f"sampled 6-segment configurations; wall {s['wall_s'] / 60:.1f} min.", ""]
     out += [
-           f"Seed fine-tuned alike: {_acc(seed)} (p50 {seed['p50_ms']:.3f} ms, {seed['params']:,} params).", "",
-           "| budget | family | config | params (cut) | MACs | p50 ms | speed-up | match | adaBN | distill "
-           "| test top-1 | vs SCBP |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           f"Seed fine-tuned alike ({seed['family']}): {_acc(seed)} (before training "
+           f"{_f1(seed.get('before'))}; p50 {seed['p50_ms']:.3f} ms, {seed['params']:,} params).", ""]
+    if s.get("teacher"):
+        t, rc = s["teacher"], s.get("recipe") or {}
+        out += [f"Recipe: lr {rc.get('lr')}, warm-up {rc.get('warmup', 0):.0%} then cosine, shifts"
+                f"{' and flips' if rc.get('flip') else ''}; channels by {rc.get('criterion')}, reconstruction on "
+                f"{rc.get('calib_images')} images. Teacher of the pruned networks, by validation top-1: seed as it "
+                f"came {t['seed']:.2f} %, fine-tuned seed {t['fine-tuned seed']:.2f} %.", ""]
+    out += ["| budget | family | config | params (cut) | MACs | p50 ms | speed-up | match | adaBN | distill "
+            "| before training | test top-1 | vs SCBP |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for b in s["budgets"]:
         if not b["scbp"]:
-            out.append(f"| {b['budget']}x | - | {b['note']} |  |  |  |  |  |  |  |  |  |")
+            out.append(f"| {b['budget']}x | - | {b['note']} |  |  |  |  |  |  |  |  |  |  |")
             continue
-        for fam, r in [("SCBP", b["scbp"]), *b["peers"].items()]:
-            v = b["verdicts"].get(fam)
+        inh = [("SCBP, inherited weights", b["inherited"])] if b.get("inherited") else []
+        for fam, r in [("SCBP", b["scbp"]), *inh, *b["peers"].items()]:
+            v = b["verdicts"].get(fam) or (b["reconstruction"] if fam.startswith("SCBP, inh") else None)
             name = f"SCBP ({r['family']})" if fam == "SCBP" else fam
-            mismatch = "" if fam == "SCBP" else f"{100 * r['mismatch']:+.1f} %"
+            mismatch = "" if fam.startswith("SCBP") else f"{100 * r['mismatch']:+.1f} %"
             verdict = f"{v['diff']:+.2f} (sd {v['sd']:.2f}): {v['verdict']}" if v else ""
             out.append(f"| {b['budget']}x | {name} | {r['config']} | {r['params']:,} ({100 * r['smaller']:.0f} %) | "
                        f"{r['macs'] / 1e6:.1f} M | {r['p50_ms']:.3f} | {r['speedup']:.2f}x | {mismatch} | "
-                       f"{r['adabn']:.1f} | {r['distill']:.1f} | {_acc(r)} | {verdict} |")
+                       f"{r['adabn']:.1f} | {_f1(r['distill'])} | {_f1(r.get('before'))} | {_acc(r)} | {verdict} |")
     out.append("")
     g = s["goal_1_5x"]
     if g:
@@ -180,14 +207,18 @@ def _seed_md(s: dict[str, Any]) -> list[str]:
             how = ("beats every peer beyond the std" if b["beats_all"] else
                    "is at or above every peer within the std" if b["at_or_above_all"] else
                    "loses to a peer beyond the std")
+            rec = b.get("reconstruction")
             out.append(f"- {b['budget']}x: SCBP {how}; peers matched within 3 %: {'yes' if b['matched'] else 'NO'}; "
-                       f"adaptive BN alone would have picked {b['adabn_choice']}.")
+                       f"adaptive BN alone would have picked {b['adabn_choice']}" + (
+                           f"; reconstruction vs inherited weights: {rec['diff']:+.2f} (sd {rec['sd']:.2f}), "
+                           f"{rec['verdict']}." if rec else "."))
     sp = s["spearman"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     out += ["", f"Spearman with the fine-tuned accuracy over the {sp['n']} fine-tuned models: adaptive BN "
             f"{fmt(sp['adabn'])}, distillation proxy {fmt(sp['distill'])}.", ""]
     if s["ablation"]:
-        out += ["Distillation at equal budget (mean +- std of the training seeds):", ""]
+        out += ["Distillation at equal budget (mean +- std of the training seeds; the seed 'with' is distilled from "
+                "itself as it came):", ""]
         for k, v in s["ablation"].items():
             d, p = v["distill"], v["plain"]
             out.append(f"- {k}: with {d[0]:.2f} +- {d[1]:.2f}, without {p[0]:.2f} +- {p[1]:.2f}")
@@ -204,9 +235,10 @@ def markdown(r: dict[str, Any]) -> str:
     m = r["settings"]
     if r.get("merged"):
         intro = (f"{r['date']}, {r['machine']}. Latencies were measured with nothing else running. Every "
-                 "compared model of a seed: the same fine-tune (SGD lr 0.02, cosine, per-image shifts, "
-                 "distillation from the seed), test top-1 on the 10,000-image test split (mean +- std over the "
-                 "training seeds). Latency: the cpu target (ONNX Runtime, 1 thread), p50 and the speed-up paired "
+                 "compared model of a seed: the same fine-tune (the product's recipe, under each seed; pruned "
+                 "networks distilled from the teacher named there), test top-1 on the 10,000-image test split "
+                 "(mean +- std over the training seeds) and before training. Latency: the cpu target (ONNX Runtime, "
+                 "1 thread), p50 and the speed-up paired "
                  "with the seed in the same rounds; peers bisected beside the SCBP model and matched in one "
                  f"interleaved run (tolerance +-{100 * r['match_tolerance']:.0f} %). SCBP: stage space "
                  "{0, 0.25, 0.5, 0.75}, sampled 6-segment configurations and, where the run tried it, the "
@@ -221,7 +253,7 @@ def markdown(r: dict[str, Any]) -> str:
              f"{r['date']}, wall {r['wall_s'] / 60:.1f} min, {r['machine']}. Command: `{r.get('command', '')}` "
              "on an idle machine.", "",
              f"Every compared model: fine-tuned {m['epochs']} epochs on {m['train_images']:,} CIFAR-10 train images "
-             f"(SGD lr 0.02, cosine, per-image shifts, distillation from the seed), {m['train_seeds']} training "
+             f"(the product's recipe, under each seed), {m['train_seeds']} training "
              "seeds, test top-1 on the 10,000-image test split (mean +- std). Latency: the cpu target (ONNX Runtime, "
              "1 thread), p50 and the speed-up paired with the seed in the same rounds; peers matched to the SCBP "
              f"model in one interleaved run (tolerance +-{100 * r['match_tolerance']:.0f} %). SCBP: stage space "

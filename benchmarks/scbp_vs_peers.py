@@ -12,12 +12,17 @@ Per seed (cifar-resnet20 and cifar-resnet56 from ../shared), as a user's build w
    pruning ratio until their paired speed-up matches the SCBP model's; one
    interleaved run of every compared model then checks the match (p50 within
    +-3 %);
-4. every compared model gets the same fine-tune (epochs, images, lr, schedule,
-   distillation from the seed) with several training seeds; test top-1 on the
-   full 10,000-image test split, mean +- std.
-It also measures each proxy's Spearman correlation with the fine-tuned accuracy,
-distillation on/off at equal budget, and each segment's latency/accuracy
-sensitivity.  Writes benchmarks/results/scbp_vs_peers{,_full}.{json,md}.
+4. every compared model gets the same fine-tune - the product's recipe: its
+   learning rate, warm-up and cosine, shifts and flips, distillation from the
+   better of the seed and the seed fine-tuned first - with several training
+   seeds; test top-1 on the full 10,000-image test split, mean +- std, and the
+   test top-1 before training.
+SCBP candidates are derived as the build derives them (channels chosen, then
+reconstructed on 512 training images); each budget's SCBP pick is also
+fine-tuned with inherited weights (``--no-reconstruct``), and the peers stay what
+their users get.  It also measures each proxy's Spearman correlation with the
+fine-tuned accuracy, distillation on/off at equal budget, and each segment's
+latency/accuracy sensitivity.  Writes benchmarks/results/scbp_vs_peers{,_full}.{json,md}.
 
 Run alone on an idle machine:  .venv/bin/python benchmarks/scbp_vs_peers.py   (``--full``: GPU machines)
 or one process per seed, then merge:  ... --seeds cifar-resnet20; ... --seeds cifar-resnet56; ... --merge
@@ -61,7 +66,7 @@ MODES = {
 BUDGETS = (1.25, 1.5, 2.0)
 RATIOS = "0,0.25,0.5,0.75"
 FINE = "0,0.125,0.25,0.375,0.5,0.625,0.75"  # each segment pruned alone at these: the sensitivity probes
-LR = 0.02
+FLIP = True  # CIFAR's classes survive a mirror: the benchmarks fine-tune with --augment flip
 MATCH = 0.03
 PEERS = ("uniform", "tp-uniform", "tp-global")
 T0 = time.perf_counter()
@@ -71,8 +76,17 @@ def log(msg: str) -> None:
     print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
+def recipe() -> dict[str, Any]:
+    """The product's fine-tune defaults (what a build uses), plus the CIFAR benchmarks' flips."""
+    from scbp_edge.accuracy import WARMUP
+    from scbp_edge.build.config import BuildConfig
+
+    cfg = BuildConfig()
+    return {"lr": cfg.lr, "warmup": WARMUP, "flip": FLIP, "criterion": cfg.criterion, "calib_images": cfg.calib_images}
+
+
 class Data:
-    """The shared CIFAR-10 splits as tensors: fine-tune subset, BN images, validation, test."""
+    """The shared CIFAR-10 splits as tensors: fine-tune subset, calibration and BN images, validation, test."""
 
     def __init__(self, m: dict[str, Any], mean, std) -> None:
         from scbp_edge.data import read_split, split_val
@@ -81,7 +95,10 @@ class Data:
         rest, val = split_val(train, 0.1, 0)
         rng = np.random.default_rng(0)
         self.x, self.y = rest.subset(rng.permutation(len(rest))[: m["train_images"]]).tensors(mean, std)
-        self.bn_x = self.x[:256]
+        # as a build samples them: calibration (seed 2) and BN images (seed 1) from the train split
+        pick = lambda n, s: np.random.default_rng(s).permutation(len(rest))[:n]  # noqa: E731
+        self.calib_x, self.calib_y = rest.subset(pick(recipe()["calib_images"], 2)).tensors(mean, std)
+        self.bn_x, _ = rest.subset(pick(1024, 1)).tensors(mean, std)
         self.val_x, self.val_y = val.subset(rng.permutation(len(val))[: m["val_images"]]).tensors(mean, std)
         self.test_x, self.test_y = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(mean, std)
 
@@ -98,8 +115,15 @@ class Lab:
         self.stage = Workbench(SeedOptions(name, ckpt))
         self.six = Workbench(SeedOptions(name, ckpt, segments="6"), self.stage.seed)
         self.teacher = copy.deepcopy(self.stage.seed.model).eval()  # pristine: never adapted, never trained
+        self.student_teacher = self.teacher  # replaced by the seed fine-tuned first, where it is the better one
         self.shape = tuple(self.stage.seed.spec.input_shape)
         self.data = Data(m, self.stage.seed.spec.mean, self.stage.seed.spec.std)
+        d = self.data
+        for wb in (self.stage, self.six):  # SCBP as the build derives it: channels chosen, weights re-solved
+            wb.calibrate(d.calib_x, d.calib_y, criterion=recipe()["criterion"])
+        # inherited weights: the uniform-width peer (what its users get) and SCBP's --no-reconstruct ablation
+        self.plain = {n: Workbench(SeedOptions(name, ckpt, segments=seg), self.stage.seed)
+                      for n, seg in ((3, "stages"), (6, "6"))}
         self.target = load_target("cpu")
         self.work = ROOT / "benchmarks" / ".work" / f"peers-{mode}-{name}"
         self.work.mkdir(parents=True, exist_ok=True)
@@ -109,15 +133,18 @@ class Lab:
 
     # -- candidates ------------------------------------------------------------------------------
     def add(self, key: str, family: str, model: torch.nn.Module, ratios=None) -> None:
-        from scbp_edge.accuracy import adapt_bn, evaluate
+        """Export, then the build's own proxy (adaptive BN where it scores better than the inherited statistics)."""
         from scbp_edge.derive import model_cost
         from scbp_edge.export.onnx import export_onnx
+        from scbp_edge.tasks import proxy_accuracy
 
         cost = model_cost(model, self.shape)
         export_onnx(model, self.shape, self.work / f"{key}.onnx")
-        adapt_bn(model, self.data.bn_x)
+        d = self.data
+        proxy = proxy_accuracy(model, {"bn_x": d.bn_x, "val_x": d.val_x, "val_y": d.val_y, "skipped": 0},
+                               cost.params, cost.params)
         self.rows[key] = {"config": key, "family": family, "ratios": ratios, "params": cost.params,
-                          "macs": cost.macs, "adabn": evaluate(model, self.data.val_x, self.data.val_y)}
+                          "macs": cost.macs, "adabn": proxy["value"]}
         self.models[key] = model
 
     def measure(self, keys: list[str]) -> dict[str, tuple[float, float]]:
@@ -239,7 +266,7 @@ class Lab:
         from scbp_edge.derive.tp_adapter import magnitude_prune
 
         if family == "uniform":
-            return self.stage.deriver.derive([r] * self.stage.num_segments)
+            return self.plain[3].deriver.derive([r] * self.stage.num_segments)
         return magnitude_prune(self.teacher, self.shape, r, global_pruning=family == "tp-global",
                                ignored=self.stage.deriver.ignored, round_to=8)
 
@@ -298,17 +325,44 @@ class Lab:
                 p["peers"][fam] = {"id": best, "mismatch": final[best][0] / ref - 1}
 
     # -- fine-tuning --------------------------------------------------------------------------
-    def finetune(self, key: str, seeds: int, distill: bool = True) -> list[float]:
+    def finetune(self, key: str, seeds: int, distill: bool = True, teacher=None) -> list[float]:
+        """The product's recipe; test top-1 per training seed (and once before training)."""
         from scbp_edge.accuracy import evaluate, train
 
-        out = []
+        rc, d, out = recipe(), self.data, []
+        self.rows[key].setdefault("test_before", evaluate(self.models[key], d.test_x, d.test_y))
         for s in range(seeds):
             t = time.perf_counter()
-            model = train(copy.deepcopy(self.models[key]), self.data.x, self.data.y, epochs=self.m["epochs"], lr=LR,
-                          seed=s, teacher=self.teacher if distill else None)
-            out.append(evaluate(model, self.data.test_x, self.data.test_y))
+            model = train(copy.deepcopy(self.models[key]), d.x, d.y, epochs=self.m["epochs"], lr=rc["lr"], seed=s,
+                          warmup=rc["warmup"], flip=rc["flip"],
+                          teacher=(teacher or self.student_teacher) if distill else None)
+            out.append(evaluate(model, d.test_x, d.test_y))
             self.rows[key].setdefault("train_s", []).append(round(time.perf_counter() - t, 1))
+            if key == self.seed_key and s == 0 and not distill:
+                self.tuned_seed = model.eval()
         return out
+
+    def choose_teacher(self) -> dict[str, float]:
+        """As the build does: the seed fine-tuned first teaches where it beats the seed as it came (validation)."""
+        from scbp_edge.accuracy import evaluate
+
+        d = self.data
+        scores = {"seed": evaluate(self.teacher, d.val_x, d.val_y),
+                  "fine-tuned seed": evaluate(self.tuned_seed, d.val_x, d.val_y)}
+        if scores["fine-tuned seed"] >= scores["seed"]:
+            self.student_teacher = self.tuned_seed
+        return scores
+
+    def inherited(self, key: str) -> str:
+        """The same network as SCBP pick ``key`` with inherited weights (no reconstruction), added for fine-tuning."""
+        ratios = self.rows[key]["ratios"]
+        twin = f"{key}-inherited"
+        if twin not in self.rows:
+            self.add(twin, "scbp-inherited", self.plain[len(ratios)].deriver.derive(ratios), ratios)
+            for k in ("p50_ms", "speedup", "final_p50_ms", "final_speedup"):  # the same network: the same latency
+                if k in self.rows[key]:
+                    self.rows[twin][k] = self.rows[key][k]
+        return twin
 
 
 def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -325,20 +379,31 @@ def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
     log(f"{name}: SCBP picks {[p['scbp'] for p in picks]} (1.5x without the sensitivity sets: "
         f"{sens['without']}); matching the peers")
     lab.match(picks, alt)
+    for p in picks:  # the same SCBP network with inherited weights: what reconstruction adds
+        if p["scbp"]:
+            p["inherited"] = lab.inherited(p["scbp"])
+    log(f"{name}: fine-tuning the seed first: it is the reference, and the teacher where it is the better one")
+    lab.rows[lab.seed_key]["test_acc"] = lab.finetune(lab.seed_key, m["train_seeds"], distill=False)
+    teacher = lab.choose_teacher()
     trained = list(dict.fromkeys([lab.seed_key, *[p["scbp"] for p in picks if p["scbp"]], *alt,
+                                  *[p["inherited"] for p in picks if p.get("inherited")],
                                   *[q["id"] for p in picks if p["scbp"] for q in p["peers"].values()]]))
-    for i, k in enumerate(trained):
+    for i, k in enumerate(trained[1:]):
         lab.distill(k)
-        log(f"{name}: fine-tuning {k} ({i + 1}/{len(trained)})")
+        log(f"{name}: fine-tuning {k} ({i + 2}/{len(trained)})")
         lab.rows[k]["test_acc"] = lab.finetune(k, m["train_seeds"])
+    lab.distill(lab.seed_key)
     ablation = {}
     if m.get("ablation", True) and name in m.get("ablation_seeds", [name]):
-        for k in (lab.seed_key, mid):
-            if k:
-                log(f"{name}: fine-tuning {k} without distillation")
-                ablation[k] = {"distill": lab.rows[k]["test_acc"], "plain": lab.finetune(k, m["train_seeds"], False)}
+        # the seed distilled from itself as it came (the reference before this change), and the pick without a teacher
+        log(f"{name}: fine-tuning the seed distilled from itself, and {mid} without distillation")
+        ablation[lab.seed_key] = {"distill": lab.finetune(lab.seed_key, m["train_seeds"], True, lab.teacher),
+                                  "plain": lab.rows[lab.seed_key]["test_acc"]}
+        if mid:
+            ablation[mid] = {"distill": lab.rows[mid]["test_acc"], "plain": lab.finetune(mid, m["train_seeds"], False)}
     return {"seed": name, "seed_key": lab.seed_key, "picks": picks, "trained": trained, "ablation": ablation,
-            "rows": lab.rows, "segments": lab.stage.num_segments, "sensitivity_space": sens}
+            "rows": lab.rows, "segments": lab.stage.num_segments, "sensitivity_space": sens, "teacher": teacher,
+            "recipe": recipe()}
 
 
 def merge() -> int:

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from scbp_edge.derive import Deriver
 from scbp_edge.derive.bounded import bounded
 from scbp_edge.derive.costs import CostModel
 from scbp_edge.derive.io import save_derived
+from scbp_edge.derive.reconstruct import Reconstruction, SeedTargets, reconstruct
 from scbp_edge.seeds import Seed, default_spec, load_seed
 from scbp_edge.segments import Segmentation, segment_model
 from scbp_edge.space import Candidate, build_space, candidate_id, parse_ratios
@@ -41,6 +43,17 @@ class SeedOptions:
                 raise SeedError(f"{flag} {value} must be at least {low}")
 
 
+def calibration_images(spec, data: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images (seeded sample) of ``data``'s train split at the seed's input, normalised, with labels."""
+    import numpy as np
+
+    from scbp_edge.data import load_dataset
+
+    train, _ = load_dataset(data, spec.input_shape[1:], spec.input_shape[0])
+    pick = np.random.default_rng(2).permutation(len(train))[: min(n, len(train))]
+    return train.subset(pick).tensors(spec.mean, spec.std)
+
+
 class Workbench:
     """A seed, its segmentation and a deriver, built once and reused for many candidates."""
 
@@ -57,6 +70,27 @@ class Workbench:
         self.seed = seed
         with bounded("finding the seed's blocks", seed.model, opts.trace_timeout):
             self.segmentation: Segmentation = segment_model(seed.model, seed.spec.input_shape, opts.segments)
+        self._targets: SeedTargets | None = None
+        self._no_reconstruction = "no calibration data (give --data)"
+
+    def calibrate(self, x: torch.Tensor | None, y: torch.Tensor | None = None, *, criterion: str = "l1",
+                  reconstruct: bool = True) -> None:
+        """Use calibration images (and labels) to choose channels by ``criterion`` and to re-solve weights.
+
+        With ``reconstruct`` every derived network is re-solved layer by layer
+        against the seed on ``x`` (:mod:`scbp_edge.derive.reconstruct`); without
+        data, or with ``reconstruct=False``, networks keep their inherited
+        weights and their records say why.
+        """
+        if criterion != "l1" or self.deriver.graph.criterion != "l1":
+            self.deriver.graph.score(criterion, x, y)
+        self._targets = None
+        if x is None or len(x) == 0:
+            self._no_reconstruction = "no calibration data (give --data)"
+        elif not reconstruct:
+            self._no_reconstruction = "turned off (--no-reconstruct)"
+        else:
+            self._targets = SeedTargets(self.seed.model, x)
 
     @cached_property
     def deriver(self) -> Deriver:
@@ -79,9 +113,34 @@ class Workbench:
     def num_segments(self) -> int:
         return len(self.segmentation.segments)
 
-    def candidate(self, ratios: Sequence[float]) -> tuple[Candidate, nn.Module]:
-        """Derive one configuration (checked against the masked seed); its candidate record and model."""
-        return self.static(ratios), self.deriver.derive(ratios)
+    def candidate(self, ratios: Sequence[float], *, for_training: bool = False) -> tuple[Candidate, nn.Module]:
+        """Derive one configuration (checked against the masked seed), then reconstruct it where calibrated.
+
+        ``for_training``: the fine-tune's starting point, whose classifier head stays
+        inherited (re-solving it helps the network as it is, and costs about a point
+        after a fine-tune: benchmarks/results/reconstruct.md).  The candidate's
+        ``extra["reconstruction"]`` says what reconstruction did.
+        """
+        cand, model = self.static(ratios), self.deriver.derive(ratios)
+        skip = self.head_layers if for_training else ()
+        cand.extra["reconstruction"] = self._reconstruct(model, ratios, skip).to_dict()
+        return cand, model
+
+    def _reconstruct(self, model: nn.Module, ratios: Sequence[float], skip: tuple[str, ...]) -> Reconstruction:
+        plan = self.deriver.plan(ratios)
+        kept = self.deriver.graph.kept_outputs(plan)
+        if not kept:  # nothing was removed: the seed's own weights are already the solution
+            return Reconstruction.skipped("nothing pruned")
+        if self._targets is None:
+            return Reconstruction.skipped(self._no_reconstruction)
+        return reconstruct(model, self._targets, kept, skip=skip)
+
+    @cached_property
+    def head_layers(self) -> tuple[str, ...]:
+        """Weighted layers of the segmentation's head (the classifier): left inherited for a fine-tune."""
+        head = self.segmentation.head
+        return tuple(n for n, m in self.seed.model.named_modules() if any(True for _ in m.parameters(recurse=False))
+                     and any(n == h or n.startswith(h + ".") for h in head))
 
     def space(
         self,
@@ -143,8 +202,13 @@ class Workbench:
 
     def save(self, ratios: Sequence[float], path: str | Path) -> Path:
         """Derive ``ratios`` and write it as a loadable derived-model file."""
-        cand, model = self.candidate(ratios)
+        return self.write(*self.candidate(ratios), path)
+
+    def write(self, cand: Candidate, model: nn.Module, path: str | Path) -> Path:
+        """Write a derived ``model`` (from :meth:`candidate`) as a loadable file, with how its weights were made."""
+        ratios = cand.ratios
         return save_derived(
             path, model, self.seed.spec, ignored=self.deriver.ignored,
             keep=self.deriver.plan(ratios), ratios=list(ratios), candidate_id=cand.id,
+            extra={"reconstruction": cand.extra["reconstruction"], "criterion": self.deriver.graph.criterion},
         )

@@ -28,9 +28,11 @@ class LocalExecutor:
         extra = {"on_progress": on_progress} if on_progress is not None else {}
         for key, kwargs in jobs:
             try:
-                on_result(key, fn(**shared, **kwargs, **extra), None)
+                res = fn(**shared, **kwargs, **extra)
             except Exception as exc:  # noqa: BLE001 - the task's failure is that candidate's alone
                 on_result(key, None, f"{type(exc).__name__}: {str(exc)[:300]}")
+                continue
+            on_result(key, res, None)  # the driver's own failure (a full disk) is not the candidate's: it propagates
 
 
 class RayExecutor:

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-NOISY_ROUND_CV = 0.10  # round medians spread more than this: the machine was busy for part of the measurement
 #: a one-thread worker that waited for a core this share of a round's wall clock ran on a busy machine; such a
 #: round is set aside (benchmarks/results/noisy_rounds.md)
 BUSY_SHARE = 0.05
@@ -46,11 +45,14 @@ class LatencyStats:
     p50_interval_ms: list[float] | None = None
     #: spread of the round medians (std / mean): how much the rounds disagreed
     round_cv: float | None = None
-    #: the rounds disagreed beyond NOISY_ROUND_CV even after re-measuring, or the worker waited for a core
-    #: beyond BUSY_SHARE in a round that could not be set aside: treat the figures with care
+    #: too few undisturbed rounds even after measuring again (profile/runner.py): treat the figures with care
     noisy: bool = False
     #: the largest share of a kept round's wall clock the (single) inference thread spent waiting for a core
     waited: float | None = None
+    #: rounds timed in all, and those set aside as disturbed (waited for a core, or ran slow: profile/runner.py)
+    rounds_measured: int | None = None
+    rounds_set_aside: int = 0
+    slowest_round: float | None = None  # the slowest set-aside round's median over the fastest round's
 
     @classmethod
     def from_samples(
@@ -77,7 +79,6 @@ class LatencyStats:
             round_p50_ms=meds,
             p50_interval_ms=[min(meds), max(meds)] if len(meds) >= 3 else None,
             round_cv=spread,
-            noisy=spread is not None and spread > NOISY_ROUND_CV,
         )
 
 

@@ -53,12 +53,23 @@ def _ratio(text: str) -> float:
     return r
 
 
+def split_list(text: str, flag: str, example: str, sep: str = ",") -> list[str]:
+    """The items of a comma-separated option; an empty item (``0,,0.5``, a trailing comma, ``--flag=``) is refused.
+
+    Every list option reads through here, so an empty item means the same everywhere: a typo, said in one line.
+    """
+    items = [x.strip() for x in text.split(sep)]
+    if any(not x for x in items):
+        raise SpaceError(f"{flag} '{text}' has an empty item; give a list such as {example}")
+    return items
+
+
 def parse_ratios(text: str, num_segments: int) -> list[list[float]]:
     """``"0,0.25,0.5"`` (same set everywhere) or ``"0,0.25/0,0.5/..."`` (one set per segment)."""
     parts = [p for p in text.strip().split("/")]
-    sets = [sorted({_ratio(x) for x in p.split(",") if x.strip()}) for p in parts]
-    if any(not s for s in sets):
+    if any(not p.strip() for p in parts):
         raise SpaceError(f"--ratios '{text}' has an empty set; give at least one ratio per segment")
+    sets = [sorted({_ratio(x) for x in split_list(p, "--ratios", "0,0.25,0.5")}) for p in parts]
     if len(sets) == 1:
         return sets * num_segments
     if len(sets) != num_segments:
@@ -71,7 +82,7 @@ def parse_ratios(text: str, num_segments: int) -> list[list[float]]:
 
 def parse_config(text: str, num_segments: int) -> Config:
     """``"0.5,0.25,0,0"``: one ratio per segment."""
-    ratios = tuple(_ratio(x) for x in text.split(",") if x.strip())
+    ratios = tuple(_ratio(x) for x in split_list(text, "--config", "0.5,0.25,0"))
     if len(ratios) != num_segments:
         raise SpaceError(
             f"--config '{text}' has {len(ratios)} ratio(s); this seed has {num_segments} segments"

@@ -73,7 +73,15 @@ class RunLock:
             self._fd = None
 
 
+def disk_full(folder: Path) -> RunError:
+    """The one line for a full disk: nothing committed is lost, so the run resumes once there is space."""
+    return RunError(f"the disk holding '{folder}' is full; free some space (or move the folder to a larger disk) and "
+                    f"continue with: scbp-edge build --resume {folder}")
+
+
 def _damaged(path: Path, exc: Exception) -> RunError:
+    if "full" in str(exc):  # SQLITE_FULL: the file is fine, the disk is not
+        return disk_full(path.parent)
     return RunError(f"run database '{path}' is damaged ({exc}); 'scbp-edge report {path.parent}' shows what can "
                     "still be read; start a new run to continue")
 

@@ -25,24 +25,42 @@ _BENCHES: dict[int, Any] = {}
 INT8_KIND = "int8 QDQ on ONNX Runtime, validation split (after adaptive BN)"
 
 
-def seed_payload(wb) -> dict[str, Any]:
-    """What a worker needs to rebuild ``wb``: options, seed spec, weights."""
+def seed_payload(wb, calib: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a worker needs to rebuild ``wb``: options, seed spec, weights, and how it was calibrated.
+
+    ``calib``: ``{"x", "y", "criterion", "reconstruct"}`` (see ``Workbench.calibrate``), or None (no data).
+    """
     from dataclasses import asdict
 
-    return {"opts": asdict(wb.opts), "spec": wb.seed.spec.to_dict(), "state": wb.seed.model.state_dict()}
+    return {"opts": asdict(wb.opts), "spec": wb.seed.spec.to_dict(), "state": wb.seed.model.state_dict(),
+            "calib": calib}
 
 
 def _bench(payload: dict[str, Any]):
-    key = hash((str(payload["opts"]), str(payload["spec"])))
-    if key not in _BENCHES:  # one rebuild per worker process, not per task
+    calib = payload.get("calib") or {}
+    key = hash((str(payload["opts"]), str(payload["spec"]), calib.get("criterion"), calib.get("reconstruct"),
+                _fingerprint(calib.get("x"))))
+    if key not in _BENCHES:  # one rebuild (and one seed pass for reconstruction) per worker process, not per task
         from scbp_edge.api import SeedOptions, Workbench
         from scbp_edge.seeds import Seed, SeedSpec, build_model
 
         spec = SeedSpec.from_dict(payload["spec"])
         model = build_model(spec)
         model.load_state_dict(payload["state"])
-        _BENCHES[key] = Workbench(SeedOptions(**payload["opts"]), Seed(spec, model.eval()))
+        wb = Workbench(SeedOptions(**payload["opts"]), Seed(spec, model.eval()))
+        wb.calibrate(calib.get("x"), calib.get("y"), criterion=calib.get("criterion", "l1"),
+                     reconstruct=calib.get("reconstruct", True))
+        _BENCHES.clear()  # one seed per build: keep only this one's targets in memory
+        _BENCHES[key] = wb
     return _BENCHES[key]
+
+
+def _fingerprint(x: torch.Tensor | None) -> tuple | None:
+    """Cheap identity of a calibration tensor that survives serialisation (Ray sends a copy to each task)."""
+    if x is None:
+        return None
+    flat = x.reshape(-1)
+    return tuple(x.shape), float(flat.double().sum()), flat[:: max(1, flat.numel() // 4096)].numpy().tobytes()
 
 
 def _onnx(model, shape, dynamic_batch: bool) -> dict[str, Any]:
@@ -62,15 +80,18 @@ def _fail(stage: str, exc: Exception) -> dict[str, Any]:
 def quantized(fp32_bytes: bytes, calib: torch.Tensor, int8: dict[str, Any], x: torch.Tensor, y: torch.Tensor,
               kind: str) -> dict[str, Any]:
     """The int8 QDQ artifact of ``fp32_bytes`` and its top-1 on (x, y), or a failure of this precision alone."""
-    from scbp_edge.accuracy import evaluate_onnx
-    from scbp_edge.export.int8 import quantize_int8
+    from scbp_edge.accuracy import correct_onnx
+    from scbp_edge.rank.stats import pack
 
     try:
+        from scbp_edge.export.int8 import quantize_int8
+
         blob = quantize_int8(fp32_bytes, calib.numpy(), int8["calibration"], int8["scheme"])
     except Exception as exc:  # noqa: BLE001 - quantization fails this precision only
         return _fail("quantize", exc)
-    return {"ok": True, "bytes": blob, "value": evaluate_onnx(blob, x, y), "kind": kind,
-            "calibration": {**int8, "images": len(calib)}}
+    right = correct_onnx(blob, x, y)
+    return {"ok": True, "bytes": blob, "value": 100.0 * float(right.sum()) / max(1, len(right)), "kind": kind,
+            "correct": pack(right), "images": len(right), "calibration": {**int8, "images": len(calib)}}
 
 
 def evaluate_network(payload: dict[str, Any], data: dict[str, Any] | None, ratios: list[float],
@@ -103,6 +124,7 @@ def evaluate_network(payload: dict[str, Any], data: dict[str, Any] | None, ratio
                 acc["kind"] += " (fp32 figure: fp16 not evaluated on this machine)"
             variants[p] = {"ok": True, **acc}
     res = {"ok": True, "onnx": onnx, "variants": variants, "segment_macs": seg_macs,
+           "reconstruction": cand.extra["reconstruction"], "criterion": wb.deriver.graph.criterion,
            "static": {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes}}
     if keep_model:
         res.update(state=model.state_dict(), keep=wb.deriver.plan(ratios), ignored=wb.deriver.ignored,
@@ -142,19 +164,24 @@ QAT_KIND = "int8 QDQ on ONNX Runtime, test split (quantization-aware fine-tuning
 
 def train_network(payload: dict[str, Any], train: dict[str, Any], ratios: list[float], epochs: int, lr: float,
                   init: str, distill: bool, precisions: list[str], int8: dict[str, Any], qat_epochs: int = 0,
-                  qat_threshold: float = 0.5, on_progress=None) -> dict[str, Any]:
+                  qat_threshold: float = 0.5, flip: bool = False, seconds: float | None = None,
+                  teacher_state: dict[str, torch.Tensor] | None = None, on_progress=None) -> dict[str, Any]:
     """One-shot fine-tune (or scratch training) of one network; test accuracy before, after, and per precision.
 
-    int8 is the fine-tuned model quantized after training; where that loses
-    more than ``qat_threshold`` points against fp32 and ``qat_epochs`` > 0, a
-    quantization-aware fine-tune follows and the better int8 model is kept
-    (both figures are returned).
+    Pruned networks are distilled from ``teacher_state`` (the seed fine-tuned
+    on the user's data, where the build chose it) or else from the seed as it
+    came; the seed itself trains plainly.  ``seconds``: a time budget in place
+    of ``epochs``.  int8 is the fine-tuned model quantized after training;
+    where that loses more than ``qat_threshold`` points against fp32 and
+    ``qat_epochs`` > 0, a quantization-aware fine-tune follows and the better
+    int8 model is kept (both figures are returned).
     """
-    from scbp_edge.accuracy import evaluate
+    from scbp_edge.accuracy import correct, evaluate
     from scbp_edge.accuracy import train as fit
+    from scbp_edge.rank.stats import pack
 
     wb = _bench(payload)
-    _, model = wb.candidate(ratios)
+    cand, model = wb.candidate(ratios, for_training=True)
     if init == "scratch":
         for m in model.modules():
             if hasattr(m, "reset_parameters"):
@@ -163,23 +190,39 @@ def train_network(payload: dict[str, Any], train: dict[str, Any], ratios: list[f
     torch.manual_seed(0)
     # The seed itself is never distilled from itself: that only pulls it back to its own outputs and cost the
     # cifar-resnet20 reference 2.2 pt, while distillation gave its 1.5x network +1.6 pt (scbp_vs_peers.md).
-    teacher = wb.seed.model if distill and any(r > 0 for r in ratios) else None
+    teacher = _teacher(wb, teacher_state) if distill and any(r > 0 for r in ratios) else None
     tick = (lambda _e: on_progress()) if on_progress is not None else None
-    model = fit(model, train["x"], train["y"], epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick)
-    fp32 = evaluate(model, train["test_x"], train["test_y"])
+    stats: dict[str, Any] = {}
+    model = fit(model, train["x"], train["y"], epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick, flip=flip,
+                max_seconds=seconds, stats=stats)
+    right = correct(model, train["test_x"], train["test_y"])
+    fp32 = 100.0 * float(right.sum()) / max(1, len(right))
     onnx = _onnx(model, wb.seed.spec.input_shape, False)
     per: dict[str, dict[str, Any]] = {}
     for p in precisions:
         if p != "int8":
-            per[p] = {"ok": True, "value": fp32}
+            per[p] = {"ok": True, "value": fp32, "correct": pack(right.numpy()), "images": len(right)}
             continue
         q = quantized(onnx["bytes"], train["calib_x"], int8, train["test_x"], train["test_y"], PTQ_KIND)
-        if q["ok"] and qat_epochs > 0 and fp32 - q["value"] > qat_threshold:
+        if q["ok"] and qat_epochs > 0 and (qat_threshold == 0 or fp32 - q["value"] > qat_threshold):
             q = _with_qat(q, model, wb, train, qat_epochs, lr, teacher, int8)
         per[p] = q
     return {"test_accuracy": fp32, "test_accuracy_before": before, "per_precision": per,
             "state": model.state_dict(), "onnx": onnx, "keep": wb.deriver.plan(ratios), "ignored": wb.deriver.ignored,
-            "train_images": len(train["x"]), "test_images": len(train["test_x"])}
+            "train_images": len(train["x"]), "test_images": len(train["test_x"]), "trained": stats,
+            "teacher": None if teacher is None else ("fine-tuned seed" if teacher_state else "seed"),
+            "reconstruction": cand.extra["reconstruction"], "criterion": wb.deriver.graph.criterion}
+
+
+def _teacher(wb, state: dict[str, torch.Tensor] | None):
+    """The seed's network with ``state`` (the fine-tuned seed), or the seed as it came."""
+    if state is None:
+        return wb.seed.model
+    import copy
+
+    model = copy.deepcopy(wb.seed.model)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def _with_qat(ptq: dict[str, Any], model, wb, train: dict[str, Any], epochs: int, lr: float, teacher,
@@ -205,6 +248,6 @@ def distill_proxy(payload: dict[str, Any], train: dict[str, Any], val: dict[str,
     from scbp_edge.accuracy import distill_score
 
     wb = _bench(payload)
-    _, model = wb.candidate(ratios)
+    _, model = wb.candidate(ratios, for_training=True)
     value = distill_score(model, wb.seed.model, train["x"], train["y"], val["x"], val["y"], val["bn_x"], steps=steps)
     return {"value": value, "steps": min(steps, -(-len(train["x"]) // 64))}  # distill_score's batch of 64

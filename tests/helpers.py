@@ -28,9 +28,10 @@ def fast_target(tmp: Path) -> Path:
     return path
 
 
-def cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``scbp-edge ARGS`` as a user would (separate process, real exit code)."""
-    env = dict(os.environ)
+def cli(*args: str, cwd: Path | None = None, timeout: float = 600,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``scbp-edge ARGS`` as a user would (separate process, real exit code); ``env`` adds variables."""
+    env = dict(os.environ, **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "scbp_edge.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,

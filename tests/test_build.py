@@ -66,9 +66,14 @@ def test_build_killed_mid_run_resumes_without_remeasuring(tmp_path):
 
 @pytest.mark.slow
 def test_default_build_on_digits_end_to_end(tmp_path):
+    bars = tmp_path / "bars.jsonl"
     res = cli("build", "--target", str(fast_target(tmp_path)), "--ratios", "0,0.5", "--runs", str(tmp_path),
-              "--top-k", "2", "--epochs", "1", "--json")
+              "--top-k", "2", "--epochs", "1", "--json", env={"SCBP_PROGRESS_LOG": str(bars)})
     assert res.returncode == 0, res.stderr
+    finished = [json.loads(ln) for ln in bars.read_text().splitlines()]
+    assert {b["bar"].split(" (")[0] for b in finished} >= {"models loaded", "candidates measured"}
+    wrong = [b for b in finished if b["completed"] != b["total"]]
+    assert not wrong, f"progress bars whose total is not what they counted: {wrong}"
     out = json.loads(res.stdout)
     rep = json.loads((Path(out["run_dir"]) / "report.json").read_text())
     assert rep["accuracy_kind"] == ["proxy: adaptive-BN top-1 on validation split"]
@@ -83,7 +88,35 @@ def test_default_build_on_digits_end_to_end(tmp_path):
     assert "data:image/png;base64," in html and "measured front" in html
     spent = rep["stage_seconds"]  # where the build's time went, per stage
     assert set(spent) == {"derive", "profile", "train"} and all(v > 0 for v in spent.values())
-    assert "Time spent: derive" in (Path(out["run_dir"]) / "report.md").read_text()
+    md = (Path(out["run_dir"]) / "report.md").read_text()
+    assert "Time spent: derive" in md
+    # Issue 26: every pruned network was re-solved against the seed; the seed trained first and taught the others
+    w = rep["weights"]
+    assert w["reconstruct"] and w["reconstructed"] == len({c["network"] for c in cands.values()}) - 1
+    assert w["images"] == 512 and not w["skipped"]
+    assert rep["weights"]["teacher"]["chosen"] in ("seed", "fine-tuned seed")
+    assert set(rep["weights"]["teacher"]["validation_accuracy"]) == {"seed", "fine-tuned seed"}
+    for row in trained:
+        t = cands[row["id"]]["trained"]
+        pruned = any(cands[row["id"]]["ratios"])
+        assert t["teacher"] == (rep["weights"]["teacher"]["chosen"] if pruned else None)
+        assert t["steps"] > 0 and t["epochs"] == 1
+    assert "re-solved against the seed on 512 training images" in md or rep["selection"]["id"].endswith(
+        ("r0-0_fp32", "r0-0_int8"))
+
+
+@pytest.mark.slow
+def test_no_reconstruct_and_a_time_budget(tmp_path):
+    """--no-reconstruct keeps inherited weights (and says so); --train-minutes trains the steps that fit."""
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--ratios", "0,0.5", "--limit", "1", "--runs",
+              str(tmp_path), "--top-k", "1", "--no-reconstruct", "--train-minutes", "0.1", "--augment", "flip",
+              "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
+    assert rep["weights"]["reconstructed"] == 0 and rep["weights"]["skipped"] == ["turned off (--no-reconstruct)"]
+    trained = [c["trained"] for c in rep["candidates"] if c["trained"]]
+    assert trained and all(t["augment"] == "flip" and t["steps"] >= 11 and t["train_seconds"] < 60 for t in trained)
+    assert rep["run"]["config"]["train_minutes"] == 0.1
 
 
 @pytest.mark.parametrize(
@@ -99,6 +132,12 @@ def test_default_build_on_digits_end_to_end(tmp_path):
         (["build", "--resume", "/nonexistent/run"], "is not a folder"),
         (["derive", "--config", "0.5", "-o", "x.pt"], "3 segments"),
         (["inspect", "--weights", "/nonexistent.pt"], "does not exist"),
+        (["build", "--criterion", "taylor", "--data", "none"], "chooses channels with data"),
+        (["build", "--criterion", "random"], "--criterion 'random' is not one of l1, taylor, activation"),
+        (["build", "--train-minutes", "0"], "--train-minutes 0.0 must be a positive number"),
+        (["build", "--augment", "mirror"], "--augment 'mirror' is not one of shift, flip"),
+        (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--criterion", "taylor"], "chooses channels with data"),
+        (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--data", "/nonexistent"], "--data '/nonexistent'"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, match):
@@ -122,8 +161,38 @@ def test_cli_derive_writes_loadable_pt_and_onnx(tmp_path):
     assert res.returncode == 0, res.stderr
     model, meta = load_derived(tmp_path / "d.pt")
     assert meta["ratios"] == [0.5, 0.25, 0.0]
+    assert meta["reconstruction"]["applied"] is False and "no calibration data" in meta["reconstruction"]["reason"]
     res = cli("derive", "--config", "0.5,0.25,0", "-o", str(tmp_path / "d.onnx"))
     assert res.returncode == 0 and (tmp_path / "d.onnx").stat().st_size > 1000
+
+
+def test_cli_derive_with_data_reconstructs_like_the_build(tmp_path):
+    """derive --data re-solves the weights on the same calibration sample as a build, and the file says so."""
+    import torch
+
+    from scbp_edge.api import SeedOptions, Workbench, calibration_images
+    from scbp_edge.derive.io import load_derived
+
+    # one fixed seed for both sides: without --weights every Workbench draws its own random weights
+    seed_pt = tmp_path / "seed.pt"
+    torch.save(Workbench(SeedOptions("cifar-resnet20")).seed.model.state_dict(), seed_pt)
+    res = cli("derive", "--config", "0.5,0.25,0.5", "--weights", str(seed_pt), "--data", "digits",
+              "--calib-images", "128", "-o", str(tmp_path / "r.pt"))
+    assert res.returncode == 0, res.stderr
+    assert "layers re-solved on 128 images" in " ".join(res.stderr.split())  # rich wraps at 80 columns
+    model, meta = load_derived(tmp_path / "r.pt")
+    rec = meta["reconstruction"]
+    # every convolution and the classifier re-solved (the network as shipped; a fine-tune starts from the inherited
+    # classifier instead), except layers whose input and output are still the seed's
+    assert rec["applied"] and rec["layers"] >= 18 and rec["left"] == []
+    assert rec["error_after"] < rec["error_before"]
+    assert meta["criterion"] == "l1"
+    wb = Workbench(SeedOptions("cifar-resnet20", str(seed_pt)))
+    x, y = calibration_images(wb.seed.spec, "digits", 128)
+    wb.calibrate(x, y)
+    _, same = wb.candidate([0.5, 0.25, 0.5])
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(model.state_dict().values(),
+                                                                 same.state_dict().values()))
 
 
 def test_a_build_that_measured_nothing_fails_but_keeps_its_work(tmp_path):

@@ -60,8 +60,8 @@ def test_selection_with_a_budget_is_the_most_accurate_inside_it():
 
 
 def test_ties_within_measurement_noise_go_to_the_more_accurate():
-    a = dict(pt("a", 2.0, 80), p50_ms=0.50, p50_interval_ms=[0.48, 0.52], accuracy=80)
-    b = dict(pt("b", 1.9, 85), p50_ms=0.51, p50_interval_ms=[0.49, 0.53], accuracy=85)
+    a = dict(pt("a", 2.0, 80), p50_ms=0.50, round_p50_ms=[0.48, 0.50, 0.52], accuracy=80)
+    b = dict(pt("b", 1.9, 85), p50_ms=0.51, round_p50_ms=[0.49, 0.51, 0.53], accuracy=85)
     sel = select([a, b], ["a_fp32", "b_fp32"], Constraints(max_accuracy_drop=20), 90, True)
     assert sel.id == "b_fp32" and "tied within measurement noise" in sel.reason
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.export.onnx import export_onnx
 from scbp_edge.measure import profile_one
-from scbp_edge.profile.runner import Item, profile_interleaved
+from scbp_edge.profile.runner import MAX_EXTRA, Item, profile_interleaved
 from scbp_edge.records import MIN_QUIET_ROUNDS, LatencyStats
 from scbp_edge.runtimes import get_runtime
 from scbp_edge.targets import load_target
@@ -87,20 +90,49 @@ def test_a_busy_machine_is_seen_by_the_worker_and_flagged(tmp_path, models):
     assert m.latency.noisy  # every round was busy: nothing quiet to keep, so the figures are flagged
 
 
-def test_busy_rounds_are_set_aside_across_the_chunk_so_pairs_stay_aligned():
-    from scbp_edge.profile.runner import _busy, _keep_quiet_rounds, _Worker
+def test_disturbed_rounds_are_set_aside_per_worker_and_pairs_use_the_rounds_both_kept():
+    from scbp_edge.profile.runner import _clean, _set_aside_disturbed, _Worker, paired
 
-    a = _Worker("a", None, None, rounds=[[1.0], [5.0], [1.1], [1.0], [1.2]], waited=[0.0, 0.4, 0.01, 0.0, 0.02])
-    b = _Worker("b", None, None, rounds=[[2.0], [9.0], [2.1], [2.0], [2.2]], waited=[0.0, 0.0, 0.0, 0.3, 0.0])
-    assert _busy(a) and _busy(b)
-    _keep_quiet_rounds([a, b])
-    assert a.rounds == [[1.0], [1.1], [1.2]] and b.rounds == [[2.0], [2.1], [2.2]]  # rounds 1 and 3 gone from both
+    # a: round 1 waited for a core, round 3 ran 1.6x slow with the core to itself (a neighbour on the core)
+    a = _Worker("a", None, None, rounds=[[1.0], [5.0], [1.05], [1.6], [1.0], [1.02]],
+                waited=[0.0, 0.4, 0.01, 0.0, 0.02, 0.0])
+    ref = _Worker("ref", None, None, rounds=[[2.0], [2.1], [2.0], [2.0], [3.5], [2.02]], waited=[0.0] * 6)
+    assert _clean(a) == [True, False, True, False, True, True]
+    assert _clean(ref) == [True, True, True, True, False, True]
+    for w in (a, ref):
+        _set_aside_disturbed(w)
+    assert a.kept == [0, 2, 4, 5] and ref.kept == [0, 1, 2, 3, 5] and not a.disturbed
+    assert a.slowest == 5.0 and a.measured == 6
+    p = paired(a, ref, "ref")
+    assert p.rounds == [2.0 / 1.0, 2.0 / 1.05, 2.02 / 1.02]  # rounds 0, 2, 5: kept by both
+    # Too few clean rounds to set any aside: everything stays, and the figures are flagged
     c = _Worker("c", None, None, rounds=[[1.0], [5.0], [6.0]], waited=[0.0, 0.4, 0.5])
-    _keep_quiet_rounds([c])
-    assert len(c.rounds) == 3  # too few quiet rounds: kept, and _finish flags the figures noisy
-    d = _Worker("d", None, None, rounds=[[1.0], [1.0], [1.0]], waited=[None, None, None])  # several threads
-    _keep_quiet_rounds([d])
-    assert len(d.rounds) == 3 and not _busy(d)
+    _set_aside_disturbed(c)
+    assert c.kept == [0, 1, 2] and c.disturbed
+    # Several inference threads: waiting cannot be told, slowness still can
+    d = _Worker("d", None, None, rounds=[[1.0], [1.0], [1.05]], waited=[None, None, None])
+    _set_aside_disturbed(d)
+    assert d.kept == [0, 1, 2] and not d.disturbed
+
+
+def test_only_a_worker_left_without_enough_clean_rounds_is_flagged(tmp_path, models):
+    """On an idle machine nothing is flagged; rounds measured again are counted, and the reference loads once."""
+    target = load_target(str(fast_target(tmp_path)))
+    items = [Item(k, Path(v)) for k, v in models.items()]
+    ready: list[int] = []
+    results: dict[str, Any] = {}
+    backend = get_runtime("onnxruntime")
+    profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(), chunk=1,
+                        on_result=lambda k, m, e: results.__setitem__(k, m), on_ready=lambda: ready.append(1),
+                        reference=items[0])
+    assert len(ready) == len(items)  # the extra reference worker of each chunk is not a model loaded
+    assert set(results) == set(models) and all(m is not None for m in results.values())
+    for m in results.values():
+        lat = m.latency
+        assert target.measure.rounds <= lat.rounds_measured <= (1 + MAX_EXTRA) * target.measure.rounds
+        assert lat.rounds_measured - lat.rounds_set_aside == len(lat.round_p50_ms)
+        assert lat.noisy or len(lat.round_p50_ms) >= target.measure.rounds  # clean rounds enough, or a flag
+        assert m.paired is not None and m.paired.reference == items[0].key
 
 
 def test_energy_above_idle_below_the_sensors_noise_is_not_reported_as_negative(tmp_path):

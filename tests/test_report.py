@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -80,12 +81,27 @@ def test_summary_card_answers_which_how_much_faster_how_much_worse(run_dir):
     rows = dict(card["rows"])
     assert rep["selection"]["id"] in card["title"]
     assert "x faster" in rows["Speed-up, p50"] and " ms" in rows["Speed-up, p50"]
-    assert "test top-1 after fine-tuning" in rows["Accuracy"] and "pt)" in rows["Accuracy"]
+    assert "test top-1 after fine-tuning" in rows["Accuracy"]
+    # issue 27: the number of test images, a 95 % interval, and the paired comparison with the seed
+    assert re.search(r"\(\d+ test images, 95 % interval \d+\.\d-\d+\.\d\)", rows["Accuracy"]), rows["Accuracy"]
+    assert "Weights" in rows
     assert " MB" in rows["Model file"] and " MB" in rows["Memory"]
     assert rows["Energy"].startswith("not measured")
     assert card["command"].startswith(f"scbp-edge package {run_dir} --candidate ")
     md = (run_dir / "report.md").read_text().splitlines()
     assert md[2].startswith("**Selected") and "Candidates: {" not in "\n".join(md), "internals on the first screen"
+
+
+def test_html_report_highlights_the_selected_and_front_rows(run_dir):
+    """The first column became the rank; the highlight must still find the candidate (issue 28)."""
+    import re
+
+    rep = json.loads((run_dir / "report.json").read_text())
+    html = (run_dir / "report.html").read_text()
+    sel = re.findall(r'<tr class="sel">(.*?)</tr>', html)
+    assert len(sel) == 1 and f"<td>{rep['selection']['id']}</td>" in sel[0]
+    front = re.findall(r'<tr class="front">(.*?)</tr>', html)
+    assert len(front) == len(set(rep["front"]) - {rep["selection"]["id"]})
 
 
 def test_report_of_a_build_without_data_says_no_accuracy_was_measured(tmp_path):
@@ -143,7 +159,7 @@ def test_html_report_renders_offline_in_a_real_browser(run_dir):
             img = plots.nth(i)
             img.scroll_into_view_if_needed()
             assert img.is_visible() and img.evaluate("e => e.naturalWidth > 0 && e.complete")
-        first = lambda: page.locator("#candidates tbody tr td:nth-child(7)").all_inner_texts()  # noqa: E731
+        first = lambda: page.locator("#candidates tbody tr td:nth-child(8)").all_inner_texts()  # noqa: E731
         page.locator("#candidates th", has_text="p50 ms").first.click()
         asc = [float(x) for x in first()]
         page.locator("#candidates th", has_text="p50 ms").first.click()
@@ -153,10 +169,3 @@ def test_html_report_renders_offline_in_a_real_browser(run_dir):
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
 
 
-def test_candidates_whose_p50_intervals_overlap_share_a_rank():
-    from scbp_edge.report.render import speed_ranks
-
-    pts = [{"p50_interval_ms": iv} for iv in ([1.0, 1.1], [1.05, 1.2], [1.15, 1.3], [1.4, 1.5], [1.6, 1.7], None)]
-    # 1.0-1.1 overlaps 1.05-1.2, which overlaps 1.15-1.3: one chain of three ties; the rest are ordered
-    assert speed_ranks(pts) == ["1=", "1=", "1=", "4", "5", "6"]
-    assert speed_ranks([{"p50_interval_ms": [2.0, 2.1]}, {"p50_interval_ms": [2.0, 2.05]}]) == ["1=", "1="]

@@ -72,6 +72,17 @@ def test_token_is_required_except_for_health(served):
     assert _ok(url)
 
 
+def test_the_auth_scheme_is_case_insensitive_and_the_token_is_not(served):
+    """RFC 7235: 'bearer' and 'BEARER' name the same scheme; the credential itself must match exactly."""
+    url, _ = served
+    x = json.dumps({"tensor": np.zeros((1, 3, 32, 32)).tolist()}).encode()
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        assert _req(url, "/predict", x, token=None, headers={"Authorization": f"{scheme} s3cret"})[0] == 200
+    assert _req(url, "/predict", x, token=None, headers={"Authorization": "bearer S3CRET"})[0] == 401
+    assert _req(url, "/predict", x, token=None, headers={"Authorization": "Basic s3cret"})[0] == 401
+    assert _req(url, "/predict", x, token=None, headers={"Authorization": "s3cret"})[0] == 401
+
+
 @pytest.mark.parametrize("length", ["-1", "abc", "1e9", " -5"])
 def test_bad_content_length_is_refused_before_reading(served, length):
     url, proc = served

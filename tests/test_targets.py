@@ -35,7 +35,7 @@ def test_jetson_backend_says_unavailable_in_one_line():
         ('name = "x"\nbackend = "onnxruntime"\nbatch_sizes = [true]\n', "field 'batch_sizes' must be a list of int"),
         ('name = "x"\nbackend = "onnxruntime"\n[measure]\ntimeout_s = nan\n', "'measure.timeout_s' must be a finite"),
         # what the runtime cannot do is refused before any work (issue 11.2)
-        ('name = "x"\nbackend = "onnxruntime"\nprecision = "fp16"\n', "'precision' asks for fp16, which runtime"),
+        ('name = "x"\nbackend = "onnxruntime"\nprecision = "fp16"\n', "'precisions' asks for fp16, which runtime"),
         ('name = "x"\nbackend = "trtexec"\nlocation = "ssh"\nbatch_sizes = [1, 8]\n', "'batch_sizes' asks for 8"),
         ('name = "x"\nbackend = "onnxruntime"\nenergy = "nvml"\n', "'energy' asks for nvml"),
         ('name = "x"\nbackend = "onnxruntime"\n[measure]\nrounds = 0\n', "measure.rounds"),

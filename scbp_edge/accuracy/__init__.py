@@ -11,16 +11,18 @@ def _device() -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
-    """Top-1 accuracy in percent."""
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """Which images the model classifies right (top-1), as a bool vector: paired comparisons need it per image."""
     dev = _device()
     model = model.to(dev).eval()
-    correct = 0
-    for i in range(0, len(x), batch):
-        pred = model(x[i : i + batch].to(dev)).argmax(1).cpu()
-        correct += int((pred == y[i : i + batch]).sum())
+    right = [model(x[i : i + batch].to(dev)).argmax(1).cpu() == y[i : i + batch] for i in range(0, len(x), batch)]
     model.cpu()
-    return 100.0 * correct / max(1, len(x))
+    return torch.cat(right) if right else torch.zeros(0, dtype=torch.bool)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * float(correct(model, x, y, batch).sum()) / max(1, len(x))
 
 
 @torch.no_grad()
@@ -59,27 +61,53 @@ def bf16_supported() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+WARMUP = 0.05  # share of the steps over which the learning rate rises linearly (benchmarks/results/recipe.md)
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Learning-rate multiplier at ``step`` of ``total``: linear warm-up over ``warmup`` of them, then cosine to 0.
+
+    ``warmup`` 0 is plain cosine from the first step (torch's CosineAnnealingLR).
+    """
+    import math
+
+    rise = round(warmup * total)
+    if step < rise:
+        return (step + 1) / rise
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - rise) / max(1, total - rise))))
+AUGMENTS = ("shift", "flip")  # shift: per-image shifts; flip: shifts plus horizontal flips
+
+
 def train(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    epochs: int,
+    epochs: float,
     lr: float = 0.05,
     batch: int = 64,
     seed: int = 0,
     augment: bool = True,
+    flip: bool = False,
+    warmup: float = WARMUP,
+    max_seconds: float | None = None,
     teacher: nn.Module | None = None,
     on_epoch=None,
     channels_last: bool = True,
     bf16: bool | None = None,
+    stats: dict | None = None,
 ) -> nn.Module:
-    """SGD + cosine schedule, per-image random shifts, optional distillation from ``teacher``.
+    """SGD, linear warm-up then cosine to zero, per-image shifts (and flips), optional distillation from ``teacher``.
 
-    ``channels_last`` and ``bf16`` (autocast on CPUs with native bf16, on
-    CUDA always when asked; ``None``: where the CPU has it) only change speed;
+    ``max_seconds``: a time budget instead of ``epochs``: the first steps are
+    timed and the schedule is set to the steps that fit.  ``stats`` (a dict)
+    receives the steps and epochs actually trained.  ``channels_last`` and
+    ``bf16`` (autocast on CPUs with native bf16, on CUDA always when asked;
+    ``None``: where the CPU has it) only change speed;
     benchmarks/results/train_speed.md has their measured images/s and accuracy.
     """
+    import time
+
     dev = _device()
     gen = torch.Generator().manual_seed(seed)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -88,39 +116,56 @@ def train(
         teacher = teacher.to(dev, memory_format=fmt).eval()
     use_bf16 = bf16_supported() if bf16 is None else bf16
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    steps = epochs * ((len(x) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
-    for epoch in range(epochs):
+    per_epoch = (len(x) + batch - 1) // batch
+    plan = {"steps": max(1, round(epochs * per_epoch)) if max_seconds is None else 10 ** 9}
+
+    # read at every step: a time budget may still change plan["steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, plan["steps"], warmup))
+    step, probe, start = 0, 10, time.perf_counter()  # with a time budget, the first `probe` steps are timed
+    while step < plan["steps"]:
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch):
+            if step >= plan["steps"]:
+                break
             idx = perm[i : i + batch]
             xb, yb = x[idx], y[idx]
             if augment:
-                xb = _augment(xb, gen)
-            xb, yb = xb.to(dev).contiguous(memory_format=fmt), yb.to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(xb)
-                t = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        t = teacher(xb)
-            loss = nn.functional.cross_entropy(logits.float(), yb)
-            if t is not None:
-                kd = nn.functional.kl_div(nn.functional.log_softmax(logits.float() / 4, 1),
-                                          nn.functional.softmax(t.float() / 4, 1), reduction="batchmean")
-                loss = 0.5 * loss + 0.5 * 16 * kd
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+                xb = _augment(xb, gen, flip=flip)
+            _step(model, teacher, opt, xb.to(dev).contiguous(memory_format=fmt), yb.to(dev), use_bf16, dev)
             sched.step()
+            step += 1
+            if max_seconds is not None and step == probe:
+                spent = time.perf_counter() - start
+                plan["steps"] = max(probe + 1, int(max_seconds / (spent / probe)))
         if on_epoch is not None:
-            on_epoch(epoch)
+            on_epoch(step // per_epoch)
+    if stats is not None:
+        stats.update(steps=step, epochs=round(step / per_epoch, 2), seconds=round(time.perf_counter() - start, 1))
     # A short fine-tune leaves BN running stats dominated by the pre-training
     # values (momentum 0.1 over few batches); re-estimate them on clean inputs,
     # drawn at random: a split read from class folders is sorted by class.
     pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:1024]
     model = model.to(memory_format=torch.contiguous_format)
     return adapt_bn(model.cpu(), x[pick])
+
+
+def _step(model: nn.Module, teacher: nn.Module | None, opt, xb: torch.Tensor, yb: torch.Tensor, bf16: bool,
+          dev: torch.device) -> None:
+    """One SGD step: cross-entropy, plus temperature-4 distillation from ``teacher`` where given."""
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(xb)
+        t = None
+        if teacher is not None:
+            with torch.no_grad():
+                t = teacher(xb)
+    loss = nn.functional.cross_entropy(logits.float(), yb)
+    if t is not None:
+        kd = nn.functional.kl_div(nn.functional.log_softmax(logits.float() / 4, 1),
+                                  nn.functional.softmax(t.float() / 4, 1), reduction="batchmean")
+        loss = 0.5 * loss + 0.5 * 16 * kd
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def distill_score(model: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, val_x: torch.Tensor,
@@ -142,10 +187,11 @@ def distill_score(model: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torc
     return evaluate(model, val_x, val_y)
 
 
-def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 2, flip: bool = False) -> torch.Tensor:
     """Each image shifted by its own random offset of up to ``pad`` pixels (a crop of the zero-padded image).
 
-    No flips: a left/right arrow, a mirrored digit or a traffic sign would change class.
+    Flips only where the user allows them (``--augment flip``): a left/right
+    arrow, a mirrored digit or a traffic sign would change class.
     """
     n, c, h, w = xb.shape
     padded = nn.functional.pad(xb, (pad, pad, pad, pad))
@@ -153,11 +199,20 @@ def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tens
     rows = (dy[:, None] + torch.arange(h))[:, :, None]  # n, h, 1
     cols = (dx[:, None] + torch.arange(w))[:, None, :]  # n, 1, w
     out = padded[torch.arange(n)[:, None, None], :, rows, cols]  # n, h, w, c
-    return out.permute(0, 3, 1, 2).contiguous()
+    out = out.permute(0, 3, 1, 2).contiguous()
+    if flip:
+        mirror = torch.rand(n, generator=gen) < 0.5
+        out[mirror] = out[mirror].flip(3)
+    return out
 
 
 def evaluate_onnx(model_bytes: bytes, x: torch.Tensor, y: torch.Tensor, threads: int = 0) -> float:
-    """Top-1 accuracy (percent) of an ONNX model (fp32, fp16 or QDQ int8) run by ONNX Runtime on the CPU.
+    """Top-1 accuracy (percent) of an ONNX model; see :func:`correct_onnx`."""
+    return 100.0 * float(correct_onnx(model_bytes, x, y, threads).sum()) / max(1, len(x))
+
+
+def correct_onnx(model_bytes: bytes, x: torch.Tensor, y: torch.Tensor, threads: int = 0):
+    """Per-image top-1 right/wrong (numpy bool) of an ONNX model (fp32, fp16 or QDQ int8) run by ONNX Runtime.
 
     The file evaluated is the file measured and shipped: a static-batch model
     runs one image at a time, a dynamic-batch one in batches of 256.
@@ -172,12 +227,12 @@ def evaluate_onnx(model_bytes: bytes, x: torch.Tensor, y: torch.Tensor, threads:
     fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
     step = fixed or 256
     xs, ys = x.numpy().astype(np.float32), y.numpy()
-    correct = 0
+    right = []
     for i in range(0, len(xs), step):
         xb = xs[i : i + step]
         n = len(xb)
         if fixed and n < fixed:  # a fixed batch size: pad the last batch, score only the real images
             xb = np.concatenate([xb, np.repeat(xb[-1:], fixed - n, 0)])
         out = sess.run(None, {inp.name: xb})[0][:n]
-        correct += int((out.argmax(1) == ys[i : i + n]).sum())
-    return 100.0 * correct / max(1, len(xs))
+        right.append(out.argmax(1) == ys[i : i + n])
+    return np.concatenate(right) if right else np.zeros(0, dtype=bool)

@@ -11,7 +11,9 @@ a time (a lock in the run folder).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +25,7 @@ from scbp_edge.build.prepare import Prepared, adapt_classifier, prepare
 from scbp_edge.build.stages import derive_stage, profile_stage
 from scbp_edge.build.train import train_stage
 from scbp_edge.errors import RunError, ScbpError
-from scbp_edge.store import RunLock, RunStore
+from scbp_edge.store import RunLock, RunStore, disk_full
 
 __all__ = ["BuildConfig", "BuildInterrupted", "build", "new_run_dir"]
 
@@ -71,6 +73,7 @@ def _init_store(store: RunStore, cfg: BuildConfig, prep: Prepared) -> None:
     store.set_meta("precisions", prep.precisions)
     store.set_meta("fingerprints", prep.fingerprints())
     store.set_meta("notes", prep.notes)
+    store.set_meta("data", prep.data_counts())
     store.set_meta("seed", prep.wb.seed.spec.to_dict())
     store.set_meta("segmentation", prep.wb.segmentation.to_dict())
     store.set_meta("created", dt.datetime.now().isoformat(timespec="seconds"))
@@ -129,6 +132,14 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
             lock.release()
     except KeyboardInterrupt:
         raise BuildInterrupted(run_dir) from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC and run_dir is not None:
+            raise disk_full(run_dir) from None
+        raise
+    except sqlite3.OperationalError as exc:  # SQLITE_FULL on a commit: the file is intact, the disk is not
+        if "full" in str(exc) and run_dir is not None:
+            raise disk_full(run_dir) from None
+        raise
     return run_dir
 
 
@@ -148,8 +159,10 @@ def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> No
         with _timed(store, "train"):
             train_stage(prep, store, run_dir, cfg, executor)
     finally:  # an interrupted training still leaves a report that says so
-        write_reports(run_dir, store)
+        rep = write_reports(run_dir, store)
     _fail_if_nothing_measured(store, run_dir)
+    if rep["selection"]["id"] is None:  # a limit nothing met is a failed build, not a success without a model
+        raise RunError(f"no model selected: {rep['selection']['reason']} (the report is in {run_dir})")
 
 
 @contextmanager

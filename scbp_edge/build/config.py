@@ -17,6 +17,8 @@ from scbp_edge.rank import Constraints
 EXECUTORS = ("local", "ray")
 INITS = ("inherit", "scratch")
 PROXIES = ("adabn", "distill")
+CRITERIA = ("l1", "taylor", "activation")
+AUGMENTS = ("shift", "flip")  # the same tuple as derive.tp_adapter.CRITERIA (that module imports TP)
 
 
 @dataclass
@@ -44,13 +46,17 @@ class BuildConfig:
     distill: bool = True  # pruned networks learn from the seed while fine-tuning (benchmarks/results/scbp_vs_peers.md)
     init: str = "inherit"
     lr: float = 0.02
+    augment: str = "shift"  # "flip": horizontal flips too, where mirrored images keep their class
+    train_minutes: float | None = None  # the fine-tune stage's time budget, shared equally (instead of --epochs)
     devices: list[str] = field(default_factory=list)
     executor: str = "local"
     ray_address: str | None = None
     retries: int = 2
     measure_budget: int | None = None
     precisions: list[str] | None = None  # None: the target's, within what its runtime can run
-    calib_images: int = 512  # int8 calibration images, from the train split
+    calib_images: int = 512  # int8 calibration and reconstruction images, from the train split
+    reconstruct: bool = True  # re-solve every derived network's weights against the seed (derive/reconstruct.py)
+    criterion: str = "l1"  # how a group's kept channels are chosen (benchmarks/results/reconstruct.md)
     calibration: str = "minmax"
     qat_epochs: int = 0  # quantization-aware fine-tuning when post-training int8 loses more than qat_threshold
     qat_threshold: float = 0.5
@@ -82,10 +88,13 @@ class BuildConfig:
                                  ("--num-classes", self.seed.num_classes, 2)):
             if value is not None and value < low:
                 raise ScbpError(f"{flag} {value} must be at least {low}")
+        if self.criterion != "l1" and not self.data:
+            raise ScbpError(f"--criterion {self.criterion} chooses channels with data: give --data, or use l1")
         if self.top_k > 0 and self.epochs == 0 and self.data:
             raise ScbpError("--epochs 0 trains nothing: give --epochs 1 or more, or --top-k 0 to skip training")
         for flag, value, choices in (("--executor", self.executor, EXECUTORS), ("--init", self.init, INITS),
-                                     ("--proxy", self.proxy, PROXIES)):
+                                     ("--proxy", self.proxy, PROXIES), ("--criterion", self.criterion, CRITERIA),
+                                     ("--augment", self.augment, AUGMENTS)):
             if value not in choices:
                 raise ScbpError(f"{flag} '{value}' is not one of {', '.join(choices)}")
         from scbp_edge.export.int8 import CALIBRATION
@@ -94,7 +103,10 @@ class BuildConfig:
             raise ScbpError(f"--calibration '{self.calibration}' is not one of {', '.join(CALIBRATION)}")
         if not (0 < self.val_fraction < 1):
             raise ScbpError(f"--val-fraction {self.val_fraction} must be between 0 and 1")
-        for flag, value in (("--lr", self.lr), ("--qat-threshold", self.qat_threshold)):
-            if not math.isfinite(value) or value <= 0:
-                raise ScbpError(f"{flag} {value} must be a positive number")
+        if self.train_minutes is not None and (not math.isfinite(self.train_minutes) or self.train_minutes <= 0):
+            raise ScbpError(f"--train-minutes {self.train_minutes} must be a positive number of minutes")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ScbpError(f"--lr {self.lr} must be a positive number")
+        if not math.isfinite(self.qat_threshold) or self.qat_threshold < 0:
+            raise ScbpError(f"--qat-threshold {self.qat_threshold} must be 0 (always run QAT) or more points")
         self.constraints.validate()

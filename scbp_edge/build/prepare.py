@@ -33,6 +33,21 @@ class Prepared:
     space: list[Candidate]
     notes: list[str]
 
+    def payload(self, cfg: BuildConfig) -> dict[str, Any]:
+        """What every task needs to rebuild this build's seed, channel choice and reconstruction."""
+        from scbp_edge.tasks import seed_payload
+
+        calib = None if self.data is None else {"x": self.data["calib_x"], "y": self.data["calib_y"],
+                                                 "criterion": cfg.criterion, "reconstruct": cfg.reconstruct}
+        return seed_payload(self.wb, calib)
+
+    def data_counts(self) -> dict[str, Any] | None:
+        """Images per split and the files left out, for the report."""
+        if self.data is None:
+            return None
+        return {"train": len(self.data["train"]), "val": len(self.data["val_y"]), "test": len(self.data["test"]),
+                "skipped": self.data["skipped_files"]}
+
     def fingerprints(self) -> dict[str, Any]:
         """What makes two runs comparable: weights, data, classes, target, precisions (compare checks them)."""
         import hashlib
@@ -86,6 +101,11 @@ def resolve(cfg: BuildConfig) -> tuple[Target, Runtime, list[str], list[str]]:
         notes.append("int8 not searched: calibration needs --data")
         if not precisions:
             raise ScbpError(f"target '{target.name}' searches only int8, which needs --data to calibrate")
+    if cfg.constraints.max_energy_mj is not None and not cfg.devices:
+        why = runtime.energy_problem(target)
+        if why:
+            raise TargetError(f"--max-energy-mj needs a power sensor, and none can be read here: {why}; drop the "
+                              "limit, or build for a target that measures energy")
     if cfg.devices:  # an unreachable device is bad input: say so before any work, not after deriving
         from scbp_edge.remote.pool import preflight
 
@@ -105,6 +125,11 @@ def prepare(cfg: BuildConfig) -> Prepared:
         opts.round_to = target.round_to
     wb = _workbench(opts, cfg)
     data = load_data(cfg, wb)
+    if data is None:
+        skipped = [what for what, on in (("the distillation proxy (--proxy distill)", cfg.proxy == "distill"),
+                                         ("fine-tuning", cfg.top_k > 0), ("reconstruction", cfg.reconstruct)) if on]
+        if skipped:
+            notes.append(f"without data (--data none), {', '.join(skipped)} did not run and no accuracy is claimed")
     with console.status("enumerating the candidate space"):
         space = wb.space(cfg.ratios, monotone=cfg.monotone, exclude=cfg.exclude, limit=cfg.limit,
                          sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs)
@@ -119,7 +144,9 @@ def _workbench(opts: SeedOptions, cfg: BuildConfig) -> Workbench:
                and (opts.weights is None or opts.in_channels == 1))
     if not default:
         return Workbench(opts)
-    if opts.weights is None:
+    if opts.weights is None and defaults.cached_seed_path().is_file():
+        opts.weights = str(defaults.cached_seed_path())  # no progress bar for work that is not done
+    elif opts.weights is None:
         with progress() as prog:
             task = prog.add_task("training the default seed on digits (once; cached)", total=defaults.RECIPE["epochs"])
             opts.weights = str(defaults.default_seed_weights(progress=lambda _e: prog.advance(task)))
@@ -145,15 +172,20 @@ def load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
         train, test = load_dataset(cfg.data, spec.input_shape[1:], spec.input_shape[0])
     for note in dict.fromkeys(train.notes + test.notes):
         console.print(f"warning: {note}", markup=False)
+    skipped = train.skipped + test.skipped
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        console.print(f"warning: {len(skipped)} image(s) could not be read and are left out: "
+                      f"{', '.join(skipped[:3])}{more}", markup=False)
     rest, val = split_val(train, cfg.val_fraction, 0)
     if len(val) == 0:
         console.print("warning: the validation split is empty (one image per class?): proxy accuracy is n/a; "
                       "add images or raise --val-fraction", markup=False)
     bn_x, _ = rest.subset(_sample(len(rest), cfg.bn_images, 1)).tensors(spec.mean, spec.std)
-    calib_x, _ = rest.subset(_sample(len(rest), cfg.calib_images, 2)).tensors(spec.mean, spec.std)
+    calib_x, calib_y = rest.subset(_sample(len(rest), cfg.calib_images, 2)).tensors(spec.mean, spec.std)
     val_x, val_y = val.tensors(spec.mean, spec.std)
-    return {"bn_x": bn_x, "val_x": val_x, "val_y": val_y, "calib_x": calib_x,
-            "skipped": len(train.skipped) + len(test.skipped), "train": rest, "test": test}
+    return {"bn_x": bn_x, "val_x": val_x, "val_y": val_y, "calib_x": calib_x, "calib_y": calib_y,
+            "skipped": len(skipped), "skipped_files": skipped, "train": rest, "test": test}
 
 
 def adapt_classifier(wb: Workbench, data: dict[str, Any], cfg: BuildConfig, run_dir: Path) -> tuple[Workbench, dict]:

@@ -27,7 +27,7 @@ def by_network(cands: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig, executor) -> None:
     """Derive, score, export and quantize every network with a pending candidate."""
-    from scbp_edge.tasks import evaluate_network, seed_payload
+    from scbp_edge.tasks import evaluate_network
 
     nets = {n: rows for n, rows in by_network(store.candidates()).items()
             if any(r["status"] == "pending" for r in rows)}
@@ -43,16 +43,33 @@ def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfi
         task = prog.add_task(f"derive + proxy + export ({'/'.join(prep.precisions)}, {executor.name})",
                              total=len(nets))
 
+        told: set[str] = set()
+
         def on_result(net: str, res: dict[str, Any] | None, err: str | None) -> None:
             _commit_network(store, run_dir, wb, nets[net], res, err)
             prog.advance(task)
+            _tell_once(net, res, told)
             stop.check()  # committed first: a stop never loses a finished network
 
         jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows]})
                 for n, rows in nets.items()]
-        shared = {"payload": seed_payload(wb), "data": proxy, "dynamic_batch": cfg.dynamic_batch,
+        shared = {"payload": prep.payload(cfg), "data": proxy, "dynamic_batch": cfg.dynamic_batch,
                   "seed_params": seed_params, "keep_model": keep, "int8": int8_settings(cfg, prep)}
         executor.map(evaluate_network, jobs, shared, on_result)
+
+
+def _tell_once(net: str, res: dict[str, Any] | None, told: set[str]) -> None:
+    """Print a reconstruction notice (stronger ridge, inherited layers) once per kind and build."""
+    from scbp_edge.build.ui import console
+    from scbp_edge.derive.reconstruct import Reconstruction
+
+    if not res or not res.get("ok") or not res.get("reconstruction"):
+        return
+    rec = Reconstruction.from_dict(res["reconstruction"])
+    kind = (bool(rec.strong_ridge), bool(rec.kept_l1))
+    if any(kind) and str(kind) not in told:  # once per kind of notice, not once per network
+        told.add(str(kind))
+        console.print(f"note: {rec.notice()} ({net}; said once per build)", markup=False)
 
 
 def int8_settings(cfg: BuildConfig, prep: Prepared) -> dict[str, str]:
@@ -72,7 +89,8 @@ def _commit_network(store: RunStore, run_dir: Path, wb, rows: list[dict[str, Any
         from scbp_edge.derive.io import write_derived
 
         write_derived(run_dir / "models" / f"{net}.pt", res["state"], wb.seed.spec, ignored=res["ignored"],
-                      keep=res["keep"], ratios=res["ratios"], candidate_id=net)
+                      keep=res["keep"], ratios=res["ratios"], candidate_id=net,
+                      extra={"reconstruction": res["reconstruction"], "criterion": res["criterion"]})
     for r in rows:
         v = res["variants"][r["precision"]]
         if not v["ok"]:
@@ -84,6 +102,7 @@ def _commit_network(store: RunStore, run_dir: Path, wb, rows: list[dict[str, Any
             path.write_bytes(v["bytes"])
             info.update(size_bytes=len(v["bytes"]), calibration=v["calibration"])
         acc = {k: val for k, val in v.items() if k not in ("ok", "bytes", "calibration")}
+        acc["reconstruction"] = res["reconstruction"]  # what the scored (and shipped) weights went through
         static = dict(r["static"] or {}, **res["static"], segment_macs=res["segment_macs"])
         store.update(r["id"], status="exported", onnx=info, accuracy=acc, static=static, stage=None, error=None)
 
@@ -94,12 +113,10 @@ def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Pa
     if not todo:
         return
     target, runtime = prep.target, prep.runtime
-    n = min(len(todo), cfg.measure_budget) if cfg.measure_budget else len(todo)
-    rounds = target.measure.rounds * ((n + cfg.chunk - 1) // cfg.chunk)
-    with progress() as prog:
-        loaded = prog.add_task(runtime.loading, total=n)
-        task = prog.add_task(f"measuring on {target.name} (interleaved rounds)", total=rounds)
-        done = prog.add_task("candidates measured", total=n)
+    with progress() as prog:  # totals grow with each measuring call: a budget measures in several
+        loaded = prog.add_task(runtime.loading, total=0)
+        task = prog.add_task(f"measuring on {target.name} (interleaved rounds)", total=0)
+        done = prog.add_task("candidates measured", total=0)
         got: dict[str, float] = {}
 
         def on_result(cid: str, m, err: str | None) -> None:
@@ -130,11 +147,16 @@ def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Pa
             from scbp_edge.measure import measure_items
 
             items = []
+            prog.update(done, total=prog.tasks[done].total + len(ids))
             for cid in ids:
                 try:
                     items.append(item(cid))
                 except ScbpError as exc:
                     store.fail(cid, "compile", str(exc))
+                    prog.advance(done)
+            chunks = (len(items) + cfg.chunk - 1) // cfg.chunk
+            prog.update(loaded, total=prog.tasks[loaded].total + len(items))
+            prog.update(task, total=prog.tasks[task].total + target.measure.rounds * chunks)
             measure_items(items, target, runtime, cfg.devices, chunk=cfg.chunk, on_result=on_result,
                           on_round=lambda: prog.advance(task), on_ready=lambda: prog.advance(loaded),
                           reference=reference)

@@ -40,60 +40,97 @@ def train_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig
     todo = [n for n in wanted if any(c["trained"] is None and c["status"] == "measured" for c in nets[n])]
     store.set_meta("training", {"state": "running", "networks": wanted, "why": picks,
                                 "done": [n for n in wanted if n not in todo]})
-    if todo:
-        _fine_tune(prep, store, run_dir, cfg, executor, {n: nets[n] for n in todo})
+    seconds = cfg.train_minutes * 60 / len(wanted) if cfg.train_minutes else None  # an equal share each
+    # The seed first: the pruned networks learn from the better of it and the seed as it came.
+    first = [n for n in todo if n == seed_net]
+    if first:
+        _fine_tune(prep, store, run_dir, cfg, executor, {n: nets[n] for n in first}, seconds, None)
+    rest = [n for n in todo if n != seed_net]
+    if rest:
+        teacher = _teacher(prep, store, run_dir, seed_net) if cfg.distill else None
+        _fine_tune(prep, store, run_dir, cfg, executor, {n: nets[n] for n in rest}, seconds, teacher)
     store.set_meta("training", {"state": "done", "networks": wanted, "why": picks, "done": wanted})
 
 
+def _teacher(prep: Prepared, store: RunStore, run_dir: Path, seed_net: str | None) -> dict[str, Any] | None:
+    """The fine-tuned seed's weights where it beats the seed as it came on the validation split, else None.
+
+    On a user's own data the seed fine-tuned there is usually the stronger
+    teacher (benchmarks/results/recipe.md); the choice is kept in the run.
+    """
+    from scbp_edge.accuracy import evaluate
+    from scbp_edge.derive.io import load_derived
+
+    path = run_dir / "trained" / f"{seed_net}.pt"
+    if seed_net is None or not path.is_file() or len(prep.data["val_y"]) == 0:
+        store.set_meta("teacher", {"chosen": "seed", "why": "no fine-tuned seed or no validation split"})
+        return None
+    tuned, _ = load_derived(path)
+    vx, vy = prep.data["val_x"], prep.data["val_y"]
+    scores = {"seed": evaluate(prep.wb.seed.model, vx, vy), "fine-tuned seed": evaluate(tuned, vx, vy)}
+    chosen = "fine-tuned seed" if scores["fine-tuned seed"] >= scores["seed"] else "seed"
+    store.set_meta("teacher", {"chosen": chosen, "validation_accuracy": scores, "val_images": len(vy)})
+    return tuned.state_dict() if chosen != "seed" else None
+
+
 def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig, executor,
-               nets: dict[str, list[dict[str, Any]]]) -> None:
+               nets: dict[str, list[dict[str, Any]]], seconds: float | None,
+               teacher: dict[str, Any] | None) -> None:
     from scbp_edge.derive.io import write_derived
-    from scbp_edge.tasks import seed_payload, train_network
+    from scbp_edge.tasks import train_network
 
     spec = prep.wb.seed.spec
     x, y = prep.data["train"].tensors(spec.mean, spec.std)
     tx, ty = prep.data["test"].tensors(spec.mean, spec.std)
     (run_dir / "trained").mkdir(exist_ok=True)
     done: list[str] = []
+    per = 1 if seconds else cfg.epochs  # a time budget: the epochs that fit are known only while training
+    budget = f"{seconds / 60:.1f} min each" if seconds else f"{cfg.epochs} epochs"
     with progress() as prog:
-        task = prog.add_task(f"fine-tuning {len(nets)} networks x {cfg.epochs} epochs ({executor.name})",
-                             total=len(nets) * cfg.epochs)
+        task = prog.add_task(f"fine-tuning {len(nets)} network(s) x {budget} ({executor.name})",
+                             total=len(nets) * per)
 
         def on_result(net: str, res: dict[str, Any] | None, err: str | None) -> None:
             done.append(net)
-            prog.update(task, completed=len(done) * cfg.epochs)
+            prog.update(task, completed=len(done) * per)
             rows = nets[net]
             if res is None:
                 for r in rows:
                     store.update(r["id"], stage="train", error=err)
                 return
             write_derived(run_dir / "trained" / f"{net}.pt", res["state"], spec, ignored=res["ignored"],
-                          keep=res["keep"], ratios=rows[0]["ratios"], candidate_id=net)
+                          keep=res["keep"], ratios=rows[0]["ratios"], candidate_id=net,
+                          extra={"reconstruction": res["reconstruction"], "criterion": res["criterion"],
+                                 "trained": res["trained"], "teacher": res["teacher"]})
             (run_dir / "trained" / f"{net}.onnx").write_bytes(res["onnx"]["bytes"])
             for r in rows:
                 _commit_trained(store, run_dir, cfg, net, r, res)
 
-        shared = {"payload": seed_payload(prep.wb), "epochs": cfg.epochs, "lr": cfg.lr, "init": cfg.init,
+        shared = {"payload": prep.payload(cfg), "epochs": cfg.epochs, "lr": cfg.lr, "init": cfg.init,
                   "distill": cfg.distill, "int8": int8_settings(cfg, prep), "qat_epochs": cfg.qat_epochs,
-                  "qat_threshold": cfg.qat_threshold,
+                  "qat_threshold": cfg.qat_threshold, "flip": cfg.augment == "flip", "seconds": seconds,
+                  "teacher_state": teacher,
                   "train": {"x": x, "y": y, "test_x": tx, "test_y": ty, "calib_x": prep.data["calib_x"]}}
         jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows]})
                 for n, rows in nets.items()]
         executor.map(train_network, jobs, shared, on_result, gpu=True,
-                     on_progress=lambda: prog.advance(task))
+                     on_progress=None if seconds else lambda: prog.advance(task))
 
 
 def _commit_trained(store: RunStore, run_dir: Path, cfg: BuildConfig, net: str, row: dict[str, Any],
                     res: dict[str, Any]) -> None:
     per = res["per_precision"][row["precision"]]
     trained = {"fp32_test_accuracy": res["test_accuracy"], "test_accuracy_before": res["test_accuracy_before"],
-               "epochs": cfg.epochs, "init": cfg.init, "distill": cfg.distill, "lr": cfg.lr,
+               "epochs": res["trained"].get("epochs", cfg.epochs), "steps": res["trained"].get("steps"),
+               "train_seconds": res["trained"].get("seconds"), "init": cfg.init, "distill": cfg.distill,
+               "teacher": res["teacher"], "augment": cfg.augment, "lr": cfg.lr,
                "train_images": res["train_images"], "test_images": res["test_images"],
                "checkpoint": f"trained/{net}.pt", "onnx": f"trained/{net}.onnx"}
     if not per["ok"]:
         store.update(row["id"], stage=per["stage"], error=per["error"], trained=dict(trained, test_accuracy=None))
         return
     trained["test_accuracy"] = per["value"]
+    trained["test_correct"] = per.get("correct")  # per image: the report pairs it with the seed's (rank/stats.py)
     if "bytes" in per:  # its own artifact: the fine-tuned network quantized for this precision
         rel = f"trained/{net}_{row['precision']}.onnx"
         (run_dir / rel).write_bytes(per["bytes"])
@@ -104,7 +141,7 @@ def _commit_trained(store: RunStore, run_dir: Path, cfg: BuildConfig, net: str, 
 
 def _second_proxy(prep: Prepared, store: RunStore, cfg: BuildConfig, executor, networks: list[str]) -> None:
     """A short distillation fine-tune of each shortlisted network, scored on the validation split."""
-    from scbp_edge.tasks import distill_proxy, seed_payload
+    from scbp_edge.tasks import distill_proxy
 
     nets = by_network(store.candidates())
     todo = [n for n in networks if not all((c["accuracy"] or {}).get("distill") for c in nets[n])]
@@ -132,6 +169,6 @@ def _second_proxy(prep: Prepared, store: RunStore, cfg: BuildConfig, executor, n
                            kind=f"proxy: {res['steps']} distillation steps, then top-1 on validation split")
                 store.update(c["id"], accuracy=acc)
 
-        shared = {"payload": seed_payload(prep.wb), "train": {"x": x, "y": y},
+        shared = {"payload": prep.payload(cfg), "train": {"x": x, "y": y},
                   "val": {"x": prep.data["val_x"], "y": prep.data["val_y"], "bn_x": prep.data["bn_x"]}}
         executor.map(distill_proxy, [(n, {"ratios": nets[n][0]["ratios"]}) for n in todo], shared, on_result, gpu=True)

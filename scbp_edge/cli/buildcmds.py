@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from scbp_edge.cli.common import (
+    CalibImagesOpt,
     ClassesOpt,
+    CriterionOpt,
     DynamicBatchOpt,
     ExcludeOpt,
     InputOpt,
@@ -19,6 +21,7 @@ from scbp_edge.cli.common import (
     MaxParamsOpt,
     MonotoneOpt,
     RatiosOpt,
+    ReconstructOpt,
     SampleSeedOpt,
     SeedOpt,
     SegmentsOpt,
@@ -27,6 +30,7 @@ from scbp_edge.cli.common import (
     console,
     emit_json,
     out,
+    quiet_stdout,
 )
 
 
@@ -126,11 +130,12 @@ def build(
                                             "(without a latency budget)"),
     precision: str | None = typer.Option(None, "--precision", help="Precisions to search, e.g. fp32,int8 (default: "
                                          "the target's, within what its runtime runs)"),
-    calib_images: int = typer.Option(512, "--calib-images", help="int8 calibration images, from the train split"),
+    calib_images: int = CalibImagesOpt, reconstruct: bool = ReconstructOpt, criterion: str = CriterionOpt,
     calibration: str = typer.Option("minmax", "--calibration", help="int8 calibration: minmax | entropy | percentile"),
     qat_epochs: int = typer.Option(0, "--qat-epochs", help="Quantization-aware fine-tuning epochs when int8 loses "
                                    "more than --qat-threshold points (0: never)"),
-    qat_threshold: float = typer.Option(0.5, "--qat-threshold", help="int8 loss (points) that triggers QAT"),
+    qat_threshold: float = typer.Option(0.5, "--qat-threshold", help="int8 loss (points) that triggers QAT (0: "
+                                        "always, with --qat-epochs)"),
     dynamic_batch: bool = DynamicBatchOpt,
     keep_models: bool = typer.Option(False, "--keep-models", help="Also write each candidate's derived .pt"),
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
@@ -149,6 +154,10 @@ def build(
     proxy: str = typer.Option("adabn", "--proxy", help="adabn | distill: a short distillation of the shortlist "
                               "before picking what to fine-tune"),
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the picks and the seed"),
+    train_minutes: float | None = typer.Option(None, "--train-minutes", help="Time budget of the whole fine-tune "
+                                               "stage, shared equally by its networks (instead of --epochs)"),
+    augment: str = typer.Option("shift", "--augment", help="shift (per-image shifts) | flip (shifts and horizontal "
+                                "flips: only where a mirrored image keeps its class)"),
     distill: bool = typer.Option(True, "--distill/--no-distill",
                                  help="Pruned networks learn from the seed while fine-tuning (the seed itself: plain)"),
     init: str = typer.Option("inherit", "--init", help="inherit (seed's filters) or scratch"),
@@ -160,6 +169,7 @@ def build(
     from scbp_edge.build import BuildConfig
     from scbp_edge.build import build as run_build
     from scbp_edge.rank import Constraints
+    from scbp_edge.space import split_list
 
     opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
                        trace_timeout=trace_timeout)
@@ -167,14 +177,17 @@ def build(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
         sample_seed=sample_seed, max_params=max_params, max_macs=max_macs,
         data=None if data in (None, "none") else data, dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k,
-        epochs=epochs, distill=distill, init=init, measure_budget=measure_budget, devices=device, executor=executor,
+        epochs=epochs, train_minutes=train_minutes, augment=augment, distill=distill, init=init,
+        measure_budget=measure_budget, devices=device, executor=executor,
         ray_address=ray_address, retries=retries, keep_models=keep_models, calib_images=calib_images,
+        reconstruct=reconstruct, criterion=criterion,
         calibration=calibration, qat_epochs=qat_epochs, qat_threshold=qat_threshold, proxy=proxy, margin=margin,
-        precisions=[p.strip() for p in precision.split(",") if p.strip()] if precision else None,
+        precisions=None if precision is None else split_list(precision, "--precision", "fp32,int8"),
         constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop, max_energy_mj,
                                 speedup),
     )
-    run_dir = run_build(cfg, runs=runs, resume=resume)
+    with quiet_stdout(json_out):
+        run_dir = run_build(cfg, runs=runs, resume=resume)
     rep = json.loads((run_dir / "report.json").read_text())
     if json_out:
         emit_json({"run_dir": str(run_dir), "selection": rep["selection"], "counts": rep["counts"]})

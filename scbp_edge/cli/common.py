@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import typer
@@ -16,6 +19,25 @@ out = Console()
 def emit_json(obj: Any) -> None:
     """Machine-readable output on stdout (and nothing else there)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def _fd1_to_stderr() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def quiet_stdout(json_out: bool):
+    """With --json, everything else written to stdout (libraries' prints, C code) goes to stderr meanwhile:
+    stdout holds only the JSON document."""
+    return _fd1_to_stderr() if json_out else nullcontext()
 
 
 def human(n: float | int | None, unit: str = "") -> str:
@@ -48,3 +70,9 @@ InputOpt = typer.Option(None, "--input-size", help="Input side in pixels (defaul
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout")
 TraceTimeoutOpt = typer.Option(180.0, "--trace-timeout", help="Seconds each trace of the seed may take (0: no "
                                "bound); a slow one stops with the stage and module it was in")
+CalibImagesOpt = typer.Option(512, "--calib-images", help="Training images for reconstruction and int8 "
+                              "calibration")
+ReconstructOpt = typer.Option(True, "--reconstruct/--no-reconstruct", help="Re-solve each pruned network's "
+                              "weights against the seed on --calib-images (needs --data)")
+CriterionOpt = typer.Option("l1", "--criterion", help="Which channels a pruned layer keeps: l1 (largest filters), "
+                            "taylor or activation (both measured on --data)")

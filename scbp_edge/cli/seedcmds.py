@@ -9,7 +9,9 @@ from rich.table import Table
 
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.cli.common import (
+    CalibImagesOpt,
     ClassesOpt,
+    CriterionOpt,
     DynamicBatchOpt,
     ExcludeOpt,
     InputOpt,
@@ -19,6 +21,7 @@ from scbp_edge.cli.common import (
     MaxParamsOpt,
     MonotoneOpt,
     RatiosOpt,
+    ReconstructOpt,
     RoundOpt,
     SampleSeedOpt,
     SeedOpt,
@@ -29,6 +32,7 @@ from scbp_edge.cli.common import (
     emit_json,
     human,
     out,
+    quiet_stdout,
 )
 from scbp_edge.seeds import known_seeds
 from scbp_edge.space import parse_config
@@ -129,28 +133,54 @@ def derive(
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt, round_to: int = RoundOpt,
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
     dynamic_batch: bool = DynamicBatchOpt,
+    data: str | None = typer.Option(None, "--data", help="Training images to choose channels and re-solve weights "
+                                    "on: 'digits' or a folder with train/ (without it the weights are inherited)"),
+    calib_images: int = CalibImagesOpt, reconstruct: bool = ReconstructOpt, criterion: str = CriterionOpt,
     json_out: bool = JsonOpt, trace_timeout: float = TraceTimeoutOpt,
 ) -> None:
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
+    from scbp_edge.api import calibration_images
+    from scbp_edge.errors import ScbpError
+
+    if calib_images < 1:
+        raise ScbpError(f"--calib-images {calib_images} must be at least 1")
     with console.status(f"tracing {seed} and analysing its channel dependencies"):
         wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
                                    trace_timeout=trace_timeout))
         _ = wb.deriver  # the analysis, under the spinner
     ratios = parse_config(config, wb.num_segments)
+    if data is not None and data != "none":
+        with console.status(f"reading '{data}' and computing the seed's outputs on {calib_images} images"):
+            x, y = calibration_images(wb.seed.spec, data, calib_images)
+            wb.calibrate(x, y, criterion=criterion, reconstruct=reconstruct)
+    elif criterion != "l1":
+        raise ScbpError(f"--criterion {criterion} chooses channels with data: give --data, or use l1")
     same = [i for i, r in enumerate(ratios) if r and wb.deriver.plan(ratios) == wb.deriver.plan(
         [0.0 if j == i else x for j, x in enumerate(ratios)])]
     for i in same:
         console.print(f"note: ratio {ratios[i]:g} of segment {i} changes nothing (its widths round back to the "
                       "seed's, or it has no prunable group)", markup=False)
-    cand, model = wb.candidate(ratios)
+    with console.status("deriving" + (" and reconstructing" if data and data != "none" and reconstruct else "")), \
+            quiet_stdout(json_out):
+        cand, model = wb.candidate(ratios)
     if output.suffix == ".onnx":
         from scbp_edge.export.onnx import export_onnx
 
         info = export_onnx(model, wb.seed.spec.input_shape, output, dynamic_batch=dynamic_batch)
         cand.extra["onnx"] = info.to_dict()
     else:
-        wb.save(ratios, output)
+        wb.write(cand, model, output)
     if json_out:
         emit_json({**cand.to_dict(), "output": str(output)})
     else:
-        console.print(f"wrote {output}: {cand.id}, {human(cand.params)} params, {human(cand.macs)} MACs")
+        console.print(f"wrote {output}: {cand.id}, {human(cand.params)} params, {human(cand.macs)} MACs; "
+                      f"{_reconstruction_line(cand.extra['reconstruction'])}", markup=False)
+
+
+def _reconstruction_line(rec: dict) -> str:
+    """What reconstruction did, in one phrase for the terminal."""
+    if not rec["applied"]:
+        return f"weights inherited (reconstruction: {rec['reason']})"
+    kept = f", {len(rec['kept_l1'])} kept their inherited weights" if rec["kept_l1"] else ""
+    return (f"{rec['layers']} layers re-solved on {rec['images']} images in {rec['seconds']:.1f} s (output error "
+            f"{rec['error_before']:.3f} -> {rec['error_after']:.3f}){kept}")

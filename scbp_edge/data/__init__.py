@@ -113,8 +113,8 @@ def read_split(path: str | Path, size: tuple[int, int], channels: int = 3) -> Im
         try:
             images.append(_decode(blob, size, channels))
             names.append(cls)
-        except Exception:  # noqa: BLE001 - PIL raises many types for bad files; skip and count
-            skipped.append(name)
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files; skip, count and name
+            skipped.append(f"{name} ({_why(exc)})")
     if not images:
         raise DataError(f"no readable images in '{path}' (expected <class>/<image> files)")
     classes = sorted(set(names))
@@ -123,6 +123,16 @@ def read_split(path: str | Path, size: tuple[int, int], channels: int = 3) -> Im
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[c] for c in names], dtype=np.int64)
     return ImageSet(np.stack(images), labels, classes, skipped, notes)
+
+
+def _why(exc: Exception) -> str:
+    """A skipped image's reason in a few words (PIL's messages name its own internals)."""
+    from scbp_edge.serving.image import ImageError
+
+    if isinstance(exc, ImageError):
+        return str(exc).split(";")[0][:80]
+    text = str(exc).lower()
+    return "truncated" if "truncat" in text else "not a readable image"
 
 
 def _class_folders(path: Path) -> set[str]:
@@ -182,6 +192,9 @@ def load_dataset(spec: str, size: tuple[int, int], channels: int) -> tuple[Image
         raise DataError(f"--data '{spec}' is neither 'digits' nor a folder holding train/ and val/ or test/")
     train = read_split(find_split(root, "train"), size, channels)
     test = read_split(find_split(root, "test"), size, channels)
+    if len(train.classes) < 2:
+        raise DataError(f"--data '{root}' has one class ({train.classes[0]}): every image would be classified right, "
+                        "so accuracy means nothing; give at least two class folders")
     if train.classes != test.classes:
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))

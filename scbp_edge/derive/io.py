@@ -30,10 +30,11 @@ def save_derived(
     keep: dict[str, int],
     ratios: list[float],
     candidate_id: str,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` with everything needed to rebuild it (see module docstring)."""
     return write_derived(path, model.state_dict(), spec, ignored=ignored, keep=keep, ratios=ratios,
-                         candidate_id=candidate_id)
+                         candidate_id=candidate_id, extra=extra)
 
 
 def write_derived(
@@ -45,8 +46,12 @@ def write_derived(
     keep: dict[str, int],
     ratios: list[float],
     candidate_id: str,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Like :func:`save_derived`, from a state dict (e.g. one sent back by a remote worker)."""
+    """Like :func:`save_derived`, from a state dict (e.g. one sent back by a remote worker).
+
+    ``extra``: JSON-safe facts about the weights (how channels were chosen, what reconstruction did).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
@@ -56,6 +61,7 @@ def write_derived(
         "keep": dict(keep),
         "ratios": list(ratios),
         "candidate_id": candidate_id,
+        **(extra or {}),
     }
     torch.save({"meta": meta, "state_dict": state}, path)
     return path

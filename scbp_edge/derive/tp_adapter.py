@@ -57,6 +57,10 @@ class _OptionAPruner(tp.pruner.BasePruningFunc):
         return layer.in_channels
 
 
+#: how the channels a group keeps are chosen (PruningGraph.score)
+CRITERIA = ("l1", "taylor", "activation")
+
+
 class Unverifiable(DeriveError):
     """The masked-seed check does not apply to this network (a layer mixes channels, as LayerNorm does)."""
 
@@ -95,6 +99,7 @@ class PruningGraph:
         #: channel groups left at full width, and why (grouped convolutions, unscorable coupling)
         self.frozen: dict[str, str] = {}
         self._importance: dict[str, torch.Tensor] = {}
+        self.criterion = "l1"
         scorer = tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
         mods = dict(self._model.named_modules())
         ignored_mods = [m for name in ignored for m in mods[name].modules()]
@@ -118,6 +123,53 @@ class PruningGraph:
             channels = int(self._dg.get_out_channels(group[0].dep.target.module))
             self.groups.append(ChannelGroup(root, channels, outs))
             self._importance[root] = importance
+
+    def score(self, criterion: str, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
+        """Re-rank every group's channels by ``criterion`` (one of CRITERIA); the data-aware ones read (x, y).
+
+        ``l1`` keeps the largest filters (group L1, the default at construction);
+        ``taylor`` the channels whose removal changes the loss least (first-order
+        Taylor, weight x gradient, on the images and labels); ``activation`` the
+        channels whose inputs to the next layers are largest on the images.  The
+        benchmark that chose the default: benchmarks/results/reconstruct.md.
+        """
+        if criterion not in CRITERIA:
+            raise DeriveError(f"criterion '{criterion}' is not one of {', '.join(CRITERIA)}")
+        if criterion != "l1" and (x is None or (criterion == "taylor" and y is None)):
+            raise DeriveError(f"criterion '{criterion}' needs images{' and labels' if criterion == 'taylor' else ''}: "
+                              "give --data, or use --criterion l1")
+        mods = dict(self._model.named_modules())
+        if criterion == "l1":
+            scorer = tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
+            self._rescore(mods, scorer)
+        elif criterion == "taylor":
+            self._model.zero_grad(set_to_none=True)
+            step = _batch_for(x)
+            for i in range(0, len(x), step):  # eval mode: the seed's BN statistics, as deployed
+                nn.functional.cross_entropy(self._model(x[i : i + step]), y[i : i + step], reduction="sum").backward()
+            try:
+                self._rescore(mods, tp.importance.GroupTaylorImportance(group_reduction="mean", normalizer=None))
+            finally:
+                self._model.zero_grad(set_to_none=True)
+        else:
+            scorer = tp.importance.ActivationImportance(group_reduction="mean", normalizer=None)
+            with scorer.compute_importance(self._model), torch.no_grad():
+                self._model(x[: _batch_for(x)])  # one batch: Torch-Pruning's hook keeps the last call only
+            try:
+                self._rescore(mods, scorer)
+            finally:
+                for m in self._model.modules():
+                    m.__dict__.pop("_importance", None)
+        self.criterion = criterion
+
+    def _rescore(self, mods: dict[str, nn.Module], scorer) -> None:
+        for root in list(self._importance):
+            layer = mods[root]
+            handler = self._dg.get_pruner_of_module(layer).prune_out_channels
+            n = self._importance[root].numel()
+            imp = scorer(self._dg.get_pruning_group(layer, handler, idxs=list(range(n))))
+            if imp is not None and imp.numel() == n and torch.isfinite(imp).all():
+                self._importance[root] = imp.detach().clone()  # else: this group keeps its L1 ranking
 
     def _unprunable(self, group) -> str | None:
         """Why a channel group must keep its width: it feeds or leaves a grouped (not depthwise) convolution.
@@ -222,6 +274,31 @@ class PruningGraph:
                     _zero_out_channels(mods[name], [int(i) for i in idxs], name)
         return model.eval()
 
+    def kept_outputs(self, keep: dict[str, int]) -> dict[str, list[int]]:
+        """Seed output-channel indices that each layer (conv, linear, norm) keeps under ``keep``.
+
+        Layers whose outputs no group prunes are absent: they keep every channel.
+        The surgery keeps survivors in seed order, so index ``i`` of the pruned
+        layer is seed channel ``result[name][i]``.
+        """
+        dropped: dict[str, set[int]] = {}
+        seed_mods = dict(self._model.named_modules())
+        for root, k in keep.items():
+            _, drop = self._split(root, k)
+            if not drop:
+                continue
+            handler = self._dg.get_pruner_of_module(seed_mods[root]).prune_out_channels
+            for dep, idxs in self._dg.get_pruning_group(seed_mods[root], handler, idxs=drop):
+                name = self._names.get(dep.target.module)
+                if name is not None and self._dg.is_out_channel_pruning_fn(dep.handler):
+                    dropped.setdefault(name, set()).update(int(i) for i in idxs)
+        out = {}
+        for name, gone in dropped.items():
+            n = self._dg.get_out_channels(seed_mods[name])
+            if n is not None:
+                out[name] = [i for i in range(int(n)) if i not in gone]
+        return out
+
     def kept_indices(self, root: str, k: int) -> list[int]:
         """Seed channel indices that survive when group ``root`` keeps ``k`` channels."""
         return self._split(root, k)[0]
@@ -235,6 +312,11 @@ class PruningGraph:
         # Lowest-importance channels go; a stable sort keeps ties deterministic.
         order = torch.argsort(imp, stable=True)
         return sorted(order[n - k :].tolist()), sorted(order[: n - k].tolist())
+
+
+def _batch_for(x: torch.Tensor) -> int:
+    """Images per forward for scoring: 128 at CIFAR size, fewer for large inputs (activation memory)."""
+    return max(1, min(128, (1 << 22) // max(1, x[0].numel())))
 
 
 def _five_d_reshape(node) -> bool:  # noqa: ANN001 - a Torch-Pruning graph node

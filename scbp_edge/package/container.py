@@ -73,9 +73,19 @@ def _run(argv: list[str], what: str, timeout: float) -> str:
         raise RunError(f"{what} took longer than {timeout:.0f} s ({' '.join(argv[:3])} ...); "
                        "check the engine and the network, then retry") from None
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RunError(f"{what} failed ({argv[0]} exit {done.returncode}): {tail[0]}")
+        text = (done.stderr or done.stdout).strip()
+        tail = text.splitlines()[-1:] or ["no output"]
+        raise RunError(f"{what} failed ({argv[0]} exit {done.returncode}): {tail[0]}{_hint(argv[0], text)}")
     return done.stdout
+
+
+def _hint(engine: str, text: str) -> str:
+    """The cause and fix of podman failures that a host's settings cause, not the image."""
+    if "podman" in Path(engine).name and ("rlimit" in text or "cgroup" in text.lower()):
+        return ("; this host's podman cannot apply its default ulimits or cgroup manager (seen on VMs with hybrid "
+                "cgroups): point CONTAINERS_CONF at a file with [containers] default_ulimits = [] and [engine] "
+                "cgroup_manager = \"cgroupfs\", runtime = \"runc\" (README, Shipping), or use --engine docker")
+    return ""
 
 
 def build_image(context: Path, tag: str, engine: str, *, network: str | None = None, no_cache: bool = False,

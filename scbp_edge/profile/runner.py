@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from scbp_edge.errors import ProfileError
-from scbp_edge.records import BUSY_SHARE, MIN_QUIET_ROUNDS, NOISY_ROUND_CV, Energy, LatencyStats, Measurement, Paired
+from scbp_edge.records import BUSY_SHARE, MIN_QUIET_ROUNDS, Energy, LatencyStats, Measurement, Paired
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.targets import Target
 
 MB = 1024 * 1024
+SLOW_ROUND = 0.10  # a round whose median is this much above the worker's fastest clean round was disturbed
+MAX_EXTRA = 2  # rounds measured again for disturbed ones: at most this many times the target's rounds
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class _Worker:
     #: per round, the share of its timed wall clock a one-thread worker spent waiting for a core (else None)
     waited: list[float | None] = field(default_factory=list)
     inferences: int = 0  # over every round timed, also those later set aside as busy (energy covers them all)
+    kept: list[int] = field(default_factory=list)  # indices of the rounds the figures come from
+    measured: int = 0  # rounds timed in all
+    slowest: float | None = None  # slowest set-aside round's median / the fastest round's
+    disturbed: bool = False  # too few clean rounds to set the disturbed ones aside: the figures are noisy
     error: str | None = None
     stderr: deque = field(default_factory=lambda: deque(maxlen=200))  # last lines, drained while it runs
     pump: threading.Thread | None = None
@@ -140,19 +146,22 @@ def _finish(w: _Worker, target: Target, backend: Runtime, batch: int) -> Measure
     finally:
         w.proc.wait(timeout=30)
     peak, baseline = stop.get("peak_rss"), w.ready.get("baseline_rss")
-    samples = [x for r in w.rounds for x in r]
-    lat = LatencyStats.from_samples(samples, batch, w.rounds)
-    known = [x for x in w.waited if x is not None]
+    kept = [w.rounds[i] for i in (w.kept or range(len(w.rounds)))]
+    lat = LatencyStats.from_samples([x for r in kept for x in r], batch, kept)
+    known = [w.waited[i] for i in (w.kept or range(len(w.waited))) if i < len(w.waited) and w.waited[i] is not None]
     if known:
         lat.waited = max(known)
-        lat.noisy = lat.noisy or lat.waited > BUSY_SHARE
+    lat.noisy = w.disturbed
+    lat.rounds_measured = w.measured or len(w.rounds)
+    lat.rounds_set_aside = lat.rounds_measured - len(kept)
+    lat.slowest_round = w.slowest
     dev_mem = stop.get("device_memory_mb", w.ready.get("device_memory_mb"))
     return Measurement(
         target=target.name, backend=backend.name, threads=int(w.ready.get("threads") or target.threads), latency=lat,
         peak_rss_mb=peak / MB if peak else None, baseline_rss_mb=baseline / MB if baseline else None,
         memory_mb=(peak - baseline) / MB if peak and baseline else None,
         model_size_mb=w.ready.get("artifact_bytes", w.artifact.stat().st_size) / MB,
-        energy=_energy(w, target, (w.inferences or len(samples)) * batch), load_s=w.ready.get("load_s"),
+        energy=_energy(w, target, (w.inferences or lat.runs) * batch), load_s=w.ready.get("load_s"),
         device_memory_mb=dev_mem, info={**w.ready.get("info", {}), **stop.get("info", {})},
     )
 
@@ -184,11 +193,12 @@ def profile_interleaved(
 
     ``reference`` (the seed) is measured in every chunk too, so each
     candidate's speed-up is paired round by round with it (``Measurement.paired``).
-    When the rounds of a chunk disagree (round medians spread beyond
-    NOISY_ROUND_CV), or a one-thread worker waited for a core beyond BUSY_SHARE
-    of a round, the chunk is measured for as many rounds again; rounds in which
-    any worker waited are then set aside if enough quiet ones remain, and what
-    still disagrees or waited is flagged ``noisy``.
+    A round is disturbed when the one-thread worker waited for a core beyond
+    BUSY_SHARE of it, or its median lies SLOW_ROUND above the worker's fastest
+    clean round (:func:`_clean`).  The chunk gets more rounds until every worker
+    has ``target.measure.rounds`` clean ones (at most MAX_EXTRA times as many
+    again); each worker's disturbed rounds are then set aside, and only a worker
+    left with fewer than MIN_QUIET_ROUNDS clean rounds is flagged ``noisy``.
     """
     for start in range(0, len(items), chunk):
         part = list(items[start : start + chunk])
@@ -209,9 +219,13 @@ def profile_interleaved(
                     on_result(it.key, None, f"cannot start worker: {exc}")
         live = _ready(workers, target, backend, _quiet_ref(on_result), on_ready)
         _rounds(live, target, backend, _quiet_ref(on_result), on_round)
-        if any(_spread(w) > NOISY_ROUND_CV or _busy(w) for w in live):  # a busy moment: measure the chunk again
-            _rounds(live, target, backend, _quiet_ref(on_result), None)
-        _keep_quiet_rounds(live)
+        extra = 0  # disturbed rounds are measured again, within a bound: at most MAX_EXTRA times the rounds again
+        while extra < MAX_EXTRA * target.measure.rounds and any(
+                sum(_clean(w)) < target.measure.rounds for w in live):
+            _rounds(live, target, backend, _quiet_ref(on_result), None, count=1)
+            extra += 1
+        for w in live:
+            _set_aside_disturbed(w, min(MIN_QUIET_ROUNDS, target.measure.rounds))
         ref = next((w for w in live if reference is not None and w.key in (REF_KEY, reference.key)), None)
         for w in live:
             try:
@@ -225,7 +239,7 @@ def profile_interleaved(
                 continue
             m.device = device
             if ref is not None and reference is not None:
-                m.paired = paired(w.rounds, ref.rounds, reference.key)
+                m.paired = paired(w, ref, reference.key)
             on_result(w.key, m, None)
 
 
@@ -237,13 +251,18 @@ def _quiet_ref(on_result: Callable[[str, Measurement | None, str | None], None])
     return lambda key, m, err: None if key == REF_KEY else on_result(key, m, err)
 
 
-def _spread(w: _Worker) -> float:
-    meds = [statistics.median(r) for r in w.rounds if r]
-    return statistics.pstdev(meds) / statistics.mean(meds) if len(meds) > 1 and statistics.mean(meds) > 0 else 0.0
+def _clean(w: _Worker) -> list[bool]:
+    """Per round: undisturbed, i.e. no waiting for a core and a median within SLOW_ROUND of the fastest round.
 
-
-def _busy(w: _Worker) -> bool:
-    return not all(_quiet(w, i) for i in range(len(w.waited)))
+    On a shared (virtual) machine a one-thread inference sometimes runs 1.5-1.8x
+    slower for a whole round while it has the core to itself: a neighbour on
+    the same physical core.  Such rounds only ever slow a model down, so the
+    fastest undisturbed round is the reference for what the model costs.
+    """
+    meds = [statistics.median(r) if r else float("inf") for r in w.rounds]
+    quiet = [_quiet(w, i) for i in range(len(meds))]
+    fastest = min((m for m, q in zip(meds, quiet) if q), default=min(meds, default=0.0))
+    return [q and m <= fastest * (1 + SLOW_ROUND) for m, q in zip(meds, quiet)]
 
 
 def _quiet(w: _Worker, i: int) -> bool:
@@ -252,36 +271,47 @@ def _quiet(w: _Worker, i: int) -> bool:
     return x is None or x <= BUSY_SHARE
 
 
-def _keep_quiet_rounds(live: list[_Worker]) -> None:
-    """Set aside the rounds in which any worker of the chunk waited for a core, if 3 or more quiet ones remain.
+def _set_aside_disturbed(w: _Worker, need: int = MIN_QUIET_ROUNDS) -> None:
+    """Keep a worker's clean rounds where ``need`` of them exist; else keep all, to be flagged noisy.
 
-    Load can slow a long inference more than a short one, so pairing within a
-    round does not always cancel it: a busy machine once inflated the paired
-    speed-up of resnet56's 0.5,0.5,0.5 by 18 % (benchmarks/noisy_rounds.py).
-    Rounds are dropped across the whole chunk, so that round i still pairs
-    with round i.
+    Each worker keeps its own clean rounds (``w.kept``, indices into its rounds),
+    so pairing with the reference uses the rounds both kept.
     """
-    n = min((len(w.rounds) for w in live), default=0)
-    quiet = [all(_quiet(w, i) for w in live) for i in range(n)]
-    if all(quiet) or sum(quiet) < MIN_QUIET_ROUNDS:
-        return  # nothing to set aside, or too little left: the figures stay, flagged noisy by _finish
-    for w in live:
-        w.rounds = [r for i, r in enumerate(w.rounds[:n]) if quiet[i]]
-        w.waited = [x for i, x in enumerate(w.waited[:n]) if quiet[i]]
+    clean = _clean(w)
+    w.measured = len(w.rounds)
+    w.slowest = None
+    gone = [i for i, c in enumerate(clean) if not c]
+    if gone and sum(clean) >= need:
+        meds = [statistics.median(r) for r in w.rounds if r]
+        w.slowest = max(statistics.median(w.rounds[i]) for i in gone if w.rounds[i]) / min(meds)
+        w.kept = [i for i, c in enumerate(clean) if c]
+    else:
+        w.kept = list(range(len(w.rounds)))
+        w.disturbed = bool(gone)
 
 
-def paired(rounds: list[list[float]], ref_rounds: list[list[float]], reference: str) -> Paired | None:
-    """Speed-up over the reference, from the rounds both were measured in (round i against round i)."""
-    ratios = [statistics.median(r) / statistics.median(c) for c, r in zip(rounds, ref_rounds) if c and r
-              and statistics.median(c) > 0]
+def paired(w: _Worker, ref: _Worker, reference: str) -> Paired | None:
+    """Speed-up over the reference: round i against round i where both kept it, else against its kept median."""
+    mine = {i: statistics.median(w.rounds[i]) for i in w.kept if w.rounds[i]}
+    theirs = {i: statistics.median(ref.rounds[i]) for i in ref.kept if ref.rounds[i]}
+    both = sorted(set(mine) & set(theirs))
+    if len(both) >= MIN_QUIET_ROUNDS:
+        ratios = [theirs[i] / mine[i] for i in both if mine[i] > 0]
+    elif theirs:
+        base = statistics.median(theirs.values())
+        ratios = [base / m for m in mine.values() if m > 0]
+    else:
+        ratios = []
     if not ratios:
         return None
     return Paired(reference, statistics.median(ratios), [min(ratios), max(ratios)], ratios)
 
 
-def _rounds(live: list[_Worker], target: Target, backend: Runtime, on_result, on_round) -> None:
-    """``target.measure.rounds`` interleaved rounds over the live workers (a failing one leaves ``live``)."""
-    for _ in range(target.measure.rounds):
+def _rounds(live: list[_Worker], target: Target, backend: Runtime, on_result, on_round,
+            count: int | None = None) -> None:
+    """``count`` (default ``target.measure.rounds``) interleaved rounds over the live workers (a failing one
+    leaves ``live``)."""
+    for _ in range(target.measure.rounds if count is None else count):
         for w in list(live):
             try:
                 _send(w, {"cmd": "round", "min_runs": target.measure.min_runs,
@@ -327,7 +357,7 @@ def _ready(workers: list[_Worker], target: Target, backend: Runtime, on_result, 
         except (ProfileError, OSError, ValueError) as exc:
             _kill(w)
             on_result(w.key, None, str(exc))
-        if on_ready:
+        if on_ready and w.key != REF_KEY:  # the chunk's extra reference worker is not one of the models counted
             on_ready()
     return live
 

@@ -92,18 +92,57 @@ class Selection:
     id: str | None
     reason: str
     feasible: list[str] = field(default_factory=list)
+    #: candidates the accuracy limit judged on noise: their drop's 95 % interval contains the limit (rank/stats.py)
+    undecided: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def speed_intervals(points: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Where each point's latency lies, as the interquartile range over its measurement rounds.
+
+    Paired rounds (time relative to the seed timed in the same round) where
+    every point has them, else the round p50s in ms.  Quartiles, not min-max:
+    one slow round cannot stretch an interval into a tie with everything.
+    """
+    import numpy as np
+
+    paired = all(len((p.get("paired") or {}).get("rounds") or []) >= 3 for p in points)
+    out = {}
+    for p in points:
+        rounds = [1.0 / r for r in p["paired"]["rounds"] if r > 0] if paired else p.get("round_p50_ms") or []
+        if len(rounds) >= 3:
+            lo, hi = np.percentile(rounds, [25, 75])
+            out[p["id"]] = (float(lo), float(hi))
+    return out
+
+
+def tie_groups(points: Sequence[dict[str, Any]]) -> list[int]:
+    """For points sorted fastest first: the index of each one's group leader.
+
+    A point ties with the leader of the current group when their intervals
+    overlap; otherwise it leads a new group.  Ties are not inherited along a
+    chain of overlapping neighbours: two points in one group both overlap its leader.
+    """
+    iv = speed_intervals(points)
+    leaders: list[int] = []
+    lead = None
+    for i, p in enumerate(points):
+        a, b = iv.get(p["id"]), iv.get(points[lead]["id"]) if lead is not None else None
+        if lead is None or a is None or b is None or a[0] > b[1] or b[0] > a[1]:
+            lead = i
+        leaders.append(lead)
+    return leaders
+
+
 def _ties(best: dict[str, Any], pts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points whose p50 interval overlaps ``best``'s: the measurement cannot order them."""
-    lo_hi = best.get("p50_interval_ms")
-    if not lo_hi:
+    """Points whose latency interval overlaps ``best``'s: the measurement cannot order them."""
+    iv = speed_intervals(pts)
+    if best["id"] not in iv:
         return [best]
-    return [p for p in pts if p.get("p50_interval_ms") and p["p50_interval_ms"][0] <= lo_hi[1]
-            and lo_hi[0] <= p["p50_interval_ms"][1]] or [best]
+    lo, hi = iv[best["id"]]
+    return [p for p in pts if p["id"] in iv and iv[p["id"]][0] <= hi and lo <= iv[p["id"]][1]] or [best]
 
 
 def select(points: Sequence[dict[str, Any]], front: Sequence[str], cons: Constraints, seed_accuracy: float | None,
@@ -123,23 +162,66 @@ def select(points: Sequence[dict[str, Any]], front: Sequence[str], cons: Constra
                                           f">= {cons.speedup:g}x the seed's speed" if cons.speedup else "") if x)
         rule = f"most accurate candidate with {budget}"
         if not feasible:
-            return Selection(None, f"no candidate meets the budget ({rule}); relax it or widen --ratios")
+            return Selection(None, f"no candidate meets the budget ({rule}{_unmet(points, cons)}); relax it or widen "
+                             "--ratios")
         best = max(feasible, key=lambda p: (p["accuracy"], -p["p50_ms"]))
         return Selection(best["id"], rule, [p["id"] for p in feasible])
     feasible = [p for p in points if p["id"] in front and cons.admits(p)]
+    undecided = _undecided(feasible, cons.max_accuracy_drop) if real else {}
     if real:
         feasible = [p for p in feasible if p["accuracy"] >= seed_accuracy - cons.max_accuracy_drop]
         rule = f"fastest p50 on the front within {cons.max_accuracy_drop:g} pt of the seed's accuracy"
     else:
         rule = "fastest p50 on the front (accuracy is a stand-in, so no accuracy limit applies)"
     if not feasible:
-        return Selection(None, f"no front candidate meets the constraints ({rule}); relax them")
+        return Selection(None, f"no front candidate meets the constraints ({rule}{_unmet(points, cons)}); relax them",
+                         [], undecided)
     fastest = min(feasible, key=lambda p: (p["p50_ms"], -p["accuracy"]))
     tied = _ties(fastest, feasible)
-    best = max(tied, key=lambda p: (p["accuracy"], -p["p50_ms"]))
+    # a stand-in is no accuracy: without data, choose among the tied ones by nothing it would claim
+    best = max(tied, key=lambda p: (p["accuracy"], -p["p50_ms"])) if real else fastest
     if len(tied) > 1:
-        rule += f"; {len(tied)} were tied within measurement noise, the most accurate of them won"
-    return Selection(best["id"], rule, [p["id"] for p in feasible])
+        rule += (f"; {len(tied)} were tied within measurement noise, the most accurate of them won" if real else
+                 f"; {len(tied)} were tied within measurement noise and, with no accuracy to tell them apart, the "
+                 "fastest p50 won")
+    faster = {p["id"] for p in points if p["p50_ms"] < best["p50_ms"]} | {best["id"]}
+    return Selection(best["id"], rule, [p["id"] for p in feasible],
+                     {k: v for k, v in undecided.items() if k in faster})
+
+
+def _unmet(points: Sequence[dict[str, Any]], cons: Constraints) -> str:
+    """Which hard limits excluded candidates: '; --max-energy-mj 5: 0 of 36 have a measured energy'."""
+    out = []
+    for flag, key, lim in (("--max-latency-ms", "p50_ms", cons.max_latency_ms),
+                           ("--max-memory-mb", "memory_mb", cons.max_memory_mb),
+                           ("--max-size-mb", "size_mb", cons.max_size_mb),
+                           ("--max-energy-mj", "energy_mj", cons.max_energy_mj)):
+        if lim is None:
+            continue
+        have = [p for p in points if p.get(key) is not None]
+        if len(have) < len(points):
+            out.append(f"{flag} {lim:g}: only {len(have)} of {len(points)} candidates have it measured")
+        over = sum(p[key] > lim for p in have)
+        if over:
+            out.append(f"{flag} {lim:g}: {over} of {len(have)} measured candidates exceed it")
+    return "".join(f"; {x}" for x in out)
+
+
+def _undecided(points: Sequence[dict[str, Any]], limit: float) -> dict[str, dict[str, Any]]:
+    """Candidates whose paired drop's interval contains the limit, with the test images that would decide them."""
+    from scbp_edge.rank.stats import PairedAccuracy, images_to_decide, undecided
+
+    out = {}
+    for p in points:
+        v = p.get("vs_seed")
+        if not v:
+            continue
+        pair = PairedAccuracy(v["n"], v["seed_only"], v["candidate_only"], v["diff_pt"], tuple(v["interval_pt"]),
+                              v["p_value"])
+        if undecided(pair, limit):
+            out[p["id"]] = {"diff_pt": pair.diff_pt, "interval_pt": list(pair.interval_pt), "n": pair.n,
+                            "meets": pair.diff_pt >= -limit, "images_to_decide": images_to_decide(pair, limit)}
+    return out
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:

@@ -44,12 +44,17 @@ def points_of(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "proxy_accuracy": proxy, "test_accuracy": test,
             "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"], "p99_ms": lat["p99_ms"], "cv": lat["cv"],
             "p50_interval_ms": lat.get("p50_interval_ms"), "round_p50_ms": lat.get("round_p50_ms", []),
-            "noisy": bool(lat.get("noisy")),
+            "noisy": bool(lat.get("noisy")), "rounds_measured": lat.get("rounds_measured"),
+            "rounds_set_aside": lat.get("rounds_set_aside", 0), "slowest_round": lat.get("slowest_round"),
             "memory_mb": memory_of(m), "device_memory_mb": m.get("device_memory_mb"), "size_mb": m["model_size_mb"],
             "params": c["static"]["params"], "macs": c["static"]["macs"], "energy_mj": m["energy"]["mj_per_inference"],
-            "paired": m.get("paired"),
+            "paired": m.get("paired"), "reconstruction": (c["accuracy"] or {}).get("reconstruction"),
+            "test_images": (c.get("trained") or {}).get("test_images"),
+            "_correct": (c.get("trained") or {}).get("test_correct"),
+            "proxy_images": (c["accuracy"] or {}).get("val_images"),
         })
     seed = next((p for p in pts if p["is_seed"]), None)
+    _with_uncertainty(pts, seed)
     for p in pts:
         paired = p["paired"] or {}
         if paired.get("speedup") is not None:
@@ -57,3 +62,21 @@ def points_of(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             p["speedup"] = seed["p50_ms"] / p["p50_ms"] if seed and p["p50_ms"] else None
     return pts
+
+
+def _with_uncertainty(pts: list[dict[str, Any]], seed: dict[str, Any] | None) -> None:
+    """Each accuracy's 95 % interval, and each fine-tuned candidate paired with the seed on the same test images."""
+    from scbp_edge.rank.stats import paired, unpack, wilson
+
+    ref = None
+    if seed is not None and seed["_correct"] and seed["test_images"]:
+        ref = unpack(seed["_correct"], seed["test_images"])
+    for p in pts:
+        n, acc = p["test_images"], p["test_accuracy"]
+        p["test_interval"] = wilson(round(acc * n / 100), n) if n and acc is not None else None
+        pn, pacc = p["proxy_images"], p["proxy_accuracy"]
+        p["proxy_interval"] = wilson(round(pacc * pn / 100), pn) if pn and pacc is not None else None
+        vec = p.pop("_correct")
+        p["vs_seed"] = None
+        if ref is not None and vec and n == len(ref) and not p["is_seed"]:
+            p["vs_seed"] = paired(ref, unpack(vec, n)).to_dict()

@@ -85,6 +85,7 @@ def build_report(store: RunStore) -> dict[str, Any]:
                 "notes": store.meta_or("notes", []), "seed": store.meta_or("seed"),
                 "segmentation": store.meta_or("segmentation")},
         "fingerprints": store.meta_or("fingerprints", {}),
+        "data": store.meta_or("data"),
         "accuracy_kind": sorted(kinds),
         "counts": {s: sum(c["status"] == s for c in cands) for s in ("pending", "exported", "measured", "failed")},
         "unreadable_rows": unreadable,
@@ -99,6 +100,7 @@ def build_report(store: RunStore) -> dict[str, Any]:
         "budget": store.meta_or("budget"),
         "classifier_replaced": store.meta_or("classifier_replaced"),
         "stage_seconds": store.meta_or("stage_seconds", {}),
+        "weights": _weights_summary(cands, cfg, store.meta_or("teacher")),
         "flops_vs_measured": flops_disagreement(pts),
         "energy_note": energy_reasons,
         "energy_sources": energy_sources,
@@ -120,6 +122,22 @@ def write_reports(run_dir: Path, store: RunStore) -> dict[str, Any]:
     (run_dir / "report.md").write_text(render_markdown(rep, plots, str(run_dir)))
     (run_dir / "report.html").write_text(render_html(rep, plots, str(run_dir)))
     return rep
+
+
+def _weights_summary(cands: list[dict[str, Any]], cfg: dict[str, Any], teacher: Any) -> dict[str, Any]:
+    """How the candidates' weights were made: channel criterion, reconstruction (what it did, where it could not)."""
+    recs = {c["network"]: (c.get("accuracy") or {}).get("reconstruction") for c in cands}
+    recs = {n: r for n, r in recs.items() if r}
+    done = [r for r in recs.values() if r["applied"]]
+    kept: dict[str, str] = {}
+    for r in done:
+        kept.update(r.get("kept_l1") or {})
+    skipped = sorted({r["reason"] for r in recs.values() if not r["applied"] and r["reason"] != "nothing pruned"})
+    secs = sorted(r["seconds"] for r in done)
+    return {"criterion": cfg.get("criterion", "l1"), "reconstruct": cfg.get("reconstruct", True),
+            "reconstructed": len(done), "skipped": skipped, "images": max((r["images"] for r in done), default=0),
+            "median_seconds": secs[len(secs) // 2] if secs else None, "kept_l1": kept,
+            "strong_ridge": sorted({n for r in done for n in r.get("strong_ridge") or []}), "teacher": teacher}
 
 
 def _trained_summary(pts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -31,13 +31,50 @@ def _accuracy_row(sel: dict[str, Any], seed: dict[str, Any], rep: dict[str, Any]
     if sel["test_accuracy"] is not None and seed["test_accuracy"] is not None:
         what = "test top-1 after fine-tuning" + (" and int8 quantization" if sel["precision"] == "int8" else "")
         delta = sel["test_accuracy"] - seed["test_accuracy"]
-        return "Accuracy", (f"{sel['test_accuracy']:.2f} % {what} vs {seed['test_accuracy']:.2f} % for the seed "
-                            f"fine-tuned alike ({delta:+.2f} pt)")
+        text = (f"{sel['test_accuracy']:.2f} % {what}{_interval(sel, 'test')} vs {seed['test_accuracy']:.2f} % for "
+                f"the seed fine-tuned alike")
+        pair = sel.get("vs_seed")
+        if pair:
+            lo, hi = pair["interval_pt"]
+            text += f": {delta:+.2f} pt (paired on the same images, 95 % interval {lo:+.2f} to {hi:+.2f})"
+            if not pair["distinguishable"]:
+                text += "; not distinguishable from the seed at this test size"
+            return "Accuracy", text
+        return "Accuracy", text + f" ({delta:+.2f} pt)"
     if sel["proxy_accuracy"] is None or seed["proxy_accuracy"] is None:
         return "Accuracy", "n/a: no validation images"
     delta = sel["proxy_accuracy"] - seed["proxy_accuracy"]
-    return "Accuracy", (f"{sel['proxy_accuracy']:.2f} % proxy (validation split, not fine-tuned) vs "
+    return "Accuracy", (f"{sel['proxy_accuracy']:.2f} % proxy{_interval(sel, 'proxy')}, not fine-tuned, vs "
                         f"{seed['proxy_accuracy']:.2f} % for the seed ({delta:+.2f} pt)")
+
+
+def _interval(p: dict[str, Any], kind: str) -> str:
+    """' (450 test images, 95 % interval 95.7-98.6)'; empty where the count is unknown (older runs)."""
+    n, iv = p.get(f"{kind}_images"), p.get(f"{kind}_interval")
+    if not n or not iv:
+        return ""
+    split = "test" if kind == "test" else "validation"
+    return f" ({n:,} {split} images, 95 % interval {iv[0]:.1f}-{iv[1]:.1f})"
+
+
+def _weights_row(sel: dict[str, Any], rep: dict[str, Any]) -> str:
+    """How the selected network's weights were made: channels, reconstruction, fine-tune teacher."""
+    w = rep.get("weights") or {}
+    rec = sel.get("reconstruction") or {}
+    if not any(sel["ratios"]):
+        text = "the seed's own"
+    elif rec.get("applied"):
+        text = (f"channels by {w.get('criterion', 'l1')}, then re-solved against the seed on {rec['images']} "
+                f"training images ({rec['layers']} layers, output error {rec['error_before']:.3f} -> "
+                f"{rec['error_after']:.3f})")
+        if rec.get("kept_l1"):
+            text += f"; {len(rec['kept_l1'])} layer(s) kept their inherited weights"
+    else:
+        text = f"channels by {w.get('criterion', 'l1')}, weights inherited ({rec.get('reason') or 'no record'})"
+    teacher = (w.get("teacher") or {}).get("chosen")
+    if sel.get("test_accuracy") is not None and teacher and any(sel["ratios"]):
+        text += f"; fine-tuned, distilled from the {teacher}"
+    return text
 
 
 def _energy_row(sel: dict[str, Any], seed: dict[str, Any], rep: dict[str, Any]) -> str:
@@ -74,6 +111,7 @@ def summary_card(rep: dict[str, Any], run_dir: str = "RUN_DIR") -> dict[str, Any
         ["Energy", _energy_row(sel, seed, rep)],
         ["Precision", sel["precision"] + (" (QDQ, calibrated on training images)" if sel["precision"] == "int8"
                                           else "")],
+        ["Weights", _weights_row(sel, rep)],
         ["Chosen by", rep["selection"]["reason"]],
     ]
     command = f"scbp-edge package {run_dir} --candidate {sel_id} -o {sel_id}-image"
@@ -88,14 +126,44 @@ def _warnings(rep: dict[str, Any]) -> list[str]:
                    "below uses proxy accuracy where no test accuracy exists; resume the build to finish it.")
     noisy = [p["id"] for p in rep["points"] if p.get("noisy")]
     if noisy:
-        out.append(f"{len(noisy)} candidate(s) were measured while the machine was busy (their rounds disagreed by "
-                   "more than 10 %, or the inference thread waited for a core, even after re-measuring: "
-                   f"{', '.join(noisy[:3])}): load slows large models more than small ones, so treat their latency "
-                   "and speed-up as approximate, or measure again on an idle machine.")
+        more = f" and {len(noisy) - 3} more" if len(noisy) > 3 else ""
+        out.append(f"{len(noisy)} candidate(s) stayed disturbed after measuring again (fewer than 3 rounds without "
+                   f"waiting or slowing: {', '.join(noisy[:3])}{more}): treat their latency and speed-up as "
+                   "approximate, or measure again on an idle machine.")
+    out += _undecided_warnings(rep)
     if rep.get("unreadable_rows"):
         out.append(f"The run database is damaged: {rep['unreadable_rows']} row(s) could not be read and are missing.")
     for note in rep["run"].get("notes") or []:
         out.append(note[0].upper() + note[1:] + ".")
+    return out
+
+
+def machine_note(points: list[dict[str, Any]]) -> str | None:
+    """One line on what the machine did to the measurement, where it did anything."""
+    total = sum(p.get("rounds_measured") or 0 for p in points)
+    gone = sum(p.get("rounds_set_aside") or 0 for p in points)
+    if not total or not gone:
+        return None
+    worst = max((p.get("slowest_round") or 1.0 for p in points), default=1.0)
+    return (f"The machine disturbed {gone} of {total} measurement rounds (up to {worst:.2f}x slower, or waiting for a "
+            "core); they were measured again and set aside, so the figures come from undisturbed rounds.")
+
+
+def _undecided_warnings(rep: dict[str, Any]) -> list[str]:
+    """Where the accuracy limit hung on noise: say so, per candidate, with the test size that would decide it."""
+    und = (rep.get("selection") or {}).get("undecided") or {}
+    limit = (rep["run"].get("config") or {}).get("constraints", {}).get("max_accuracy_drop", 1.0)
+    out = []
+    for cid, u in sorted(und.items(), key=lambda kv: kv[1]["diff_pt"])[:3]:
+        lo, hi = u["interval_pt"]
+        side = "kept as within" if u["meets"] else "excluded as beyond"
+        need = (f"about {u['images_to_decide']:,} test images would decide it" if u["images_to_decide"]
+                else "its drop sits on the limit, so no test size decides it")
+        out.append(f"{cid} was {side} the {limit:g}-pt accuracy limit on {u['n']:,} test images, but its drop "
+                   f"({u['diff_pt']:+.2f} pt, 95 % interval {lo:+.2f} to {hi:+.2f}) cannot be told from the limit at "
+                   f"this test size: {need}.")
+    if len(und) > 3:
+        out.append(f"... and {len(und) - 3} more candidate(s) undecided the same way (report.json, selection).")
     return out
 
 

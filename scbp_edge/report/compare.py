@@ -102,7 +102,9 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], max_regression: f
             change = (cv - bv) / abs(bv) if better == "min" else (bv - cv) / abs(bv)
             if metric in ("p50_ms", "p90_ms") and b.get("speedup") and p.get("speedup"):
                 change = b["speedup"] / p["speedup"] - 1  # against the seed of each run: machine drift cancels
-            if change <= -max_regression:
+            if change == 0:
+                out.append(Delta(p["id"], metric, bv, cv, 0.0, "ok", "unchanged"))
+            elif change <= -max_regression:
                 out.append(Delta(p["id"], metric, bv, cv, change, "improved", f"{-change:.1%} better"))
             elif change <= max_regression:
                 out.append(Delta(p["id"], metric, bv, cv, change, "ok", f"within {max_regression:.0%}"))

@@ -13,9 +13,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from scbp_edge.report.card import card_markdown, summary_card
+import numpy as np
 
-COLUMNS = ("rank", "candidate", "precision", "ratios", "proxy %", "test %", "p50 ms", "p50 range ms", "speed-up",
+from scbp_edge.rank import tie_groups
+from scbp_edge.report.card import card_markdown, machine_note, summary_card
+
+COLUMNS = ("rank", "candidate", "precision", "ratios", "proxy %", "test % (95 % interval)", "vs seed pt",
+           "p50 ms", "p50 IQR ms", "speed-up",
            "p90 ms", "CV", "memory MB", "size MB", "params", "MACs", "energy mJ", "on front")
 
 
@@ -28,18 +32,9 @@ def _f(x: Any, nd: int = 3) -> str:
 
 
 def speed_ranks(points: list[dict[str, Any]]) -> list[str]:
-    """Latency ranks of points sorted by p50.  A point whose p50 interval overlaps its group's (the points
-    before it that are already tied) shares the group's rank, marked '=': the measurement cannot order
-    them, so the report does not either."""
-    ranks: list[int] = []
-    start, hi = 0, None
-    for i, p in enumerate(points):
-        lo_hi = p.get("p50_interval_ms")
-        if hi is not None and lo_hi and lo_hi[0] <= hi:
-            hi = max(hi, lo_hi[1])
-        else:
-            start, hi = i, (lo_hi[1] if lo_hi else None)
-        ranks.append(start + 1)
+    """Latency ranks of points sorted by p50; a point tied with its group's leader (rank.tie_groups) shares its
+    rank, marked '=': the measurement cannot order them, so the report does not either."""
+    ranks = [lead + 1 for lead in tie_groups(points)]
     counts = Counter(ranks)
     return [f"{r}=" if counts[r] > 1 else str(r) for r in ranks]
 
@@ -50,12 +45,26 @@ def _rows(rep: dict[str, Any]) -> list[list[str]]:
     pts = sorted(rep["points"], key=lambda p: p["p50_ms"])
     for p, rank in zip(pts, speed_ranks(pts), strict=True):
         mark = ("selected, " if p["id"] == sel else "") + ("yes" if p["id"] in front else "")
-        rng = p.get("p50_interval_ms")
+        rounds = p.get("round_p50_ms") or []
+        rng = [float(np.percentile(rounds, 25)), float(np.percentile(rounds, 75))] if len(rounds) >= 3 else None
         rows.append([rank, p["id"], p["precision"], ",".join(f"{r:g}" for r in p["ratios"]), _f(p["proxy_accuracy"], 4),
-                     _f(p["test_accuracy"], 4), _f(p["p50_ms"]), f"{rng[0]:.3g}-{rng[1]:.3g}" if rng else "n/a",
+                     _test_cell(p), _vs_seed_cell(p), _f(p["p50_ms"]), f"{rng[0]:.3g}-{rng[1]:.3g}" if rng else "n/a",
                      _f(p["speedup"]), _f(p["p90_ms"]), _f(p["cv"], 2), _f(p["memory_mb"]), _f(p["size_mb"]),
                      _f(p["params"]), _f(p["macs"]), _f(p["energy_mj"]), mark.strip(", ")])
     return rows
+
+
+def _test_cell(p: dict[str, Any]) -> str:
+    iv = p.get("test_interval")
+    return _f(p["test_accuracy"], 4) + (f" ({iv[0]:.1f}-{iv[1]:.1f})" if iv else "")
+
+
+def _vs_seed_cell(p: dict[str, Any]) -> str:
+    """The paired difference with the seed on the same test images, and '~' where it is within noise."""
+    v = p.get("vs_seed")
+    if not v:
+        return "n/a"
+    return f"{v['diff_pt']:+.2f}" + ("" if v["distinguishable"] else " ~")
 
 
 def _details(rep: dict[str, Any]) -> list[str]:
@@ -83,6 +92,15 @@ def _details(rep: dict[str, Any]) -> list[str]:
         c = rep["classifier_replaced"]
         lines.append(f"Classifier replaced: seed had {c['from_classes']} classes, data {c['to_classes']}; new head "
                      f"trained {c['epochs']} epoch(s), seed test accuracy {c['test_accuracy']:.2f} %.")
+    d = rep.get("data")
+    if d:
+        left = (f"; {len(d['skipped'])} unreadable image(s) left out: {', '.join(d['skipped'][:3])}"
+                + (f" and {len(d['skipped']) - 3} more" if len(d["skipped"]) > 3 else "")) if d["skipped"] else ""
+        lines.append(f"Data: {d['train']:,} training, {d['val']:,} validation and {d['test']:,} test images{left}.")
+    lines += _weights_details(rep.get("weights") or {})
+    note = machine_note(rep["points"])
+    if note:
+        lines.append(note)
     if rep.get("stage_seconds"):
         lines.append("Time spent: " + ", ".join(f"{k} {v:.1f} s" for k, v in rep["stage_seconds"].items()) + ".")
     if rep.get("energy_sources"):
@@ -90,10 +108,40 @@ def _details(rep: dict[str, Any]) -> list[str]:
     if rep.get("measured_with"):
         lines.append("Measured with: " + ", ".join(f"{k} {'/'.join('unknown' if x is None else str(x) for x in v)}"
                                                    for k, v in rep["measured_with"].items()) + ".")
+    n = next((p["test_images"] for p in rep["points"] if p.get("test_images")), None)
+    if n:
+        lines.append(f"Test accuracy: on {n:,} test images, with 95 % (Wilson) intervals; 'vs seed' is the paired "
+                     "difference on the same images, '~' where it is within noise (exact McNemar test, p >= 0.05).")
     tr = rep.get("trained") or {}
     if tr.get("proxy_spearman") is not None:
         lines.append(f"Proxy vs fine-tuned accuracy: Spearman {tr['proxy_spearman']:.2f} over the "
                      f"{len(tr['rows'])} fine-tuned candidates.")
+    return lines
+
+
+def _weights_details(w: dict[str, Any]) -> list[str]:
+    """How the weights were made: channel criterion, reconstruction and where it could not help, the teacher."""
+    if not w:
+        return []
+    if w["reconstructed"]:
+        text = (f"Weights: channels by {w['criterion']}; {w['reconstructed']} pruned network(s) re-solved against "
+                f"the seed on {w['images']} training images (median {w['median_seconds']:.2f} s each).")
+        if w["kept_l1"]:
+            named = "; ".join(f"{k} ({v})" for k, v in sorted(w["kept_l1"].items())[:5])
+            more = f" and {len(w['kept_l1']) - 5} more" if len(w["kept_l1"]) > 5 else ""
+            text += f" Layers that kept their inherited weights: {named}{more}."
+        if w["strong_ridge"]:
+            text += (f" {len(w['strong_ridge'])} layer(s) had fewer calibration samples than unknowns and were "
+                     "solved with a stronger ridge (more --calib-images fits them better).")
+    else:
+        text = (f"Weights: channels by {w['criterion']}; inherited, not reconstructed "
+                f"({'; '.join(w['skipped']) or 'nothing was pruned'}).")
+    lines = [text]
+    t = w.get("teacher")
+    if t and t.get("validation_accuracy"):
+        v = t["validation_accuracy"]
+        lines.append(f"Fine-tune teacher: the {t['chosen']} (validation top-1: seed as it came {v['seed']:.2f} %, "
+                     f"fine-tuned {v['fine-tuned seed']:.2f} %, {t['val_images']} images).")
     return lines
 
 
@@ -153,9 +201,10 @@ def render_html(rep: dict[str, Any], plots: list[Path], run_dir: str = "RUN_DIR"
                  + "".join(f'<div class="warn">{e(w)}</div>' for w in card["warnings"])
                  + (f'<p>Package it: <code>{e(card["command"])}</code></p>' if card["command"] else "") + "</div>")
     front, sel = set(rep["front"]), rep["selection"]["id"]
+    at = COLUMNS.index("candidate")  # not the first column: that is the rank
     body = ""
     for r in _rows(rep):
-        cls = ' class="sel"' if r[0] == sel else (' class="front"' if r[0] in front else "")
+        cls = ' class="sel"' if r[at] == sel else (' class="front"' if r[at] in front else "")
         body += f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
     table = ('<table class="sortable" id="candidates"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in COLUMNS)
              + f"</tr></thead><tbody>{body}</tbody></table>")

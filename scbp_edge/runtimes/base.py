@@ -54,7 +54,7 @@ class Capabilities:
         """None when ``target`` asks only for what this runtime can do, else one line naming file and field."""
         where = target.source or target.name
         checks = (
-            ("precision", [p for p in target.precisions if p not in self.precisions], self.precisions),
+            ("precisions", [p for p in target.precisions if p not in self.precisions], self.precisions),
             ("energy", [target.energy] if target.energy not in (*self.energy, "none") else [], self.energy),
             ("location", [target.location] if target.location not in self.locations else [], self.locations),
             ("batch_sizes", [b for b in target.batch_sizes if self.batch_sizes is not None
@@ -86,6 +86,13 @@ class Runtime(ABC):
     def source(self) -> str:
         """What :meth:`compile` consumes: "onnx" or "torch"."""
         return self.capabilities.consumes
+
+    def energy_problem(self, target: Target) -> str | None:
+        """Why energy cannot be measured locally for ``target`` (checked before a build), or None where it can
+        or cannot be told before measuring."""
+        if target.energy == "none":
+            return f"target '{target.name}' measures no energy (energy = \"none\")"
+        return None
 
     @abstractmethod
     def unavailable_reason(self) -> str | None:

@@ -51,6 +51,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"'{path}' holds no state dict of tensors; expected a state dict or a dict with 'state_dict'"
         )
     out: dict[str, torch.Tensor] = OrderedDict((_strip(k), v) for k, v in obj.items())
+    bad = next((k for k, v in out.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # every candidate would fail its masked-seed check with "nan": say it once, up front
+        t = out[bad]
+        count = int((~torch.isfinite(t)).sum())
+        raise WeightsError(f"'{path}' holds non-finite weights: tensor '{bad}' has {count} of {t.numel()} values "
+                           "NaN or infinite; use a checkpoint saved before training diverged")
     meta = getattr(obj, "_metadata", None)
     if meta is not None:  # module versions, which some modules read when loading (torchvision's MNASNet)
         out._metadata = OrderedDict((_strip(k), v) for k, v in meta.items())  # type: ignore[attr-defined]
@@ -65,10 +71,11 @@ def _strip(key: str) -> str:
 def _why_unloadable(path: Path, exc: Exception) -> str:
     """What is wrong with a file torch.load refused, in words a user can act on."""
     text = str(exc)
-    blocked = re.search(r"[Uu]nsupported global:? GLOBAL (\S+)", text)
+    # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked"
+    blocked = re.search(r"[Uu]nsupported (?:global:? )?GLOBAL (\S+)", text)
     if blocked:
-        return (f"holds Python objects ({blocked.group(1)}) that a weights-only load refuses: scbp-edge never runs "
-                "code from a model file, and reads plain state dicts only")
+        return (f"holds a reference to code ({blocked.group(1)}) that safe (weights-only) loading refuses: scbp-edge "
+                "never runs code from a model file, and reads plain state dicts only")
     if _looks_zipped(path):
         return "is a damaged torch.save archive (truncated or modified after saving)"
     if "central directory" in text or "zip archive" in text:

@@ -23,10 +23,14 @@ def decode(blob, size, channels, max_pixels=MAX_PIXELS):
     16-bit greyscale is scaled to 8 bits (never clipped); larger-than-``max_pixels``
     images raise :class:`ImageError` before decoding.
     """
+    import warnings
+
     from PIL import Image
 
     try:
-        im = Image.open(io.BytesIO(blob))
+        with warnings.catch_warnings():  # Pillow's own bomb warning: the pixel bound below is checked and named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(blob))
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
         raise ImageError("not a decodable image (%s)" % type(exc).__name__) from None
     with im:

@@ -127,7 +127,7 @@ def _json_tensor(data):
 
 def make_handler(model, stats, max_body=MAX_BODY, token=None, timeout=REQUEST_TIMEOUT, info=None):
     """The request handler class bound to ``model``."""
-    expected = ("Bearer " + token).encode() if token else None
+    expected = token.encode() if token else None
     info = info or {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -158,8 +158,9 @@ def make_handler(model, stats, max_body=MAX_BODY, token=None, timeout=REQUEST_TI
         def _authorised(self):
             if expected is None:
                 return True
-            got = (self.headers.get("Authorization") or "").encode("latin-1", "replace")
-            if hmac.compare_digest(got, expected):
+            scheme, _, cred = (self.headers.get("Authorization") or "").strip().partition(" ")
+            # The scheme is case-insensitive (RFC 7235); the credential is compared in constant time
+            if scheme.lower() == "bearer" and hmac.compare_digest(cred.strip().encode("latin-1", "replace"), expected):
                 return True
             self._send(401, {"error": "missing or wrong bearer token (Authorization: Bearer <token>)"})
             return False

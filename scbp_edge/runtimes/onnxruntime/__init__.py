@@ -35,6 +35,16 @@ class OnnxRuntime(Runtime):
             return "onnxruntime is not installed (pip install onnxruntime)"
         return None
 
+    def energy_problem(self, target) -> str | None:  # noqa: ANN001 - a Target
+        """RAPL is read by the worker; the same check, here, before any work."""
+        import os
+
+        from scbp_edge.runtimes.onnxruntime.worker import Rapl
+
+        if target.energy == "rapl":
+            return Rapl(os.environ.get("SCBP_RAPL_ROOT") or "/sys/class/powercap").reason
+        return super().energy_problem(target)
+
     def compile(self, source: Path, workdir: Path, *, precision: str = "fp32", workspace_mb: int = 0,
                 max_batch: int = 1) -> Path:
         # ORT optimises the graph at session creation; the ONNX file (QDQ for int8) is the artifact.

@@ -1,0 +1,128 @@
+"""The headline at a real fine-tune budget on this CPU (issue 26, item 4): 45,000 images x 5 epochs.
+
+cifar-resnet56's 1.5x SCBP pick (read from scbp_vs_peers.py's default-mode
+result, so it is the network that benchmark matched against the peers) and the
+seed, one training seed each, with the product's recipe: the seed first,
+plainly; then the pick, reconstructed as the build derives it and distilled from
+the better of the seed and the seed fine-tuned; then, where --inherited, the
+same pick with inherited weights alike.  Test top-1 on the 10,000-image test
+split, before and after.
+
+Run alone on an idle machine, after scbp_vs_peers.py:
+    .venv/bin/python benchmarks/real_budget.py [--epochs 5] [--inherited]
+Writes benchmarks/results/real_budget.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+OUT = ROOT / "benchmarks" / "results"
+CKPT = "resnet56-4bfd9763.th"
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
+
+
+def the_pick() -> tuple[str, list[float], int]:
+    """The 1.5x SCBP pick of the default-mode peers run: its id, ratios and segment count."""
+    res = json.loads((OUT / "scbp_vs_peers_cifar-resnet56.json").read_text())
+    b = next(b for b in res["seeds"][0]["budgets"] if b["budget"] == 1.5 and b["scbp"])
+    row = next(r for r in res["seeds"][0]["space"] if r["config"] == b["scbp"]["config"])
+    return row["config"], row["ratios"], len(row["ratios"])
+
+
+def main() -> int:
+    from scbp_edge.accuracy import WARMUP, evaluate, train
+    from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.build.config import BuildConfig
+    from scbp_edge.data import read_split, split_val
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--images", type=int, default=45000)
+    ap.add_argument("--inherited", action="store_true", help="also the pick with inherited weights")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    key, ratios, nseg = the_pick()
+    cfg = BuildConfig()
+    opts = SeedOptions("cifar-resnet56", str(SHARED / "seeds/cifar10-resnet" / CKPT),
+                       segments="stages" if nseg == 3 else str(nseg))
+    wb, plain = Workbench(opts), None
+    spec = wb.seed.spec
+    train_set = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+    rest, val = split_val(train_set, 0.1, 0)
+    cx, cy = rest.subset(np.random.default_rng(2).permutation(len(rest))[: cfg.calib_images]).tensors(spec.mean,
+                                                                                                     spec.std)
+    x, y = rest.subset(np.random.default_rng(0).permutation(len(rest))[: a.images]).tensors(spec.mean, spec.std)
+    vx, vy = val.tensors(spec.mean, spec.std)
+    tx, ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(spec.mean, spec.std)
+    rc = {"lr": cfg.lr, "warmup": WARMUP, "flip": True}
+    rows: dict[str, dict[str, Any]] = {}
+
+    def tune(name: str, model: torch.nn.Module, teacher) -> torch.nn.Module:
+        t = time.perf_counter()
+        before = evaluate(model, tx, ty)
+        torch.manual_seed(0)
+        out = train(copy.deepcopy(model), x, y, epochs=a.epochs, lr=rc["lr"], warmup=rc["warmup"], flip=rc["flip"],
+                    teacher=teacher, seed=0)
+        rows[name] = {"before": before, "after": evaluate(out, tx, ty), "train_s": round(time.perf_counter() - t),
+                      "params": sum(p.numel() for p in model.parameters())}
+        log(f"{name}: {rows[name]}")
+        return out
+
+    seed = copy.deepcopy(wb.seed.model).eval()
+    tuned_seed = tune("seed", seed, None).eval()
+    scores = {"seed": evaluate(seed, vx, vy), "fine-tuned seed": evaluate(tuned_seed, vx, vy)}
+    teacher = tuned_seed if scores["fine-tuned seed"] >= scores["seed"] else seed
+    wb.calibrate(cx, cy, criterion=cfg.criterion)
+    _, pick = wb.candidate(ratios)
+    tune(key, pick, teacher)
+    if a.inherited:
+        plain = Workbench(opts, wb.seed)
+        tune(f"{key}-inherited", plain.deriver.derive(ratios), teacher)
+    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "machine": f"{platform.processor() or platform.machine()}, {platform.platform()}",
+           "threads": torch.get_num_threads(), "images": a.images, "epochs": a.epochs, "recipe": rc,
+           "criterion": cfg.criterion, "pick": key, "teacher_validation": scores, "rows": rows,
+           "wall_s": time.perf_counter() - T0,
+           "command": f"python benchmarks/real_budget.py --epochs {a.epochs}" + (" --inherited" if a.inherited else "")}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "real_budget.json").write_text(json.dumps(res, indent=2))
+    (OUT / "real_budget.md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+def markdown(r: dict[str, Any]) -> str:
+    s, tv = r["rows"]["seed"], r["teacher_validation"]
+    lines = [f"# The 1.5x pick at a real fine-tune budget on the CPU ({r['date']})", "",
+             f"{r['machine']}, {r['threads']} threads, alone. {r['images']:,} training images x {r['epochs']} epochs, "
+             f"one training seed, lr {r['recipe']['lr']}, {r['recipe']['warmup']:.0%} warm-up then cosine, shifts "
+             f"and flips; pruned networks distilled from the better teacher by validation top-1 (seed "
+             f"{tv['seed']:.2f} %, fine-tuned seed {tv['fine-tuned seed']:.2f} %). Test top-1 on the 10,000-image "
+             f"test split. Command: `{r['command']}`; wall "
+             f"{r['wall_s'] / 60:.1f} min.", "",
+             "| network | params | before training | after | vs the seed | train time |", "|---|---|---|---|---|---|"]
+    for name, row in r["rows"].items():
+        lines.append(f"| {name} | {row['params']:,} | {row['before']:.2f} | {row['after']:.2f} | "
+                     f"{row['after'] - s['after']:+.2f} | {row['train_s'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The fine-tune recipe (issue 26, item 3): learning rate and warm-up, the teacher, horizontal flips.
+
+Per seed (cifar-resnet20 and cifar-resnet56 from ../shared), the 1.5x-class
+network r50-50-25 derived and reconstructed as the build does, and the seed
+itself, are fine-tuned on 8,000 training images x 2 epochs (scbp_vs_peers.py's
+default budget), 2 training seeds, test top-1 on the 10,000-image test split:
+1. learning rate {0.005, 0.01, 0.02, 0.05} with 5 % linear warm-up then cosine
+   to zero, and 0.02 without warm-up (the recipe before this change); the
+   pruned network distilled from the seed as it came, the seed trained plainly;
+2. at the learning rate that served the pruned network best: distilled from
+   the seed as it came vs from the seed fine-tuned alike (the build's new teacher);
+3. the same with horizontal flips added to the shifts (``--augment flip``),
+   for the pruned network and the seed.
+Every pruned row is run twice: reconstructed (the default) and with inherited
+weights (``--no-reconstruct``), since a fine-tune can undo what reconstruction did.
+
+Run alone on an idle machine:  .venv/bin/python benchmarks/recipe.py  [--smoke]
+Writes benchmarks/results/recipe.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+OUT = ROOT / "benchmarks" / "results"
+SEEDS = {"cifar-resnet20": "resnet20-12fca82f.th", "cifar-resnet56": "resnet56-4bfd9763.th"}
+PRUNED = [0.5, 0.5, 0.25]
+SWEEP = [(0.005, 0.05), (0.01, 0.05), (0.02, 0.05), (0.05, 0.05), (0.02, 0.0)]  # (lr, warm-up share)
+MODES = {"default": {"train": 8000, "epochs": 2, "seeds": 2}, "smoke": {"train": 256, "epochs": 1, "seeds": 1}}
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """One seed, its reconstructed 1.5x-class network, the data; fine-tunes with any recipe."""
+
+    def __init__(self, name: str, m: dict[str, Any], criterion: str) -> None:
+        from scbp_edge.api import SeedOptions, Workbench
+        from scbp_edge.data import read_split, split_val
+
+        self.wb = Workbench(SeedOptions(name, str(SHARED / "seeds/cifar10-resnet" / SEEDS[name])))
+        spec = self.wb.seed.spec
+        train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+        rest, _ = split_val(train, 0.1, 0)
+        cx, cy = rest.subset(np.random.default_rng(2).permutation(len(rest))[:512]).tensors(spec.mean, spec.std)
+        self.wb.calibrate(cx, cy, criterion=criterion)
+        self.x, self.y = rest.subset(np.random.default_rng(0).permutation(len(rest))[: m["train"]]).tensors(
+            spec.mean, spec.std)
+        self.tx, self.ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(spec.mean, spec.std)
+        self.m = m
+        self.seed = copy.deepcopy(self.wb.seed.model).eval()
+        self.pruned = self.wb.candidate(PRUNED)[1]
+        self.inherited = self.wb.deriver.derive(PRUNED)  # the same network without reconstruction
+        self.tuned_seed: dict[tuple, torch.nn.Module] = {}
+
+    def run(self, which: str, lr: float, warmup: float, teacher: str | None = None, flip: bool = False) -> list[float]:
+        """Test top-1 per training seed; ``teacher``: None, 'seed' or 'fine-tuned seed' (same lr/warm-up/flip)."""
+        from scbp_edge.accuracy import evaluate, train
+
+        accs = []
+        for s in range(self.m["seeds"]):
+            t = None if teacher is None else self.seed if teacher == "seed" else self.tuned_seed[(lr, warmup, flip, s)]
+            torch.manual_seed(s)
+            start = {"pruned": self.pruned, "inherited": self.inherited, "seed": self.seed}[which]
+            model = train(copy.deepcopy(start), self.x, self.y,
+                          epochs=self.m["epochs"], lr=lr, seed=s, teacher=t, warmup=warmup, flip=flip)
+            accs.append(evaluate(model, self.tx, self.ty))
+            if which == "seed":
+                self.tuned_seed[(lr, warmup, flip, s)] = model.eval()
+        return accs
+
+
+def run_seed(name: str, m: dict[str, Any], criterion: str) -> dict[str, Any]:
+    b = Bench(name, m, criterion)
+    rows: list[dict[str, Any]] = []
+
+    def add(step: str, lr: float, warmup: float, teacher: str | None, flip: bool) -> dict[str, Any]:
+        row = {"step": step, "lr": lr, "warmup": warmup, "teacher": teacher, "flip": flip,
+               "seed": b.run("seed", lr, warmup, None, flip) if (lr, warmup, flip, 0) not in b.tuned_seed else None,
+               "pruned": b.run("pruned", lr, warmup, teacher, flip),
+               "inherited": b.run("inherited", lr, warmup, teacher, flip)}
+        if row["seed"] is None:
+            row["seed"] = next(r["seed"] for r in rows if (r["lr"], r["warmup"], r["flip"]) == (lr, warmup, flip))
+        rows.append(row)
+        log(f"{name} {step}: lr {lr} warm-up {warmup} teacher {teacher} flip {flip}: seed {row['seed']} "
+            f"reconstructed {row['pruned']} inherited {row['inherited']}")
+        return row
+
+    for lr, warmup in SWEEP:
+        add("sweep", lr, warmup, "seed", False)
+    best = max((r for r in rows if r["warmup"] > 0), key=lambda r: statistics.mean(r["pruned"]))
+    lr, warmup = best["lr"], best["warmup"]
+    add("teacher", lr, warmup, "fine-tuned seed", False)
+    add("flip", lr, warmup, "fine-tuned seed", True)
+    return {"seed": name, "network": b.wb.static(PRUNED).id, "chosen_lr": lr, "chosen_warmup": warmup, "rows": rows}
+
+
+def _cell(v: list[float]) -> str:
+    return f"{statistics.mean(v):.2f} +- {statistics.pstdev(v):.2f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    s0 = res["settings"]
+    lines = [f"# Fine-tune recipe ({res['date']}, {res['machine']}, {res['threads']} threads)", "",
+             f"{s0['train']:,} training images x {s0['epochs']} epochs, SGD (momentum 0.9, nesterov, wd 5e-4), batch "
+             f"64, per-image shifts; test top-1 on the 10,000-image test split, mean +- std over {s0['seeds']} "
+             f"training seeds. Pruned network: r50-50-25, channels by {res['criterion']}, reconstructed on 512 "
+             "training images; the seed is trained plainly with the same recipe. "
+             f"Command: `{res['command']}`, alone on an idle machine; wall {res['wall_s'] / 60:.1f} min.", ""]
+    for s in res["seeds"]:
+        lines += [f"## {s['seed']} ({s['network']})", "",
+                  "| step | lr | warm-up | teacher | flips | seed | pruned, reconstructed | gap | pruned, inherited "
+                  "weights | gap |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in s["rows"]:
+            gap = statistics.mean(r["pruned"]) - statistics.mean(r["seed"])
+            gap2 = statistics.mean(r["inherited"]) - statistics.mean(r["seed"])
+            lines.append(f"| {r['step']} | {r['lr']} | {r['warmup']:.0%} | {r['teacher']} | "
+                         f"{'yes' if r['flip'] else 'no'} | {_cell(r['seed'])} | {_cell(r['pruned'])} | {gap:+.2f} | "
+                         f"{_cell(r['inherited'])} | {gap2:+.2f} |")
+        lines += ["", f"Chosen by the sweep (best pruned mean with warm-up): lr {s['chosen_lr']}, warm-up "
+                  f"{s['chosen_warmup']:.0%}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
+    ap.add_argument("--seeds", default=",".join(SEEDS))
+    ap.add_argument("--criterion", default="l1", help="channel criterion of the pruned network")
+    a = ap.parse_args()
+    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
+        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(2)
+    m = MODES["smoke" if a.smoke else "default"]
+    seeds = [run_seed(s, m, a.criterion) for s in a.seeds.split(",")]
+    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
+           "threads": torch.get_num_threads(), "settings": m, "criterion": a.criterion, "seeds": seeds,
+           "wall_s": time.perf_counter() - T0,
+           "command": "python benchmarks/recipe.py" + (" --smoke" if a.smoke else "") +
+                      (f" --criterion {a.criterion}" if a.criterion != "l1" else "")}
+    out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(res, indent=2))
+    (out / "recipe.md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""Reconstruction: re-solve a pruned network's weights so that every layer reproduces the seed's output.
+
+After the surgery a layer reads fewer channels than the seed's layer did, and
+those channels already differ from the seed's (the layers before were pruned
+too).  Group-L1 selection keeps the strongest filters but re-fits nothing, so a
+1.5x network starts tens of points below its seed.  Here each convolution and
+linear layer is re-solved in closed form (ridge least squares, as in ThiNet and
+He et al. 2017) so that, *given the pruned network's own input at that point*,
+its output on the channels it keeps matches the seed's output there.
+
+It runs in forward order in a single pass of the pruned network over the
+calibration images: a pre-forward hook solves each layer just before it runs,
+so the next layer sees the corrected activations (no re-run from the input per
+layer).  Targets come from one batched pass of the seed, at a fixed sample of
+output positions per layer, cached per seed (:class:`SeedTargets`) and shared by
+every candidate.  The ridge pulls toward the inherited weights, so a layer with
+few samples stays near its L1 weights instead of overfitting.  Only weights
+change: the architecture, and therefore the masked-seed check done before, stays valid.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+# Ridge strengths (relative to the Gram matrix's mean diagonal) tried per layer; the one that best predicts the
+# held-out calibration images wins, and the inherited weights win where no re-solved one predicts them better.
+ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)
+STRONG_ALPHAS = (1e-1, 1.0, 10.0)  # where a layer has fewer samples than unknowns
+HOLDOUT = 5  # every HOLDOUT-th calibration image is held out to choose the ridge
+ROWS_PER_UNKNOWN = 16  # sampled output positions per unknown weight of a layer's widest (seed) form
+MIN_ROWS, MAX_ROWS = 1024, 8192
+ACTIVATION_BUDGET = 2 << 30  # bytes the pruned pass may hold in activations (bounds the images used)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """What reconstruction did to one network (stored with the candidate and in derived-model files)."""
+
+    applied: bool
+    reason: str = ""  # why not applied, e.g. "no data"
+    images: int = 0
+    layers: int = 0  # layers re-solved
+    kept_l1: dict[str, str] = field(default_factory=dict)  # layer -> why it kept its inherited weights
+    #: layers with fewer samples than unknowns, solved with a stronger ridge (callers say so once: see `notice`)
+    strong_ridge: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()  # layers left inherited on purpose (the classifier head)
+    error_before: float | None = None  # mean relative output error of the re-solved layers, on the calibration rows
+    error_after: float | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["strong_ridge"], d["left"] = list(self.strong_ridge), list(self.left)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Reconstruction:
+        return cls(**{**d, "strong_ridge": tuple(d.get("strong_ridge", ())), "left": tuple(d.get("left", ()))})
+
+    @classmethod
+    def skipped(cls, reason: str) -> Reconstruction:
+        return cls(applied=False, reason=reason)
+
+    def notice(self) -> str | None:
+        """The one line a user should read about this reconstruction, or None."""
+        parts = []
+        if self.kept_l1:
+            name, why = next(iter(self.kept_l1.items()))
+            parts.append(f"{len(self.kept_l1)} layer(s) kept their inherited weights (e.g. {name}: {why})")
+        if self.strong_ridge:
+            parts.append(f"{len(self.strong_ridge)} layer(s) had fewer calibration samples than unknowns (e.g. "
+                         f"{self.strong_ridge[0]}) and were solved with a stronger ridge; more --calib-images fits "
+                         "them better")
+        return "; ".join(parts) or None
+
+
+@dataclass
+class _Site:
+    """One layer's sampled output positions (image, row, col) and the seed's outputs there (rows x channels)."""
+
+    n: torch.Tensor
+    h: torch.Tensor
+    w: torch.Tensor
+    target: torch.Tensor | None = None
+
+
+def _unknowns(m: nn.Module) -> int:
+    if isinstance(m, nn.Linear):
+        return m.in_features + (m.bias is not None)
+    return m.weight[0].numel() + (m.bias is not None)
+
+
+class SeedTargets:
+    """The seed's layer outputs at sampled positions of the calibration images: computed once, shared by candidates."""
+
+    def __init__(self, seed: nn.Module, x: torch.Tensor, sample_seed: int = 0) -> None:
+        self.seed = seed.eval()
+        layers = {n: m for n, m in seed.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        shapes, calls = _probe(seed, layers, x[:1])
+        per_image = max((math.prod(s) for s in shapes.values()), default=1)
+        # The pruned pass holds several activations of all images at once: bound the images so it fits.
+        self.images = max(1, min(len(x), ACTIVATION_BUDGET // (per_image * 4 * 8)))
+        self.x = x[: self.images]
+        self.repeated = {n for n, c in calls.items() if c > 1}
+        gen = torch.Generator().manual_seed(sample_seed)
+        self.sites: dict[str, _Site] = {}
+        for name, shape in shapes.items():
+            if name in self.repeated:
+                continue
+            spatial = shape[1:] if isinstance(layers[name], nn.Conv2d) else (1, 1)
+            per = math.prod(spatial)
+            total = self.images * per
+            rows = min(total, max(MIN_ROWS, min(MAX_ROWS, ROWS_PER_UNKNOWN * _unknowns(layers[name]))))
+            flat = torch.randperm(total, generator=gen)[:rows].sort().values
+            n, r = flat // per, flat % per
+            self.sites[name] = _Site(n, r // spatial[1], r % spatial[1])
+        self._fill(layers)
+
+    @torch.no_grad()
+    def _fill(self, layers: dict[str, nn.Module], batch: int = 128) -> None:
+        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in self.sites}
+        bounds = {"lo": 0, "hi": 0}
+
+        def hook(name: str):
+            def record(_m, _inp, out) -> None:
+                s = self.sites[name]
+                sel = (s.n >= bounds["lo"]) & (s.n < bounds["hi"])
+                n = s.n[sel] - bounds["lo"]
+                chunks[name].append(out[n, :, s.h[sel], s.w[sel]] if out.dim() == 4 else _rows(out)[n])
+            return record
+
+        handles = [layers[n].register_forward_hook(hook(n)) for n in self.sites]
+        try:
+            for i in range(0, self.images, batch):
+                bounds.update(lo=i, hi=min(i + batch, self.images))
+                self.seed(self.x[i : i + batch])
+        finally:
+            for h in handles:
+                h.remove()
+        for name, parts in chunks.items():
+            self.sites[name].target = torch.cat(parts)
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """A linear layer's input or output as (images, features): extra middle dims are averaged away."""
+    return t if t.dim() == 2 else t.flatten(1, -2).mean(1)
+
+
+@torch.no_grad()
+def _probe(model: nn.Module, layers: dict[str, nn.Module], x: torch.Tensor) -> tuple[dict[str, tuple], dict[str, int]]:
+    """Each layer's output shape for one image (channels first) and how often the forward calls it."""
+    shapes: dict[str, tuple] = {}
+    calls: dict[str, int] = {}
+
+    def hook(name: str):
+        def record(_m, _inp, out) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            shapes[name] = tuple(out.shape[1:]) if out.dim() == 4 else (out.shape[-1],)
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes, calls
+
+
+def reconstruct(pruned: nn.Module, targets: SeedTargets, kept_out: dict[str, list[int]],
+                skip: tuple[str, ...] = ()) -> Reconstruction:
+    """Re-solve every conv/linear layer of ``pruned`` in forward order (see the module docstring), in place.
+
+    ``kept_out``: seed output-channel indices each pruned layer keeps (absent: all).
+    ``skip``: layers left as inherited: the fine-tune's starting point leaves the
+    classifier head, whose re-solved weights fit the seed's logits on the calibration
+    images and then cost about a point after the fine-tune (benchmarks/results/
+    reconstruct.md).  A layer that cannot be re-solved, or whose re-solved weights
+    predict the held-out calibration images no better, keeps its inherited weights
+    and is named in the result.
+    """
+    start = time.perf_counter()
+    pruned.eval()
+    seed_mods = dict(targets.seed.named_modules())
+    kept_l1: dict[str, str] = {}
+    strong: list[str] = []
+    errors: list[tuple[float, float]] = []
+    handles = []
+    for name, m in pruned.named_modules():
+        if not isinstance(m, (nn.Conv2d, nn.Linear)):
+            continue
+        if name in skip:
+            continue
+        why = _cannot(name, m, seed_mods.get(name), targets)
+        if why:
+            kept_l1[name] = why
+            continue
+        handles.append(m.register_forward_pre_hook(_solver(name, targets.sites[name], kept_out.get(name), kept_l1,
+                                                           strong, errors)))
+    try:
+        with torch.no_grad():
+            pruned(targets.x)
+    finally:
+        for h in handles:
+            h.remove()
+    mean = (lambda i: sum(e[i] for e in errors) / len(errors)) if errors else (lambda i: None)
+    return Reconstruction(True, images=targets.images, layers=len(errors), kept_l1=kept_l1,
+                          strong_ridge=tuple(strong), left=tuple(skip), error_before=mean(0), error_after=mean(1),
+                          seconds=round(time.perf_counter() - start, 3))
+
+
+def _cannot(name: str, m: nn.Module, seed_m: nn.Module | None, targets: SeedTargets) -> str | None:
+    """Why layer ``name`` keeps its inherited weights, or None."""
+    if seed_m is None or type(seed_m) is not type(m):
+        return "no layer of that name and type in the seed"
+    if name in targets.repeated:
+        return "the forward calls it more than once"
+    if name not in targets.sites:
+        return "the seed's forward never calls it"
+    if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
+        return f"padding mode '{m.padding_mode}'"
+    return None
+
+
+def _solver(name: str, site: _Site, keep: list[int] | None, kept_l1: dict[str, str], strong: list[str],
+            errors: list[tuple[float, float]]):
+    """The pre-forward hook that re-solves one layer from its actual input."""
+    done = []
+
+    def hook(m: nn.Module, args: tuple) -> None:
+        if done:  # a second call (weight sharing the probe missed): solved once already
+            return
+        done.append(True)
+        y = site.target if keep is None else site.target[:, keep]
+        if y.shape[1] != m.weight.shape[0]:
+            kept_l1[name] = f"its {m.weight.shape[0]} outputs do not map onto the seed's {y.shape[1]}"
+            return
+        a = _patches(m, args[0], site)
+        w, fewer, why = _solve(m, a, y, site.n % HOLDOUT == 0)
+        if fewer:
+            strong.append(name)
+        if why:
+            kept_l1[name] = why
+        if w is None:
+            return
+        errors.append((_rel_error(m, a, y, None), _rel_error(m, a, y, w)))
+        _assign(m, w)
+
+    return hook
+
+
+def _patches(m: nn.Module, x: torch.Tensor, site: _Site) -> torch.Tensor:
+    """The layer's input at the sampled positions: rows x (in_channels * kernel), plus a ones column for a bias."""
+    if isinstance(m, nn.Linear):
+        a = _rows(x)[site.n]
+    else:
+        kh, kw = m.kernel_size
+        xp = nn.functional.pad(x, m._reversed_padding_repeated_twice)
+        rows = site.h[:, None] * m.stride[0] + torch.arange(kh) * m.dilation[0]  # M, kh
+        cols = site.w[:, None] * m.stride[1] + torch.arange(kw) * m.dilation[1]  # M, kw
+        a = xp[site.n[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # M, kh, kw, C
+        a = a.permute(0, 3, 1, 2).reshape(len(site.n), -1)  # M, C*kh*kw in the weight's (c, i, j) order
+    if m.bias is not None:
+        a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], 1)
+    return a
+
+
+def _groups(m: nn.Module) -> int:
+    return m.groups if isinstance(m, nn.Conv2d) else 1
+
+
+def _flat_weight(m: nn.Module) -> torch.Tensor:
+    """The layer's weights (and bias) as groups x unknowns-per-group x outputs-per-group."""
+    g = _groups(m)
+    w = m.weight.detach().reshape(m.weight.shape[0], -1)  # out, unknowns per group
+    if m.bias is not None:
+        w = torch.cat([w, m.bias.detach()[:, None]], 1)
+    return w.reshape(g, -1, w.shape[1]).transpose(1, 2)  # g, d, out/g
+
+
+def _split_groups(m: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """Rows x unknowns -> groups x rows x unknowns-per-group (each group reads its own slice of channels)."""
+    g = _groups(m)
+    bias = m.bias is not None
+    core = a[:, : a.shape[1] - bias] if bias else a
+    parts = core.reshape(len(a), g, -1).transpose(0, 1)  # g, M, d
+    if bias:
+        parts = torch.cat([parts, torch.ones(g, len(a), 1, dtype=a.dtype)], 2)
+    return parts
+
+
+def _solve(m: nn.Module, a: torch.Tensor, y: torch.Tensor,
+           held: torch.Tensor) -> tuple[torch.Tensor | None, bool, str | None]:
+    """Ridge least squares toward the inherited weights, per group, its strength chosen on the ``held`` rows.
+
+    Returns (groups x d x out/g, or None to keep the inherited weights; fewer rows than unknowns; why None where
+    the user should know).  The chosen strength is refit on every row.
+    """
+    g = _groups(m)
+    parts = _split_groups(m, a)  # g, M, d
+    yg = y.reshape(len(y), g, -1).transpose(0, 1)  # g, M, out/g
+    w0 = _flat_weight(m).double()
+
+    def normal(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = parts[:, rows]
+        return (p.transpose(1, 2) @ p).double(), (p.transpose(1, 2) @ yg[:, rows]).double()  # float32 products
+
+    fit = ~held if held.any() and (~held).any() else torch.ones_like(held)
+    g_fit, b_fit = normal(fit)
+    d = g_fit.shape[-1]
+    fewer = int(fit.sum()) < d
+    alphas = STRONG_ALPHAS if fewer else ALPHAS
+    if fit.all():  # too few images to hold any out: the middle strength, unchecked
+        alphas = (alphas[len(alphas) // 2],)
+    else:
+        g_h, b_h = normal(held)
+        yy = float((yg[:, held].double() ** 2).sum())
+
+        def held_error(w: torch.Tensor) -> float:
+            return float((w.transpose(1, 2) @ g_h @ w).diagonal(dim1=1, dim2=2).sum()
+                         - 2 * (w * b_h).sum()) + yy
+
+        base = held_error(w0)
+        if base <= 1e-6 * max(yy, 1e-30):  # float32 sums leave ~1e-7 where nothing differs
+            return None, fewer, None  # its input and output are the seed's already: nothing to re-solve
+        scores = {al: held_error(w) for al in alphas if (w := _ridge(g_fit, b_fit, w0, al)) is not None}
+        good = {al: e for al, e in scores.items() if e < base}
+        if not good:
+            why = ("its re-solved weights did not predict held-out images better" if scores
+                   else "the solution was not finite")
+            return None, fewer, why
+        alphas = (min(good, key=good.get),)
+        g_fit, b_fit = g_fit + g_h, b_fit + b_h
+    w = _ridge(g_fit, b_fit, w0, alphas[0])
+    return (None, fewer, "the solution was not finite") if w is None else (w.float(), fewer, None)
+
+
+def _ridge(gram: torch.Tensor, rhs: torch.Tensor, w0: torch.Tensor, alpha: float) -> torch.Tensor | None:
+    """argmin ||A W - Y||^2 + lam ||W - W0||^2 per group, lam = alpha x the Gram's mean diagonal; None if not finite."""
+    lam = alpha * gram.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12)
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
+    try:
+        w = torch.linalg.solve(gram + lam[:, None, None] * eye, rhs + lam[:, None, None] * w0)
+    except RuntimeError:  # singular even with the ridge
+        return None
+    return w if torch.isfinite(w).all() else None
+
+
+def _rel_error(m: nn.Module, a: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> float:
+    """||A W - Y|| / ||Y|| on the sampled rows, for the layer's current (w None) or proposed weights."""
+    w = _flat_weight(m) if w is None else w
+    pred = (_split_groups(m, a) @ w).transpose(0, 1).reshape(len(a), -1)
+    return float((pred - y).norm() / y.norm().clamp(min=1e-12))
+
+
+@torch.no_grad()
+def _assign(m: nn.Module, w: torch.Tensor) -> None:
+    """Write groups x d x out/g back into the layer's weight (and bias)."""
+    flat = w.transpose(1, 2).reshape(m.weight.shape[0], -1)  # out, d
+    if m.bias is not None:
+        m.bias.copy_(flat[:, -1])
+        flat = flat[:, :-1]
+    m.weight.copy_(flat.reshape(m.weight.shape))
