@@ -86,7 +86,8 @@ class Bench:
         return accs
 
 
-def run_seed(name: str, m: dict[str, Any], criterion: str) -> dict[str, Any]:
+def run_seed(name: str, m: dict[str, Any], criterion: str, sweep: list[tuple[float, float]],
+             inherited: bool) -> dict[str, Any]:
     b = Bench(name, m, criterion)
     rows: list[dict[str, Any]] = []
 
@@ -94,7 +95,7 @@ def run_seed(name: str, m: dict[str, Any], criterion: str) -> dict[str, Any]:
         row = {"step": step, "lr": lr, "warmup": warmup, "teacher": teacher, "flip": flip,
                "seed": b.run("seed", lr, warmup, None, flip) if (lr, warmup, flip, 0) not in b.tuned_seed else None,
                "pruned": b.run("pruned", lr, warmup, teacher, flip),
-               "inherited": b.run("inherited", lr, warmup, teacher, flip)}
+               "inherited": b.run("inherited", lr, warmup, teacher, flip) if inherited else None}
         if row["seed"] is None:
             row["seed"] = next(r["seed"] for r in rows if (r["lr"], r["warmup"], r["flip"]) == (lr, warmup, flip))
         rows.append(row)
@@ -102,7 +103,7 @@ def run_seed(name: str, m: dict[str, Any], criterion: str) -> dict[str, Any]:
             f"reconstructed {row['pruned']} inherited {row['inherited']}")
         return row
 
-    for lr, warmup in SWEEP:
+    for lr, warmup in sweep:
         add("sweep", lr, warmup, "seed", False)
     best = max((r for r in rows if r["warmup"] > 0), key=lambda r: statistics.mean(r["pruned"]))
     lr, warmup = best["lr"], best["warmup"]
@@ -129,10 +130,10 @@ def markdown(res: dict[str, Any]) -> str:
                   "weights | gap |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in s["rows"]:
             gap = statistics.mean(r["pruned"]) - statistics.mean(r["seed"])
-            gap2 = statistics.mean(r["inherited"]) - statistics.mean(r["seed"])
+            gap2 = statistics.mean(r["inherited"]) - statistics.mean(r["seed"]) if r["inherited"] else None
             lines.append(f"| {r['step']} | {r['lr']} | {r['warmup']:.0%} | {r['teacher']} | "
                          f"{'yes' if r['flip'] else 'no'} | {_cell(r['seed'])} | {_cell(r['pruned'])} | {gap:+.2f} | "
-                         f"{_cell(r['inherited'])} | {gap2:+.2f} |")
+                         + (f"{_cell(r['inherited'])} | {gap2:+.2f} |" if r["inherited"] else "- | - |"))
         lines += ["", f"Chosen by the sweep (best pruned mean with warm-up): lr {s['chosen_lr']}, warm-up "
                   f"{s['chosen_warmup']:.0%}.", ""]
     return "\n".join(lines) + "\n"
@@ -143,18 +144,22 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
     ap.add_argument("--seeds", default=",".join(SEEDS))
     ap.add_argument("--criterion", default="l1", help="channel criterion of the pruned network")
+    ap.add_argument("--sweep", default=",".join(f"{lr}:{w}" for lr, w in SWEEP),
+                    help="lr:warm-up pairs of step 1, e.g. 0.02:0,0.02:0.05")
+    ap.add_argument("--no-inherited", action="store_true", help="skip the pruned network with inherited weights "
+                    "(benchmarks/reconstruct.py measures it)")
     a = ap.parse_args()
+    sweep = [(float(lr), float(w)) for lr, w in (item.split(":") for item in a.sweep.split(","))]
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
         print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
         return 2
     torch.set_num_threads(2)
     m = MODES["smoke" if a.smoke else "default"]
-    seeds = [run_seed(s, m, a.criterion) for s in a.seeds.split(",")]
+    seeds = [run_seed(s, m, a.criterion, sweep, not a.no_inherited) for s in a.seeds.split(",")]
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
            "threads": torch.get_num_threads(), "settings": m, "criterion": a.criterion, "seeds": seeds,
            "wall_s": time.perf_counter() - T0,
-           "command": "python benchmarks/recipe.py" + (" --smoke" if a.smoke else "") +
-                      (f" --criterion {a.criterion}" if a.criterion != "l1" else "")}
+           "command": " ".join(["python benchmarks/recipe.py", *sys.argv[1:]])}
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(res, indent=2))

@@ -116,7 +116,7 @@ def run_seed(name: str, m: dict[str, Any], variants: dict[str, tuple[str, bool, 
         seed_row = next(r for r in rows if not any(r["ratios"]))
         out["variants"][label] = {"setup_s": round(setup_s, 2), "rows": rows}
         log(f"{name} {label}: {len(rows)} networks, median {statistics.median(r['seconds'] for r in rows):.2f} s")
-        for ratios in TUNED:
+        for ratios in TUNED if m["seeds"] else ():
             key = next((r["id"] for r in rows if r["ratios"] == ratios), None)
             if key is None:
                 continue
@@ -135,8 +135,10 @@ def run_seed(name: str, m: dict[str, Any], variants: dict[str, tuple[str, bool, 
 
 def markdown(res: dict[str, Any]) -> str:
     lines = [f"# Reconstruction and channel criteria ({res['date']}, {res['machine']})", "",
-             "Every network of the stage space {0, 0.25, 0.5, 0.75}^3 (deduplicated) derived through the product's "
-             "own path in five variants; reconstruction on 512 training images (the build's `--calib-images`). "
+             ("Every network" if not res["settings"]["limit"] else f"A seeded sample of {res['settings']['limit']} "
+              "networks (the seed and r50-50-25 always in it)") + " of the stage space {0, 0.25, 0.5, 0.75}^3 "
+             f"(deduplicated) derived through the product's own path in {len(res['seeds'][0]['variants'])} variants; "
+             "reconstruction on 512 training images (the build's `--calib-images`). "
              "Proxy: the build's adaptive-BN top-1 on 2,000 validation images (inherited or re-estimated BN, "
              "whichever scores better); before training: test top-1 of the same weights on 2,000 test images. "
              f"Command: `{res['command']}`, alone on an idle machine; wall {res['wall_s'] / 60:.1f} min.", ""]
@@ -155,6 +157,9 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{statistics.mean(r['proxy'] for r in rows):.1f} | "
                          f"{sum(r['proxy'] >= 70 for r in rows)} of {len(rows)} | "
                          f"{statistics.mean(r['test_before'] for r in rows):.1f} | {pick} | {err} |")
+        if not s["tuned"]:
+            lines.append("")
+            continue
         lines += ["", f"After the same fine-tune ({res['settings']['train']:,} images x {res['settings']['epochs']} "
                   f"epochs, lr 0.02 cosine, distilled from the seed; test top-1 on 10,000 images, mean +- std over "
                   f"{res['settings']['seeds']} training seeds):", "",
@@ -173,6 +178,8 @@ def main() -> int:
     ap.add_argument("--seeds", default=",".join(SEEDS))
     ap.add_argument("--limit", type=int, default=None, help="at most this many networks of the space per seed "
                     "(a seeded sample that always holds the seed; the fine-tuned network is derived regardless)")
+    ap.add_argument("--train-seeds", type=int, default=None, help="fine-tunes per variant (0: none, before-training "
+                    "figures only)")
     ap.add_argument("--variants", default=None, help="comma-separated indices into VARIANTS, e.g. 0,1 (default: all)")
     a = ap.parse_args()
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
@@ -181,6 +188,8 @@ def main() -> int:
     torch.set_num_threads(2)
     mode = "smoke" if a.smoke else "default"
     m = dict(MODES[mode], limit=a.limit or MODES[mode]["limit"])
+    if a.train_seeds is not None:
+        m["seeds"] = a.train_seeds
     labels = list(VARIANTS)
     variants = VARIANTS if not a.variants else {labels[int(i)]: VARIANTS[labels[int(i)]] for i in a.variants.split(",")}
     seeds = [run_seed(s, m, variants) for s in a.seeds.split(",")]

@@ -118,7 +118,7 @@ class Workbench:
 
         ``for_training``: the fine-tune's starting point, whose classifier head stays
         inherited (re-solving it helps the network as it is, and costs about a point
-        after a fine-tune: benchmarks/results/reconstruct.md).  The candidate's
+        after a fine-tune: benchmarks/results/reconstruct_cifar-resnet*.md).  The candidate's
         ``extra["reconstruction"]`` says what reconstruction did.
         """
         cand, model = self.static(ratios), self.deriver.derive(ratios)

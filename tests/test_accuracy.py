@@ -127,3 +127,27 @@ def test_distillation_teaches_pruned_networks_but_never_the_seed_itself(digits_b
 
     assert same(states[(0.0, 0.0, 0.0), False], states[(0.0, 0.0, 0.0), True])
     assert not same(states[(0.5, 0.5, 0.5), False], states[(0.5, 0.5, 0.5), True])
+
+
+def test_warm_up_rises_linearly_then_cosine_falls_to_zero():
+    from scbp_edge.accuracy import lr_factor
+
+    total = 100  # 5 % warm-up: the first 5 steps rise 0.2, 0.4, ... 1.0, then cosine from the peak
+    assert [round(lr_factor(s, total, 0.05), 6) for s in range(5)] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert lr_factor(5, total, 0.05) == pytest.approx(1.0)
+    falls = [lr_factor(s, total, 0.05) for s in range(5, total + 1)]
+    assert all(a >= b for a, b in zip(falls, falls[1:])) and falls[-1] == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(0, total, 0.0) == pytest.approx(1.0)  # no warm-up: plain cosine from the first step
+
+
+def test_flips_only_when_asked():
+    from scbp_edge.accuracy import _augment
+
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4).repeat(32, 1, 1, 1)
+    plain = _augment(x, torch.Generator().manual_seed(0), pad=0)
+    assert torch.equal(plain, x)  # no shift room, no flips: the images as they were
+    flipped = _augment(x, torch.Generator().manual_seed(0), pad=0, flip=True)
+    mirrored = [bool(torch.equal(f, o.flip(2))) for f, o in zip(flipped, x)]
+    kept = [bool(torch.equal(f, o)) for f, o in zip(flipped, x)]
+    assert all(m != k for m, k in zip(mirrored, kept))  # each image either mirrored or untouched
+    assert 8 < sum(mirrored) < 56  # about half of 64 are mirrored

@@ -110,12 +110,13 @@ def test_no_reconstruct_and_a_time_budget(tmp_path):
     """--no-reconstruct keeps inherited weights (and says so); --train-minutes trains the steps that fit."""
     res = cli("build", "--target", str(fast_target(tmp_path)), "--ratios", "0,0.5", "--limit", "1", "--runs",
               str(tmp_path), "--top-k", "1", "--no-reconstruct", "--train-minutes", "0.1", "--augment", "flip",
-              "--json")
+              "--lr", "0.01", "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
     assert rep["weights"]["reconstructed"] == 0 and rep["weights"]["skipped"] == ["turned off (--no-reconstruct)"]
     trained = [c["trained"] for c in rep["candidates"] if c["trained"]]
     assert trained and all(t["augment"] == "flip" and t["steps"] >= 11 and t["train_seconds"] < 60 for t in trained)
+    assert all(t["lr"] == 0.01 for t in trained)  # --lr reaches the fine-tune
     assert rep["run"]["config"]["train_minutes"] == 0.1
 
 
@@ -136,6 +137,7 @@ def test_no_reconstruct_and_a_time_budget(tmp_path):
         (["build", "--criterion", "random"], "--criterion 'random' is not one of l1, taylor, activation"),
         (["build", "--train-minutes", "0"], "--train-minutes 0.0 must be a positive number"),
         (["build", "--augment", "mirror"], "--augment 'mirror' is not one of shift, flip"),
+        (["build", "--lr", "0"], "--lr 0.0 must be a positive number"),
         (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--criterion", "taylor"], "chooses channels with data"),
         (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--data", "/nonexistent"], "--data '/nonexistent'"),
     ],

@@ -45,7 +45,7 @@ class BuildConfig:
     epochs: int = 3
     distill: bool = True  # pruned networks learn from the seed while fine-tuning (benchmarks/results/scbp_vs_peers.md)
     init: str = "inherit"
-    lr: float = 0.02
+    lr: float = 0.01  # +0.8 pt over 0.02 for a pruned network (benchmarks/results/recipe.md)
     augment: str = "shift"  # "flip": horizontal flips too, where mirrored images keep their class
     train_minutes: float | None = None  # the fine-tune stage's time budget, shared equally (instead of --epochs)
     devices: list[str] = field(default_factory=list)
@@ -56,7 +56,7 @@ class BuildConfig:
     precisions: list[str] | None = None  # None: the target's, within what its runtime can run
     calib_images: int = 512  # int8 calibration and reconstruction images, from the train split
     reconstruct: bool = True  # re-solve every derived network's weights against the seed (derive/reconstruct.py)
-    criterion: str = "l1"  # how a group's kept channels are chosen (benchmarks/results/reconstruct.md)
+    criterion: str = "l1"  # how a group's kept channels are chosen (README: data-aware ones not yet benchmarked)
     calibration: str = "minmax"
     qat_epochs: int = 0  # quantization-aware fine-tuning when post-training int8 loses more than qat_threshold
     qat_threshold: float = 0.5

@@ -156,6 +156,8 @@ def build(
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the picks and the seed"),
     train_minutes: float | None = typer.Option(None, "--train-minutes", help="Time budget of the whole fine-tune "
                                                "stage, shared equally by its networks (instead of --epochs)"),
+    lr: float = typer.Option(0.01, "--lr", help="Peak fine-tuning learning rate (5 % linear warm-up, then cosine "
+                             "to zero)"),
     augment: str = typer.Option("shift", "--augment", help="shift (per-image shifts) | flip (shifts and horizontal "
                                 "flips: only where a mirrored image keeps its class)"),
     distill: bool = typer.Option(True, "--distill/--no-distill",
@@ -177,7 +179,7 @@ def build(
         seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
         sample_seed=sample_seed, max_params=max_params, max_macs=max_macs,
         data=None if data in (None, "none") else data, dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k,
-        epochs=epochs, train_minutes=train_minutes, augment=augment, distill=distill, init=init,
+        epochs=epochs, train_minutes=train_minutes, lr=lr, augment=augment, distill=distill, init=init,
         measure_budget=measure_budget, devices=device, executor=executor,
         ray_address=ray_address, retries=retries, keep_models=keep_models, calib_images=calib_images,
         reconstruct=reconstruct, criterion=criterion,

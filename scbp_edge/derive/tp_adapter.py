@@ -131,7 +131,7 @@ class PruningGraph:
         ``taylor`` the channels whose removal changes the loss least (first-order
         Taylor, weight x gradient, on the images and labels); ``activation`` the
         channels whose inputs to the next layers are largest on the images.  The
-        benchmark that chose the default: benchmarks/results/reconstruct.md.
+        benchmark that chose the default: benchmarks/results/reconstruct_cifar-resnet*.md.
         """
         if criterion not in CRITERIA:
             raise DeriveError(f"criterion '{criterion}' is not one of {', '.join(CRITERIA)}")
