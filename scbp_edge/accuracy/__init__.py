@@ -75,7 +75,6 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
     if step < rise:
         return (step + 1) / rise
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - rise) / max(1, total - rise))))
-AUGMENTS = ("shift", "flip")  # shift: per-image shifts; flip: shifts plus horizontal flips
 
 
 def train(

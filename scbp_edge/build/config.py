@@ -17,8 +17,8 @@ from scbp_edge.rank import Constraints
 EXECUTORS = ("local", "ray")
 INITS = ("inherit", "scratch")
 PROXIES = ("adabn", "distill")
-CRITERIA = ("l1", "taylor", "activation")
-AUGMENTS = ("shift", "flip")  # the same tuple as derive.tp_adapter.CRITERIA (that module imports TP)
+CRITERIA = ("l1", "taylor", "activation")  # the same tuple as derive.tp_adapter.CRITERIA (that module imports TP)
+AUGMENTS = ("shift", "flip")  # shift: per-image shifts; flip: shifts plus horizontal flips
 
 
 @dataclass
