@@ -19,9 +19,11 @@ def test_an_idle_device_waits_and_takes_the_chunk_a_dropped_device_gave_back():
     on_b = q.take()   # device B takes the first chunk
     q.take()          # device A the second ...
     q.done()          # ... and finishes it: nothing waits, but B's chunk is still in flight
+    waiting = threading.Event()  # set once the taker really blocks on the queue (no sleep decides it)
+    real_wait = q.cond.wait
+    q.cond.wait = lambda timeout=None: (waiting.set(), real_wait(timeout))[1]
     t, got = _take_in_thread(q)
-    t.join(0.3)
-    assert t.is_alive(), "device A left while a chunk could still come back"
+    assert waiting.wait(5) and t.is_alive(), f"device A left while a chunk could still come back: {got}"
     q.done(requeue=on_b)  # B drops out after A went idle: its chunk goes back in the queue
     q.drop("ssh://b", "lost during a measurement")
     t.join(5)

@@ -42,12 +42,28 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def test_builtin_runtimes_are_registered_with_capabilities():
+@pytest.mark.parametrize("name", runtime_names())
+def test_every_declared_capability_is_backed_by_what_it_needs(name):
+    """A capability a runtime declares but cannot honour fails here, not on a user's device."""
+    from scbp_edge.resources import data_dir
+    from scbp_edge.targets import ENERGY, LOCATIONS, PRECISIONS
+
+    cls = runtime_class(name)
+    caps = cls.capabilities
+    assert caps.precisions and set(caps.precisions) <= set(PRECISIONS), caps.precisions
+    assert set(caps.energy) <= set(ENERGY) and set(caps.locations) <= set(LOCATIONS)
+    assert caps.consumes in ("onnx", "torch") and caps.int8_scheme in ("s8s8", "u8s8")
+    assert caps.batch_sizes is None or (caps.batch_sizes and min(caps.batch_sizes) >= 1)
+    if "ssh" in caps.locations:  # an SSH device runs the runtime's own worker script
+        assert cls.remote_files and all(f.is_file() for f in cls.remote_files), cls.remote_files
+    if caps.deployable:  # an image needs a Dockerfile template and code that serves the model inside it
+        assert (data_dir("docker") / f"{name}.Dockerfile").is_file()
+        server = runtime_class(cls.serves_with) if cls.serves_with else cls
+        assert server.serve_files and all(f.is_file() for f in server.serve_files), server.serve_files
+
+
+def test_the_builtin_runtimes_are_found_through_the_registry():
     assert {"onnxruntime", "tensorrt", "trtexec", "torch-cuda"} <= set(runtime_names())
-    assert "int8" in runtime_class("onnxruntime").capabilities.precisions
-    assert runtime_class("trtexec").capabilities.batch_sizes == (1,)
-    assert runtime_class("trtexec").serves_with == "tensorrt"
-    assert not runtime_class("torch-cuda").capabilities.deployable
 
 
 @pytest.mark.slow
