@@ -68,8 +68,3 @@ def _cost_hook(name: str, records: list[LayerCost]):
 def count_params(model: nn.Module) -> int:
     """Number of parameters (buffers excluded)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Total Conv2d + Linear MACs for one input of ``input_shape`` (C, H, W)."""
-    return sum(rec.macs for rec in trace_layers(model, input_shape))

@@ -20,7 +20,6 @@ from typing import Any
 
 from scbp_edge.errors import RunError
 
-SCHEMA_VERSION = 2  # 2: a candidate is (network, precision)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (

@@ -21,10 +21,6 @@ import numpy as np
 if TYPE_CHECKING:
     from scbp_edge.targets import Target
 
-PRECISIONS = ("fp32", "fp16", "int8")
-ENERGY_SOURCES = ("rapl", "nvml", "tegrastats", "none")
-LOCATIONS = ("local", "ssh")
-
 
 @dataclass(frozen=True)
 class Capabilities:
