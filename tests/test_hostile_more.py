@@ -237,3 +237,27 @@ def test_a_ray_build_killed_mid_run_resumes(tmp_path):
     finally:  # Ray's own daemons outlive a SIGKILLed driver: stop them, as a user would
         subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True,
                        timeout=120, check=False)
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--retries", "3"], "--retries: for --executor ray only; add --executor ray, or drop --retries"),
+    (["--ray-address", "auto"], "--ray-address: for --executor ray only"),
+    (["--retries", "1", "--ray-address", "auto"], "--retries and --ray-address: for --executor ray only"),
+    (["--bn-images", "0"], "--bn-images 0 must be at least 1"),
+    (["--val-fraction", "1.5"], "--val-fraction 1.5 must be between 0 and 1"),
+])
+def test_options_that_would_do_nothing_or_are_named_in_messages_are_real_flags(tmp_path, args, match):
+    _one_line(_build(tmp_path, "--data", "none", *args, timeout=120), match)
+
+
+def test_bn_images_and_val_fraction_reach_the_proxy(tmp_path):
+    res = _build(tmp_path, "--ratios", "0,0.5", "--limit", "1", "--top-k", "0", "--bn-images", "64",
+                 "--val-fraction", "0.2", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
+    proxies = [c["accuracy"] for c in rep["candidates"] if c.get("accuracy")]
+    assert proxies and all(p["bn_images"] == 64 for p in proxies), proxies
+    default = json.loads((Path(json.loads(_build(tmp_path, "--ratios", "0", "--top-k", "0", "--json").stdout)
+                               ["run_dir"]) / "report.json").read_text())
+    base = next(c["accuracy"] for c in default["candidates"] if c.get("accuracy"))
+    assert proxies[0]["val_images"] > base["val_images"]  # 20 % of the train split held out, not 10 %

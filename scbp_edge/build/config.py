@@ -51,7 +51,7 @@ class BuildConfig:
     devices: list[str] = field(default_factory=list)
     executor: str = "local"
     ray_address: str | None = None
-    retries: int = 2
+    retries: int | None = None  # Ray only: retries of a task whose worker died (None: 2)
     measure_budget: int | None = None
     precisions: list[str] | None = None  # None: the target's, within what its runtime can run
     calib_images: int = 512  # int8 calibration and reconstruction images, from the train split
@@ -70,6 +70,8 @@ class BuildConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BuildConfig:
         d = dict(d)
+        if d.get("executor") != "ray":  # runs saved before the Ray-only options were refused stored 2 here
+            d["retries"] = d["ray_address"] = None
         d["seed"] = SeedOptions(**d["seed"])
         d["constraints"] = Constraints(**d["constraints"])
         return cls(**d)
@@ -77,17 +79,22 @@ class BuildConfig:
     def validate(self) -> None:
         """Raise ScbpError naming the first option that cannot work, and what would."""
         ints = {"--profile-chunk": (self.chunk, 1), "--top-k": (self.top_k, 0), "--epochs": (self.epochs, 0),
-                "--retries": (self.retries, 0), "--calib-images": (self.calib_images, 1),
+                "--calib-images": (self.calib_images, 1),
                 "--qat-epochs": (self.qat_epochs, 0), "--margin": (self.margin, 0), "--bn-images": (self.bn_images, 1)}
         for flag, (value, low) in ints.items():
             if value < low:
                 raise ScbpError(f"{flag} {value} must be at least {low}")
-        for flag, value, low in (("--limit", self.limit, 1), ("--measure-budget", self.measure_budget, 1),
+        for flag, value, low in (("--retries", self.retries, 0), ("--limit", self.limit, 1),
+                                 ("--measure-budget", self.measure_budget, 1),
                                  ("--max-params", self.max_params, 1), ("--max-macs", self.max_macs, 1),
                                  ("--round-to", self.seed.round_to, 1), ("--input-size", self.seed.input_size, 8),
                                  ("--num-classes", self.seed.num_classes, 2)):
             if value is not None and value < low:
                 raise ScbpError(f"{flag} {value} must be at least {low}")
+        if self.executor != "ray" and (self.retries is not None or self.ray_address is not None):
+            given = " and ".join(f for f, v in (("--retries", self.retries), ("--ray-address", self.ray_address))
+                                 if v is not None)
+            raise ScbpError(f"{given}: for --executor ray only; add --executor ray, or drop {given}")
         if self.criterion != "l1" and not self.data:
             raise ScbpError(f"--criterion {self.criterion} chooses channels with data: give --data, or use l1")
         if self.top_k > 0 and self.epochs == 0 and self.data:

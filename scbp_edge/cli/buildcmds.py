@@ -131,6 +131,10 @@ def build(
     precision: str | None = typer.Option(None, "--precision", help="Precisions to search, e.g. fp32,int8 (default: "
                                          "the target's, within what its runtime runs)"),
     calib_images: int = CalibImagesOpt, reconstruct: bool = ReconstructOpt, criterion: str = CriterionOpt,
+    bn_images: int = typer.Option(1024, "--bn-images", help="Train images that re-estimate each candidate's "
+                                  "batch-norm statistics (adaptive-BN proxy)"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of the train split held out for "
+                                       "validation (proxy scores, teacher choice)"),
     calibration: str = typer.Option("minmax", "--calibration", help="int8 calibration: minmax | entropy | percentile"),
     qat_epochs: int = typer.Option(0, "--qat-epochs", help="Quantization-aware fine-tuning epochs when int8 loses "
                                    "more than --qat-threshold points (0: never)"),
@@ -143,8 +147,10 @@ def build(
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory"),
     chunk: int = typer.Option(8, "--profile-chunk", help="Models measured together in interleaved rounds"),
     executor: str = typer.Option("local", "--executor", help="local | ray: where proxy and training tasks run"),
-    ray_address: str | None = typer.Option(None, "--ray-address", help="auto | host:port (default: local Ray)"),
-    retries: int = typer.Option(2, "--retries", help="Ray retries of a task whose worker died"),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="auto | host:port (default: local Ray; "
+                                           "--executor ray only)"),
+    retries: int | None = typer.Option(None, "--retries", help="Ray retries of a task whose worker died (default "
+                                       "2; --executor ray only)"),
     device: list[str] = typer.Option([], "--device", help="ssh://user@host[:port] (repeat for a pool of devices)"),
     measure_budget: int | None = typer.Option(None, "--measure-budget",
                                               help="Measure only N candidates, chosen near the predicted front"),
@@ -182,6 +188,7 @@ def build(
         epochs=epochs, train_minutes=train_minutes, lr=lr, augment=augment, distill=distill, init=init,
         measure_budget=measure_budget, devices=device, executor=executor,
         ray_address=ray_address, retries=retries, keep_models=keep_models, calib_images=calib_images,
+        bn_images=bn_images, val_fraction=val_fraction,
         reconstruct=reconstruct, criterion=criterion,
         calibration=calibration, qat_epochs=qat_epochs, qat_threshold=qat_threshold, proxy=proxy, margin=margin,
         precisions=None if precision is None else split_list(precision, "--precision", "fp32,int8"),
