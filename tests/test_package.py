@@ -211,3 +211,20 @@ def test_served_int8_model_predicts_what_its_evaluation_saw(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_podman_that_cannot_set_rlimits_gets_the_cause_and_the_fix(tmp_path):
+    """Issue 41 row 16: the failure podman 4.3 gives on hybrid-cgroup VMs, from a real (stand-in) engine binary."""
+    from scbp_edge.errors import RunError
+    from scbp_edge.package.container import run_image
+
+    engine = tmp_path / "podman"
+    engine.write_text("#!/bin/sh\necho 'Error: runc create failed: unable to start container process: error during "
+                      "container init: error setting rlimits for ready process: error setting rlimit type 7: "
+                      "operation not permitted' >&2\nexit 126\n")
+    engine.chmod(0o755)
+    with pytest.raises(RunError) as err:
+        run_image("scbp-test:none", str(engine), port=1)
+    msg = str(err.value)
+    assert "podman exit 126" in msg and "error setting rlimit" in msg
+    assert "CONTAINERS_CONF" in msg and "default_ulimits = []" in msg and "--engine docker" in msg
