@@ -35,18 +35,22 @@ class LocalExecutor:
             on_result(key, res, None)  # the driver's own failure (a full disk) is not the candidate's: it propagates
 
 
+RAY_RETRIES = 2  # the default of --retries
+
+
 class RayExecutor:
     """Runs each task as a Ray task with declared resources; results stream back as they finish."""
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, retries: int = 2, num_cpus: int | None = None) -> None:
+    def __init__(self, address: str | None = None, retries: int | None = None, num_cpus: int | None = None) -> None:
+        """``retries``: Ray retries of a task whose worker died (None: ``RAY_RETRIES``)."""
         try:
             import ray
         except ImportError:
             raise ScbpError("--executor ray needs Ray: pip install 'scbp-edge[ray]'") from None
         self.ray = ray
-        self.retries = retries
+        self.retries = RAY_RETRIES if retries is None else retries
         if address and address != "auto":
             _probe(address)  # ray.init keeps retrying an unreachable GCS for minutes; fail in seconds
         if not ray.is_initialized():
@@ -94,7 +98,7 @@ def _probe(address: str) -> None:
                         "or leave --ray-address out for a local one") from None
 
 
-def make_executor(name: str, address: str | None = None, retries: int = 2) -> LocalExecutor | RayExecutor:
+def make_executor(name: str, address: str | None = None, retries: int | None = None) -> LocalExecutor | RayExecutor:
     """The executor called ``name``."""
     if name == "local":
         return LocalExecutor()

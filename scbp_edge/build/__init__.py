@@ -150,7 +150,7 @@ def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> No
     if prep.data is not None and len(prep.data["train"].classes) != prep.wb.seed.spec.num_classes:
         prep.wb, info = adapt_classifier(prep.wb, prep.data, cfg, run_dir)
         store.set_meta("classifier_replaced", info)
-    executor = make_executor(cfg.executor, cfg.ray_address, 2 if cfg.retries is None else cfg.retries)
+    executor = make_executor(cfg.executor, cfg.ray_address, cfg.retries)
     with _timed(store, "derive"):
         derive_stage(prep, store, run_dir, cfg, executor)
     with _timed(store, "profile"):

@@ -51,7 +51,7 @@ class BuildConfig:
     devices: list[str] = field(default_factory=list)
     executor: str = "local"
     ray_address: str | None = None
-    retries: int | None = None  # Ray only: retries of a task whose worker died (None: 2)
+    retries: int | None = None  # Ray only: retries of a task whose worker died (None: executors.RAY_RETRIES)
     measure_budget: int | None = None
     precisions: list[str] | None = None  # None: the target's, within what its runtime can run
     calib_images: int = 512  # int8 calibration and reconstruction images, from the train split
