@@ -78,11 +78,19 @@ def disk_full(folder: Path) -> RunError:
                     f"continue with: scbp-edge build --resume {folder}")
 
 
+def one_line(complaint: str, limit: int = 160) -> str:
+    """SQLite's complaint as one bounded line: its integrity report spans several lines
+    ("*** in database main ***", then one line per damaged page), and an error must stay one line."""
+    parts = [p.strip() for p in complaint.splitlines() if p.strip() and not p.strip().startswith("***")]
+    text = "; ".join(parts) or "unknown damage"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _damaged(path: Path, exc: Exception) -> RunError:
     if "full" in str(exc):  # SQLITE_FULL: the file is fine, the disk is not
         return disk_full(path.parent)
-    return RunError(f"run database '{path}' is damaged ({exc}); 'scbp-edge report {path.parent}' shows what can "
-                    "still be read; start a new run to continue")
+    return RunError(f"run database '{path}' is damaged ({one_line(str(exc))}); 'scbp-edge report {path.parent}' "
+                    "shows what can still be read; start a new run to continue")
 
 
 class RunStore:
@@ -124,8 +132,8 @@ class RunStore:
         try:
             row = self.db.execute("PRAGMA integrity_check").fetchone()
         except sqlite3.DatabaseError as exc:
-            return str(exc)
-        return None if row and row[0] == "ok" else (row[0] if row else "unknown damage")
+            return one_line(str(exc))
+        return None if row and row[0] == "ok" else (one_line(row[0]) if row else "unknown damage")
 
     def set_meta(self, key: str, value: Any) -> None:
         with self.db:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from scbp_edge.errors import ScbpError
 from tests.helpers import FAST_TARGET, cli, fast_target
 
 
@@ -172,6 +174,40 @@ def test_a_damaged_run_database_is_one_line_and_a_report_of_what_remains(tmp_pat
     rep = cli("report", str(run), "--format", "md")
     assert rep.returncode == 2 and "Traceback" not in rep.stderr and "is damaged" in rep.stderr
     assert len(rep.stderr.strip().splitlines()) == 1
+
+
+# What SQLite's integrity check printed in CI for one random damage: five lines, which made the error five lines.
+_CI_COMPLAINT = ("*** in database main ***\nPage 10: btreeInitPage() returns error code 11\n"
+                 "On tree page 9 cell 0: Rowid 57 out of order\nFragmentation of 1995 bytes reported as 0 on page 9")
+
+
+def test_sqlite_complaints_become_one_bounded_line(tmp_path):
+    from scbp_edge.store import RunStore, one_line
+
+    assert one_line(_CI_COMPLAINT) == ("Page 10: btreeInitPage() returns error code 11; On tree page 9 cell 0: "
+                                       "Rowid 57 out of order; Fragmentation of 1995 bytes reported as 0 on page 9")
+    assert len(one_line("x" * 1000)) == 160 and one_line("*** in database main ***") == "unknown damage"
+    # A real file, damaged at many places: whatever SQLite says, the complaint is one line.
+    good = tmp_path / "good.sqlite"
+    store = RunStore(good, create=True)
+    rows = [{"id": f"c{i}", "network": f"n{i}", "ratios": [0.5] * 3, "precision": "fp32"} for i in range(400)]
+    store.add_candidates(rows)
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    clean, damaged = good.read_bytes(), 0
+    for seed in range(12):
+        data = bytearray(clean)
+        at = random.Random(seed).randrange(4096, len(data) - 4096)
+        data[at : at + 4096] = random.Random(seed).randbytes(4096)
+        bad = tmp_path / f"bad{seed}.sqlite"
+        bad.write_bytes(bytes(data))
+        try:
+            problem = RunStore(bad).integrity_problem()
+        except ScbpError as exc:
+            problem = str(exc)
+        damaged += problem is not None
+        assert problem is None or "\n" not in problem, problem
+    assert damaged, "no damage was detected at all: the test did not exercise the check"
 
 
 def test_a_run_killed_before_any_work_is_named_as_such(tmp_path):
