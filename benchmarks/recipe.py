@@ -15,7 +15,7 @@ Every pruned row is run twice: reconstructed (the default) and with inherited
 weights (``--no-reconstruct``), since a fine-tune can undo what reconstruction did.
 
 Run alone on an idle machine:  .venv/bin/python benchmarks/recipe.py  [--smoke]
-Writes benchmarks/results/recipe.{json,md}.
+Writes benchmarks/results/recipe.{json,md} (or ``--out`` NAME.{json,md}).
 """
 
 from __future__ import annotations
@@ -148,6 +148,8 @@ def main() -> int:
                     help="lr:warm-up pairs of step 1, e.g. 0.02:0,0.02:0.05")
     ap.add_argument("--no-inherited", action="store_true", help="skip the pruned network with inherited weights "
                     "(benchmarks/reconstruct.py measures it)")
+    ap.add_argument("--out", default="recipe", help="results file stem under benchmarks/results "
+                    "(recipe.md holds cifar-resnet20; recipe_cifar-resnet56.md the deeper seed)")
     a = ap.parse_args()
     sweep = [(float(lr), float(w)) for lr, w in (item.split(":") for item in a.sweep.split(","))]
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
@@ -162,8 +164,8 @@ def main() -> int:
            "command": " ".join(["python benchmarks/recipe.py", *sys.argv[1:]])}
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(res, indent=2))
-    (out / "recipe.md").write_text(markdown(res))
+    (out / f"{a.out}.json").write_text(json.dumps(res, indent=2))
+    (out / f"{a.out}.md").write_text(markdown(res))
     print(markdown(res))
     return 0
 

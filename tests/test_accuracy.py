@@ -151,3 +151,22 @@ def test_flips_only_when_asked():
     kept = [bool(torch.equal(f, o)) for f, o in zip(flipped, x)]
     assert all(m != k for m, k in zip(mirrored, kept))  # each image either mirrored or untouched
     assert 8 < sum(mirrored) < 56  # about half of 64 are mirrored
+
+
+def test_step_seconds_times_a_copy_and_counts_the_teacher():
+    """The measured step leaves the network's weights as they were; a teacher's forward pass adds time."""
+    import copy
+
+    from scbp_edge.accuracy import step_seconds
+
+    torch.manual_seed(0)
+    small = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 10))
+    big = nn.Sequential(nn.Conv2d(3, 256, 3, padding=1), nn.ReLU(), nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 10))
+    before = copy.deepcopy(small.state_dict())
+    x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    alone = step_seconds(small, x, y, steps=3)
+    taught = step_seconds(small, x, y, teacher=big, steps=3)
+    assert all(torch.equal(v, small.state_dict()[k]) for k, v in before.items())
+    assert 0 < alone < taught  # the teacher has ~1,000x the MACs: its forward pass cannot hide in the noise

@@ -136,6 +136,7 @@ def test_no_reconstruct_and_a_time_budget(tmp_path):
         (["build", "--criterion", "taylor", "--data", "none"], "chooses channels with data"),
         (["build", "--criterion", "random"], "--criterion 'random' is not one of l1, taylor, activation"),
         (["build", "--train-minutes", "0"], "--train-minutes 0.0 must be a positive number"),
+        (["build", "--train-minutes", "0.00001"], "--train-minutes 1e-05 is too small to fine-tune anything"),
         (["build", "--augment", "mirror"], "--augment 'mirror' is not one of shift, flip"),
         (["build", "--lr", "0"], "--lr 0.0 must be a positive number"),
         (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--criterion", "taylor"], "chooses channels with data"),
@@ -148,6 +149,15 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, args, match):
     assert "Traceback" not in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and match in lines[0], res.stderr
+
+
+def test_a_time_budget_is_shared_by_measured_step_time():
+    """A network whose step takes three times as long gets three times the seconds: the same epochs each."""
+    from scbp_edge.build.train import split_budget
+
+    shares = split_budget(120.0, {"seed": 0.3, "r50": 0.1, "r25": 0.2})
+    assert shares == pytest.approx({"seed": 60.0, "r50": 20.0, "r25": 40.0})
+    assert sum(shares.values()) == pytest.approx(120.0)
 
 
 def test_profile_rejects_a_file_that_is_not_onnx(tmp_path):

@@ -64,6 +64,36 @@ def bf16_supported() -> bool:
 WARMUP = 0.05  # share of the steps over which the learning rate rises linearly (benchmarks/results/recipe.md)
 
 
+PROBE_STEPS = 10  # with a time budget, train() times this many steps, then trains at least one more
+
+
+def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, teacher: nn.Module | None = None,
+                 batch: int = 64, steps: int = 2) -> float:
+    """Measured seconds of one training step of ``model`` as :func:`train` runs it (on a copy).
+
+    One untimed step first (allocation, kernel choice), then the median of
+    ``steps`` timed ones.  Used to share a time budget between networks so that
+    each gets about the same number of epochs.
+    """
+    import copy
+    import statistics
+    import time
+
+    dev = _device()
+    net = copy.deepcopy(model).to(dev, memory_format=torch.channels_last).train()
+    t = None if teacher is None else copy.deepcopy(teacher).to(dev, memory_format=torch.channels_last).eval()
+    opt = torch.optim.SGD(net.parameters(), lr=0.0, momentum=0.9)
+    xb = x[:batch].to(dev).contiguous(memory_format=torch.channels_last)
+    yb = y[:batch].to(dev)
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        _step(net, t, opt, xb, yb, bf16_supported(), dev)
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def lr_factor(step: int, total: int, warmup: float) -> float:
     """Learning-rate multiplier at ``step`` of ``total``: linear warm-up over ``warmup`` of them, then cosine to 0.
 
@@ -120,7 +150,7 @@ def train(
 
     # read at every step: a time budget may still change plan["steps"]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, plan["steps"], warmup))
-    step, probe, start = 0, 10, time.perf_counter()  # with a time budget, the first `probe` steps are timed
+    step, probe, start = 0, PROBE_STEPS, time.perf_counter()  # with a time budget, these steps are timed
     while step < plan["steps"]:
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch):

@@ -47,7 +47,7 @@ class BuildConfig:
     init: str = "inherit"
     lr: float = 0.01  # +0.8 pt over 0.02 for a pruned network (benchmarks/results/recipe.md)
     augment: str = "shift"  # "flip": horizontal flips too, where mirrored images keep their class
-    train_minutes: float | None = None  # the fine-tune stage's time budget, shared equally (instead of --epochs)
+    train_minutes: float | None = None  # the fine-tune stage's time budget, shared by measured step time
     devices: list[str] = field(default_factory=list)
     executor: str = "local"
     ray_address: str | None = None

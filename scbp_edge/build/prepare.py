@@ -125,6 +125,8 @@ def prepare(cfg: BuildConfig) -> Prepared:
         opts.round_to = target.round_to
     wb = _workbench(opts, cfg)
     data = load_data(cfg, wb)
+    if data is not None and cfg.train_minutes and cfg.top_k > 0:
+        _check_time_budget(cfg, wb, data)
     if data is None:
         skipped = [what for what, on in (("the distillation proxy (--proxy distill)", cfg.proxy == "distill"),
                                          ("fine-tuning", cfg.top_k > 0), ("reconstruction", cfg.reconstruct)) if on]
@@ -186,6 +188,25 @@ def load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
     val_x, val_y = val.tensors(spec.mean, spec.std)
     return {"bn_x": bn_x, "val_x": val_x, "val_y": val_y, "calib_x": calib_x, "calib_y": calib_y,
             "skipped": len(skipped), "skipped_files": skipped, "train": rest, "test": test}
+
+
+def _check_time_budget(cfg: BuildConfig, wb: Workbench, data: dict[str, Any]) -> None:
+    """Refuse a --train-minutes too small to fine-tune the seed at all, before a run folder exists.
+
+    A run replays its stored settings on --resume, so this is the only place the
+    value can still be changed without losing work.
+    """
+    from scbp_edge.accuracy import PROBE_STEPS, step_seconds
+
+    spec = wb.seed.spec
+    x, y = data["train"].subset(np.arange(min(64, len(data["train"])))).tensors(spec.mean, spec.std)
+    step = step_seconds(wb.seed.model, x, y)
+    need = (PROBE_STEPS + 1) * step * (cfg.top_k + 1)  # the seed's speed for every network: an upper bound
+    if cfg.train_minutes * 60 < (PROBE_STEPS + 1) * step:
+        raise ScbpError(f"--train-minutes {cfg.train_minutes:g} is too small to fine-tune anything: one training "
+                        f"step of the seed takes {step:.2f} s on this machine and the fine-tune times "
+                        f"{PROBE_STEPS + 1} steps before it fits the rest; pass at least {need / 60:.2f} for "
+                        f"{cfg.top_k + 1} networks, or use --epochs")
 
 
 def adapt_classifier(wb: Workbench, data: dict[str, Any], cfg: BuildConfig, run_dir: Path) -> tuple[Workbench, dict]:

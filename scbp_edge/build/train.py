@@ -10,8 +10,11 @@ so an interrupted build says so in its report.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from scbp_edge.build.config import BuildConfig
 from scbp_edge.build.prepare import Prepared
@@ -40,7 +43,7 @@ def train_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig
     todo = [n for n in wanted if any(c["trained"] is None and c["status"] == "measured" for c in nets[n])]
     store.set_meta("training", {"state": "running", "networks": wanted, "why": picks,
                                 "done": [n for n in wanted if n not in todo]})
-    seconds = cfg.train_minutes * 60 / len(wanted) if cfg.train_minutes else None  # an equal share each
+    seconds = _shares(prep, cfg, wanted, nets) if cfg.train_minutes else {}
     # The seed first: the pruned networks learn from the better of it and the seed as it came.
     first = [n for n in todo if n == seed_net]
     if first:
@@ -50,6 +53,30 @@ def train_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig
         teacher = _teacher(prep, store, run_dir, seed_net) if cfg.distill else None
         _fine_tune(prep, store, run_dir, cfg, executor, {n: nets[n] for n in rest}, seconds, teacher)
     store.set_meta("training", {"state": "done", "networks": wanted, "why": picks, "done": wanted})
+
+
+def split_budget(total_s: float, step_s: dict[str, float]) -> dict[str, float]:
+    """Seconds per network, in proportion to its measured step time: every network gets about the same epochs."""
+    whole = sum(step_s.values())
+    return {n: total_s * s / whole for n, s in step_s.items()}
+
+
+def _shares(prep: Prepared, cfg: BuildConfig, wanted: list[str], nets: dict[str, list[dict[str, Any]]]
+            ) -> dict[str, float]:
+    """--train-minutes shared out by each network's measured training speed (the probe's time counts too)."""
+    from scbp_edge.accuracy import step_seconds
+
+    start = time.perf_counter()
+    spec = prep.wb.seed.spec
+    x, y = prep.data["train"].subset(np.arange(min(64, len(prep.data["train"])))).tensors(spec.mean, spec.std)
+    step = {}
+    for n in wanted:
+        ratios = nets[n][0]["ratios"]
+        teacher = prep.wb.seed.model if cfg.distill and any(ratios) else None
+        step[n] = step_seconds(prep.wb.deriver.derive(ratios), x, y, teacher=teacher)
+    left = cfg.train_minutes * 60 - (time.perf_counter() - start)
+    # prepare() refused a budget too small for the seed; train() still runs its minimum steps where a share is less
+    return split_budget(max(left, 0.0), step)
 
 
 def _teacher(prep: Prepared, store: RunStore, run_dir: Path, seed_net: str | None) -> dict[str, Any] | None:
@@ -74,7 +101,7 @@ def _teacher(prep: Prepared, store: RunStore, run_dir: Path, seed_net: str | Non
 
 
 def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig, executor,
-               nets: dict[str, list[dict[str, Any]]], seconds: float | None,
+               nets: dict[str, list[dict[str, Any]]], seconds: dict[str, float],
                teacher: dict[str, Any] | None) -> None:
     from scbp_edge.derive.io import write_derived
     from scbp_edge.tasks import train_network
@@ -85,7 +112,7 @@ def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig,
     (run_dir / "trained").mkdir(exist_ok=True)
     done: list[str] = []
     per = 1 if seconds else cfg.epochs  # a time budget: the epochs that fit are known only while training
-    budget = f"{seconds / 60:.1f} min each" if seconds else f"{cfg.epochs} epochs"
+    budget = f"{sum(seconds[n] for n in nets) / 60:.1f} min" if seconds else f"{cfg.epochs} epochs"
     with progress() as prog:
         task = prog.add_task(f"fine-tuning {len(nets)} network(s) x {budget} ({executor.name})",
                              total=len(nets) * per)
@@ -108,11 +135,11 @@ def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig,
 
         shared = {"payload": prep.payload(cfg), "epochs": cfg.epochs, "lr": cfg.lr, "init": cfg.init,
                   "distill": cfg.distill, "int8": int8_settings(cfg, prep), "qat_epochs": cfg.qat_epochs,
-                  "qat_threshold": cfg.qat_threshold, "flip": cfg.augment == "flip", "seconds": seconds,
+                  "qat_threshold": cfg.qat_threshold, "flip": cfg.augment == "flip",
                   "teacher_state": teacher,
                   "train": {"x": x, "y": y, "test_x": tx, "test_y": ty, "calib_x": prep.data["calib_x"]}}
-        jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows]})
-                for n, rows in nets.items()]
+        jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows],
+                     "seconds": seconds.get(n)}) for n, rows in nets.items()]
         executor.map(train_network, jobs, shared, on_result, gpu=True,
                      on_progress=None if seconds else lambda: prog.advance(task))
 

@@ -161,7 +161,8 @@ def build(
                               "before picking what to fine-tune"),
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs for the picks and the seed"),
     train_minutes: float | None = typer.Option(None, "--train-minutes", help="Time budget of the whole fine-tune "
-                                               "stage, shared equally by its networks (instead of --epochs)"),
+                                               "stage, shared in proportion to each network's measured step time, so "
+                                               "all get about the same epochs (instead of --epochs)"),
     lr: float = typer.Option(0.01, "--lr", help="Peak fine-tuning learning rate (5 % linear warm-up, then cosine "
                              "to zero)"),
     augment: str = typer.Option("shift", "--augment", help="shift (per-image shifts) | flip (shifts and horizontal "
