@@ -16,7 +16,8 @@ Run alone on an idle machine, in parts that each fit a sitting (each point costs
 minutes, plus the trained seed once), e.g.:
     .venv/bin/python benchmarks/budget_curve.py --kinds shared --minutes 2,5
     .venv/bin/python benchmarks/budget_curve.py --kinds shared,trained --minutes 2,5,10,20
-Resumable: finished points are kept in benchmarks/.work/budget_curve/rows.json and not redone.
+Resumable: finished points are kept in benchmarks/.work/budget_curve/rows.json and not redone; on a
+fresh checkout the committed results' points are the starting set.
 Writes benchmarks/results/budget_curve.{json,md,png} from every finished point.
 """
 
@@ -134,7 +135,7 @@ def main() -> int:
     torch.set_num_threads(2)
     WORK.mkdir(parents=True, exist_ok=True)
     done_path = WORK / "rows.json"
-    done: dict[str, Any] = json.loads(done_path.read_text()) if done_path.is_file() else {}
+    done: dict[str, Any] = json.loads(done_path.read_text()) if done_path.is_file() else committed()
     key, ratios = the_pick()
     cfg = BuildConfig()
     from scbp_edge.api import SeedOptions, Workbench
@@ -159,6 +160,13 @@ def main() -> int:
                 f"gap {done[name]['gap']:+.2f}")
     write(done, key, made)
     return 0
+
+
+def committed() -> dict[str, Any]:
+    """The points of the committed results: a fresh checkout (no .work folder) keeps them and adds to them."""
+    path = OUT / "budget_curve.json"
+    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+    return {f"{r['kind']}-{r['minutes']:g}": r for r in rows}
 
 
 def write(done: dict[str, Any], key: str, made: dict[str, Any] | None) -> None:
