@@ -8,6 +8,7 @@ repeated.  Ray retries tasks whose worker died, up to ``retries`` times.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,6 +16,22 @@ from typing import Any
 from scbp_edge.errors import ScbpError
 
 OnResult = Callable[[str, Any, str | None], None]
+
+
+def check_jobs(fn: Callable[..., Any], jobs: Sequence[tuple[str, dict[str, Any]]], shared: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> None:
+    """Raise TypeError, before any task runs, where a job's arguments do not fit ``fn``'s signature.
+
+    A renamed or missing argument is the caller's bug: without this check each
+    task's TypeError would be recorded as that candidate's own failure and the
+    build would go on, so a rename would surface only as a run of failed candidates.
+    """
+    sig = inspect.signature(fn)
+    for key, kwargs in jobs:
+        try:
+            sig.bind(**shared, **kwargs, **(extra or {}))
+        except TypeError as exc:
+            raise TypeError(f"{fn.__name__} cannot take job '{key}': {exc}") from None
 
 
 class LocalExecutor:
@@ -26,6 +43,7 @@ class LocalExecutor:
             on_result: OnResult, *, gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
         """``on_progress`` is passed to tasks that report progress within themselves (epochs)."""
         extra = {"on_progress": on_progress} if on_progress is not None else {}
+        check_jobs(fn, jobs, shared, extra)
         for key, kwargs in jobs:
             try:
                 res = fn(**shared, **kwargs, **extra)
@@ -65,6 +83,7 @@ class RayExecutor:
             on_result: OnResult, *, gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
         """Progress within a task does not cross the cluster: bars advance per finished task."""
         ray = self.ray
+        check_jobs(fn, jobs, shared)
         gpus = 1 if gpu and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries, retry_exceptions=False)(fn)
         refs = {k: ray.put(v) for k, v in shared.items()}  # shared inputs go to the object store once

@@ -35,6 +35,15 @@ def test_local_executor_isolates_failures():
         make_executor("spark")
 
 
+def test_a_job_that_does_not_fit_the_task_is_the_callers_bug_not_a_failed_candidate():
+    """A renamed argument raises before any task runs, instead of failing every candidate one by one."""
+    got = {}
+    with pytest.raises(TypeError, match="_square cannot take job '0': missing a required argument: 'offset'"):
+        LocalExecutor().map(_square, [(str(i), {"x": i}) for i in range(3)], {"offest": 1},
+                            lambda k, r, e: got.__setitem__(k, (r, e)))
+    assert got == {}
+
+
 def _rows(db):
     con = sqlite3.connect(db)
     try:
