@@ -113,6 +113,38 @@ def test_offline_torchvision_weights_names_the_fix():
         load_seed("resnet18", "IMAGENET1K_V1")
 
 
+def test_the_cifar_family_comes_from_the_registry_and_derive_names_no_family():
+    """Issue 45: a seed family is an entry point; derive/ learns its custom layers from the registry alone."""
+    from pathlib import Path
+
+    import scbp_edge.derive
+    from scbp_edge.seeds import default_spec, known_seeds
+    from scbp_edge.seeds.family import custom_layer_for, family_of
+
+    fam = family_of("cifar-resnet56")
+    assert fam is not None and fam.name == "cifar" and "cifar-resnet110" in fam.seeds
+    assert default_spec("cifar-resnet56").input_shape == (3, 32, 32) and "cifar-resnet20" in known_seeds()
+    assert family_of("resnet18") is None and family_of("cifar-resnet19") is None
+    layer = custom_layer_for(OptionAShortcut(16, 32))
+    assert layer is not None and layer.cost(OptionAShortcut(16, 32), 24, 12, 64)[:2] == (0, 0)
+    for path in Path(scbp_edge.derive.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert "OptionAShortcut" not in text and "cifar" not in text.lower(), path.name
+
+
+def test_option_a_pruning_rules_renumber_what_stays():
+    """The family's rules: dropped inputs become zero channels, the rest are renumbered; dropped outputs vanish."""
+    from scbp_edge.seeds.cifar_resnet import OPTION_A
+
+    m = OptionAShortcut(4, 8)  # index: -1 -1 0 1 2 3 -1 -1
+    OPTION_A.prune_in(m, [1])
+    assert m.src_index.tolist() == [-1, -1, 0, -1, 1, 2, -1, -1] and m.in_channels == 3
+    OPTION_A.prune_out(m, [0, 3])
+    assert m.src_index.tolist() == [-1, 0, 1, 2, -1, -1] and OPTION_A.out_channels(m) == 6
+    OPTION_A.zero_out(m, [1])
+    assert m.src_index.tolist() == [-1, -1, 1, 2, -1, -1]
+
+
 def test_option_a_shortcut_matches_reference_formula():
     sc = OptionAShortcut(16, 32)
     x = torch.randn(2, 16, 8, 8)

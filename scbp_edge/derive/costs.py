@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from scbp_edge.analysis import trace_layers
-from scbp_edge.seeds.cifar_resnet import OptionAShortcut
+from scbp_edge.seeds.family import custom_layer_for
 
 
 @dataclass
@@ -91,8 +91,9 @@ def _widths(m: nn.Module) -> tuple[int | None, int | None]:
         return m.out_features, m.in_features
     if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.num_features:
         return m.num_features, None
-    if isinstance(m, OptionAShortcut):
-        return m.out_channels, m.in_channels
+    custom = custom_layer_for(m)
+    if custom is not None:
+        return custom.out_channels(m), custom.in_channels(m)
     return None, None
 
 
@@ -111,8 +112,9 @@ def _layer_cost(lay: _Layer, out: int, inp: int) -> tuple[int, int, int]:
     if isinstance(m, nn.Linear):
         params = out * inp + (out if m.bias is not None else 0)
         return params, lay.positions * inp * out, params * m.weight.element_size()
-    if isinstance(m, OptionAShortcut):
-        return 0, 0, out * m.src_index.element_size()
+    custom = custom_layer_for(m)
+    if custom is not None:
+        return custom.cost(m, out, inp, lay.positions)
     params = 2 * out if m.affine else 0  # BatchNorm: weight and bias, running mean and variance, a step counter
     stats = 2 * out * m.running_mean.element_size() if m.track_running_stats else 0
     counter = m.num_batches_tracked.numel() * 8 if m.num_batches_tracked is not None else 0

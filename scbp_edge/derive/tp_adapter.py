@@ -20,41 +20,32 @@ from torch import nn
 
 from scbp_edge.derive.shuffle import SHUFFLE_MARK, opaque_shuffles
 from scbp_edge.errors import DeriveError
-from scbp_edge.seeds.cifar_resnet import OptionAShortcut
+from scbp_edge.seeds.family import CustomLayer, custom_layer_for, custom_layers
 
 
-class _OptionAPruner(tp.pruner.BasePruningFunc):
-    """Teaches Torch-Pruning the option-A shortcut: out and in channels are independent.
+class _CustomPruner(tp.pruner.BasePruningFunc):
+    """Teaches Torch-Pruning a seed family's custom layer, through the rules the family declared."""
 
-    Removing output channels drops entries of the index; removing input
-    channels turns their entries into zero channels and renumbers the rest.
-    """
+    def __init__(self, layer: CustomLayer) -> None:
+        super().__init__()
+        self.layer = layer
+        self.TARGET_MODULES = layer.module
 
-    TARGET_MODULES = OptionAShortcut
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        return self.layer.prune_out(layer, idxs)
 
-    def prune_out_channels(self, layer: OptionAShortcut, idxs: Sequence[int]) -> nn.Module:
-        keep = [i for i in range(layer.out_channels) if i not in set(idxs)]
-        layer.src_index = layer.src_index[keep].clone()
-        return layer
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        return self.layer.prune_in(layer, idxs)
 
-    def prune_in_channels(self, layer: OptionAShortcut, idxs: Sequence[int]) -> nn.Module:
-        removed = torch.zeros(layer.in_channels, dtype=torch.bool)
-        removed[list(idxs)] = True
-        new_pos = torch.cumsum(~removed, 0) - 1
-        src = layer.src_index
-        valid = src >= 0
-        mapped = torch.full_like(src, -1)
-        ok = valid & ~removed[src.clamp(min=0)]
-        mapped[ok] = new_pos[src[ok]]
-        layer.src_index = mapped
-        layer.in_channels = int((~removed).sum())
-        return layer
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return self.layer.out_channels(layer)
 
-    def get_out_channels(self, layer: OptionAShortcut) -> int:
-        return layer.out_channels
+    def get_in_channels(self, layer: nn.Module) -> int:
+        return self.layer.in_channels(layer)
 
-    def get_in_channels(self, layer: OptionAShortcut) -> int:
-        return layer.in_channels
+
+def _custom_pruners() -> dict[type[nn.Module], _CustomPruner]:
+    return {c.module: _CustomPruner(c) for c in custom_layers()}
 
 
 #: how the channels a group keeps are chosen (PruningGraph.score)
@@ -131,7 +122,7 @@ class PruningGraph:
         ``taylor`` the channels whose removal changes the loss least (first-order
         Taylor, weight x gradient, on the images and labels); ``activation`` the
         channels whose inputs to the next layers are largest on the images.  The
-        benchmark that chose the default: benchmarks/results/reconstruct_cifar-resnet*.md.
+        benchmark that chose the default: benchmarks/results/reconstruct_*.md.
         """
         if criterion not in CRITERIA:
             raise DeriveError(f"criterion '{criterion}' is not one of {', '.join(CRITERIA)}")
@@ -196,7 +187,7 @@ class PruningGraph:
                 return tp.DependencyGraph().build_dependency(
                     model,
                     example_inputs=torch.randn(1, *self._input_shape),
-                    customized_pruners={OptionAShortcut: _OptionAPruner()},
+                    customized_pruners=_custom_pruners(),
                     verbose=True,
                 )
         except Exception as exc:  # noqa: BLE001 - any tracing failure is the seed's, report it
@@ -204,7 +195,8 @@ class PruningGraph:
 
     def unhandled_layers(self) -> list[str]:
         """Layers with parameters of a type Torch-Pruning has no pruner for."""
-        known = tuple(tp.ops.type2class(t) for t in tp.DependencyGraph().REGISTERED_PRUNERS) + (OptionAShortcut,)
+        known = tuple(tp.ops.type2class(t) for t in tp.DependencyGraph().REGISTERED_PRUNERS) + tuple(
+            c.module for c in custom_layers())
         return [
             f"{n} ({type(m).__name__})"
             for n, m in self._model.named_modules()
@@ -315,7 +307,7 @@ class PruningGraph:
 
 
 def _batch_for(x: torch.Tensor) -> int:
-    """Images per forward for scoring: 128 at CIFAR size, fewer for large inputs (activation memory)."""
+    """Images per forward for scoring: 128 at 32x32, fewer for large inputs (activation memory)."""
     return max(1, min(128, (1 << 22) // max(1, x[0].numel())))
 
 
@@ -353,8 +345,8 @@ def _zero_out_channels(m: nn.Module, idxs: list[int], name: str) -> None:
             m.weight[idxs] = 0
         if getattr(m, "bias", None) is not None:
             m.bias[idxs] = 0
-    elif isinstance(m, OptionAShortcut):
-        m.src_index[idxs] = -1  # a padding channel: zeros
+    elif custom_layer_for(m) is not None:
+        custom_layer_for(m).zero_out(m, idxs)  # type: ignore[union-attr]
     elif isinstance(m, nn.PReLU) or not any(True for _ in m.parameters(recurse=False)):
         pass  # no parameter of its own that a dropped channel could leak through
     else:  # e.g. LayerNorm over channels: a zeroed channel still shifts the others' statistics
@@ -379,7 +371,7 @@ def magnitude_prune(
             importance=tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer="mean"),
             global_pruning=global_pruning, pruning_ratio=ratio, max_pruning_ratio=0.9,
             ignored_layers=[m for name in ignored for m in mods[name].modules()], round_to=round_to,
-            customized_pruners={OptionAShortcut: _OptionAPruner()},
+            customized_pruners=_custom_pruners(),
         )
         pruner.step()
     return model.eval()

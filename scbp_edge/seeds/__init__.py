@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from scbp_edge.errors import SeedError, WeightsError
-from scbp_edge.seeds.cifar_resnet import CIFAR_DEPTHS, CifarResNet
+from scbp_edge.seeds.family import families, family_of
 from scbp_edge.seeds.weights import apply_state_dict, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -68,13 +68,14 @@ def _torchvision_names() -> list[str]:
 
 
 def known_seeds() -> list[str]:
-    """Built-in seed names (torchvision classifiers plus the CIFAR ResNets)."""
-    return [f"cifar-resnet{d}" for d in CIFAR_DEPTHS] + _torchvision_names()
+    """Built-in seed names (the registered families' seeds, then the torchvision classifiers)."""
+    return [n for f in families() for n in f.seeds] + _torchvision_names()
 
 
 def default_spec(name: str) -> SeedSpec:
-    if name.startswith("cifar-resnet"):
-        return SeedSpec(name, 10, (3, 32, 32))
+    fam = family_of(name)
+    if fam is not None:
+        return SeedSpec(name, fam.num_classes, fam.input_shape)
     return SeedSpec(name, 1000, (3, 224, 224))
 
 
@@ -82,11 +83,9 @@ def build_model(spec: SeedSpec) -> nn.Module:
     """Build the seed architecture of ``spec`` with fresh (untrained) weights."""
     name = spec.name
     in_ch = spec.input_shape[0]
-    if name.startswith("cifar-resnet"):
-        depth = name.removeprefix("cifar-resnet")
-        if not depth.isdigit() or int(depth) not in CIFAR_DEPTHS:
-            raise SeedError(f"unknown seed '{name}'; CIFAR ResNets are {', '.join(known_seeds()[:5])}")
-        return CifarResNet(int(depth), spec.num_classes, in_channels=in_ch)
+    fam = family_of(name)
+    if fam is not None:
+        return fam.build(name, spec.num_classes, in_ch)
     if ":" in name:
         return _build_factory(name, spec.num_classes)
     if name not in _torchvision_names():

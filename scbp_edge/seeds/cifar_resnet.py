@@ -1,15 +1,19 @@
-"""CIFAR ResNets of He et al. (2016, section 4.2) with the option-A shortcut.
+"""CIFAR ResNets of He et al. (2016, section 4.2) with the option-A shortcut: the ``cifar`` seed family.
 
 The option-A shortcut (subsample, zero-pad channels) is a real module with an
-index buffer instead of a lambda, so that Torch-Pruning can be taught how its
-channels follow pruning (see ``scbp_edge.derive.tp_adapter``).
+index buffer instead of a lambda, so that pruning can be taught how its
+channels follow (:data:`OPTION_A`, registered with the family in :data:`FAMILY`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from scbp_edge.seeds.family import CustomLayer, SeedFamily
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 
@@ -90,3 +94,47 @@ class CifarResNet(nn.Module):
         out = self.layer3(self.layer2(self.layer1(out)))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
+
+
+def _prune_out(layer: OptionAShortcut, idxs: Sequence[int]) -> nn.Module:
+    """Removing output channels drops their entries of the index."""
+    gone = set(idxs)
+    layer.src_index = layer.src_index[[i for i in range(layer.out_channels) if i not in gone]].clone()
+    return layer
+
+
+def _prune_in(layer: OptionAShortcut, idxs: Sequence[int]) -> nn.Module:
+    """Removing input channels turns their entries into zero channels and renumbers the rest."""
+    removed = torch.zeros(layer.in_channels, dtype=torch.bool)
+    removed[list(idxs)] = True
+    new_pos = torch.cumsum(~removed, 0) - 1
+    src = layer.src_index
+    ok = (src >= 0) & ~removed[src.clamp(min=0)]
+    mapped = torch.full_like(src, -1)
+    mapped[ok] = new_pos[src[ok]]
+    layer.src_index = mapped
+    layer.in_channels = int((~removed).sum())
+    return layer
+
+
+@torch.no_grad()
+def _zero_out(layer: OptionAShortcut, idxs: list[int]) -> None:
+    layer.src_index[idxs] = -1  # a padding channel: zeros
+
+
+def _cost(layer: OptionAShortcut, out: int, inp: int, positions: int) -> tuple[int, int, int]:
+    return 0, 0, out * layer.src_index.element_size()  # no parameters, no MACs: only its index buffer
+
+
+#: the option-A shortcut's out and in channels are independent (an index, not arithmetic)
+OPTION_A = CustomLayer(OptionAShortcut, lambda m: m.out_channels, lambda m: m.in_channels, _prune_out, _prune_in,
+                       _zero_out, _cost)
+
+FAMILY = SeedFamily(
+    name="cifar",
+    seeds=tuple(f"cifar-resnet{d}" for d in CIFAR_DEPTHS),
+    num_classes=10,
+    input_shape=(3, 32, 32),
+    build=lambda name, classes, channels: CifarResNet(int(name.removeprefix("cifar-resnet")), classes, channels),
+    custom_layers=(OPTION_A,),
+)

@@ -1,0 +1,86 @@
+"""Seed families: a family is one module plus an entry point in the group ``scbp_edge.seeds``.
+
+A family declares the seed names it builds, their default class count and
+input shape, how to build one, and the custom layers it brings.  A custom
+layer tells pruning what Torch-Pruning and the cost model cannot know: how its
+channels follow pruning, how to silence a channel for the masked-seed check,
+and what it costs at new widths.  ``derive/`` asks this registry instead of
+naming any family's layers (Torch-Pruning's per-module registration,
+``customized_pruners``, without importing Torch-Pruning here).
+
+Register a family in ``pyproject.toml``::
+
+    [project.entry-points."scbp_edge.seeds"]
+    myfamily = "mypackage.seeds:FAMILY"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+
+from torch import nn
+
+from scbp_edge.errors import SeedError
+
+GROUP = "scbp_edge.seeds"
+
+
+@dataclass(frozen=True)
+class CustomLayer:
+    """A layer type with channels that no built-in rule handles, and the rules pruning needs for it."""
+
+    module: type[nn.Module]
+    out_channels: Callable[[nn.Module], int]
+    in_channels: Callable[[nn.Module], int]
+    prune_out: Callable[[nn.Module, Sequence[int]], nn.Module]  # drop these output channels, in place
+    prune_in: Callable[[nn.Module, Sequence[int]], nn.Module]  # drop these input channels, in place
+    zero_out: Callable[[nn.Module, list[int]], None]  # make these output channels contribute nothing
+    cost: Callable[[nn.Module, int, int, int], tuple[int, int, int]]  # (params, MACs, bytes) at (out, in, positions)
+
+
+@dataclass(frozen=True)
+class SeedFamily:
+    """Seeds built by one module: their names, defaults, builder and custom layers."""
+
+    name: str
+    seeds: tuple[str, ...]
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    build: Callable[[str, int, int], nn.Module]  # (seed name, classes, input channels) -> untrained network
+    custom_layers: tuple[CustomLayer, ...] = ()
+
+
+@lru_cache(maxsize=1)
+def families() -> tuple[SeedFamily, ...]:
+    """Every registered family, in entry-point name order; a broken one is named in one line."""
+    found: list[SeedFamily] = []
+    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            fam = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is named, not a traceback
+            raise SeedError(f"seed family '{ep.name}' ({ep.value}) cannot be imported: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        if not isinstance(fam, SeedFamily):
+            raise SeedError(f"seed family '{ep.name}' ({ep.value}) is not a scbp_edge.seeds.family.SeedFamily")
+        if all(f.name != fam.name for f in found):  # the first distribution on sys.path wins, as for imports
+            found.append(fam)
+    return tuple(found)
+
+
+def family_of(seed: str) -> SeedFamily | None:
+    """The registered family that builds ``seed``, if any."""
+    return next((f for f in families() if seed in f.seeds), None)
+
+
+@lru_cache(maxsize=1)
+def custom_layers() -> tuple[CustomLayer, ...]:
+    """The custom layers of every registered family."""
+    return tuple(layer for f in families() for layer in f.custom_layers)
+
+
+def custom_layer_for(m: nn.Module) -> CustomLayer | None:
+    """The rules for ``m`` where a family declared its type."""
+    return next((c for c in custom_layers() if isinstance(m, c.module)), None)
