@@ -124,7 +124,7 @@ def test_the_cifar_family_comes_from_the_registry_and_derive_names_no_family():
     fam = family_of("cifar-resnet56")
     assert fam is not None and fam.name == "cifar" and "cifar-resnet110" in fam.seeds
     assert default_spec("cifar-resnet56").input_shape == (3, 32, 32) and "cifar-resnet20" in known_seeds()
-    assert family_of("resnet18") is None and family_of("cifar-resnet19") is None
+    assert family_of("resnet18").name == "torchvision" and family_of("cifar-resnet19") is None
     layer = custom_layer_for(OptionAShortcut(16, 32))
     assert layer is not None and layer.cost(OptionAShortcut(16, 32), 24, 12, 64)[:2] == (0, 0)
     for path in Path(scbp_edge.derive.__file__).parent.glob("*.py"):
@@ -161,3 +161,52 @@ def test_shared_checkpoints_reproduce_readme_accuracy(shared, cifar_test, fname)
     seed = load_seed(f"cifar-resnet{depth}", shared / "seeds/cifar10-resnet" / fname)
     x, y = cifar_test.tensors(seed.spec.mean, seed.spec.std)
     assert abs(evaluate(seed.model, x, y) - expected) <= 0.1
+
+
+@pytest.fixture(scope="module")
+def family_env(tmp_path_factory) -> tuple[dict[str, str], dict[str, str]]:
+    """Environments with the third-party family 'tiny' installed (a dist-info with its entry point), and with
+    only its module importable (no entry point: no family)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    envs = []
+    for registered in (True, False):
+        site = tmp_path_factory.mktemp("site")
+        shutil.copy(Path(__file__).parent / "plugin_family" / "scbp_tiny_family.py", site)
+        if registered:
+            info = site / "scbp_tiny_family-0.1.dist-info"
+            info.mkdir()
+            (info / "METADATA").write_text("Metadata-Version: 2.1\nName: scbp-tiny-family\nVersion: 0.1\n")
+            (info / "entry_points.txt").write_text("[scbp_edge.seeds]\ntiny = scbp_tiny_family:FAMILY\n")
+        envs.append(dict(os.environ, PYTHONPATH=str(site)))
+    return envs[0], envs[1]
+
+
+@pytest.mark.slow
+def test_a_third_party_family_builds_derives_exports_and_measures(family_env, tmp_path):
+    """Issue 45: one module and one entry point; its custom layer is pruned by its own rules, end to end."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import fast_target
+
+    def cli(*args: str, registered: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "scbp_edge.cli.main", *args],
+                              env=family_env[0 if registered else 1], capture_output=True, text=True, timeout=600)
+
+    res = cli("build", "--seed", "tinynet", "--target", str(fast_target(tmp_path)), "--data", "none",
+              "--ratios", "0,0.5", "--segments", "2", "--top-k", "0", "--runs", str(tmp_path), "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
+    assert rep["counts"]["measured"] == 4 and not rep["failed"]
+    pruned = next(c for c in rep["candidates"] if c["ratios"] == [0.5, 0.5])
+    assert pruned["static"]["params"] < 0.4 * next(c for c in rep["candidates"] if not any(c["ratios"]))["static"][
+        "params"]
+    # the same network without its family: nothing prunes Scale's factors, so the derived network does not run
+    res = cli("derive", "--seed", "scbp_tiny_family:tinynet", "--input-size", "32", "--config", "0.5,0.5",
+              "--segments", "2", "-o", str(tmp_path / "x.pt"), registered=False)
+    assert res.returncode != 0 and "Traceback" not in res.stderr and "does not run" in res.stderr, res.stderr

@@ -30,6 +30,8 @@ class _CustomPruner(tp.pruner.BasePruningFunc):
         super().__init__()
         self.layer = layer
         self.TARGET_MODULES = layer.module
+        if layer.prune_in is layer.prune_out:  # channel i in is channel i out (as in BatchNorm): pruning passes
+            self.prune_in_channels = self.prune_out_channels  # type: ignore[method-assign]  # TP tests identity
 
     def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
         return self.layer.prune_out(layer, idxs)

@@ -61,15 +61,9 @@ class Seed:
     model: nn.Module
 
 
-def _torchvision_names() -> list[str]:
-    import torchvision
-
-    return sorted(torchvision.models.list_models(module=torchvision.models))
-
-
 def known_seeds() -> list[str]:
-    """Built-in seed names (the registered families' seeds, then the torchvision classifiers)."""
-    return [n for f in families() for n in f.seeds] + _torchvision_names()
+    """Seed names of every registered family (the CIFAR ResNets and torchvision's classifiers built in)."""
+    return [n for f in families() for n in f.seeds]
 
 
 def default_spec(name: str) -> SeedSpec:
@@ -88,16 +82,10 @@ def build_model(spec: SeedSpec) -> nn.Module:
         return fam.build(name, spec.num_classes, in_ch)
     if ":" in name:
         return _build_factory(name, spec.num_classes)
-    if name not in _torchvision_names():
-        raise SeedError(
-            f"unknown seed '{name}'; known: cifar-resnet20/32/44/56/110, resnet18/34/50/101/152 and "
-            "the other torchvision classifiers (scbp-edge seeds lists them), or package.module:factory"
-        )
-    if in_ch != 3:
-        raise SeedError(f"seed '{name}' takes 3 input channels, not {in_ch}")
-    import torchvision
-
-    return torchvision.models.get_model(name, weights=None, num_classes=spec.num_classes)
+    raise SeedError(
+        f"unknown seed '{name}'; known: cifar-resnet20/32/44/56/110, resnet18/34/50/101/152 and "
+        "the other torchvision classifiers (scbp-edge seeds lists them), or package.module:factory"
+    )
 
 
 def _build_factory(name: str, num_classes: int) -> nn.Module:
@@ -148,29 +136,13 @@ def load_seed(
     )
     model = build_model(spec)
     if weights is not None:
+        fam = family_of(name)
         if Path(weights).exists() or "/" in str(weights) or str(weights).endswith((".pt", ".pth", ".th")):
             apply_state_dict(model, read_state_dict(weights), f"'{weights}'")
+        elif fam is not None and fam.named_weights is not None:
+            fam.named_weights(model, name, str(weights))
         else:
-            _load_torchvision_weights(model, name, str(weights))
+            raise WeightsError(f"--weights '{weights}' is not a file, and '{name}' has no weights known by name; "
+                               "pass a checkpoint file")
     model.eval()
     return Seed(spec, model)
-
-
-def _load_torchvision_weights(model: nn.Module, name: str, weight_name: str) -> None:
-    import torchvision
-
-    try:
-        enum = torchvision.models.get_model_weights(name)
-        weights = enum[weight_name]
-    except (KeyError, ValueError):
-        raise WeightsError(
-            f"'{weight_name}' is neither a file nor a torchvision weight name of '{name}'"
-        ) from None
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except OSError as exc:
-        raise WeightsError(
-            f"cannot download {name} {weight_name} ({exc.__class__.__name__}: the machine looks offline); "
-            f"download {weights.url} elsewhere and pass --weights path/to/file.pth"
-        ) from None
-    apply_state_dict(model, state, f"{name} {weight_name}")

@@ -1,7 +1,8 @@
 """Seed families: a family is one module plus an entry point in the group ``scbp_edge.seeds``.
 
 A family declares the seed names it builds, their default class count and
-input shape, how to build one, and the custom layers it brings.  A custom
+input shape, how to build one, weights it knows by name, and the custom layers
+it brings.  A custom
 layer tells pruning what Torch-Pruning and the cost model cannot know: how its
 channels follow pruning, how to silence a channel for the masked-seed check,
 and what it costs at new widths.  ``derive/`` asks this registry instead of
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import metadata
 
 from torch import nn
@@ -36,7 +37,9 @@ class CustomLayer:
     out_channels: Callable[[nn.Module], int]
     in_channels: Callable[[nn.Module], int]
     prune_out: Callable[[nn.Module, Sequence[int]], nn.Module]  # drop these output channels, in place
-    prune_in: Callable[[nn.Module, Sequence[int]], nn.Module]  # drop these input channels, in place
+    #: drop these input channels, in place; the very same function as ``prune_out`` where each channel maps to
+    #: itself (as in BatchNorm), so that pruning passes through the layer
+    prune_in: Callable[[nn.Module, Sequence[int]], nn.Module]
     zero_out: Callable[[nn.Module, list[int]], None]  # make these output channels contribute nothing
     cost: Callable[[nn.Module, int, int, int], tuple[int, int, int]]  # (params, MACs, bytes) at (out, in, positions)
 
@@ -51,28 +54,42 @@ class SeedFamily:
     input_shape: tuple[int, int, int]
     build: Callable[[str, int, int], nn.Module]  # (seed name, classes, input channels) -> untrained network
     custom_layers: tuple[CustomLayer, ...] = ()
+    #: loads weights given by name rather than by file (model, seed name, weight name), where the family has any
+    named_weights: Callable[[nn.Module, str, str], None] | None = None
 
 
 @lru_cache(maxsize=1)
+def _entry_points() -> tuple[metadata.EntryPoint, ...]:
+    seen: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=GROUP):
+        seen.setdefault(ep.name, ep)  # the first distribution on sys.path wins, as for imports
+    return tuple(seen[n] for n in sorted(seen))
+
+
+@cache
+def _load(ep: metadata.EntryPoint) -> SeedFamily:
+    try:
+        fam = ep.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is named, not a traceback
+        raise SeedError(f"seed family '{ep.name}' ({ep.value}) cannot be imported: "
+                        f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(fam, SeedFamily):
+        raise SeedError(f"seed family '{ep.name}' ({ep.value}) is not a scbp_edge.seeds.family.SeedFamily")
+    return fam
+
+
 def families() -> tuple[SeedFamily, ...]:
     """Every registered family, in entry-point name order; a broken one is named in one line."""
-    found: list[SeedFamily] = []
-    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
-        try:
-            fam = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin is named, not a traceback
-            raise SeedError(f"seed family '{ep.name}' ({ep.value}) cannot be imported: "
-                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        if not isinstance(fam, SeedFamily):
-            raise SeedError(f"seed family '{ep.name}' ({ep.value}) is not a scbp_edge.seeds.family.SeedFamily")
-        if all(f.name != fam.name for f in found):  # the first distribution on sys.path wins, as for imports
-            found.append(fam)
-    return tuple(found)
+    return tuple(_load(ep) for ep in _entry_points())
 
 
 def family_of(seed: str) -> SeedFamily | None:
-    """The registered family that builds ``seed``, if any."""
-    return next((f for f in families() if seed in f.seeds), None)
+    """The registered family that builds ``seed``, if any (families are imported in order until one does)."""
+    for ep in _entry_points():
+        fam = _load(ep)
+        if seed in fam.seeds:
+            return fam
+    return None
 
 
 @lru_cache(maxsize=1)
