@@ -233,6 +233,23 @@ def test_a_hand_written_shuffle_keeps_its_channels_whole_and_the_rest_is_pruned_
         assert (derived(x) - masked(x)).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("factory", ["ghostnet", "cspnet", "partialnet", "splitnet"])
+def test_model_zoo_channel_patterns_derive_mixed_and_faithfully(factory, tmp_path):
+    """Issue 30: ghost modules, CSP chunks, partial residuals and a three-way split derive at mixed ratios, pass
+    the masked-seed check (inside ``candidate``) and ONNX parity; a split's channels keep their width."""
+    from scbp_edge.export.onnx import export_onnx
+
+    torch.manual_seed(0)
+    wb = Workbench(SeedOptions(f"tests.zoo_patterns:{factory}", input_size=32, segments="2"))
+    cand, model = wb.candidate([0.5, 0.25])
+    seed_params = sum(p.numel() for p in wb.seed.model.parameters())
+    assert cand.params == sum(p.numel() for p in model.parameters()) < 0.9 * seed_params
+    assert export_onnx(model, wb.seed.spec.input_shape, tmp_path / "m.onnx").rel_diff < 1e-4
+    if factory in ("cspnet", "splitnet"):
+        assert any("passes through a split" in why or "pass through a split" in why
+                   for why in wb.deriver.graph.frozen.values())
+
+
 def test_a_model_failing_at_the_input_size_says_what_to_try():
     from scbp_edge.errors import SeedError
 

@@ -165,7 +165,7 @@ class PruningGraph:
                 self._importance[root] = imp.detach().clone()  # else: this group keeps its L1 ranking
 
     def _unprunable(self, group) -> str | None:
-        """Why a channel group must keep its width: it feeds or leaves a grouped (not depthwise) convolution.
+        """Why a channel group must keep its width: a grouped (not depthwise) convolution, a shuffle, a split.
 
         Torch-Pruning removes channels of a grouped convolution as if each group
         followed the same pattern, which it does not: such networks came out
@@ -179,6 +179,11 @@ class PruningGraph:
             for node in (dep.source, dep.target):
                 if SHUFFLE_MARK in str(node.name):
                     return "its channels pass through a channel shuffle (split, concat, view/transpose/view)"
+                # CSP stages and ghost modules: pruned across a chunk or a channel slice, they came out mis-wired
+                if node.type == tp.ops.OPTYPE.SPLIT:
+                    return f"its channels pass through a split ({str(node.name).split('(')[0]}: chunk or split)"
+                if node.type == tp.ops.OPTYPE.SLICE and getattr(node.module, "dim", None) == 1:
+                    return f"its channels pass through a channel slice ({str(node.name).split('(')[0]})"
                 if _five_d_reshape(node):  # a hand-written shuffle: Torch-Pruning maps it as if channels stayed put
                     return f"its channels pass through a 5-D reshape ({str(node.name).split('(')[0]}), e.g. a shuffle"
         return None
