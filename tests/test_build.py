@@ -118,6 +118,9 @@ def test_no_reconstruct_and_a_time_budget(tmp_path):
     assert trained and all(t["augment"] == "flip" and t["steps"] >= 11 and t["train_seconds"] < 60 for t in trained)
     assert all(t["lr"] == 0.01 for t in trained)  # --lr reaches the fine-tune
     assert rep["run"]["config"]["train_minutes"] == 0.1
+    md = " ".join((Path(json.loads(res.stdout)["run_dir"]) / "report.md").read_text().split())
+    assert "Fine-tune (within --train-minutes 0.1, shared by each network's measured step time):" in md
+    assert all(f"{t['steps']} steps" in md for t in trained)  # the report says what each network got
 
 
 @pytest.mark.parametrize(

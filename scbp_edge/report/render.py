@@ -112,11 +112,31 @@ def _details(rep: dict[str, Any]) -> list[str]:
     if n:
         lines.append(f"Test accuracy: on {n:,} test images, with 95 % (Wilson) intervals; 'vs seed' is the paired "
                      "difference on the same images, '~' where it is within noise (exact McNemar test, p >= 0.05).")
+    line = _fine_tune_line(rep)
+    if line:
+        lines.append(line)
     tr = rep.get("trained") or {}
     if tr.get("proxy_spearman") is not None:
         lines.append(f"Proxy vs fine-tuned accuracy: Spearman {tr['proxy_spearman']:.2f} over the "
                      f"{len(tr['rows'])} fine-tuned candidates.")
     return lines
+
+
+def _fine_tune_line(rep: dict[str, Any]) -> str | None:
+    """What each fine-tuned network got: epochs, steps and seconds (a time budget decides them while training)."""
+    got: dict[str, dict[str, Any]] = {}
+    for c in rep.get("candidates") or []:
+        t = c.get("trained") or {}
+        if t.get("steps") is not None:
+            got.setdefault(c["network"], t)
+    if not got:
+        return None
+    minutes = ((rep.get("run") or {}).get("config") or {}).get("train_minutes")
+    how = (f"within --train-minutes {minutes:g}, shared by each network's measured step time"
+           if minutes else "for --epochs")
+    return f"Fine-tune ({how}): " + "; ".join(
+        f"{n} {t.get('epochs', 0):g} epoch(s), {t['steps']} steps, {t.get('train_seconds') or 0:.0f} s"
+        for n, t in got.items()) + "."
 
 
 def _weights_details(w: dict[str, Any]) -> list[str]:
