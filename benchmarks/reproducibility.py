@@ -39,7 +39,8 @@ def one_build(runs: Path) -> dict[str, Any]:
     seed = rep["seed_point"]
     return {"selected": sel, "speedup": pts[sel].get("speedup"), "p50_ms": pts[sel]["p50_ms"],
             "seed_p50_ms": seed["p50_ms"] if seed else None, "wall_s": round(time.perf_counter() - t0, 1),
-            "measured": rep["counts"]["measured"], **rank_figures(rep["points"])}
+            "measured": rep["counts"]["measured"], "stage_seconds": rep.get("stage_seconds", {}),
+            **rank_figures(rep["points"])}
 
 
 def rank_figures(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -86,6 +87,13 @@ def markdown(res: dict[str, Any]) -> str:
               f"**{'met' if s['noisy_max'] <= 1 else 'not met'}**). Most tied pairs whose p50s differ by more "
               f"than 10 %: {s['tied_beyond_10pct_max']} (goal 0: "
               f"**{'met' if s['tied_beyond_10pct_max'] == 0 else 'not met'}**)."]
+    stages = {k: statistics.median(b["stage_seconds"].get(k, 0.0) for b in res["builds"])
+              for k in dict.fromkeys(k for b in res["builds"] for k in b["stage_seconds"])}
+    if stages:
+        walls = statistics.median(b["wall_s"] for b in res["builds"])
+        lines += ["", f"Where a build's time goes (median over the builds, s): wall {walls:.1f}, of which "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+                  + "; the rest is start-up, the seed and data, the search, ranking and the report."]
     return "\n".join(lines) + "\n"
 
 
