@@ -8,7 +8,7 @@ where users look for them; a wheel carries copies under ``scbp_edge/_data/``
 from __future__ import annotations
 
 import os
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 from scbp_edge.errors import ScbpError
@@ -27,6 +27,14 @@ def data_dir(name: str) -> Path:
     if checkout.is_dir():
         return checkout
     raise ScbpError(f"scbp-edge's '{name}' folder is missing from this installation ({packaged}); reinstall it")
+
+
+def entry_points(group: str) -> dict[str, metadata.EntryPoint]:
+    """The entry points of ``group`` by name, sorted; the first distribution on sys.path wins, as for imports."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=group):
+        found.setdefault(ep.name, ep)
+    return dict(sorted(found.items()))
 
 
 def cache_dir() -> Path:

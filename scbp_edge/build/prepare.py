@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from scbp_edge.errors import ScbpError, TargetError
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.space import Candidate
 from scbp_edge.targets import Target
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -190,6 +193,12 @@ def load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
             "skipped": len(skipped), "skipped_files": skipped, "train": rest, "test": test}
 
 
+def timing_batch(wb: Workbench, data: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images a step is timed on (one batch of 64), as tensors."""
+    spec = wb.seed.spec
+    return data["train"].subset(np.arange(min(64, len(data["train"])))).tensors(spec.mean, spec.std)
+
+
 def _check_time_budget(cfg: BuildConfig, wb: Workbench, data: dict[str, Any]) -> None:
     """Refuse a --train-minutes too small to fine-tune the seed at all, before a run folder exists.
 
@@ -198,11 +207,10 @@ def _check_time_budget(cfg: BuildConfig, wb: Workbench, data: dict[str, Any]) ->
     """
     from scbp_edge.accuracy import PROBE_STEPS, step_seconds
 
-    spec = wb.seed.spec
-    x, y = data["train"].subset(np.arange(min(64, len(data["train"])))).tensors(spec.mean, spec.std)
-    step = step_seconds(wb.seed.model, x, y)
-    need = (PROBE_STEPS + 1) * step * (cfg.top_k + 1)  # the seed's speed for every network: an upper bound
-    if cfg.train_minutes * 60 < (PROBE_STEPS + 1) * step:
+    step = step_seconds(wb.seed.model, *timing_batch(wb, data))
+    least = (PROBE_STEPS + 1) * step
+    need = least * (cfg.top_k + 1)  # the seed's speed for every network: an upper bound
+    if cfg.train_minutes * 60 < least:
         raise ScbpError(f"--train-minutes {cfg.train_minutes:g} is too small to fine-tune anything: one training "
                         f"step of the seed takes {step:.2f} s on this machine and the fine-tune times "
                         f"{PROBE_STEPS + 1} steps before it fits the rest; pass at least {need / 60:.2f} for "

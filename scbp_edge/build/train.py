@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from scbp_edge.build.config import BuildConfig
-from scbp_edge.build.prepare import Prepared
+from scbp_edge.build.prepare import Prepared, timing_batch
 from scbp_edge.build.stages import by_network, int8_settings
 from scbp_edge.build.ui import console, progress
 from scbp_edge.rank.pick import pick_for_training
@@ -67,8 +65,7 @@ def _shares(prep: Prepared, cfg: BuildConfig, wanted: list[str], nets: dict[str,
     from scbp_edge.accuracy import step_seconds
 
     start = time.perf_counter()
-    spec = prep.wb.seed.spec
-    x, y = prep.data["train"].subset(np.arange(min(64, len(prep.data["train"])))).tensors(spec.mean, spec.std)
+    x, y = timing_batch(prep.wb, prep.data)
     step = {}
     for n in wanted:
         ratios = nets[n][0]["ratios"]

@@ -352,8 +352,8 @@ def _zero_out_channels(m: nn.Module, idxs: list[int], name: str) -> None:
             m.weight[idxs] = 0
         if getattr(m, "bias", None) is not None:
             m.bias[idxs] = 0
-    elif custom_layer_for(m) is not None:
-        custom_layer_for(m).zero_out(m, idxs)  # type: ignore[union-attr]
+    elif (custom := custom_layer_for(m)) is not None:
+        custom.zero_out(m, idxs)
     elif isinstance(m, nn.PReLU) or not any(True for _ in m.parameters(recurse=False)):
         pass  # no parameter of its own that a dropped channel could leak through
     else:  # e.g. LayerNorm over channels: a zeroed channel still shifts the others' statistics

@@ -13,6 +13,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING
 
 from scbp_edge.errors import BackendUnavailable, TargetError
+from scbp_edge.resources import entry_points
 
 if TYPE_CHECKING:
     from scbp_edge.runtimes.base import Runtime
@@ -23,9 +24,7 @@ GROUP = "scbp_edge.runtimes"
 
 @lru_cache(maxsize=1)
 def _entry_points() -> dict[str, metadata.EntryPoint]:
-    found: dict[str, metadata.EntryPoint] = {}
-    for ep in metadata.entry_points(group=GROUP):
-        found.setdefault(ep.name, ep)  # the first distribution on sys.path wins, as for imports
+    found = entry_points(GROUP)
     if not found:
         raise TargetError(f"no runtime is registered under the entry-point group '{GROUP}'; reinstall scbp-edge "
                           "(pip install -e . in a checkout)")

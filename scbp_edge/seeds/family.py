@@ -25,6 +25,7 @@ from importlib import metadata
 from torch import nn
 
 from scbp_edge.errors import SeedError
+from scbp_edge.resources import entry_points
 
 GROUP = "scbp_edge.seeds"
 
@@ -60,10 +61,7 @@ class SeedFamily:
 
 @lru_cache(maxsize=1)
 def _entry_points() -> tuple[metadata.EntryPoint, ...]:
-    seen: dict[str, metadata.EntryPoint] = {}
-    for ep in metadata.entry_points(group=GROUP):
-        seen.setdefault(ep.name, ep)  # the first distribution on sys.path wins, as for imports
-    return tuple(seen[n] for n in sorted(seen))
+    return tuple(entry_points(GROUP).values())
 
 
 @cache
