@@ -65,10 +65,13 @@ def sshd(tmp_path_factory):
     shutil.copy(d / "user_key.pub", d / "authorized_keys")
     os.chmod(d / "authorized_keys", 0o600)
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    # The device account gets an empty home: the remote login shell would otherwise source this machine's
+    # ~/.bashrc, whose start-up (a pyenv rehash waiting on a stale lock, seen in CI) can hang every command.
+    (d / "home").mkdir()
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
         f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-        f"StrictModes no\nUsePAM no\nPidFile {d / 'sshd.pid'}\n"
+        f"StrictModes no\nUsePAM no\nPidFile {d / 'sshd.pid'}\nSetEnv HOME={d / 'home'}\n"
     )
     host_pub = (d / "host_key.pub").read_text().split()[:2]
     (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_pub)}\n")

@@ -103,7 +103,9 @@ class SshDevice:
         try:
             res = subprocess.run(self.command(*args), input=stdin, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ProfileError(f"{self.url}: '{args[0]}' gave no answer within {timeout:.0f}s") from None
+            # Seen in the field: the account's ~/.bashrc (sourced by ssh's non-interactive shell) blocking.
+            raise ProfileError(f"{self.url}: '{args[0]}' gave no answer within {timeout:.0f}s (if even "
+                               "`ssh HOST true` hangs, the account's ~/.bashrc is blocking)") from None
         if res.returncode != 0:
             err = res.stderr.decode(errors="replace").strip().splitlines()
             raise ProfileError(f"{self.url}: '{args[0]}' failed ({err[-1] if err else f'exit {res.returncode}'})")
