@@ -170,7 +170,8 @@ def train_network(payload: dict[str, Any], train: dict[str, Any], ratios: list[f
 
     Pruned networks are distilled from ``teacher_state`` (the seed fine-tuned
     on the user's data, where the build chose it) or else from the seed as it
-    came; the seed itself trains plainly.  ``seconds``: a time budget in place
+    came; the seed itself trains plainly, and is put back as it came where
+    that scores better on ``train["val_x"]``.  ``seconds``: a time budget in place
     of ``epochs``.  int8 is the fine-tuned model quantized after training;
     where that loses more than ``qat_threshold`` points against fp32 and
     ``qat_epochs`` > 0, a quantization-aware fine-tune follows and the better
@@ -193,8 +194,11 @@ def train_network(payload: dict[str, Any], train: dict[str, Any], ratios: list[f
     teacher = _teacher(wb, teacher_state) if distill and any(r > 0 for r in ratios) else None
     tick = (lambda _e: on_progress()) if on_progress is not None else None
     stats: dict[str, Any] = {}
+    judge = _judge_seed(model, train, ratios, init)
     model = fit(model, train["x"], train["y"], epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick, flip=flip,
                 max_seconds=seconds, stats=stats)
+    if judge is not None:
+        stats["validation"] = judge(model)
     right = correct(model, train["test_x"], train["test_y"])
     fp32 = 100.0 * float(right.sum()) / max(1, len(right))
     onnx = _onnx(model, wb.seed.spec.input_shape, False)
@@ -212,6 +216,32 @@ def train_network(payload: dict[str, Any], train: dict[str, Any], ratios: list[f
             "train_images": len(train["x"]), "test_images": len(train["test_x"]), "trained": stats,
             "teacher": None if teacher is None else ("fine-tuned seed" if teacher_state else "seed"),
             "reconstruction": cand.extra["reconstruction"], "criterion": wb.deriver.graph.criterion}
+
+
+def _judge_seed(model, train: dict[str, Any], ratios: list[float], init: str):
+    """For the seed reference: a function that keeps the better of the seed as it came and its fine-tune.
+
+    What a user would ship is whichever scores higher on the validation split:
+    a seed already trained on the data can lose by being fine-tuned again
+    (benchmarks/results/budget_curve.md). Pruned networks are not judged: one
+    never scores better before its fine-tune, and a validation pass costs time.
+    """
+    from scbp_edge.accuracy import evaluate
+
+    vx, vy = train.get("val_x"), train.get("val_y")
+    if any(r > 0 for r in ratios) or init == "scratch" or vx is None or len(vy) == 0:
+        return None
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    as_came = evaluate(model, vx, vy)
+
+    def judge(tuned_model) -> dict[str, Any]:
+        tuned = evaluate(tuned_model, vx, vy)
+        if as_came > tuned:
+            tuned_model.load_state_dict(start)
+        return {"as it came": as_came, "fine-tuned": tuned, "images": len(vy),
+                "kept": "as it came" if as_came > tuned else "fine-tuned"}
+
+    return judge
 
 
 def _teacher(wb, state: dict[str, torch.Tensor] | None):

@@ -129,6 +129,29 @@ def test_distillation_teaches_pruned_networks_but_never_the_seed_itself(digits_b
     assert not same(states[(0.5, 0.5, 0.5), False], states[(0.5, 0.5, 0.5), True])
 
 
+def test_seed_reference_is_put_back_as_it_came_when_its_fine_tune_scores_lower(digits_bench):
+    """Issue 36 item 5: a fine-tune that ruins the seed (an absurd learning rate) is not what the user ships."""
+    from scbp_edge.tasks import seed_payload, train_network
+
+    wb, (x, y), (tx, ty) = digits_bench
+    train = {"x": x[:256], "y": y[:256], "test_x": tx, "test_y": ty, "calib_x": x[:32],
+             "val_x": x[-300:], "val_y": y[-300:]}
+    seed = {k: v.clone() for k, v in wb.seed.model.state_dict().items()}
+    ruined = train_network(seed_payload(wb), train, [0.0, 0.0, 0.0], epochs=1, lr=50.0, init="inherit",
+                           distill=False, precisions=["fp32"], int8={})
+    v = ruined["trained"]["validation"]
+    assert v["kept"] == "as it came" and v["as it came"] > v["fine-tuned"] and v["images"] == 300
+    assert ruined["test_accuracy"] == ruined["test_accuracy_before"]
+    assert all(torch.equal(ruined["state"][k], seed[k]) for k in seed)
+    tuned = train_network(seed_payload(wb), train, [0.0, 0.0, 0.0], epochs=1, lr=1e-4, init="inherit",
+                          distill=False, precisions=["fp32"], int8={})
+    t = tuned["trained"]["validation"]
+    assert t["kept"] == ("as it came" if t["as it came"] > t["fine-tuned"] else "fine-tuned")
+    pruned = train_network(seed_payload(wb), train, [0.5, 0.5, 0.5], epochs=1, lr=0.02, init="inherit",
+                           distill=False, precisions=["fp32"], int8={})
+    assert "validation" not in pruned["trained"]  # pruned networks are not judged against their untrained selves
+
+
 def test_warm_up_rises_linearly_then_cosine_falls_to_zero():
     from scbp_edge.accuracy import lr_factor
 

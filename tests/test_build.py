@@ -96,6 +96,11 @@ def test_default_build_on_digits_end_to_end(tmp_path):
     assert w["images"] == 512 and not w["skipped"]
     assert rep["weights"]["teacher"]["chosen"] in ("seed", "fine-tuned seed")
     assert set(rep["weights"]["teacher"]["validation_accuracy"]) == {"seed", "fine-tuned seed"}
+    # Issue 36 item 5: the seed reference is the better of the seed as it came and its fine-tune, on validation
+    judged = [cands[r["id"]]["trained"]["validation"] for r in trained if not any(cands[r["id"]]["ratios"])]
+    assert judged and judged[0]["kept"] == ("fine-tuned" if rep["weights"]["teacher"]["chosen"] == "fine-tuned seed"
+                                            else "as it came")
+    assert f"Seed reference: the seed {judged[0]['kept']} (validation top-1" in md
     for row in trained:
         t = cands[row["id"]]["trained"]
         pruned = any(cands[row["id"]]["ratios"])

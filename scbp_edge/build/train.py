@@ -2,7 +2,8 @@
 
 Networks are picked by :func:`scbp_edge.rank.pick.pick_for_training` (inside
 the latency budget by proxy, or spread along the front), fine-tuned once in
-fp32 with the seed's network as the equally trained reference, then quantized
+fp32 with the seed's network as the equally trained reference (or the seed as
+it came, where that scores better on the validation split), then quantized
 for each precision they are searched at; every figure is committed per
 candidate as it arrives, and the store remembers that training is under way,
 so an interrupted build says so in its report.
@@ -77,24 +78,25 @@ def _shares(prep: Prepared, cfg: BuildConfig, wanted: list[str], nets: dict[str,
 
 
 def _teacher(prep: Prepared, store: RunStore, run_dir: Path, seed_net: str | None) -> dict[str, Any] | None:
-    """The fine-tuned seed's weights where it beats the seed as it came on the validation split, else None.
+    """The fine-tuned seed's weights where the seed reference kept them (they beat the seed as it came), else None.
 
     On a user's own data the seed fine-tuned there is usually the stronger
-    teacher (benchmarks/results/recipe.md); the choice is kept in the run.
+    teacher (benchmarks/results/recipe.md); the seed's task judged both on the
+    validation split, and the choice is kept in the run.
     """
-    from scbp_edge.accuracy import evaluate
     from scbp_edge.derive.io import load_derived
 
     path = run_dir / "trained" / f"{seed_net}.pt"
-    if seed_net is None or not path.is_file() or len(prep.data["val_y"]) == 0:
+    rows = store.candidates() if seed_net is not None else []
+    judged = next(((c["trained"] or {}).get("validation") for c in rows
+                   if c["network"] == seed_net and (c["trained"] or {}).get("validation")), None)
+    if judged is None or not path.is_file():
         store.set_meta("teacher", {"chosen": "seed", "why": "no fine-tuned seed or no validation split"})
         return None
-    tuned, _ = load_derived(path)
-    vx, vy = prep.data["val_x"], prep.data["val_y"]
-    scores = {"seed": evaluate(prep.wb.seed.model, vx, vy), "fine-tuned seed": evaluate(tuned, vx, vy)}
-    chosen = "fine-tuned seed" if scores["fine-tuned seed"] >= scores["seed"] else "seed"
-    store.set_meta("teacher", {"chosen": chosen, "validation_accuracy": scores, "val_images": len(vy)})
-    return tuned.state_dict() if chosen != "seed" else None
+    chosen = "fine-tuned seed" if judged["kept"] == "fine-tuned" else "seed"
+    scores = {"seed": judged["as it came"], "fine-tuned seed": judged["fine-tuned"]}
+    store.set_meta("teacher", {"chosen": chosen, "validation_accuracy": scores, "val_images": judged["images"]})
+    return load_derived(path)[0].state_dict() if chosen != "seed" else None
 
 
 def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig, executor,
@@ -134,7 +136,8 @@ def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig,
                   "distill": cfg.distill, "int8": int8_settings(cfg, prep), "qat_epochs": cfg.qat_epochs,
                   "qat_threshold": cfg.qat_threshold, "flip": cfg.augment == "flip",
                   "teacher_state": teacher,
-                  "train": {"x": x, "y": y, "test_x": tx, "test_y": ty, "calib_x": prep.data["calib_x"]}}
+                  "train": {"x": x, "y": y, "test_x": tx, "test_y": ty, "calib_x": prep.data["calib_x"],
+                            "val_x": prep.data["val_x"], "val_y": prep.data["val_y"]}}
         jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows],
                      "seconds": seconds.get(n)}) for n, rows in nets.items()]
         executor.map(train_network, jobs, shared, on_result, gpu=True,
@@ -149,6 +152,7 @@ def _commit_trained(store: RunStore, run_dir: Path, cfg: BuildConfig, net: str, 
                "train_seconds": res["trained"].get("seconds"), "init": cfg.init, "distill": cfg.distill,
                "teacher": res["teacher"], "augment": cfg.augment, "lr": cfg.lr,
                "train_images": res["train_images"], "test_images": res["test_images"],
+               "validation": res["trained"].get("validation"),  # the seed: as it came vs fine-tuned, which kept
                "checkpoint": f"trained/{net}.pt", "onnx": f"trained/{net}.onnx"}
     if not per["ok"]:
         store.update(row["id"], stage=per["stage"], error=per["error"], trained=dict(trained, test_accuracy=None))

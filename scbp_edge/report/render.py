@@ -112,9 +112,7 @@ def _details(rep: dict[str, Any]) -> list[str]:
     if n:
         lines.append(f"Test accuracy: on {n:,} test images, with 95 % (Wilson) intervals; 'vs seed' is the paired "
                      "difference on the same images, '~' where it is within noise (exact McNemar test, p >= 0.05).")
-    line = _fine_tune_line(rep)
-    if line:
-        lines.append(line)
+    lines += [x for x in (_fine_tune_line(rep), _reference_line(rep)) if x]
     tr = rep.get("trained") or {}
     if tr.get("proxy_spearman") is not None:
         lines.append(f"Proxy vs fine-tuned accuracy: Spearman {tr['proxy_spearman']:.2f} over the "
@@ -137,6 +135,18 @@ def _fine_tune_line(rep: dict[str, Any]) -> str | None:
     return f"Fine-tune ({how}): " + "; ".join(
         f"{n} {t.get('epochs', 0):g} epoch(s), {t['steps']} steps, {t.get('train_seconds') or 0:.0f} s"
         for n, t in got.items()) + "."
+
+
+def _reference_line(rep: dict[str, Any]) -> str | None:
+    """Which seed the pruned networks are compared with: as it came or fine-tuned, whichever won on validation."""
+    v = next(((c.get("trained") or {}).get("validation") for c in rep.get("candidates") or []
+              if (c.get("trained") or {}).get("validation")), None)
+    if not v:
+        return None
+    why = ("its fine-tune scored lower, so it ships as it came" if v["kept"] == "as it came"
+           else "its fine-tune is what ships")
+    return (f"Seed reference: the seed {v['kept']} (validation top-1: as it came {v['as it came']:.2f} %, "
+            f"fine-tuned {v['fine-tuned']:.2f} %, {v['images']:,} images); {why}.")
 
 
 def _weights_details(w: dict[str, Any]) -> list[str]:
