@@ -63,3 +63,7 @@ class DataError(ScbpError):
 
 class RunError(ScbpError):
     """Run directory missing, corrupt, or not resumable."""
+
+
+class RecordError(ScbpError):
+    """A stored or exchanged value does not fit its record (a field missing, unknown, or of the wrong type)."""

@@ -1,4 +1,4 @@
-"""JSON-serialisable measurement records, shared by profile, rank and report (no backend imports)."""
+"""Measurement records: latency statistics, energy, the paired speed-up (no backend imports)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,34 @@
+"""Typed records for what crosses a stage, a task, the store and the report, with one JSON codec.
+
+``measurement`` holds what profiling produces; ``candidate`` a run store row;
+``report`` ranking points, the selection, its card and report.json. Every
+record encodes to the JSON the project always wrote and decodes from it
+(``codec``), so older run directories still open.
+"""
+
+from scbp_edge.records.candidate import (
+    CandidateRow,
+    OnnxArtifact,
+    Proxy,
+    SeedJudgement,
+    StaticCosts,
+    Status,
+    TrainingResult,
+    seed_judgement,
+)
+from scbp_edge.records.codec import decode, encode, spread
+from scbp_edge.records.measurement import (
+    BUSY_SHARE,
+    MIN_QUIET_ROUNDS,
+    Energy,
+    LatencyStats,
+    Measurement,
+    Paired,
+)
+from scbp_edge.records.report import Card, RankingPoint, Report, Selection, Undecided
+
+__all__ = [
+    "BUSY_SHARE", "MIN_QUIET_ROUNDS", "CandidateRow", "Card", "Energy", "LatencyStats", "Measurement",
+    "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Report", "SeedJudgement", "Selection", "StaticCosts",
+    "Status", "TrainingResult", "Undecided", "decode", "encode", "seed_judgement", "spread",
+]

@@ -1,0 +1,99 @@
+"""The typed records and their one JSON codec (issue 42 step 1), on rows and reports of real builds.
+
+tests/golden/rows.json holds every candidate row of four real builds (a default build with fine-tuned
+candidates, one whose every candidate failed, a --train-minutes build, a container build), as the store
+decoded them; report.json and failed.json are two real report.json files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scbp_edge.errors import RecordError
+from scbp_edge.records import (
+    CandidateRow,
+    LatencyStats,
+    Measurement,
+    Report,
+    StaticCosts,
+    decode,
+    encode,
+    seed_judgement,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+ROWS = json.loads((GOLDEN / "rows.json").read_text())
+
+
+def _without_filled_defaults(back: dict, original: dict) -> dict:
+    """``back`` less the optional keys the original never had, which decoding fills with their defaults."""
+    out = {}
+    for k, v in back.items():
+        if k not in original:
+            assert v is None or v == () or v == [] or v == {}, f"{k} was added with a value: {v!r}"
+            continue
+        out[k] = _without_filled_defaults(v, original[k]) if isinstance(v, dict) and isinstance(
+            original[k], dict) else v
+    return out
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{i}-{r['id']}" for i, r in enumerate(ROWS)])
+def test_every_stored_row_of_a_real_build_round_trips(row):
+    rec = CandidateRow.from_row(row)
+    assert rec.status == row["status"] and rec.ratios == tuple(row["ratios"])
+    back = rec.to_row()
+    assert _without_filled_defaults(back, row) == row  # nothing lost, nothing changed
+    assert CandidateRow.from_row(back) == rec
+
+
+def test_the_rows_cover_what_the_records_type():
+    recs = [CandidateRow.from_row(r) for r in ROWS]
+    assert {r.status for r in recs} == {"measured", "failed"}
+    measured = [r for r in recs if r.measurement is not None]
+    assert measured and all(isinstance(r.measurement.latency, LatencyStats) for r in measured)
+    assert any(r.trained is not None and r.trained.test_correct for r in recs)
+    assert any(r.error for r in recs if r.status == "failed")
+    # the codec and the measurement's own reader agree
+    row = next(r for r in ROWS if r["measurement"])
+    assert decode(Measurement, row["measurement"]) == Measurement.from_dict(row["measurement"])
+
+
+@pytest.mark.parametrize("name", ["report", "failed"])
+def test_a_real_report_json_round_trips_exactly(name):
+    data = json.loads((GOLDEN / f"{name}.json").read_text())
+    rep = Report.from_json(data)
+    assert json.loads(json.dumps(rep.to_json())) == data
+    assert rep.selection.id == data["selection"]["id"] and len(rep.points) == len(data["points"])
+    assert rep.card is not None and rep.card.title == data["card"]["title"]
+
+
+def test_keys_a_record_does_not_name_stay_in_its_extra():
+    costs = decode(StaticCosts, {"params": 3, "macs": 7, "size_bytes": 12, "ghost_macs": 5})
+    assert costs.extra == {"ghost_macs": 5} and encode(costs)["ghost_macs"] == 5
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["measurement"]["latency"].update(p50_ms="fast"), "latency.p50_ms: expected float, got str"),
+    (lambda r: r["measurement"].update(watts=3.0), "unknown field 'watts'"),
+    (lambda r: r["measurement"]["latency"].pop("p50_ms"), "missing field 'p50_ms'"),
+    (lambda r: r.update(status="finished"), "'finished' is not one of"),
+    (lambda r: r.update(ratios=[0.5, "half"]), "ratios[1]: expected float"),
+])
+def test_a_value_that_does_not_fit_is_refused_naming_where(change, message):
+    row = json.loads(json.dumps(next(r for r in ROWS if r["measurement"])))
+    change(row)
+    with pytest.raises(RecordError) as err:
+        CandidateRow.from_row(row)
+    assert message in str(err.value) and str(err.value).startswith(f"candidate {row['id']}")
+
+
+def test_the_seed_judgement_reads_the_stored_validation():
+    row = next(r for r in ROWS if r["trained"])
+    trained = dict(row["trained"], validation={"as it came": 89.6, "fine-tuned": 89.4, "images": 500,
+                                               "kept": "as it came"})
+    j = seed_judgement(CandidateRow.from_row(dict(row, trained=trained)).trained)
+    assert (j.as_it_came, j.fine_tuned, j.images, j.kept) == (89.6, 89.4, 500, "as it came")
+    assert seed_judgement(CandidateRow.from_row(row).trained) is None
