@@ -45,7 +45,7 @@ def one_build(runs: Path) -> dict[str, Any]:
 
 def rank_figures(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Busy-flagged candidates, distinct latency ranks, and tied pairs whose p50s differ by more than 10 %."""
-    from scbp_edge.report.render import speed_ranks
+    from scbp_edge.report.sections.candidates import speed_ranks
 
     pts = sorted((p for p in points if p.get("p50_ms")), key=lambda p: p["p50_ms"])
     ranks = speed_ranks(pts)

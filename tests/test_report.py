@@ -169,3 +169,59 @@ def test_html_report_renders_offline_in_a_real_browser(run_dir):
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
 
 
+
+
+GOLDEN = Path(__file__).parent / "golden"
+PLOTS = [Path("plots") / f"{n}.png" for n in ("latency_vs_accuracy", "latency_vs_params", "front_ratios_heatmap")]
+
+
+@pytest.mark.parametrize("name", ["report", "failed"])
+def test_sections_render_every_format_as_before(name):
+    """Issue 45: the sections refactor changed no byte of report.md, the job summary or report.html.
+
+    The golden files were rendered by the code before it, from a real default build's report.json (with its
+    three plots, whose names alone reach the Markdown) and from a build whose every candidate failed.
+    """
+    from scbp_edge.report.render import render_github, render_html, render_markdown
+
+    rep = json.loads((GOLDEN / f"{name}.json").read_text())
+    assert render_markdown(rep, PLOTS if name == "report" else [], "RUN_DIR") == (GOLDEN / f"{name}.md").read_text()
+    github = "github.md" if name == "report" else "failed_github.md"
+    assert render_github(rep, "RUN_DIR") == (GOLDEN / github).read_text()
+    assert render_html(rep, [], "RUN_DIR") == (GOLDEN / f"{name}.html").read_text()
+
+
+def test_a_third_party_section_is_one_function_and_one_entry_point(tmp_path):
+    """Installed through the entry-point group, it follows the built-in sections in every format it speaks."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(Path(__file__).parent / "plugin_section" / "scbp_site_section.py", site)
+    script = ("import json, sys; from pathlib import Path; from scbp_edge.report.render import render_github, "
+              "render_html, render_markdown; rep = json.loads(Path(sys.argv[1]).read_text()); "
+              "plots = [Path(p) for p in sys.argv[2:]]; "
+              "print(json.dumps([render_markdown(rep, plots), render_github(rep), render_html(rep, [])]))")
+
+    def render() -> list[str]:
+        res = subprocess.run([sys.executable, "-c", script, str(GOLDEN / "report.json"), *map(str, PLOTS)],
+                             capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(site)))
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    before = [(GOLDEN / f).read_text() for f in ("report.md", "github.md", "report.html")]
+    assert render() == before  # copied but not installed: no entry point, no section
+    info = site / "scbp_site_section-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: scbp-site-section\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[scbp_edge.report_sections]\nsite = scbp_site_section:build\n")
+    md, github, page = render()
+    pts = sorted(json.loads((GOLDEN / "report.json").read_text())["points"], key=lambda p: p["p50_ms"])
+    assert md == before[0] + (f"\n## Site notes\n\n- {len(pts)} measured points\n\n| candidate | p50 ms |\n|---|---|\n"
+                              + "".join(f"| {p['id']} | {p['p50_ms']:.3f} |\n" for p in pts[:2]))
+    assert github == before[1]  # it has nothing for a job summary
+    assert f'<h2>Site notes</h2><ul><li>{len(pts)} measured points</li></ul><table class="sortable"><thead>' in page
+    assert page.index("<h2>Site notes</h2>") > page.index("<h2>Failed candidates</h2>" if "Failed" in page
+                                                          else "<h2>Measured candidates</h2>")

@@ -97,7 +97,7 @@ def test_ties_need_overlapping_quartiles_and_are_not_chained():
 
 
 def test_report_ranks_follow_the_tie_groups():
-    from scbp_edge.report.render import speed_ranks
+    from scbp_edge.report.sections.candidates import speed_ranks
 
     pts = [{"id": k, "paired": {"rounds": r}} for k, r in
            (("a", [2.0, 2.01, 2.0, 2.02, 2.0]), ("b", [2.0, 2.0, 2.01, 2.0, 1.99]), ("c", [1.0] * 5))]
