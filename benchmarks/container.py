@@ -25,7 +25,7 @@ OUT = ROOT / "benchmarks" / "results"
 GOAL_MB, GOAL_READY_S = 300.0, 5.0
 
 
-def _cli(*args: str) -> str:
+def cli(*args: str) -> str:
     res = subprocess.run([sys.executable, "-m", "scbp_edge.cli.main", *args], capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"scbp-edge {' '.join(args)} failed: {res.stderr[-2000:]}")
@@ -40,9 +40,9 @@ def measure(base: str, starts: int) -> dict:
     engine = container.find_engine()
     tag = "localhost/scbp-bench:cpu"
     with tempfile.TemporaryDirectory() as tmp:
-        run = json.loads(_cli("build", "--target", "cpu", "--runs", tmp, "--json"))["run_dir"]
+        run = json.loads(cli("build", "--target", "cpu", "--runs", tmp, "--json"))["run_dir"]
         ctx = Path(tmp) / "ctx"
-        _cli("package", run, "-o", str(ctx), "--base-image", base)
+        cli("package", run, "-o", str(ctx), "--base-image", base)
         t0 = time.perf_counter()
         size = container.build_image(ctx, tag, engine, no_cache=True)
         build_s = time.perf_counter() - t0

@@ -18,11 +18,8 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import cpu_build as cb  # noqa: E402
+import cpu_build as cb
 
 VARIANTS: dict[str, dict[str, float]] = {
     "now": cb.BEFORE_MEASURE,  # the protocol before issue 18: 5 rounds of >= 0.2 s

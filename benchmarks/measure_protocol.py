@@ -19,11 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from scbp_edge.profile.runner import Item
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from scbp_edge.profile.runner import Item  # noqa: E402
-
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "protocol"

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 
 
-def _ms(v: list[float]) -> tuple[float, float]:
+def mean_std(v: list[float]) -> tuple[float, float]:
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
 
 def _row(rows: dict[str, dict[str, Any]], key: str, seed_key: str, family: str) -> dict[str, Any]:
     r, s = rows[key], rows[seed_key]
-    mean, std = _ms(r["test_acc"])
+    mean, std = mean_std(r["test_acc"])
     return {"config": key, "family": family, "params": r["params"], "smaller": 1 - r["params"] / s["params"],
             "macs": r["macs"], "p50_ms": r["final_p50_ms"], "speedup": r["final_speedup"], "adabn": r["adabn"],
             "distill": r.get("distill"), "acc_mean": mean, "acc_std": std, "accs": r["test_acc"],
@@ -82,8 +82,8 @@ def _seed_reference(res: dict[str, Any]) -> dict[str, Any]:
     rows, sk = res["rows"], res["seed_key"]
     seed = _row(rows, sk, sk, "seed")
     dist = (res.get("ablation") or {}).get(sk, {}).get("distill")
-    if dist and _ms(dist)[0] > seed["acc_mean"]:
-        mean, std = _ms(dist)
+    if dist and mean_std(dist)[0] > seed["acc_mean"]:
+        mean, std = mean_std(dist)
         seed = dict(seed, acc_mean=mean, acc_std=std, accs=dist, family="seed (distilled from itself)")
     came = rows[sk].get("test_before")
     if came is not None and came > seed["acc_mean"]:  # a seed already trained on the data can lose by fine-tuning
@@ -120,7 +120,8 @@ def summarize_seed(res: dict[str, Any], budgets: tuple[float, ...], match: float
                 "met": s["speedup"] >= 1.5 and s["smaller"] >= 0.5 and mid["acc_vs_seed"] >= -1.0}
     trained = [_row(rows, k, sk, rows[k]["family"]) for k in res["trained"]]
     final = [t["acc_mean"] for t in trained]
-    ablation = {k: {"distill": _ms(v["distill"]), "plain": _ms(v["plain"])} for k, v in res["ablation"].items()}
+    ablation = {k: {"distill": mean_std(v["distill"]), "plain": mean_std(v["plain"])}
+                for k, v in res["ablation"].items()}
     return {"seed": res["seed"], "seed_row": seed, "budgets": per_budget, "goal_1_5x": goal,
             "teacher": res.get("teacher"), "recipe": res.get("recipe"),
             "method_change": _method_change(res, sk),

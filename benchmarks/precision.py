@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scbp_vs_peers import SHARED, Data, recipe  # noqa: E402
+from scbp_vs_peers import SHARED, Data, recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED, CKPT = "cifar-resnet56", "resnet56-4bfd9763.th"

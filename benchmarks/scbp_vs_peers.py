@@ -40,9 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers_report import lone_segment, markdown, summarize  # noqa: E402
+from peers_report import lone_segment, markdown, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

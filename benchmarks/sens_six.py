@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import scbp_vs_peers as peers  # noqa: E402
-from peers_report import _ms  # noqa: E402
+import scbp_vs_peers as peers
+from peers_report import mean_std
 
 OUT = peers.OUT
 BUDGET = 1.5
@@ -66,7 +64,7 @@ def markdown(res: dict[str, Any]) -> str:
                   "| model | family | params cut | p50 ms | speed-up | adaBN | distill | test top-1 |",
                   "|---|---|---|---|---|---|---|---|"]
         for k, r in s["models"].items():
-            mean, std = _ms(r["test_acc"])
+            mean, std = mean_std(r["test_acc"])
             lines.append(f"| {k} | {r['family']} | {100 * r['params_cut']:.0f} % | {r['p50_ms']:.3f} | "
                          f"{r['speedup']:.2f}x | {r['adabn']:.1f} | {r['distill']:.1f} | {mean:.2f} +- {std:.2f} |")
         lines.append("")
@@ -76,6 +74,9 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # options: --smoke, --seeds=NAME[,NAME]
+        print(__doc__)
+        return 0
     mode = "smoke" if "--smoke" in sys.argv else "default"
     m = dict(peers.MODES[mode])
     if mode == "default":

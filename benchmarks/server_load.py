@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from container import _cli  # noqa: E402
+from container import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -108,9 +106,9 @@ def main() -> int:
     tag = "localhost/scbp-load:cpu"
     images = pngs()
     with tempfile.TemporaryDirectory() as tmp:
-        run = json.loads(_cli("build", "--target", "cpu", "--runs", tmp, "--json"))["run_dir"]
+        run = json.loads(cli("build", "--target", "cpu", "--runs", tmp, "--json"))["run_dir"]
         ctx = Path(tmp) / "ctx"
-        _cli("package", run, "-o", str(ctx), "--base-image", a.base_image)
+        cli("package", run, "-o", str(ctx), "--base-image", a.base_image)
         container.build_image(ctx, tag, engine)
     started = container.run_image(tag, engine, port=18932)
     try:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results"
 OPTIONS = {"fp32 NCHW (before)": (False, False), "channels_last": (True, False), "bf16": (False, True),
@@ -28,6 +27,9 @@ OPTIONS = {"fp32 NCHW (before)": (False, False), "channels_last": (True, False),
 
 
 def main() -> int:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # no options: say what it does instead of starting a run
+        print(__doc__)
+        return 0
     from scbp_edge.accuracy import bf16_supported, evaluate, train
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.data import read_split
