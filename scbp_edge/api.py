@@ -121,10 +121,17 @@ class Workbench:
         after a fine-tune: benchmarks/results/reconstruct_cifar-resnet*.md).  The candidate's
         ``extra["reconstruction"]`` says what reconstruction did.
         """
+        cand, model, _ = self.derive(ratios, for_training=for_training)
+        return cand, model
+
+    def derive(self, ratios: Sequence[float], *, for_training: bool = False
+               ) -> tuple[Candidate, nn.Module, Reconstruction]:
+        """:meth:`candidate`, plus the full reconstruction record (with its per-layer errors, which are not stored)."""
         cand, model = self.static(ratios), self.deriver.derive(ratios)
         skip = self.head_layers if for_training else ()
-        cand.extra["reconstruction"] = self._reconstruct(model, ratios, skip).to_dict()
-        return cand, model
+        rec = self._reconstruct(model, ratios, skip)
+        cand.extra["reconstruction"] = rec.to_dict()
+        return cand, model, rec
 
     def _reconstruct(self, model: nn.Module, ratios: Sequence[float], skip: tuple[str, ...]) -> Reconstruction:
         plan = self.deriver.plan(ratios)

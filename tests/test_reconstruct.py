@@ -69,6 +69,10 @@ def test_reconstruction_lowers_every_layers_error_on_held_out_images(family):
     report = reconstruct(rec, SeedTargets(wb.seed.model, x), kept)
     assert report.applied and report.layers > 0 and not report.kept_l1
     assert report.error_after < report.error_before  # on the calibration rows
+    # the per-layer record behind those means (benchmarks/where_points_go.py), kept out of what is stored
+    assert len(report.per_layer) == report.layers and set(report.per_layer) <= set(dict(rec.named_modules()))
+    assert sum(b for b, _ in report.per_layer.values()) / report.layers == pytest.approx(report.error_before)
+    assert "per_layer" not in report.to_dict()
     seed_out = _layer_outputs(wb.seed.model, held)
     before, after = _errors(l1, seed_out, kept, held), _errors(rec, seed_out, kept, held)
     off = {n: (before[n], after[n]) for n in before if before[n] > 1e-4}  # layers the pruning disturbed

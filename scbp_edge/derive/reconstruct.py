@@ -53,10 +53,13 @@ class Reconstruction:
     error_before: float | None = None  # mean relative output error of the re-solved layers, on the calibration rows
     error_after: float | None = None
     seconds: float = 0.0
+    #: layer -> (relative output error before, after) on the calibration rows; for analysis, not stored
+    per_layer: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["strong_ridge"], d["left"] = list(self.strong_ridge), list(self.left)
+        d.pop("per_layer")  # one pair per layer would swell every stored candidate and report
         return d
 
     @classmethod
@@ -190,7 +193,7 @@ def reconstruct(pruned: nn.Module, targets: SeedTargets, kept_out: dict[str, lis
     seed_mods = dict(targets.seed.named_modules())
     kept_l1: dict[str, str] = {}
     strong: list[str] = []
-    errors: list[tuple[float, float]] = []
+    errors: dict[str, tuple[float, float]] = {}
     handles = []
     for name, m in pruned.named_modules():
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -209,10 +212,10 @@ def reconstruct(pruned: nn.Module, targets: SeedTargets, kept_out: dict[str, lis
     finally:
         for h in handles:
             h.remove()
-    mean = (lambda i: sum(e[i] for e in errors) / len(errors)) if errors else (lambda i: None)
+    mean = (lambda i: sum(e[i] for e in errors.values()) / len(errors)) if errors else (lambda i: None)
     return Reconstruction(True, images=targets.images, layers=len(errors), kept_l1=kept_l1,
                           strong_ridge=tuple(strong), left=tuple(skip), error_before=mean(0), error_after=mean(1),
-                          seconds=round(time.perf_counter() - start, 3))
+                          seconds=round(time.perf_counter() - start, 3), per_layer=errors)
 
 
 def _cannot(name: str, m: nn.Module, seed_m: nn.Module | None, targets: SeedTargets) -> str | None:
@@ -229,7 +232,7 @@ def _cannot(name: str, m: nn.Module, seed_m: nn.Module | None, targets: SeedTarg
 
 
 def _solver(name: str, site: _Site, keep: list[int] | None, kept_l1: dict[str, str], strong: list[str],
-            errors: list[tuple[float, float]]):
+            errors: dict[str, tuple[float, float]]):
     """The pre-forward hook that re-solves one layer from its actual input."""
     done = []
 
@@ -249,7 +252,7 @@ def _solver(name: str, site: _Site, keep: list[int] | None, kept_l1: dict[str, s
             kept_l1[name] = why
         if w is None:
             return
-        errors.append((_rel_error(m, a, y, None), _rel_error(m, a, y, w)))
+        errors[name] = (_rel_error(m, a, y, None), _rel_error(m, a, y, w))
         _assign(m, w)
 
     return hook
