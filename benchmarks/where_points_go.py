@@ -99,12 +99,12 @@ def markdown(res: dict[str, Any]) -> str:
              f"{pick['macs_cut']:.0%} of the MACs removed. Channels by L1, reconstructed on 512 training images. "
              f"Command: `{res['command']}`, alone; wall {res['wall_s'] / 60:.1f} min.", "",
              "## Per segment: each pruned alone at the pick's ratio", "",
-             "| segment | ratio | MACs removed | test top-1 before training | drop vs the seed | drop per 10 % of "
-             "MACs |", "|---|---|---|---|---|---|"]
+             "| segment | ratio | MACs removed | test top-1 before training | vs the seed, pt | pt per 10 % of "
+             "MACs removed |", "|---|---|---|---|---|---|"]
     for r in res["segments"]:
-        drop = seed - r["test_before"]
+        diff = r["test_before"] - seed
         lines.append(f"| {r['segment']} | {PICK[r['segment']]:g} | {r['macs_cut']:.1%} | {r['test_before']:.2f} | "
-                     f"{drop:+.2f} | {drop / max(r['macs_cut'] * 10, 1e-9):+.2f} |")
+                     f"{diff:+.2f} | {diff / max(r['macs_cut'] * 10, 1e-9):+.2f} |")
     lay = res["layers"]
     lines += ["", "## Per layer: relative output error against the seed (calibration rows)", "",
               "| segment | layers re-solved | mean error before | mean error after | worst layer after |",
