@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scbp_edge.errors import RunError
+from scbp_edge.records import CandidateRow, encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -165,10 +166,10 @@ class RunStore:
             return self.db.total_changes - before
 
     def update(self, cid: str, **fields: Any) -> None:
-        """Set columns of candidate ``cid`` and commit at once."""
+        """Set columns of candidate ``cid`` and commit at once; a JSON column takes a record or plain values."""
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"bad status {fields['status']}")
-        cols = {k: (json.dumps(v) if k in JSON_COLUMNS else v) for k, v in fields.items()}
+        cols = {k: (json.dumps(encode(v)) if k in JSON_COLUMNS else v) for k, v in fields.items()}
         cols["updated"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in cols)
         with self.db:
@@ -194,6 +195,10 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             raise _damaged(self.path, exc) from None
         return [_decode(r) for r in rows]
+
+    def rows(self, status: str | None = None) -> list[CandidateRow]:
+        """:meth:`candidates` as typed records; a row that does not fit its record raises RecordError naming it."""
+        return [CandidateRow.from_row(c) for c in self.candidates(status)]
 
     def salvage(self) -> tuple[list[dict[str, Any]], int]:
         """Every candidate row that can still be read, row by row; and how many could not."""

@@ -7,6 +7,7 @@ decoded them; report.json and failed.json are two real report.json files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -97,3 +98,29 @@ def test_the_seed_judgement_reads_the_stored_validation():
     j = seed_judgement(CandidateRow.from_row(dict(row, trained=trained)).trained)
     assert (j.as_it_came, j.fine_tuned, j.images, j.kept) == (89.6, 89.4, 500, "as it came")
     assert seed_judgement(CandidateRow.from_row(row).trained) is None
+
+
+def test_the_store_reads_and_writes_records(tmp_path):
+    """A real run.sqlite: real rows written as records come back as the same records, and as the old dicts."""
+    from scbp_edge.records import TrainingResult
+    from scbp_edge.store import RunStore
+
+    store = RunStore(tmp_path / "run.sqlite", create=True)
+    originals = ROWS[:6]
+    store.add_candidates([{k: r[k] for k in ("id", "network", "precision", "ratios", "reference", "static")}
+                          for r in originals])
+    for r in originals:  # each JSON column written as a record, not a dict
+        rec = CandidateRow.from_row(r)
+        store.update(r["id"], status=rec.status, stage=rec.stage, error=rec.error, onnx=rec.onnx,
+                     accuracy=rec.accuracy, measurement=rec.measurement, trained=rec.trained)
+    rows = {r.id: r for r in store.rows()}
+    for r in originals:  # the same record, but for where and when this store put it
+        want = CandidateRow.from_row(r)
+        assert dataclasses.replace(rows[r["id"]], position=want.position, updated=want.updated) == want
+    seed = next(r for r in originals if r["trained"])
+    store.update(seed["id"], trained=TrainingResult(test_accuracy=88.0, validation={
+        "as it came": 89.6, "fine-tuned": 89.4, "images": 500, "kept": "as it came"}))
+    got = next(r for r in store.rows() if r.id == seed["id"])
+    assert seed_judgement(got.trained).kept == "as it came"
+    assert next(c for c in store.candidates() if c["id"] == seed["id"])["trained"]["test_accuracy"] == 88.0
+    store.close()

@@ -85,17 +85,17 @@ def _teacher(prep: Prepared, store: RunStore, run_dir: Path, seed_net: str | Non
     validation split, and the choice is kept in the run.
     """
     from scbp_edge.derive.io import load_derived
+    from scbp_edge.records import seed_judgement
 
     path = run_dir / "trained" / f"{seed_net}.pt"
-    rows = store.candidates() if seed_net is not None else []
-    judged = next(((c["trained"] or {}).get("validation") for c in rows
-                   if c["network"] == seed_net and (c["trained"] or {}).get("validation")), None)
+    rows = store.rows() if seed_net is not None else []
+    judged = next((j for r in rows if r.network == seed_net and (j := seed_judgement(r.trained))), None)
     if judged is None or not path.is_file():
         store.set_meta("teacher", {"chosen": "seed", "why": "no fine-tuned seed or no validation split"})
         return None
-    chosen = "fine-tuned seed" if judged["kept"] == "fine-tuned" else "seed"
-    scores = {"seed": judged["as it came"], "fine-tuned seed": judged["fine-tuned"]}
-    store.set_meta("teacher", {"chosen": chosen, "validation_accuracy": scores, "val_images": judged["images"]})
+    chosen = "fine-tuned seed" if judged.kept == "fine-tuned" else "seed"
+    scores = {"seed": judged.as_it_came, "fine-tuned seed": judged.fine_tuned}
+    store.set_meta("teacher", {"chosen": chosen, "validation_accuracy": scores, "val_images": judged.images})
     return load_derived(path)[0].state_dict() if chosen != "seed" else None
 
 
