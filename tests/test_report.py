@@ -225,3 +225,8 @@ def test_a_third_party_section_is_one_function_and_one_entry_point(tmp_path):
     assert f'<h2>Site notes</h2><ul><li>{len(pts)} measured points</li></ul><table class="sortable"><thead>' in page
     assert page.index("<h2>Site notes</h2>") > page.index("<h2>Failed candidates</h2>" if "Failed" in page
                                                           else "<h2>Measured candidates</h2>")
+    # a section that breaks is one line of the report, not a lost report
+    (info / "entry_points.txt").write_text("[scbp_edge.report_sections]\nsite = scbp_site_section:broken\n")
+    md, github, _ = render()
+    assert md.startswith(before[0]) and "## Report section 'site' failed" in md
+    assert "scbp_site_section:broken: ZeroDivisionError: division by zero" in md

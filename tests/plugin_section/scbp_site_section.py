@@ -11,3 +11,8 @@ def build(ctx: Context) -> Section | None:
     pts = sorted(ctx.rep["points"], key=lambda p: p["p50_ms"])[:2]
     return Section("site", "Site notes", bullets=(f"{len(ctx.rep['points'])} measured points",),
                    table=Table(("candidate", "p50 ms"), tuple((p["id"], f"{p['p50_ms']:.3f}") for p in pts)))
+
+
+def broken(ctx: Context) -> Section | None:
+    """A section with a bug: the report must still be written, naming it."""
+    return Section("broken", bullets=(str(1 / 0),))

@@ -70,7 +70,21 @@ def _builtin(key: str) -> Builder:
 def _third_party() -> dict[str, Builder]:
     from scbp_edge.resources import entry_points
 
-    return {name: ep.load() for name, ep in entry_points(GROUP).items() if name not in BUILTIN}
+    return {name: _isolated(name, ep.value, ep.load) for name, ep in entry_points(GROUP).items()
+            if name not in BUILTIN}
+
+
+def _isolated(name: str, where: str, load: Callable[[], Builder]) -> Builder:
+    """A plugin's section that cannot load or build says so in one line of the report instead of losing it."""
+
+    def build(ctx: Context) -> Section | None:
+        try:
+            return load()(ctx)
+        except Exception as exc:  # noqa: BLE001 - somebody else's code: the report must still be written
+            return Section(name, f"Report section '{name}' failed",
+                           bullets=(f"{where}: {type(exc).__name__}: {str(exc)[:200]}",))
+
+    return build
 
 
 def sections(ctx: Context) -> Iterator[Section]:
