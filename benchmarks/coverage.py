@@ -1,4 +1,4 @@
-"""Which seeds work: every torchvision classifier at a small input, through the steps a new user takes.
+"""Which seeds work: every torchvision classifier (or timm's CNN backbones) at a small input, as a new user would.
 
 Per model, in its own process with a time bound: inspect (segments), one mixed
 derivation (checked against the masked seed), ONNX export with its parity
@@ -8,6 +8,8 @@ Random weights; 64x64 input.
 
 Writes benchmarks/results/coverage.{json,md}; the README's coverage table is
 that Markdown.  Run: .venv/bin/python benchmarks/coverage.py [--size 64] [--only a,b]
+``--family timm``: the timm CNNs of TIMM (``--seed timm-NAME``; needs timm), written
+to coverage_timm.{json,md} with a bound of 60 s per model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
+#: timm CNNs a robotics team is likely to start from: detector backbones (CSP, Darknet, DLA, HRNet), mobile nets
+#: (ghost modules, MobileNetV3, EfficientNet, LCNet, MixNet, FBNet, RexNet), RegNets, ResNet variants, RepVGG
+TIMM = ("cspdarknet53", "cspresnet50", "cspresnext50", "darknet53", "dla34", "hrnet_w18_small", "ghostnet_100",
+        "mobilenetv3_large_100", "mobilenetv3_small_100", "efficientnet_b0", "efficientnet_lite0", "lcnet_100",
+        "mixnet_s", "fbnetc_100", "rexnet_100", "regnetx_016", "regnety_016", "resnet18d", "resnet50d",
+        "resnext26ts", "seresnext26d_32x4d", "res2net50_26w_4s", "resnest14d", "repvgg_a0", "vovnet39a",
+        "selecsls42b", "dpn68", "densenet121", "tinynet_a", "mnasnet_100")
 STEP = r'''
 import json, sys, tempfile, time, traceback
 from pathlib import Path
@@ -90,10 +99,12 @@ def run_one(name: str, size: int, timeout: float) -> dict:
 
 def markdown(r: dict) -> str:
     counts = {s: sum(x["status"] == s for x in r["models"]) for s in ("works", "refused", "fails")}
-    lines = [f"# Seed coverage: torchvision classifiers at {r['size']}x{r['size']} ({r['date']})", "",
+    what = "timm CNN backbones" if r.get("family") == "timm" else "torchvision classifiers"
+    command = r.get("command", ".venv/bin/python benchmarks/coverage.py")
+    lines = [f"# Seed coverage: {what} at {r['size']}x{r['size']} ({r['date']})", "",
              f"{counts['works']} work, {counts['refused']} are refused in one line, {counts['fails']} fail. Steps: "
              "inspect, one mixed derivation checked against the masked seed, ONNX export with parity, a short "
-             "profile. Random weights. Command: `.venv/bin/python benchmarks/coverage.py`.", "",
+             f"profile. Random weights. Command: `{command}`.", "",
              "Where a model itself rejects the small input, it is checked again at the size its refusal names "
              "(the input column). Rows re-run later with `--only` carry their own date in coverage.json.", "",
              "| model | input | result | masked check | params kept | frozen groups | why |",
@@ -126,12 +137,18 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--only", default="", help="re-run these models and update their rows of the saved table")
-    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per model (300; 60 for timm)")
+    ap.add_argument("--family", choices=("torchvision", "timm"), default="torchvision")
     args = ap.parse_args()
-    names = args.only.split(",") if args.only else sorted(torchvision.models.list_models(module=torchvision.models))
-    res = {"date": time.strftime("%Y-%m-%d %H:%M"), "size": args.size, "models": []}
-    if args.only and (OUT / "coverage.json").is_file():
-        res = json.loads((OUT / "coverage.json").read_text())
+    timm = args.family == "timm"
+    args.timeout = args.timeout or (60.0 if timm else 300.0)
+    every = [f"timm-{n}" for n in TIMM] if timm else sorted(torchvision.models.list_models(module=torchvision.models))
+    names = args.only.split(",") if args.only else every
+    stem = "coverage_timm" if timm else "coverage"
+    res = {"date": time.strftime("%Y-%m-%d %H:%M"), "size": args.size, "models": [], "family": args.family,
+           "command": " ".join([".venv/bin/python benchmarks/coverage.py", *sys.argv[1:]])}
+    if args.only and (OUT / f"{stem}.json").is_file():
+        res = json.loads((OUT / f"{stem}.json").read_text())
     for name in names:
         row = check(name, args.size, args.timeout)
         at = next((i for i, x in enumerate(res["models"]) if x["model"] == name), None)
@@ -141,14 +158,16 @@ def main() -> int:
             res["models"][at] = row
         print(f"{name}: {row['status']} at {row['size']} {row.get('stage', '')} {row.get('why', '')[:120]}",
               flush=True)
-        _write(res)  # after every model: a long run that is stopped keeps what it measured
+        _write(res, stem)  # after every model: a long run that is stopped keeps what it measured
     return 0
 
 
-def _write(res: dict) -> None:
+def _write(res: dict, stem: str = "coverage") -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "coverage.json").write_text(json.dumps(res, indent=2))
-    (OUT / "coverage.md").write_text(markdown(res))
+    (OUT / f"{stem}.json").write_text(json.dumps(res, indent=2))
+    (OUT / f"{stem}.md").write_text(markdown(res))
+    if stem != "coverage":
+        return  # the README's table is torchvision's
     readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = text.find(README_START), text.find(README_END)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from scbp_edge.analysis import trace_layers
+from scbp_edge.errors import DeriveError
 from scbp_edge.seeds.family import custom_layer_for
 
 
@@ -71,7 +72,12 @@ class CostModel:
         params, macs, size = self._fixed_params, 0, self._fixed_bytes
         seg = [0] * self.deriver.num_segments
         for name, lay in self._layers.items():
-            p, mac, b = _layer_cost(lay, lay.out - out_rm.get(name, 0), lay.inp - in_rm.get(name, 0))
+            out, inp = lay.out - out_rm.get(name, 0), lay.inp - in_rm.get(name, 0)
+            if out <= 0 or (lay.inp > 0 and inp <= 0):  # seen on timm's GhostNet: a concat-then-slice (issue 30)
+                raise DeriveError(f"pruning {list(ratios)} would leave layer '{name}' with no channels: its channels "
+                                  "pass through a pattern the pruning does not map correctly; try smaller ratios, "
+                                  "fewer --segments, or --ratios 0 for the segment that holds it")
+            p, mac, b = _layer_cost(lay, out, inp)
             params, macs, size = params + p, macs + mac, size + b
             if lay.segment is not None:
                 seg[lay.segment] += mac
