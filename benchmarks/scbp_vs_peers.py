@@ -128,6 +128,8 @@ class Lab:
         self.rows: dict[str, dict[str, Any]] = {}
         self.models: dict[str, torch.nn.Module] = {}
         self.seed_key = ""
+        self.state: dict[str, Any] = {"settings": m}
+        self.wall0, self.t0 = 0.0, time.perf_counter()  # seconds spent by earlier, killed runs of this seed
 
     # -- candidates ------------------------------------------------------------------------------
     def add(self, key: str, family: str, model: torch.nn.Module, ratios=None) -> None:
@@ -237,7 +239,7 @@ class Lab:
 
         if "distill" not in self.rows[key]:
             d = self.data
-            self.rows[key]["distill"] = distill_score(self.models[key], self.teacher, d.x, d.y, d.val_x, d.val_y,
+            self.rows[key]["distill"] = distill_score(self.model(key), self.teacher, d.x, d.y, d.val_x, d.val_y,
                                                       d.bn_x, steps=PROXY_STEPS)
         return self.rows[key]["distill"]
 
@@ -323,21 +325,30 @@ class Lab:
                 p["peers"][fam] = {"id": best, "mismatch": final[best][0] / ref - 1}
 
     # -- fine-tuning --------------------------------------------------------------------------
-    def finetune(self, key: str, seeds: int, distill: bool = True, teacher=None) -> list[float]:
-        """The product's recipe; test top-1 per training seed (and once before training)."""
+    def finetune(self, key: str, seeds: int, distill: bool = True, teacher=None, slot: str = "test_acc") -> list[float]:
+        """The product's recipe; test top-1 per training seed (and once before training), kept in ``rows[key][slot]``.
+
+        Resumable: training seeds already in the slot are not trained again, and the state is saved after each.
+        """
         from scbp_edge.accuracy import evaluate, train
 
-        rc, d, out = recipe(), self.data, []
-        self.rows[key].setdefault("test_before", evaluate(self.models[key], d.test_x, d.test_y))
-        for s in range(seeds):
+        rc, d, row = recipe(), self.data, self.rows[key]
+        out = row.setdefault(slot, [])
+        if len(out) >= seeds:
+            return out
+        model0 = self.model(key)
+        row.setdefault("test_before", evaluate(model0, d.test_x, d.test_y))
+        for s in range(len(out), seeds):
             t = time.perf_counter()
-            model = train(copy.deepcopy(self.models[key]), d.x, d.y, epochs=self.m["epochs"], lr=rc["lr"], seed=s,
+            model = train(copy.deepcopy(model0), d.x, d.y, epochs=self.m["epochs"], lr=rc["lr"], seed=s,
                           warmup=rc["warmup"], flip=rc["flip"],
                           teacher=(teacher or self.student_teacher) if distill else None)
             out.append(evaluate(model, d.test_x, d.test_y))
-            self.rows[key].setdefault("train_s", []).append(round(time.perf_counter() - t, 1))
+            if slot == "test_acc":
+                row.setdefault("train_s", []).append(round(time.perf_counter() - t, 1))
             if key == self.seed_key and s == 0 and not distill:
-                self.tuned_seed = model.eval()
+                torch.save(model.state_dict(), self.work / "tuned_seed.pt")
+            self.save()
         return out
 
     def choose_teacher(self) -> dict[str, float]:
@@ -345,11 +356,50 @@ class Lab:
         from scbp_edge.accuracy import evaluate
 
         d = self.data
+        tuned = copy.deepcopy(self.teacher)
+        tuned.load_state_dict(torch.load(self.work / "tuned_seed.pt", weights_only=True))
+        tuned.eval()
         scores = {"seed": evaluate(self.teacher, d.val_x, d.val_y),
-                  "fine-tuned seed": evaluate(self.tuned_seed, d.val_x, d.val_y)}
+                  "fine-tuned seed": evaluate(tuned, d.val_x, d.val_y)}
         if scores["fine-tuned seed"] >= scores["seed"]:
-            self.student_teacher = self.tuned_seed
+            self.student_teacher = tuned
         return scores
+
+    # -- resuming -----------------------------------------------------------------------------
+    def model(self, key: str) -> torch.nn.Module:
+        """The network of row ``key``, derived again (deterministically) when this process did not derive it."""
+        if key not in self.models:
+            r = self.rows[key]
+            if r["family"] == "peer":
+                self.models[key] = self.peer_model(r["peer"], r["ratio"])
+            elif r["family"] == "scbp-inherited":
+                self.models[key] = self.plain[len(r["ratios"])].deriver.derive(r["ratios"])
+            else:
+                wb = self.stage if len(r["ratios"]) == self.stage.num_segments else self.six
+                self.models[key] = wb.candidate(r["ratios"])[1]
+        return self.models[key]
+
+    def save(self, **extra: Any) -> None:
+        """Everything measured so far (rows, picks, ...), so a killed run continues from its finished rows."""
+        self.state.update(extra)
+        self.state.update(rows=self.rows, seed_key=self.seed_key, wall_s=self.wall0 + time.perf_counter() - self.t0)
+        tmp = self.work / "state.json.tmp"
+        tmp.write_text(json.dumps(self.state))
+        tmp.replace(self.work / "state.json")
+
+    def load(self) -> bool:
+        """Pick up a killed run's state (same mode and settings); False when there is none to resume."""
+        f = self.work / "state.json"
+        if not f.is_file():
+            return False
+        st = json.loads(f.read_text())
+        if st.get("settings") != self.m:
+            log(f"{self.name}: {f} was made with other settings: starting afresh")
+            return False
+        self.state, self.rows, self.seed_key = st, st["rows"], st["seed_key"]
+        self.wall0 = st.get("wall_s", 0.0)
+        log(f"{self.name}: resuming from {f} ({self.wall0 / 60:.1f} min done before)")
+        return True
 
     def inherited(self, key: str) -> str:
         """The same network as SCBP pick ``key`` with inherited weights (no reconstruction), added for fine-tuning."""
@@ -363,8 +413,9 @@ class Lab:
         return twin
 
 
-def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
-    lab = Lab(name, m, mode)
+def search_and_match(lab: Lab) -> None:
+    """Steps 1-3: derive, score and measure the spaces, pick SCBP per budget, match the peers; saved at the end."""
+    name = lab.name
     log(f"{name}: deriving the spaces")
     lab.search()
     sens = lab.sensitivity_space()
@@ -380,8 +431,18 @@ def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
     for p in picks:  # the same SCBP network with inherited weights: what reconstruction adds
         if p["scbp"]:
             p["inherited"] = lab.inherited(p["scbp"])
+    lab.save(picks=picks, sens=sens, alt=alt, mid=mid)
+
+
+def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
+    """One seed, resumable: a killed run started again with the same command continues from its finished rows."""
+    lab = Lab(name, m, mode)
+    if not (lab.load() and "picks" in lab.state):
+        search_and_match(lab)
+    st = lab.state
+    picks, sens, alt, mid = st["picks"], st["sens"], st["alt"], st["mid"]
     log(f"{name}: fine-tuning the seed first: it is the reference, and the teacher where it is the better one")
-    lab.rows[lab.seed_key]["test_acc"] = lab.finetune(lab.seed_key, m["train_seeds"], distill=False)
+    lab.finetune(lab.seed_key, m["train_seeds"], distill=False)
     teacher = lab.choose_teacher()
     trained = list(dict.fromkeys([lab.seed_key, *[p["scbp"] for p in picks if p["scbp"]], *alt,
                                   *[p["inherited"] for p in picks if p.get("inherited")],
@@ -389,19 +450,22 @@ def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
     for i, k in enumerate(trained[1:]):
         lab.distill(k)
         log(f"{name}: fine-tuning {k} ({i + 2}/{len(trained)})")
-        lab.rows[k]["test_acc"] = lab.finetune(k, m["train_seeds"])
+        lab.finetune(k, m["train_seeds"])
     lab.distill(lab.seed_key)
     ablation = {}
     if m.get("ablation", True) and name in m.get("ablation_seeds", [name]):
         # the seed distilled from itself as it came (the reference before this change), and the pick without a teacher
         log(f"{name}: fine-tuning the seed distilled from itself, and {mid} without distillation")
-        ablation[lab.seed_key] = {"distill": lab.finetune(lab.seed_key, m["train_seeds"], True, lab.teacher),
+        ablation[lab.seed_key] = {"distill": lab.finetune(lab.seed_key, m["train_seeds"], True, lab.teacher,
+                                                          slot="self_distilled"),
                                   "plain": lab.rows[lab.seed_key]["test_acc"]}
         if mid:
-            ablation[mid] = {"distill": lab.rows[mid]["test_acc"], "plain": lab.finetune(mid, m["train_seeds"], False)}
+            ablation[mid] = {"distill": lab.rows[mid]["test_acc"],
+                             "plain": lab.finetune(mid, m["train_seeds"], False, slot="undistilled")}
+    lab.save()
     return {"seed": name, "seed_key": lab.seed_key, "picks": picks, "trained": trained, "ablation": ablation,
             "rows": lab.rows, "segments": lab.stage.num_segments, "sensitivity_space": sens, "teacher": teacher,
-            "recipe": recipe()}
+            "recipe": recipe(), "wall_s": lab.state["wall_s"]}
 
 
 def merge() -> int:
@@ -441,7 +505,7 @@ def main() -> int:
         m["seeds"] = a.seeds.split(",")
     m["ablation"] = not a.no_ablation
     results = [run_seed(name, m, mode) for name in m["seeds"]]
-    res = summarize(results, m, mode, BUDGETS, MATCH, time.perf_counter() - T0)
+    res = summarize(results, m, mode, BUDGETS, MATCH, sum(r["wall_s"] for r in results))
     res["command"] = "python benchmarks/scbp_vs_peers.py" + (f" --{mode}" if mode != "default" else "") + \
         (f" --seeds {a.seeds}" if a.seeds else "") + (" --no-ablation" if a.no_ablation else "")
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
