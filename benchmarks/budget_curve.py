@@ -60,7 +60,7 @@ class Splits:
     """The shared CIFAR-10 JPEG splits as tensors: training, calibration, validation and test images."""
 
     def __init__(self, mean, std, images: int, calib: int) -> None:
-        from scbp_edge.data import read_split, split_val
+        from scbp_edge.lab import read_split, split_val
 
         rest, val = split_val(read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32)), 0.1, 0)
         take = lambda n, s: rest.subset(np.random.default_rng(s).permutation(len(rest))[:n])  # noqa: E731
@@ -72,7 +72,7 @@ class Splits:
 
 def trained_seed(wb, d: Splits, epochs: int, lr: float) -> dict[str, Any]:
     """The shared seed trained plainly on 44,000 images (cached): a seed that has seen the user's data."""
-    from scbp_edge.accuracy import evaluate, train
+    from scbp_edge.lab import evaluate, train
 
     path, info = WORK / f"seed-trained-44000x{epochs}.pt", WORK / f"seed-trained-44000x{epochs}.json"
     if not path.is_file():
@@ -87,9 +87,8 @@ def trained_seed(wb, d: Splits, epochs: int, lr: float) -> dict[str, Any]:
 
 def point(kind: str, minutes: float, ratios: list[float], d: Splits, made: dict[str, Any] | None) -> dict[str, Any]:
     """One point of the curve: the seed and the pick, each fine-tuned for ``minutes``."""
-    from scbp_edge.accuracy import WARMUP, evaluate, train
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.build.config import BuildConfig
+    from scbp_edge.lab import WARMUP, BuildConfig, evaluate, train
 
     cfg = BuildConfig()
     wb = Workbench(SeedOptions("cifar-resnet56", str(SHARED / "seeds/cifar10-resnet" / CKPT)))
@@ -118,7 +117,7 @@ def point(kind: str, minutes: float, ratios: list[float], d: Splits, made: dict[
 
 
 def main() -> int:
-    from scbp_edge.build.config import BuildConfig
+    from scbp_edge.lab import BuildConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kinds", default="shared", help="comma-separated of " + ",".join(KINDS))

@@ -64,8 +64,8 @@ class PeakRss:
 
 
 def one(count: int, train, tx: torch.Tensor, ty: torch.Tensor) -> dict[str, Any]:
-    from scbp_edge.accuracy import evaluate
     from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.lab import evaluate
 
     wb = Workbench(SeedOptions(SEED, str(SHARED / "seeds/cifar10-resnet" / CKPT)))
     spec = wb.seed.spec
@@ -117,9 +117,8 @@ def main() -> int:
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
         print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
         return 2
-    from scbp_edge.accuracy import evaluate
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.data import read_split, split_val
+    from scbp_edge.lab import evaluate, read_split, split_val
 
     torch.set_num_threads(2)
     seed = Workbench(SeedOptions(SEED, str(SHARED / "seeds/cifar10-resnet" / CKPT))).seed
@@ -134,8 +133,9 @@ def main() -> int:
            "wall_s": time.perf_counter() - T0,
            "command": " ".join(["python benchmarks/calib_sweep.py", *sys.argv[1:]])}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "calib_sweep.json").write_text(json.dumps(res, indent=2))
-    (OUT / "calib_sweep.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "calib_sweep", res, markdown(res))
     print(markdown(res))
     return 0
 

@@ -33,7 +33,7 @@ def cli(*args: str) -> str:
 
 
 def measure(base: str, starts: int) -> dict:
-    from scbp_edge.package import container
+    from scbp_edge.lab import container
 
     if "CONTAINERS_CONF" not in os.environ:
         os.environ["CONTAINERS_CONF"] = str(ROOT / "tests/containers.conf")
@@ -94,8 +94,9 @@ def main() -> None:
     a = ap.parse_args()
     r = measure(a.base_image, a.starts)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "container.json").write_text(json.dumps(r, indent=2) + "\n")
-    (OUT / "container.md").write_text(markdown(r))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "container", r, markdown(r))
     print(markdown(r))
 
 

@@ -35,13 +35,13 @@ STEP = r'''
 import json, sys, tempfile, time, traceback
 from pathlib import Path
 import torch
-from scbp_edge.errors import ScbpError
+from scbp_edge.lab import ScbpError
 name, size = sys.argv[1], int(sys.argv[2])
 res = {"model": name, "steps": {}}
 step = "inspect"
 try:
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.export.onnx import export_onnx
+    from scbp_edge.lab import export_onnx
     torch.manual_seed(0)
     t = time.perf_counter()
     wb = Workbench(SeedOptions(name, input_size=size, trace_timeout=120))
@@ -65,8 +65,7 @@ try:
     res["steps"]["export"] = round(time.perf_counter() - t, 1)
     step = "profile"
     t = time.perf_counter()
-    from scbp_edge.measure import profile_one
-    from scbp_edge.targets import load_target
+    from scbp_edge.lab import load_target, profile_one
     target = load_target("cpu")
     target.measure.rounds, target.measure.min_runs, target.measure.min_seconds = 2, 5, 0.05
     m = profile_one(path, target)
@@ -164,8 +163,9 @@ def main() -> int:
 
 def _write(res: dict, stem: str = "coverage") -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{stem}.json").write_text(json.dumps(res, indent=2))
-    (OUT / f"{stem}.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, f"{stem}", res, markdown(res))
     if stem != "coverage":
         return  # the README's table is torchvision's
     readme = ROOT / "README.md"

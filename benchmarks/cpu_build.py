@@ -98,7 +98,7 @@ def one_build(tag: str, target: str = "cpu") -> dict:
 
 def pass_stats(a: dict, b: dict) -> dict:
     """Stability between two builds: tau, spread of p50 across the two, overlapping intervals (ties)."""
-    from scbp_edge.rank import kendall_tau
+    from scbp_edge.lab import kendall_tau
 
     pa, pb = ({p["id"]: p for p in r["points"]} for r in (a, b))
     ids = sorted(set(pa) & set(pb))
@@ -202,7 +202,7 @@ def main() -> int:
         return 2
     WORK.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    from scbp_edge.targets import load_target
+    from scbp_edge.lab import load_target
 
     default = vars(load_target("cpu").measure)
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -223,8 +223,9 @@ def main() -> int:
 
 def write(res: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "cpu_build.json").write_text(json.dumps(res, indent=2))
-    (OUT / "cpu_build.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "cpu_build", res, markdown(res))
 
 
 def _mm(xs: list[float], fmt: str) -> str:

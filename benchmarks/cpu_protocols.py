@@ -14,7 +14,6 @@ Writes benchmarks/results/cpu_protocols.{json,md}.  Run alone on an idle machine
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -44,8 +43,9 @@ def main() -> int:
             a, b = cb.one_build(f"proto-{name}-{i}a", target), cb.one_build(f"proto-{name}-{i}b", target)
             res["pairs"].setdefault(name, []).append({"stab": cb.pass_stats(a, b),
                                                       "costs": [cb.build_costs(a), cb.build_costs(b)]})
-            (cb.OUT / "cpu_protocols.json").write_text(json.dumps(res, indent=2))
-            (cb.OUT / "cpu_protocols.md").write_text(markdown(res))
+            from scbp_edge.lab import write_results
+
+            write_results(cb.OUT, "cpu_protocols", res, markdown(res))
             print(f"{name} pair {i + 1} done", flush=True)
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import statistics
 import sys
@@ -45,8 +44,7 @@ def log(msg: str) -> None:
 
 def splits(spec, m: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Calibration images as a build samples them, the fine-tune subset, every other test image."""
-    from scbp_edge.build.config import BuildConfig
-    from scbp_edge.data import read_split, split_val
+    from scbp_edge.lab import BuildConfig, read_split, split_val
 
     rest, _ = split_val(read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32)), 0.1, 0)
     test = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32))
@@ -61,9 +59,8 @@ def splits(spec, m: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def run_seed(name: str, m: dict[str, Any], criteria: list[str]) -> dict[str, Any]:
-    from scbp_edge.accuracy import WARMUP, evaluate, train
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.build.config import BuildConfig
+    from scbp_edge.lab import WARMUP, BuildConfig, evaluate, train
 
     lr = BuildConfig().lr
     wb = Workbench(SeedOptions(name, str(SHARED / "seeds/cifar10-resnet" / SEEDS[name])))
@@ -141,8 +138,9 @@ def main() -> int:
            "command": " ".join(["python benchmarks/criterion.py", *sys.argv[1:]])}
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
     out.mkdir(parents=True, exist_ok=True)
-    (out / "criterion.json").write_text(json.dumps(res, indent=2))
-    (out / "criterion.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(out, "criterion", res, markdown(res))
     print(markdown(res))
     return 0
 

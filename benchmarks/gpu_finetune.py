@@ -29,9 +29,8 @@ CONFIG = [0.5, 0.5, 0.25]
 
 
 def main() -> int:
-    from scbp_edge.accuracy import adapt_bn, evaluate, train
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.data import read_split, split_val
+    from scbp_edge.lab import adapt_bn, evaluate, read_split, split_val, train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=15)
@@ -64,8 +63,9 @@ def main() -> int:
                                 "train_s": round(time.perf_counter() - t, 1)})
             print(json.dumps(res["runs"][-1]), flush=True)
             out.mkdir(parents=True, exist_ok=True)
-            (out / "gpu_finetune.json").write_text(json.dumps(res, indent=2))
-            (out / "gpu_finetune.md").write_text(markdown(res))
+            from scbp_edge.lab import write_results
+
+            write_results(out, "gpu_finetune", res, markdown(res))
     return 0
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scbp_edge.profile.runner import Item
+from scbp_edge.lab import Item
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -36,8 +36,7 @@ SHARED = ROOT.parent / "shared"
 
 def _space(work: Path):
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.derive.io import save_derived
-    from scbp_edge.export.onnx import export_onnx
+    from scbp_edge.lab import export_onnx, save_derived
 
     ckpt = SHARED / "seeds/cifar10-resnet/resnet56-4bfd9763.th"
     wb = Workbench(SeedOptions("cifar-resnet56", str(ckpt) if ckpt.is_file() else None))
@@ -53,7 +52,7 @@ def _space(work: Path):
 
 
 def _measure(backend, items, target, extra=None) -> dict:
-    from scbp_edge.profile.runner import profile_interleaved
+    from scbp_edge.lab import profile_interleaved
 
     got: dict = {}
     profile_interleaved(items, target, backend=backend, worker_argv=backend.worker_argv(), extra_config=extra,
@@ -64,8 +63,7 @@ def _measure(backend, items, target, extra=None) -> dict:
 def _parity_torch(rows, device: str) -> float:
     import torch
 
-    from scbp_edge.derive.io import load_derived
-    from scbp_edge.runtimes.torch_cuda import TorchSession
+    from scbp_edge.lab import TorchSession, load_derived
 
     model, _ = load_derived(rows[0]["pt"])
     sess = TorchSession(str(rows[0]["pt"]), device, "fp32")
@@ -78,7 +76,7 @@ def _parity_torch(rows, device: str) -> float:
 
 
 def _tensorrt(rows, target, results: dict) -> None:
-    from scbp_edge.runtimes.tensorrt import TensorRT
+    from scbp_edge.lab import TensorRT
 
     be = TensorRT()
     reason = be.unavailable_reason()
@@ -118,9 +116,7 @@ def _rows(rows, got) -> list[dict]:
 
 
 def main() -> int:
-    from scbp_edge.rank import kendall_tau
-    from scbp_edge.runtimes.torch_cuda import TorchCuda
-    from scbp_edge.targets import load_target
+    from scbp_edge.lab import TorchCuda, kendall_tau, load_target
 
     device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cuda"
     out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")

@@ -9,14 +9,13 @@ Writes benchmarks/results/measure_budget.{json,md}.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from scbp_edge.profile.runner import Item
+from scbp_edge.lab import Item
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -25,12 +24,21 @@ OUT = ROOT / "benchmarks" / "results"
 
 def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.data import read_split, split_val
-    from scbp_edge.profile.runner import profile_interleaved
-    from scbp_edge.rank.budget import fit_latency, hypervolume, predict, run_budget
-    from scbp_edge.runtimes import get_runtime
-    from scbp_edge.targets import load_target
-    from scbp_edge.tasks import evaluate_network, seed_payload
+    from scbp_edge.lab import (
+        NetworkJob,
+        ProxyData,
+        evaluate_network,
+        fit_latency,
+        get_runtime,
+        hypervolume,
+        load_target,
+        predict,
+        profile_interleaved,
+        read_split,
+        run_budget,
+        seed_payload,
+        split_val,
+    )
 
     ckpt = SHARED / "seeds/cifar10-resnet/resnet20-12fca82f.th"
     if not ckpt.is_file():
@@ -44,14 +52,15 @@ def main() -> int:
     spec = wb.seed.spec
     bn_x, _ = train.subset(np.random.default_rng(0).permutation(len(train))[:256]).tensors(spec.mean, spec.std)
     val_x, val_y = val.tensors(spec.mean, spec.std)
-    data = {"bn_x": bn_x, "val_x": val_x, "val_y": val_y, "skipped": 0}
+    data = ProxyData(bn_x, val_x, val_y, None)
     work = ROOT / "benchmarks" / ".work" / "budget"
     work.mkdir(parents=True, exist_ok=True)
     points = []
     for c in cands:
-        res = evaluate_network(seed_payload(wb), data, c.ratios, ["fp32"], False, cands[0].params, {})
-        (work / f"{c.id}.onnx").write_bytes(res["onnx"]["bytes"])
-        points.append({"id": c.id, "accuracy": res["variants"]["fp32"]["value"], "segment_macs": res["segment_macs"],
+        res = evaluate_network(NetworkJob(c.id, tuple(c.ratios), ("fp32",)), seed_payload(wb), data, False,
+                               cands[0].params, {})
+        (work / f"{c.id}.onnx").write_bytes(res.onnx.data)
+        points.append({"id": c.id, "accuracy": res.variants["fp32"].accuracy.value, "segment_macs": res.segment_macs,
                        "reference": c.reference})
     target = load_target("cpu")
     be = get_runtime("onnxruntime")
@@ -85,8 +94,9 @@ def main() -> int:
         f"| latency predictor MAPE on never-measured candidates | {100 * mape:.1f}% |" if mape is not None else "",
         ""])
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "measure_budget.json").write_text(json.dumps(out, indent=2))
-    (OUT / "measure_budget.md").write_text(md)
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "measure_budget", out, md)
     print(md)
     return 0
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from scbp_edge.profile.runner import Item
+from scbp_edge.lab import Item
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -37,10 +37,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 
 
 def _models() -> dict[str, list[Item]]:
-    from scbp_edge import defaults
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.export.onnx import export_onnx
-    from scbp_edge.seeds import load_seed
+    from scbp_edge.lab import defaults, export_onnx, load_seed
 
     sets = {}
     digits = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
@@ -61,9 +59,7 @@ def _models() -> dict[str, list[Item]]:
 
 
 def _pass(items: list[Item], extra: dict, policy: dict) -> dict[str, dict]:
-    from scbp_edge.profile.runner import profile_interleaved
-    from scbp_edge.runtimes import get_runtime
-    from scbp_edge.targets import load_target
+    from scbp_edge.lab import get_runtime, load_target, profile_interleaved
 
     target = load_target("cpu")
     for k, v in policy.items():
@@ -122,8 +118,9 @@ def main() -> int:
             print(name, model_set, json.dumps(res["results"][name][model_set]), flush=True)
     res["wall_s"] = time.perf_counter() - t0
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "measure_protocol.json").write_text(json.dumps(res, indent=2))
-    (OUT / "measure_protocol.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "measure_protocol", res, markdown(res))
     return 0
 
 

@@ -19,7 +19,6 @@ Run alone on an idle machine:  .venv/bin/python benchmarks/noisy_rounds.py
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import platform
 import random
@@ -45,10 +44,7 @@ def _burn(seed: int, stop) -> None:
 
 def measure(work: Path) -> dict[str, Any]:
     """One interleaved run of the seed and the candidate, paired against the seed."""
-    from scbp_edge.measure import measure_items
-    from scbp_edge.profile.runner import Item
-    from scbp_edge.runtimes import runtime_for
-    from scbp_edge.targets import load_target
+    from scbp_edge.lab import Item, load_target, measure_items, runtime_for
 
     target = load_target("cpu")
     got: dict[str, Any] = {}
@@ -71,7 +67,7 @@ def main() -> int:
     ap.add_argument("--hogs", type=int, default=6, help="processes burning CPU in bursts")
     a = ap.parse_args()
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.export.onnx import export_onnx
+    from scbp_edge.lab import export_onnx
 
     t0 = time.perf_counter()
     wb = Workbench(SeedOptions("cifar-resnet56"))
@@ -108,8 +104,9 @@ def main() -> int:
            "worst_paired_error": worst, "worst_pooled_error": max(abs(n["pooled_error"]) for n in noisy),
            "meets_goal": worst <= 0.10}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "noisy_rounds.json").write_text(json.dumps(res, indent=2))
-    (OUT / "noisy_rounds.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "noisy_rounds", res, markdown(res))
     print(markdown(res))
     return 0
 

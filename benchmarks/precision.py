@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import platform
 import sys
@@ -57,7 +56,7 @@ class Bench:
 
     def __init__(self, m: dict[str, Any], work: Path) -> None:
         from scbp_edge.api import SeedOptions, Workbench
-        from scbp_edge.targets import load_target
+        from scbp_edge.lab import load_target
 
         self.m, self.work = m, work
         self.wb = Workbench(SeedOptions(SEED, str(SHARED / "seeds/cifar10-resnet" / CKPT)))
@@ -73,8 +72,7 @@ class Bench:
 
     def files(self, key: str, model: torch.nn.Module, tag: str = "") -> dict[str, Any]:
         """fp32 and int8 (u8s8) ONNX files of ``model``; the int8 quantization timed."""
-        from scbp_edge.export.int8 import quantize_int8
-        from scbp_edge.export.onnx import export_onnx
+        from scbp_edge.lab import export_onnx, quantize_int8
 
         fp32 = self.work / f"{key}{tag}.onnx"
         export_onnx(model, self.shape, fp32)
@@ -85,7 +83,7 @@ class Bench:
         return {"fp32_bytes": fp32.stat().st_size, "int8_bytes": len(int8), "calib_s": round(calib_s, 2)}
 
     def search(self) -> None:
-        from scbp_edge.accuracy import adapt_bn, evaluate, evaluate_onnx
+        from scbp_edge.lab import adapt_bn, evaluate, evaluate_onnx
 
         for c in self.wb.space(self.m["ratios"]):
             model = adapt_bn(self.wb.candidate(c.ratios)[1], self.data.bn_x)
@@ -103,9 +101,7 @@ class Bench:
 
     def measure(self, keys: list[tuple[str, str]], tag: str = "") -> dict[tuple[str, str], dict[str, float]]:
         """(key, precision) -> p50, p90, paired speed-up over the fp32 seed, from one interleaved run."""
-        from scbp_edge.measure import measure_items
-        from scbp_edge.profile.runner import Item
-        from scbp_edge.runtimes import runtime_for
+        from scbp_edge.lab import Item, measure_items, runtime_for
 
         got: dict[tuple[str, str], dict[str, float]] = {}
         names = {f"{k}@{p}": (k, p) for k, p in keys}
@@ -124,7 +120,7 @@ class Bench:
 
     def fronts(self) -> dict[str, list[str]]:
         """Per precision, up to ``front`` networks spread along its proxy-vs-p50 front (the seed left out)."""
-        from scbp_edge.rank import pareto_front
+        from scbp_edge.lab import pareto_front
 
         out = {}
         for prec in ("fp32", "int8"):
@@ -137,7 +133,7 @@ class Bench:
         return out
 
     def finetune(self, key: str) -> None:
-        from scbp_edge.accuracy import evaluate, evaluate_onnx, train
+        from scbp_edge.lab import evaluate, evaluate_onnx, train
 
         rc, row = recipe(), self.rows[key]
         seed = key == self.seed_key
@@ -176,7 +172,7 @@ def vnni() -> dict[str, Any]:
 
 
 def run(m: dict[str, Any], work: Path) -> dict[str, Any]:
-    from scbp_edge.export.int8 import quantize_int8
+    from scbp_edge.lab import quantize_int8
 
     b = Bench(m, work)
     b.search()
@@ -291,8 +287,9 @@ def main() -> int:
     res["summary"] = summarize(res)
     out = ROOT / "benchmarks" / (".work" if a.smoke else "results")
     name = "precision_smoke" if a.smoke else "precision"
-    (out / f"{name}.json").write_text(json.dumps(res, indent=2, default=str))
-    (out / f"{name}.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(out, f"{name}", res, markdown(res))
     print(markdown(res))
     return 0
 

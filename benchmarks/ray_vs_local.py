@@ -6,7 +6,6 @@ Writes benchmarks/results/ray_vs_local.{json,md}.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -16,14 +15,29 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 
 
+def _proxy(res) -> float | None:
+    """The fp32 proxy of a task's result (None: the task or its fp32 variant failed)."""
+    from scbp_edge.lab import DerivedNetwork
+
+    if not isinstance(res, DerivedNetwork) or res.variants["fp32"].accuracy is None:
+        return None
+    return res.variants["fp32"].accuracy.value
+
+
 def main() -> int:
-    from scbp_edge import defaults
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.data import split_val
-    from scbp_edge.data.digits import load_digits_split
-    from scbp_edge.executors import LocalExecutor, RayExecutor
-    from scbp_edge.seeds import load_seed
-    from scbp_edge.tasks import evaluate_network, seed_payload
+    from scbp_edge.lab import (
+        LocalExecutor,
+        NetworkJob,
+        ProxyData,
+        RayExecutor,
+        defaults,
+        evaluate_network,
+        load_digits_split,
+        load_seed,
+        seed_payload,
+        split_val,
+    )
 
     seed = load_seed(defaults.DEFAULT_SEED, defaults.default_seed_weights(), input_shape=defaults.DEFAULT_INPUT,
                      mean=defaults.DIGITS_MEAN, std=defaults.DIGITS_STD)
@@ -35,19 +49,19 @@ def main() -> int:
     val_x, val_y = val.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD)
     shared = {"payload": seed_payload(wb), "dynamic_batch": False, "seed_params": cands[0].params,
               "int8": {"calibration": "minmax", "scheme": "u8s8"},
-              "data": {"bn_x": bn_x[:256], "val_x": val_x, "val_y": val_y, "calib_x": bn_x[:64], "skipped": 0}}
-    jobs = [(c.id, {"ratios": c.ratios, "precisions": ["fp32"]}) for c in cands]
+              "data": ProxyData(bn_x[:256], val_x, val_y, bn_x[:64])}
+    jobs = [NetworkJob(c.id, tuple(c.ratios), ("fp32",)) for c in cands]
     res: dict[str, dict] = {}
     t = time.perf_counter()
     LocalExecutor().map(evaluate_network, jobs, shared, lambda k, r, e: res.setdefault("local", {}).__setitem__(
-        k, r["variants"]["fp32"]["value"] if r and r["ok"] else None))
+        k, _proxy(r)))
     local_s = time.perf_counter() - t
     t = time.perf_counter()
     ray_ex = RayExecutor(None, retries=2)
     init_s = time.perf_counter() - t
     t = time.perf_counter()
     ray_ex.map(evaluate_network, jobs, shared, lambda k, r, e: res.setdefault("ray", {}).__setitem__(
-        k, r["variants"]["fp32"]["value"] if r and r["ok"] else None))
+        k, _proxy(r)))
     ray_s = time.perf_counter() - t
     same = res["local"] == res["ray"]
     out = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "candidates": len(jobs),
@@ -63,8 +77,9 @@ def main() -> int:
         f"Speed-up {out['speedup']:.2f}x ({out['speedup_with_init']:.2f}x counting Ray start-up); "
         f"identical proxy results: {same}.", ""])
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "ray_vs_local.json").write_text(json.dumps(out, indent=2))
-    (OUT / "ray_vs_local.md").write_text(md)
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "ray_vs_local", out, md)
     print(md)
     return 0
 

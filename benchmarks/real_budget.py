@@ -49,10 +49,8 @@ def the_pick() -> tuple[str, list[float], int]:
 
 
 def main() -> int:
-    from scbp_edge.accuracy import WARMUP, evaluate, train
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.build.config import BuildConfig
-    from scbp_edge.data import read_split, split_val
+    from scbp_edge.lab import WARMUP, BuildConfig, evaluate, read_split, split_val, train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=5)
@@ -120,8 +118,9 @@ def main() -> int:
            "command": f"python benchmarks/real_budget.py --epochs {a.epochs}" + (" --inherited" if a.inherited else "")
            + (f" --images {a.images}" if a.images != 45000 else "")}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "real_budget.json").write_text(json.dumps(res, indent=2))
-    (OUT / "real_budget.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "real_budget", res, markdown(res))
     print(markdown(res))
     return 0
 

@@ -57,9 +57,8 @@ class Bench:
     """One seed, its reconstructed 1.5x-class network, the data; fine-tunes with any recipe."""
 
     def __init__(self, name: str, m: dict[str, Any], criterion: str, kind: str = "shared") -> None:
-        from scbp_edge.accuracy import evaluate
         from scbp_edge.api import SeedOptions, Workbench
-        from scbp_edge.data import read_split, split_val
+        from scbp_edge.lab import evaluate, read_split, split_val
 
         self.wb = Workbench(SeedOptions(name, str(SHARED / "seeds/cifar10-resnet" / SEEDS[name])))
         spec = self.wb.seed.spec
@@ -83,7 +82,7 @@ class Bench:
 
     def run(self, which: str, lr: float, warmup: float, teacher: str | None = None, flip: bool = False) -> list[float]:
         """Test top-1 per training seed; ``teacher``: None, 'seed' or 'fine-tuned seed' (same lr/warm-up/flip)."""
-        from scbp_edge.accuracy import evaluate, train
+        from scbp_edge.lab import evaluate, train
 
         accs = []
         for s in range(self.m["seeds"]):
@@ -101,9 +100,8 @@ class Bench:
 def trained_seed(wb, name: str, train: tuple[torch.Tensor, torch.Tensor], tx: torch.Tensor, ty: torch.Tensor,
                  images: int, epochs: int) -> dict[str, Any]:
     """The shared seed trained plainly on ``images`` training images (cached): a seed that has seen the user's data."""
-    from scbp_edge.accuracy import evaluate
-    from scbp_edge.accuracy import train as fit
-    from scbp_edge.build.config import BuildConfig
+    from scbp_edge.lab import BuildConfig, evaluate
+    from scbp_edge.lab import train as fit
 
     work = ROOT / "benchmarks" / ".work" / "recipe"
     work.mkdir(parents=True, exist_ok=True)
@@ -211,8 +209,9 @@ def main() -> int:
            "command": " ".join(["python benchmarks/recipe.py", *sys.argv[1:]])}
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{a.out}.json").write_text(json.dumps(res, indent=2))
-    (out / f"{a.out}.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(out, f"{a.out}", res, markdown(res))
     print(markdown(res))
     return 0
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import statistics
 import sys
@@ -55,7 +54,7 @@ def log(msg: str) -> None:
 
 def splits(spec, m: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Calibration (512, as the build samples it), BN, fine-tune, validation and test tensors."""
-    from scbp_edge.data import read_split, split_val
+    from scbp_edge.lab import read_split, split_val
 
     train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
     rest, val = split_val(train, 0.1, 0)
@@ -75,24 +74,53 @@ def splits(spec, m: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def before_training(wb, d: dict[str, torch.Tensor], ratios: list[float]) -> dict[str, Any]:
     """Derive (+ reconstruct, as calibrated), then the build's proxy and the test top-1 of the proxy's weights."""
-    from scbp_edge.accuracy import evaluate
-    from scbp_edge.tasks import proxy_accuracy
+    from scbp_edge.lab import ProxyData, evaluate, proxy_accuracy
 
     t = time.perf_counter()
     cand, model = wb.candidate(ratios)
     derive_s = time.perf_counter() - t
-    data = {"bn_x": d["bn_x"], "val_x": d["val_x"], "val_y": d["val_y"], "skipped": 0}
-    proxy = proxy_accuracy(model, data, cand.params or 0, 1)
+    proxy = proxy_accuracy(model, ProxyData(d["bn_x"], d["val_x"], d["val_y"], None), cand.params or 0, 1)
     rec = cand.extra["reconstruction"]
     return {"id": cand.id, "ratios": list(ratios), "params": cand.params, "macs": cand.macs,
-            "seconds": round(derive_s, 3), "reconstruct_s": rec["seconds"], "proxy": proxy["value"],
-            "bn": proxy["bn"], "test_before": evaluate(model, d["tb_x"], d["tb_y"]),
+            "seconds": round(derive_s, 3), "reconstruct_s": rec["seconds"], "proxy": proxy.value,
+            "bn": proxy.bn, "test_before": evaluate(model, d["tb_x"], d["tb_y"]),
             "error_before": rec.get("error_before"), "error_after": rec.get("error_after")}
 
 
+def product_recipe() -> dict[str, Any]:
+    """The build's fine-tune defaults (learning rate, warm-up), with the CIFAR benchmarks' flips."""
+    from scbp_edge.lab import WARMUP, BuildConfig
+
+    return {"lr": BuildConfig().lr, "warmup": WARMUP, "flip": True}
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Rank correlation of two lists (None under 3 points or where a list is constant)."""
+    from scipy.stats import spearmanr
+
+    if len(xs) < 3:
+        return None
+    rho = spearmanr(xs, ys).statistic
+    return None if rho != rho else float(rho)
+
+
+def ranking(s: dict[str, Any]) -> list[str]:
+    """Per variant: how well its proxy (and its test top-1 before training) ranks the networks after the fine-tune."""
+    lines = []
+    for label, v in s["variants"].items():
+        rows = [r for r in v["rows"] if label in s["tuned"].get(r["id"], {})]
+        after = [statistics.mean(s["tuned"][r["id"]][label]) for r in rows]
+        rho_p = spearman([r["proxy"] for r in rows], after)
+        rho_b = spearman([r["test_before"] for r in rows], after)
+        f = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+        lines.append(f"| {label} | {len(rows)} | {f(rho_p)} | {f(rho_b)} | "
+                     f"{statistics.mean(after):.2f} |" if rows else f"| {label} | 0 | n/a | n/a | - |")
+    return lines
+
+
 def run_seed(name: str, m: dict[str, Any], variants: dict[str, tuple[str, bool, bool]]) -> dict[str, Any]:
-    from scbp_edge.accuracy import evaluate, train
     from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.lab import evaluate, train
 
     ckpt = str(SHARED / "seeds/cifar10-resnet" / SEEDS[name])
     wb = Workbench(SeedOptions(name, ckpt))
@@ -116,15 +144,17 @@ def run_seed(name: str, m: dict[str, Any], variants: dict[str, tuple[str, bool, 
         seed_row = next(r for r in rows if not any(r["ratios"]))
         out["variants"][label] = {"setup_s": round(setup_s, 2), "rows": rows}
         log(f"{name} {label}: {len(rows)} networks, median {statistics.median(r['seconds'] for r in rows):.2f} s")
-        for ratios in TUNED if m["seeds"] else ():
+        tuned_ratios = [r["ratios"] for r in rows if any(r["ratios"])] if m.get("tune_all") else TUNED
+        for ratios in tuned_ratios if m["seeds"] else ():
             key = next((r["id"] for r in rows if r["ratios"] == ratios), None)
             if key is None:
                 continue
             accs, start = [], wb.candidate(ratios, for_training=True)[1]  # as train_network starts
             for s in range(m["seeds"]):
                 torch.manual_seed(s)
-                tuned = train(copy.deepcopy(start), d["x"], d["y"], epochs=m["epochs"], lr=0.02, seed=s,
-                              teacher=teacher, warmup=0.0)  # the recipe before this change: only the weights vary
+                # --tune-all ranks networks under the product's recipe; otherwise the recipe before the change
+                rc = product_recipe() if m.get("tune_all") else {"lr": 0.02, "warmup": 0.0, "flip": False}
+                tuned = train(copy.deepcopy(start), d["x"], d["y"], epochs=m["epochs"], seed=s, teacher=teacher, **rc)
                 accs.append(evaluate(tuned, d["test_x"], d["test_y"]))
             out["tuned"].setdefault(key, {})[label] = accs
             log(f"{name} {label}: {key} fine-tuned {accs}")
@@ -160,14 +190,21 @@ def markdown(res: dict[str, Any]) -> str:
         if not s["tuned"]:
             lines.append("")
             continue
+        recipe = ("the product's recipe: lr {lr:g} with {warmup:.0%} warm-up, cosine, shifts and flips".format(
+            **res["recipe"]) if res["settings"].get("tune_all") else "lr 0.02 cosine")
         lines += ["", f"After the same fine-tune ({res['settings']['train']:,} images x {res['settings']['epochs']} "
-                  f"epochs, lr 0.02 cosine, distilled from the seed; test top-1 on 10,000 images, mean +- std over "
+                  f"epochs, {recipe}, distilled from the seed; test top-1 on 10,000 images, mean +- std over "
                   f"{res['settings']['seeds']} training seeds):", "",
                   "| network | " + " | ".join(s["variants"]) + " |", "|---|" + "---|" * len(s["variants"])]
         for key, per in s["tuned"].items():
             cells = [f"{statistics.mean(per[v]):.2f} +- {statistics.pstdev(per[v]):.2f}" if v in per else "-"
                      for v in s["variants"]]
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        if res["settings"].get("tune_all"):
+            lines += ["", "How each variant's figures before training rank the networks after the fine-tune "
+                      "(Spearman; the build fine-tunes the networks its proxy ranks first):", "",
+                      "| variant | networks | proxy vs fine-tuned | test before vs fine-tuned | fine-tuned mean |",
+                      "|---|---|---|---|---|", *ranking(s)]
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -181,6 +218,9 @@ def main() -> int:
     ap.add_argument("--train-seeds", type=int, default=None, help="fine-tunes per variant (0: none, before-training "
                     "figures only)")
     ap.add_argument("--variants", default=None, help="comma-separated indices into VARIANTS, e.g. 0,1 (default: all)")
+    ap.add_argument("--tune-all", action="store_true", help="fine-tune every network of the sample (product recipe) "
+                    "and rank: each variant's proxy against the fine-tuned accuracy (issue 43)")
+    ap.add_argument("--out", default="reconstruct", help="results name under benchmarks/results (.json, .md)")
     a = ap.parse_args()
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
         print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
@@ -190,16 +230,19 @@ def main() -> int:
     m = dict(MODES[mode], limit=a.limit or MODES[mode]["limit"])
     if a.train_seeds is not None:
         m["seeds"] = a.train_seeds
+    m["tune_all"] = a.tune_all
     labels = list(VARIANTS)
     variants = VARIANTS if not a.variants else {labels[int(i)]: VARIANTS[labels[int(i)]] for i in a.variants.split(",")}
     seeds = [run_seed(s, m, variants) for s in a.seeds.split(",")]
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
            "threads": torch.get_num_threads(), "settings": m, "seeds": seeds, "wall_s": time.perf_counter() - T0,
+           "recipe": product_recipe(),
            "command": " ".join(["python benchmarks/reconstruct.py", *sys.argv[1:]])}
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
     out.mkdir(parents=True, exist_ok=True)
-    (out / "reconstruct.json").write_text(json.dumps(res, indent=2))
-    (out / "reconstruct.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(out, f"{a.out}", res, markdown(res))
     print(markdown(res))
     return 0
 

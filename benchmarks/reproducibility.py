@@ -45,7 +45,7 @@ def one_build(runs: Path) -> dict[str, Any]:
 
 def rank_figures(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Busy-flagged candidates, distinct latency ranks, and tied pairs whose p50s differ by more than 10 %."""
-    from scbp_edge.report.sections.candidates import speed_ranks
+    from scbp_edge.lab import speed_ranks
 
     pts = sorted((p for p in points if p.get("p50_ms")), key=lambda p: p["p50_ms"])
     ranks = speed_ranks(pts)
@@ -111,8 +111,9 @@ def main() -> int:
            "command": "python benchmarks/reproducibility.py" + (f" -n {a.n}" if a.n != 5 else ""),
            "builds": builds, "summary": summarize(builds)}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "reproducibility.json").write_text(json.dumps(res, indent=2))
-    (OUT / "reproducibility.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "reproducibility", res, markdown(res))
     print(markdown(res))
     return 0
 

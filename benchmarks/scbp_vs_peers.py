@@ -76,8 +76,7 @@ def log(msg: str) -> None:
 
 def recipe() -> dict[str, Any]:
     """The product's fine-tune defaults (what a build uses), plus the CIFAR benchmarks' flips."""
-    from scbp_edge.accuracy import WARMUP
-    from scbp_edge.build.config import BuildConfig
+    from scbp_edge.lab import WARMUP, BuildConfig
 
     cfg = BuildConfig()
     return {"lr": cfg.lr, "warmup": WARMUP, "flip": FLIP, "criterion": cfg.criterion, "calib_images": cfg.calib_images}
@@ -87,7 +86,7 @@ class Data:
     """The shared CIFAR-10 splits as tensors: fine-tune subset, calibration and BN images, validation, test."""
 
     def __init__(self, m: dict[str, Any], mean, std) -> None:
-        from scbp_edge.data import read_split, split_val
+        from scbp_edge.lab import read_split, split_val
 
         train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
         rest, val = split_val(train, 0.1, 0)
@@ -106,7 +105,7 @@ class Lab:
 
     def __init__(self, name: str, m: dict[str, Any], mode: str) -> None:
         from scbp_edge.api import SeedOptions, Workbench
-        from scbp_edge.targets import load_target
+        from scbp_edge.lab import load_target
 
         ckpt = str(SHARED / "seeds/cifar10-resnet" / SEEDS[name])
         self.name, self.m = name, m
@@ -134,24 +133,19 @@ class Lab:
     # -- candidates ------------------------------------------------------------------------------
     def add(self, key: str, family: str, model: torch.nn.Module, ratios=None) -> None:
         """Export, then the build's own proxy (adaptive BN where it scores better than the inherited statistics)."""
-        from scbp_edge.derive import model_cost
-        from scbp_edge.export.onnx import export_onnx
-        from scbp_edge.tasks import proxy_accuracy
+        from scbp_edge.lab import ProxyData, export_onnx, model_cost, proxy_accuracy
 
         cost = model_cost(model, self.shape)
         export_onnx(model, self.shape, self.work / f"{key}.onnx")
         d = self.data
-        proxy = proxy_accuracy(model, {"bn_x": d.bn_x, "val_x": d.val_x, "val_y": d.val_y, "skipped": 0},
-                               cost.params, cost.params)
+        proxy = proxy_accuracy(model, ProxyData(d.bn_x, d.val_x, d.val_y, d.calib_x), cost.params, cost.params)
         self.rows[key] = {"config": key, "family": family, "ratios": ratios, "params": cost.params,
-                          "macs": cost.macs, "adabn": proxy["value"]}
+                          "macs": cost.macs, "adabn": proxy.value}
         self.models[key] = model
 
     def measure(self, keys: list[str]) -> dict[str, tuple[float, float]]:
         """key -> (p50 ms, paired speed-up over the seed timed in the same rounds), one interleaved run."""
-        from scbp_edge.measure import measure_items
-        from scbp_edge.profile.runner import Item
-        from scbp_edge.runtimes import runtime_for
+        from scbp_edge.lab import Item, measure_items, runtime_for
 
         got: dict[str, tuple[float, float]] = {}
 
@@ -214,7 +208,7 @@ class Lab:
         measured speed for their adaptive-BN drop and a sample of the product of those sets joins the SCBP
         candidates.
         """
-        from scbp_edge.space import SegmentProbe, ratio_sets_from_sensitivity
+        from scbp_edge.lab import SegmentProbe, ratio_sets_from_sensitivity
 
         wb = wb or self.stage
         n = wb.num_segments
@@ -234,8 +228,7 @@ class Lab:
 
     # -- the SCBP pick per budget ---------------------------------------------------------------
     def distill(self, key: str) -> float:
-        from scbp_edge.accuracy import distill_score
-        from scbp_edge.tasks import PROXY_STEPS
+        from scbp_edge.lab import PROXY_STEPS, distill_score
 
         if "distill" not in self.rows[key]:
             d = self.data
@@ -244,8 +237,7 @@ class Lab:
         return self.rows[key]["distill"]
 
     def scbp_pick(self, budget: float, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-        from scbp_edge.rank import Constraints
-        from scbp_edge.rank.pick import pick_for_training
+        from scbp_edge.lab import Constraints, pick_for_training
 
         cons = Constraints(speedup=budget)
         pts = [{"id": k, "network": k, "reference": r.get("reference"), "proxy_accuracy": r["adabn"],
@@ -263,7 +255,7 @@ class Lab:
 
     # -- peers, matched on measured speed ------------------------------------------------------
     def peer_model(self, family: str, r: float) -> torch.nn.Module:
-        from scbp_edge.derive.tp_adapter import magnitude_prune
+        from scbp_edge.lab import magnitude_prune
 
         if family == "uniform":
             return self.plain[3].deriver.derive([r] * self.stage.num_segments)
@@ -272,8 +264,7 @@ class Lab:
 
     def bisect(self, family: str, scbp: str, tag: str, steps: int = 8) -> list[str]:
         """Bisect the peer's ratio, each probe timed beside the SCBP model; the three closest probes stay."""
-        from scbp_edge.derive import model_cost
-        from scbp_edge.export.onnx import export_onnx
+        from scbp_edge.lab import export_onnx, model_cost
 
         lo, hi, probes, smallest = 0.0, 0.9, [], None  # smallest: (params, ratio) of the smallest probe so far
         for i in range(steps):
@@ -330,7 +321,7 @@ class Lab:
 
         Resumable: training seeds already in the slot are not trained again, and the state is saved after each.
         """
-        from scbp_edge.accuracy import evaluate, train
+        from scbp_edge.lab import evaluate, train
 
         rc, d, row = recipe(), self.data, self.rows[key]
         out = row.setdefault(slot, [])
@@ -353,7 +344,7 @@ class Lab:
 
     def choose_teacher(self) -> dict[str, float]:
         """As the build does: the seed fine-tuned first teaches where it beats the seed as it came (validation)."""
-        from scbp_edge.accuracy import evaluate
+        from scbp_edge.lab import evaluate
 
         d = self.data
         tuned = copy.deepcopy(self.teacher)
@@ -479,8 +470,9 @@ def merge() -> int:
              for p in parts for s in p["seeds"]]
     res = dict(parts[0], seeds=seeds, merged=True, wall_s=sum(p["wall_s"] for p in parts),
                command=" && ".join(p["command"] for p in parts))
-    (OUT / "scbp_vs_peers.json").write_text(json.dumps(res, indent=2))
-    (OUT / "scbp_vs_peers.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "scbp_vs_peers", res, markdown(res))
     print(markdown(res))
     return 0
 
@@ -513,8 +505,9 @@ def main() -> int:
     # One seed per process (--seeds X) keeps each seed's results safe from the next one's; --merge joins them.
     suffix = "_smoke" if a.smoke else ("" if mode == "default" else f"_{mode}") + \
         (f"_{a.seeds.replace(',', '+')}" if a.seeds else "")
-    (out / f"scbp_vs_peers{suffix}.json").write_text(json.dumps(res, indent=2))
-    (out / f"scbp_vs_peers{suffix}.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(out, f"scbp_vs_peers{suffix}", res, markdown(res))
     print(markdown(res))
     return 0
 

@@ -89,8 +89,9 @@ def main() -> int:
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "command": " ".join(["python benchmarks/sens_six.py", *sys.argv[1:]])}
     out = OUT if mode == "default" else peers.ROOT / "benchmarks" / ".work"
-    (out / f"sens_six{'_smoke' if mode == 'smoke' else ''}.json").write_text(json.dumps(res, indent=2))
-    (out / f"sens_six{'_smoke' if mode == 'smoke' else ''}.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(out, f"sens_six{'_smoke' if mode == 'smoke' else ''}", res, markdown(res))
     print(markdown(res))
     return 0
 

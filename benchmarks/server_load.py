@@ -38,7 +38,7 @@ def pngs() -> list[bytes]:
     """The digits test split as PNG files, the bytes a camera client would send."""
     from PIL import Image
 
-    from scbp_edge.data.digits import load_digits_split
+    from scbp_edge.lab import load_digits_split
 
     _, test = load_digits_split(0)
     out = []
@@ -94,7 +94,7 @@ def load_pass(url: str, images: list[bytes], clients: int, requests: int) -> dic
 
 
 def main() -> int:
-    from scbp_edge.package import container
+    from scbp_edge.lab import container
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base-image", default="localhost/scbp-base:bookworm")
@@ -131,8 +131,9 @@ def main() -> int:
                      "p99_within_3x_p50": all(p["p99_ms"] <= 3 * p["p50_ms"] for p in passes),
                      "rss_flat": growth <= 0.05}}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "server_load.json").write_text(json.dumps(res, indent=2))
-    (OUT / "server_load.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "server_load", res, markdown(res))
     print(markdown(res))
     return 0
 

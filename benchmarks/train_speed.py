@@ -11,7 +11,6 @@ Writes benchmarks/results/train_speed.{json,md}.  Run alone on an idle machine:
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,9 +29,8 @@ def main() -> int:
     if {"-h", "--help"} & set(sys.argv[1:]):  # no options: say what it does instead of starting a run
         print(__doc__)
         return 0
-    from scbp_edge.accuracy import bf16_supported, evaluate, train
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.data import read_split
+    from scbp_edge.lab import bf16_supported, evaluate, read_split, train
 
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
         print("needs ../shared", file=sys.stderr)
@@ -64,8 +62,9 @@ def main() -> int:
         res["parity"][opt] = evaluate(model, tx, ty)
         print("parity", opt, res["parity"][opt], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "train_speed.json").write_text(json.dumps(res, indent=2))
-    (OUT / "train_speed.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, "train_speed", res, markdown(res))
     print(markdown(res))
     return 0
 

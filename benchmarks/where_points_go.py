@@ -20,7 +20,6 @@ Writes benchmarks/results/where_points_go[_trained].{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -47,7 +46,7 @@ def log(msg: str) -> None:
 def bench(kind: str):
     """The seed (as it came or trained), calibrated as a build calibrates; the test split as tensors."""
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.data import read_split, split_val
+    from scbp_edge.lab import read_split, split_val
 
     wb = Workbench(SeedOptions(SEED, str(SHARED / "seeds/cifar10-resnet" / CKPT)))
     if kind == "trained":  # before the deriver and its reconstruction targets exist
@@ -78,7 +77,7 @@ def per_layer(wb) -> dict[str, Any]:
 
 def per_segment(wb, tx: torch.Tensor, ty: torch.Tensor) -> list[dict[str, Any]]:
     """Each segment pruned alone at the pick's ratio: MACs removed and test top-1 before training."""
-    from scbp_edge.accuracy import evaluate
+    from scbp_edge.lab import evaluate
 
     seed_macs = wb.static([0.0] * len(PICK)).macs
     rows = []
@@ -130,7 +129,7 @@ def main() -> int:
     if a.kind == "trained" and not TRAINED.is_file():
         print(f"--kind trained needs {TRAINED}: run benchmarks/budget_curve.py --kinds trained first", file=sys.stderr)
         return 2
-    from scbp_edge.accuracy import evaluate
+    from scbp_edge.lab import evaluate
 
     torch.set_num_threads(2)
     wb, tx, ty = bench(a.kind)
@@ -144,8 +143,9 @@ def main() -> int:
            "segments": per_segment(wb, tx, ty), "wall_s": time.perf_counter() - T0,
            "command": " ".join(["python benchmarks/where_points_go.py", *sys.argv[1:]])}
     stem = "where_points_go" + ("_trained" if a.kind == "trained" else "")
-    (OUT / f"{stem}.json").write_text(json.dumps(res, indent=2))
-    (OUT / f"{stem}.md").write_text(markdown(res))
+    from scbp_edge.lab import write_results
+
+    write_results(OUT, f"{stem}", res, markdown(res))
     print(markdown(res))
     return 0
 

@@ -14,24 +14,26 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from scbp_edge.errors import ScbpError
+from scbp_edge.records.task import Job
 
 OnResult = Callable[[str, Any, str | None], None]
 
 
-def check_jobs(fn: Callable[..., Any], jobs: Sequence[tuple[str, dict[str, Any]]], shared: dict[str, Any],
+def check_jobs(fn: Callable[..., Any], jobs: Sequence[Job], shared: dict[str, Any],
                extra: dict[str, Any] | None = None) -> None:
-    """Raise TypeError, before any task runs, where a job's arguments do not fit ``fn``'s signature.
+    """Raise TypeError, before any task runs, where ``fn(job, **shared)`` does not fit ``fn``'s signature.
 
     A renamed or missing argument is the caller's bug: without this check each
     task's TypeError would be recorded as that candidate's own failure and the
-    build would go on, so a rename would surface only as a run of failed candidates.
+    build would go on, so a rename would surface only as a run of failed
+    candidates. (A job is a record: a renamed field fails where it is built.)
     """
     sig = inspect.signature(fn)
-    for key, kwargs in jobs:
+    for job in jobs[:1]:  # every job is the same record type: one binding checks them all
         try:
-            sig.bind(**shared, **kwargs, **(extra or {}))
+            sig.bind(job, **shared, **(extra or {}))
         except TypeError as exc:
-            raise TypeError(f"{fn.__name__} cannot take job '{key}': {exc}") from None
+            raise TypeError(f"{fn.__name__} cannot take job '{job.network}': {exc}") from None
 
 
 class LocalExecutor:
@@ -39,18 +41,19 @@ class LocalExecutor:
 
     name = "local"
 
-    def map(self, fn: Callable[..., Any], jobs: Sequence[tuple[str, dict[str, Any]]], shared: dict[str, Any],
+    def map(self, fn: Callable[..., Any], jobs: Sequence[Job], shared: dict[str, Any],
             on_result: OnResult, *, gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
-        """``on_progress`` is passed to tasks that report progress within themselves (epochs)."""
+        """Calls ``fn(job, **shared)`` per job; ``on_progress`` goes to tasks that report progress (epochs)."""
         extra = {"on_progress": on_progress} if on_progress is not None else {}
         check_jobs(fn, jobs, shared, extra)
-        for key, kwargs in jobs:
+        for job in jobs:
             try:
-                res = fn(**shared, **kwargs, **extra)
+                res = fn(job, **shared, **extra)
             except Exception as exc:  # noqa: BLE001 - the task's failure is that candidate's alone
-                on_result(key, None, f"{type(exc).__name__}: {str(exc)[:300]}")
+                on_result(job.network, None, f"{type(exc).__name__}: {str(exc)[:300]}")
                 continue
-            on_result(key, res, None)  # the driver's own failure (a full disk) is not the candidate's: it propagates
+            # the driver's own failure (a full disk) is not the candidate's: it propagates
+            on_result(job.network, res, None)
 
 
 RAY_RETRIES = 2  # the default of --retries
@@ -79,15 +82,15 @@ class RayExecutor:
                 raise ScbpError(f"cannot reach Ray cluster at '{address}' ({exc}); start one with "
                                 "'ray start --head' or leave --ray-address out for a local one") from None
 
-    def map(self, fn: Callable[..., Any], jobs: Sequence[tuple[str, dict[str, Any]]], shared: dict[str, Any],
+    def map(self, fn: Callable[..., Any], jobs: Sequence[Job], shared: dict[str, Any],
             on_result: OnResult, *, gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
-        """Progress within a task does not cross the cluster: bars advance per finished task."""
+        """Calls ``fn(job, **shared)`` per job as a Ray task; bars advance per finished task, not within one."""
         ray = self.ray
         check_jobs(fn, jobs, shared)
         gpus = 1 if gpu and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries, retry_exceptions=False)(fn)
         refs = {k: ray.put(v) for k, v in shared.items()}  # shared inputs go to the object store once
-        pending = {remote.remote(**refs, **kwargs): key for key, kwargs in jobs}
+        pending = {remote.remote(job, **refs): job.network for job in jobs}
         # Ray's log monitor prints worker-death notices with print(); keep stdout for --json output.
         with contextlib.redirect_stdout(sys.stderr):
             self._drain(pending, on_result)

@@ -30,7 +30,7 @@ def measure_items(items: Sequence[Item], target: Target, runtime: Runtime, devic
         from scbp_edge.remote.pool import profile_on_devices
 
         profile_on_devices(items, target, backend=runtime, urls=devices, chunk=chunk, on_result=on_result,
-                           on_round=on_round, on_ready=on_ready, reference=reference)
+                           on_round=on_round, on_ready=on_ready, reference=reference, batch=batch)
     else:
         profile_interleaved(items, target, backend=runtime, worker_argv=runtime.worker_argv(), on_result=on_result,
                             chunk=chunk, on_round=on_round, on_ready=on_ready, batch=batch, reference=reference)

@@ -6,7 +6,8 @@ process or on a Ray worker on another machine; the driver writes files and the
 SQLite store.  A network is derived once and yields one artifact per
 precision: the fp32 ONNX (also what fp16 runtimes build from) and, for int8,
 a QDQ ONNX calibrated on training images whose accuracy is measured on that
-very file.  Expected failures come back as ``{"ok": False, ...}`` (per
+very file.  Jobs, shared data and results are the records of
+``scbp_edge.records.task``; expected failures come back as a ``Failure`` (per
 precision where only that precision failed) so that executors retry only
 real crashes.
 """
@@ -14,12 +15,28 @@ real crashes.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from scbp_edge.errors import ScbpError
+from scbp_edge.records import Proxy
+from scbp_edge.records.task import (
+    DerivedNetwork,
+    DistillScore,
+    Exported,
+    Failure,
+    NetworkJob,
+    ProxyData,
+    ProxyJob,
+    Score,
+    TrainData,
+    TrainedNetwork,
+    TrainJob,
+    Variant,
+    Weights,
+)
 
 _BENCHES: dict[int, Any] = {}
 INT8_KIND = "int8 QDQ on ONNX Runtime, validation split (after adaptive BN)"
@@ -63,22 +80,16 @@ def _fingerprint(x: torch.Tensor | None) -> tuple | None:
     return tuple(x.shape), float(flat.double().sum()), flat[:: max(1, flat.numel() // 4096)].numpy().tobytes()
 
 
-def _onnx(model, shape, dynamic_batch: bool) -> dict[str, Any]:
+def _onnx(model, shape, dynamic_batch: bool) -> Exported:
     from scbp_edge.export.onnx import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         info = export_onnx(model, shape, Path(tmp) / "m.onnx", dynamic_batch=dynamic_batch)
-        return {"info": info.to_dict(), "bytes": (Path(tmp) / "m.onnx").read_bytes()}
-
-
-def _fail(stage: str, exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, ScbpError):
-        return {"ok": False, "stage": stage, "error": str(exc)}
-    return {"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        return Exported((Path(tmp) / "m.onnx").read_bytes(), info.to_dict())
 
 
 def quantized(fp32_bytes: bytes, calib: torch.Tensor, int8: dict[str, Any], x: torch.Tensor, y: torch.Tensor,
-              kind: str) -> dict[str, Any]:
+              kind: str) -> Variant:
     """The int8 QDQ artifact of ``fp32_bytes`` and its top-1 on (x, y), or a failure of this precision alone."""
     from scbp_edge.accuracy import correct_onnx
     from scbp_edge.rank.stats import pack
@@ -88,15 +99,14 @@ def quantized(fp32_bytes: bytes, calib: torch.Tensor, int8: dict[str, Any], x: t
 
         blob = quantize_int8(fp32_bytes, calib.numpy(), int8["calibration"], int8["scheme"])
     except Exception as exc:  # noqa: BLE001 - quantization fails this precision only
-        return _fail("quantize", exc)
+        return Variant(failure=Failure.of("quantize", exc))
     right = correct_onnx(blob, x, y)
-    return {"ok": True, "bytes": blob, "value": 100.0 * float(right.sum()) / max(1, len(right)), "kind": kind,
-            "correct": pack(right), "images": len(right), "calibration": {**int8, "images": len(calib)}}
+    score = Score(100.0 * float(right.sum()) / max(1, len(right)), kind, pack(right), len(right))
+    return Variant(score, blob, {**int8, "images": len(calib)})
 
 
-def evaluate_network(payload: dict[str, Any], data: dict[str, Any] | None, ratios: list[float],
-                     precisions: list[str], dynamic_batch: bool, seed_params: int, int8: dict[str, Any],
-                     keep_model: bool = False) -> dict[str, Any]:
+def evaluate_network(job: NetworkJob, payload: dict[str, Any], data: ProxyData | None, dynamic_batch: bool,
+                     seed_params: int, int8: dict[str, Any], keep_model: bool = False) -> DerivedNetwork | Failure:
     """Derive one network, score it by the adaptive-BN proxy, export it, and make each precision's artifact.
 
     The exported fp32 model is the BN-adapted one that the proxy scored, so
@@ -106,33 +116,32 @@ def evaluate_network(payload: dict[str, Any], data: dict[str, Any] | None, ratio
     stage = "derive"
     try:
         wb = _bench(payload)
-        cand, model = wb.candidate(ratios)
+        cand, model = wb.candidate(list(job.ratios))
         stage = "accuracy"
         seg_macs = cand.extra["segment_macs"]
         proxy = proxy_accuracy(model, data, cand.params or 0, seed_params)
         stage = "export"
         onnx = _onnx(model, wb.seed.spec.input_shape, dynamic_batch)
     except Exception as exc:  # noqa: BLE001 - one network's crash must not end the build
-        return _fail(stage, exc)
-    variants: dict[str, dict[str, Any]] = {}
-    for p in precisions:
+        return Failure.of(stage, exc)
+    variants: dict[str, Variant] = {}
+    for p in job.precisions:
         if p == "int8":
-            variants[p] = quantized(onnx["bytes"], data["calib_x"], int8, data["val_x"], data["val_y"], INT8_KIND)
+            variants[p] = (Variant(failure=Failure("quantize", "int8 needs --data to calibrate on")) if data is None
+                           else quantized(onnx.data, data.calib_x, int8, data.val_x, data.val_y, INT8_KIND))
+        elif p == "fp16":  # no fp16 kernels here to evaluate with; half precision rarely moves CNN top-1
+            note = " (fp32 figure: fp16 not evaluated on this machine)"
+            variants[p] = Variant(replace(proxy, kind=proxy.kind + note))
         else:
-            acc = dict(proxy)
-            if p == "fp16":  # no fp16 kernels here to evaluate with; half precision rarely moves CNN top-1
-                acc["kind"] += " (fp32 figure: fp16 not evaluated on this machine)"
-            variants[p] = {"ok": True, **acc}
-    res = {"ok": True, "onnx": onnx, "variants": variants, "segment_macs": seg_macs,
-           "reconstruction": cand.extra["reconstruction"], "criterion": wb.deriver.graph.criterion,
-           "static": {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes}}
+            variants[p] = Variant(proxy)
+    weights = None
     if keep_model:
-        res.update(state=model.state_dict(), keep=wb.deriver.plan(ratios), ignored=wb.deriver.ignored,
-                   ratios=list(ratios))
-    return res
+        weights = Weights(model.state_dict(), wb.deriver.plan(list(job.ratios)), wb.deriver.ignored, job.ratios)
+    return DerivedNetwork(onnx, variants, {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes},
+                          seg_macs, cand.extra["reconstruction"], wb.deriver.graph.criterion, weights)
 
 
-def proxy_accuracy(model, data: dict[str, Any] | None, params: int, seed_params: int) -> dict[str, Any]:
+def proxy_accuracy(model, data: ProxyData | None, params: int, seed_params: int) -> Proxy:
     """Adaptive-BN top-1 on the validation split; ``model`` keeps the better of its BN statistics.
 
     Pruning changes what each BatchNorm sees, so its statistics are
@@ -141,20 +150,20 @@ def proxy_accuracy(model, data: dict[str, Any] | None, params: int, seed_params:
     never underrates a network that needed no re-estimation.
     """
     if data is None:
-        return {"value": 100.0 * params / max(1, seed_params), "kind": "params-retained % (stand-in, no data)"}
+        return Proxy(100.0 * params / max(1, seed_params), "params-retained % (stand-in, no data)")
     from scbp_edge.accuracy import adapt_bn, evaluate
 
-    if len(data["val_y"]) == 0:
-        return {"value": None, "kind": "n/a: the validation split is empty (too few images per class)"}
-    stale = evaluate(model, data["val_x"], data["val_y"])
+    if len(data.val_y) == 0:
+        return Proxy(None, "n/a: the validation split is empty (too few images per class)")
+    stale = evaluate(model, data.val_x, data.val_y)
     inherited = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
-    adapt_bn(model, data["bn_x"], augment=True)
-    adapted = evaluate(model, data["val_x"], data["val_y"])
+    adapt_bn(model, data.bn_x, augment=True)
+    adapted = evaluate(model, data.val_x, data.val_y)
     if stale > adapted:
         model.load_state_dict(inherited, strict=False)
-    return {"value": max(stale, adapted), "kind": "proxy: adaptive-BN top-1 on validation split", "stale_bn": stale,
-            "adapted_bn": adapted, "bn": "inherited" if stale > adapted else "re-estimated",
-            "bn_images": len(data["bn_x"]), "val_images": len(data["val_x"]), "skipped_images": data["skipped"]}
+    return Proxy(max(stale, adapted), "proxy: adaptive-BN top-1 on validation split", stale_bn=stale,
+                 adapted_bn=adapted, bn="inherited" if stale > adapted else "re-estimated",
+                 bn_images=len(data.bn_x), val_images=len(data.val_x), skipped_images=data.skipped)
 
 
 PROXY_STEPS = 200  # distillation steps of the second-stage proxy (benchmarks/results/scbp_vs_peers.md)
@@ -162,32 +171,33 @@ PTQ_KIND = "int8 QDQ on ONNX Runtime, test split (post-training quantization of 
 QAT_KIND = "int8 QDQ on ONNX Runtime, test split (quantization-aware fine-tuning, then calibration)"
 
 
-def train_network(payload: dict[str, Any], train: dict[str, Any], ratios: list[float], epochs: int, lr: float,
-                  init: str, distill: bool, precisions: list[str], int8: dict[str, Any], qat_epochs: int = 0,
-                  qat_threshold: float = 0.5, flip: bool = False, seconds: float | None = None,
-                  teacher_state: dict[str, torch.Tensor] | None = None, on_progress=None) -> dict[str, Any]:
+def train_network(job: TrainJob, payload: dict[str, Any], train: TrainData, epochs: int, lr: float, init: str,
+                  distill: bool, int8: dict[str, Any], qat_epochs: int = 0, qat_threshold: float = 0.5,
+                  flip: bool = False, teacher_state: dict[str, torch.Tensor] | None = None,
+                  on_progress=None) -> TrainedNetwork:
     """One-shot fine-tune (or scratch training) of one network; test accuracy before, after, and per precision.
 
     Pruned networks are distilled from ``teacher_state`` (the seed fine-tuned
     on the user's data, where the build chose it) or else from the seed as it
     came; the seed itself trains plainly, and is put back as it came where
-    that scores better on ``train["val_x"]``.  ``seconds``: a time budget in place
-    of ``epochs``.  int8 is the fine-tuned model quantized after training;
-    where that loses more than ``qat_threshold`` points against fp32 and
-    ``qat_epochs`` > 0, a quantization-aware fine-tune follows and the better
-    int8 model is kept (both figures are returned).
+    that scores better on ``train.val_x``.  ``job.seconds``: a time budget in
+    place of ``epochs``.  int8 is the fine-tuned model quantized after
+    training; where that loses more than ``qat_threshold`` points against fp32
+    and ``qat_epochs`` > 0, a quantization-aware fine-tune follows and the
+    better int8 model is kept (both figures are returned).
     """
     from scbp_edge.accuracy import correct, evaluate
     from scbp_edge.accuracy import train as fit
     from scbp_edge.rank.stats import pack
 
+    ratios = list(job.ratios)
     wb = _bench(payload)
     cand, model = wb.candidate(ratios, for_training=True)
     if init == "scratch":
         for m in model.modules():
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
-    before = evaluate(model, train["test_x"], train["test_y"])
+    before = evaluate(model, train.test_x, train.test_y)
     torch.manual_seed(0)
     # The seed itself is never distilled from itself: that only pulls it back to its own outputs and cost the
     # cifar-resnet20 reference 2.2 pt, while distillation gave its 1.5x network +1.6 pt (scbp_vs_peers.md).
@@ -195,30 +205,33 @@ def train_network(payload: dict[str, Any], train: dict[str, Any], ratios: list[f
     tick = (lambda _e: on_progress()) if on_progress is not None else None
     stats: dict[str, Any] = {}
     judge = _judge_seed(model, train, ratios, init)
-    model = fit(model, train["x"], train["y"], epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick, flip=flip,
-                max_seconds=seconds, stats=stats)
+    model = fit(model, train.x, train.y, epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick, flip=flip,
+                max_seconds=job.seconds, stats=stats)
     if judge is not None:
         stats["validation"] = judge(model)
-    right = correct(model, train["test_x"], train["test_y"])
+    right = correct(model, train.test_x, train.test_y)
     fp32 = 100.0 * float(right.sum()) / max(1, len(right))
     onnx = _onnx(model, wb.seed.spec.input_shape, False)
-    per: dict[str, dict[str, Any]] = {}
-    for p in precisions:
+    per: dict[str, Variant] = {}
+    for p in job.precisions:
         if p != "int8":
-            per[p] = {"ok": True, "value": fp32, "correct": pack(right.numpy()), "images": len(right)}
+            per[p] = Variant(Score(fp32, correct=pack(right.numpy()), images=len(right)))
             continue
-        q = quantized(onnx["bytes"], train["calib_x"], int8, train["test_x"], train["test_y"], PTQ_KIND)
-        if q["ok"] and qat_epochs > 0 and (qat_threshold == 0 or fp32 - q["value"] > qat_threshold):
+        q = quantized(onnx.data, train.calib_x, int8, train.test_x, train.test_y, PTQ_KIND)
+        if q.failure is None and qat_epochs > 0 and (qat_threshold == 0 or fp32 - _value(q) > qat_threshold):
             q = _with_qat(q, model, wb, train, qat_epochs, lr, teacher, int8)
         per[p] = q
-    return {"test_accuracy": fp32, "test_accuracy_before": before, "per_precision": per,
-            "state": model.state_dict(), "onnx": onnx, "keep": wb.deriver.plan(ratios), "ignored": wb.deriver.ignored,
-            "train_images": len(train["x"]), "test_images": len(train["test_x"]), "trained": stats,
-            "teacher": None if teacher is None else ("fine-tuned seed" if teacher_state else "seed"),
-            "reconstruction": cand.extra["reconstruction"], "criterion": wb.deriver.graph.criterion}
+    weights = Weights(model.state_dict(), wb.deriver.plan(ratios), wb.deriver.ignored, job.ratios)
+    return TrainedNetwork(fp32, before, per, weights, onnx, len(train.x), len(train.test_x),
+                          None if teacher is None else ("fine-tuned seed" if teacher_state else "seed"),
+                          cand.extra["reconstruction"], wb.deriver.graph.criterion, stats)
 
 
-def _judge_seed(model, train: dict[str, Any], ratios: list[float], init: str):
+def _value(v: Variant) -> float:
+    return v.accuracy.value if v.accuracy is not None and v.accuracy.value is not None else float("-inf")
+
+
+def _judge_seed(model, train: TrainData, ratios: list[float], init: str):
     """For the seed reference: a function that keeps the better of the seed as it came and its fine-tune.
 
     What a user would ship is whichever scores higher on the validation split:
@@ -228,7 +241,7 @@ def _judge_seed(model, train: dict[str, Any], ratios: list[float], init: str):
     """
     from scbp_edge.accuracy import evaluate
 
-    vx, vy = train.get("val_x"), train.get("val_y")
+    vx, vy = train.val_x, train.val_y
     if any(r > 0 for r in ratios) or init == "scratch" or vx is None or len(vy) == 0:
         return None
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -255,29 +268,30 @@ def _teacher(wb, state: dict[str, torch.Tensor] | None):
     return model.eval()
 
 
-def _with_qat(ptq: dict[str, Any], model, wb, train: dict[str, Any], epochs: int, lr: float, teacher,
-              int8: dict[str, Any]) -> dict[str, Any]:
+def _with_qat(ptq: Variant, model, wb, train: TrainData, epochs: int, lr: float, teacher,
+              int8: dict[str, Any]) -> Variant:
     """Quantization-aware fine-tuning of a copy; the better of the two int8 models, with both figures."""
     import copy
 
     from scbp_edge.accuracy.qat import qat_finetune
 
     torch.manual_seed(0)
-    qat_model = qat_finetune(copy.deepcopy(model), train["x"], train["y"], epochs=epochs, lr=lr / 10,
-                             teacher=teacher)
+    qat_model = qat_finetune(copy.deepcopy(model), train.x, train.y, epochs=epochs, lr=lr / 10, teacher=teacher)
     onnx = _onnx(qat_model, wb.seed.spec.input_shape, False)
-    qat = quantized(onnx["bytes"], train["calib_x"], int8, train["test_x"], train["test_y"], QAT_KIND)
-    summary = {"epochs": epochs, "test_accuracy": qat.get("value"), "ok": qat["ok"], "error": qat.get("error")}
-    best = qat if qat["ok"] and qat["value"] > ptq["value"] else ptq
-    return dict(best, ptq_value=ptq["value"], qat=summary)
+    qat = quantized(onnx.data, train.calib_x, int8, train.test_x, train.test_y, QAT_KIND)
+    summary = {"epochs": epochs, "test_accuracy": qat.accuracy.value if qat.accuracy else None,
+               "ok": qat.failure is None, "error": qat.failure.error if qat.failure else None}
+    best = qat if qat.failure is None and _value(qat) > _value(ptq) else ptq
+    assert isinstance(best.accuracy, Score)  # quantized() scores every artifact it makes
+    return replace(best, accuracy=replace(best.accuracy, ptq_value=_value(ptq), qat=summary))
 
 
-def distill_proxy(payload: dict[str, Any], train: dict[str, Any], val: dict[str, Any], ratios: list[float],
-                  steps: int = PROXY_STEPS) -> dict[str, Any]:
+def distill_proxy(job: ProxyJob, payload: dict[str, Any], train: TrainData, val: ProxyData,
+                  steps: int = PROXY_STEPS) -> DistillScore:
     """Second-stage proxy of one candidate: :func:`scbp_edge.accuracy.distill_score` from the seed."""
     from scbp_edge.accuracy import distill_score
 
     wb = _bench(payload)
-    _, model = wb.candidate(ratios, for_training=True)
-    value = distill_score(model, wb.seed.model, train["x"], train["y"], val["x"], val["y"], val["bn_x"], steps=steps)
-    return {"value": value, "steps": min(steps, -(-len(train["x"]) // 64))}  # distill_score's batch of 64
+    _, model = wb.candidate(list(job.ratios), for_training=True)
+    value = distill_score(model, wb.seed.model, train.x, train.y, val.val_x, val.val_y, val.bn_x, steps=steps)
+    return DistillScore(value, min(steps, -(-len(train.x) // 64)))  # distill_score's batch of 64

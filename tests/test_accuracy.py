@@ -42,8 +42,8 @@ def test_proxy_beats_stale_bn_on_shared_resnet20(shared, cifar_test):
 @pytest.fixture(scope="module")
 def cifar_data(shared):
     """The build's own data path on the shared CIFAR-10-JPEG: 5,000-image validation split carved from train."""
-    from scbp_edge.build.config import BuildConfig
-    from scbp_edge.build.prepare import load_data
+    from scbp_edge.pipeline.config import BuildConfig
+    from scbp_edge.pipeline.prepare import load_data
 
     wb = Workbench(SeedOptions("cifar-resnet20"))
     return load_data(BuildConfig(data=str(shared / "data/cifar10-jpeg")), wb)
@@ -57,16 +57,16 @@ def test_proxy_does_not_underrate_a_pretrained_seed(shared, cifar_data, depth, c
 
     wb = Workbench(SeedOptions(f"cifar-resnet{depth}", str(shared / "seeds/cifar10-resnet" / ckpt)))
     _, model = wb.candidate([0.0, 0.0, 0.0])
-    acc = proxy_accuracy(model, cifar_data, 1, 1)
-    assert len(cifar_data["val_y"]) == 5000
-    assert acc["value"] >= acc["stale_bn"] - 1.0, acc
+    acc = proxy_accuracy(model, cifar_data.proxy(), 1, 1)
+    assert len(cifar_data.val_y) == 5000
+    assert acc.value >= acc.stale_bn - 1.0, acc
     # The re-estimation itself is sound (shuffled, shift-augmented): within 3 pt of the inherited statistics.
     # Measured: ResNet-56 +0.0 pt, ResNet-20 -2 pt on this validation split, which holds training images the
     # seeds memorized with their own statistics; on the test split the gap is 0.4 pt for both.
-    assert acc["adapted_bn"] >= acc["stale_bn"] - 3.0, acc
+    assert acc.adapted_bn >= acc.stale_bn - 3.0, acc
     _, pruned = wb.candidate([0.5, 0.5, 0.5])
-    p = proxy_accuracy(pruned, cifar_data, 1, 1)
-    assert p["bn"] == "re-estimated" and p["adapted_bn"] > p["stale_bn"] + 5, p
+    p = proxy_accuracy(pruned, cifar_data.proxy(), 1, 1)
+    assert p.bn == "re-estimated" and p.adapted_bn > p.stale_bn + 5, p
 
 
 def test_bn_reestimation_is_blind_to_class_order():
@@ -109,18 +109,19 @@ def test_distill_and_scratch_paths_run(digits_bench):
 def test_distillation_teaches_pruned_networks_but_never_the_seed_itself(digits_bench):
     # On by default: it gave cifar-resnet20's 1.5x network +1.6 pt, and cost the seed reference 2.2 pt when the
     # seed was "distilled" from itself (benchmarks/results/scbp_vs_peers.md).
-    from scbp_edge.build.config import BuildConfig
+    from scbp_edge.pipeline.config import BuildConfig
+    from scbp_edge.records.task import TrainData, TrainJob
     from scbp_edge.tasks import seed_payload, train_network
 
     assert BuildConfig().distill
     wb, (x, y), (tx, ty) = digits_bench
-    train = {"x": x[:256], "y": y[:256], "test_x": tx, "test_y": ty, "calib_x": x[:32]}
+    train = TrainData(x[:256], y[:256], tx, ty, x[:32])
     states = {}
     for ratios in ((0.0, 0.0, 0.0), (0.5, 0.5, 0.5)):
         for distill in (False, True):
-            res = train_network(seed_payload(wb), train, list(ratios), epochs=1, lr=0.02, init="inherit",
-                                distill=distill, precisions=["fp32"], int8={})
-            states[ratios, distill] = res["state"]
+            res = train_network(TrainJob("n", ratios, ("fp32",)), seed_payload(wb), train, epochs=1, lr=0.02,
+                                init="inherit", distill=distill, int8={})
+            states[ratios, distill] = res.weights.state
 
     def same(a, b):
         return all(torch.equal(a[k], b[k]) for k in a)
@@ -131,25 +132,25 @@ def test_distillation_teaches_pruned_networks_but_never_the_seed_itself(digits_b
 
 def test_seed_reference_is_put_back_as_it_came_when_its_fine_tune_scores_lower(digits_bench):
     """Issue 36 item 5: a fine-tune that ruins the seed (an absurd learning rate) is not what the user ships."""
+    from scbp_edge.records.task import TrainData, TrainJob
     from scbp_edge.tasks import seed_payload, train_network
 
     wb, (x, y), (tx, ty) = digits_bench
-    train = {"x": x[:256], "y": y[:256], "test_x": tx, "test_y": ty, "calib_x": x[:32],
-             "val_x": x[-300:], "val_y": y[-300:]}
+    train = TrainData(x[:256], y[:256], tx, ty, x[:32], x[-300:], y[-300:])
     seed = {k: v.clone() for k, v in wb.seed.model.state_dict().items()}
-    ruined = train_network(seed_payload(wb), train, [0.0, 0.0, 0.0], epochs=1, lr=50.0, init="inherit",
-                           distill=False, precisions=["fp32"], int8={})
-    v = ruined["trained"]["validation"]
+    unpruned, half = TrainJob("seed", (0.0, 0.0, 0.0), ("fp32",)), TrainJob("half", (0.5, 0.5, 0.5), ("fp32",))
+    ruined = train_network(unpruned, seed_payload(wb), train, epochs=1, lr=50.0, init="inherit", distill=False,
+                           int8={})
+    v = ruined.stats["validation"]
     assert v["kept"] == "as it came" and v["as it came"] > v["fine-tuned"] and v["images"] == 300
-    assert ruined["test_accuracy"] == ruined["test_accuracy_before"]
-    assert all(torch.equal(ruined["state"][k], seed[k]) for k in seed)
-    tuned = train_network(seed_payload(wb), train, [0.0, 0.0, 0.0], epochs=1, lr=1e-4, init="inherit",
-                          distill=False, precisions=["fp32"], int8={})
-    t = tuned["trained"]["validation"]
+    assert ruined.test_accuracy == ruined.test_accuracy_before
+    assert all(torch.equal(ruined.weights.state[k], seed[k]) for k in seed)
+    tuned = train_network(unpruned, seed_payload(wb), train, epochs=1, lr=1e-4, init="inherit", distill=False,
+                          int8={})
+    t = tuned.stats["validation"]
     assert t["kept"] == ("as it came" if t["as it came"] > t["fine-tuned"] else "fine-tuned")
-    pruned = train_network(seed_payload(wb), train, [0.5, 0.5, 0.5], epochs=1, lr=0.02, init="inherit",
-                           distill=False, precisions=["fp32"], int8={})
-    assert "validation" not in pruned["trained"]  # pruned networks are not judged against their untrained selves
+    pruned = train_network(half, seed_payload(wb), train, epochs=1, lr=0.02, init="inherit", distill=False, int8={})
+    assert "validation" not in pruned.stats  # pruned networks are not judged against their untrained selves
 
 
 def test_warm_up_rises_linearly_then_cosine_falls_to_zero():

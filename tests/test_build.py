@@ -164,7 +164,7 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, args, match):
 
 def test_a_time_budget_is_shared_by_measured_step_time():
     """A network whose step takes three times as long gets three times the seconds: the same epochs each."""
-    from scbp_edge.build.train import split_budget
+    from scbp_edge.pipeline.train import split_budget
 
     shares = split_budget(120.0, {"seed": 0.3, "r50": 0.1, "r25": 0.2})
     assert shares == pytest.approx({"seed": 60.0, "r50": 20.0, "r25": 40.0})
@@ -266,7 +266,7 @@ def test_a_stop_request_whose_interrupt_was_swallowed_still_ends_the_build(tmp_p
     """Ctrl-C raised inside a finalizer is lost by Python; the recorded request stops the build at its next
     finished candidate, with that candidate committed and the resume line in the error."""
     from scbp_edge import stop
-    from scbp_edge.build import BuildConfig, BuildInterrupted, build
+    from scbp_edge.pipeline import BuildConfig, BuildInterrupted, build
 
     stop.request()  # as the CLI's signal handler does; no KeyboardInterrupt is raised here
     try:

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import psutil
 import pytest
@@ -20,15 +21,21 @@ from tests.helpers import cli, fast_target
 ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'scbp-edge[ray]')")
 
 
-def _square(x: int, offset: int) -> int:
-    if x == 3:
+@dataclass(frozen=True)
+class _Job:
+    network: str
+    x: int
+
+
+def _square(job: _Job, offset: int) -> int:
+    if job.x == 3:
         raise ValueError("three is bad")
-    return x * x + offset
+    return job.x * job.x + offset
 
 
 def test_local_executor_isolates_failures():
     got = {}
-    LocalExecutor().map(_square, [(str(i), {"x": i}) for i in range(5)], {"offset": 1},
+    LocalExecutor().map(_square, [_Job(str(i), i) for i in range(5)], {"offset": 1},
                         lambda k, r, e: got.__setitem__(k, (r, e)))
     assert got["2"] == (5, None) and got["3"][0] is None and "three is bad" in got["3"][1]
     with pytest.raises(ScbpError, match="not one of local, ray"):
@@ -39,7 +46,7 @@ def test_a_job_that_does_not_fit_the_task_is_the_callers_bug_not_a_failed_candid
     """A renamed argument raises before any task runs, instead of failing every candidate one by one."""
     got = {}
     with pytest.raises(TypeError, match="_square cannot take job '0': missing a required argument: 'offset'"):
-        LocalExecutor().map(_square, [(str(i), {"x": i}) for i in range(3)], {"offest": 1},
+        LocalExecutor().map(_square, [_Job(str(i), i) for i in range(3)], {"offest": 1},
                             lambda k, r, e: got.__setitem__(k, (r, e)))
     assert got == {}
 

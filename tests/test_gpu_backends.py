@@ -174,19 +174,22 @@ def test_candidate_task_keeps_the_model_the_torch_backend_times(tmp_path):
     import torch
 
     from scbp_edge.derive.io import load_derived, write_derived
+    from scbp_edge.records.task import DerivedNetwork, NetworkJob
     from scbp_edge.tasks import evaluate_network, seed_payload
 
     wb = Workbench(SeedOptions())
     int8 = {"calibration": "minmax", "scheme": "u8s8"}
-    res = evaluate_network(seed_payload(wb), None, [0.5, 0.0, 0.25], ["fp32"], False, 1, int8, keep_model=True)
-    assert res["ok"], res
-    pt = write_derived(tmp_path / "c.pt", res["state"], wb.seed.spec, ignored=res["ignored"], keep=res["keep"],
-                       ratios=res["ratios"], candidate_id="c")
+    job = NetworkJob("c", (0.5, 0.0, 0.25), ("fp32",))
+    res = evaluate_network(job, seed_payload(wb), None, False, 1, int8, keep_model=True)
+    assert isinstance(res, DerivedNetwork) and res.weights is not None, res
+    w = res.weights
+    pt = write_derived(tmp_path / "c.pt", w.state, wb.seed.spec, ignored=w.ignored, keep=w.keep,
+                       ratios=list(w.ratios), candidate_id="c")
     model, meta = load_derived(pt)
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    sess = ort.InferenceSession(res["onnx"]["bytes"], providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(res.onnx.data, providers=["CPUExecutionProvider"])
     ref = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     with torch.inference_mode():
         got = model(torch.from_numpy(x)).numpy()
     assert np.abs(got - ref).max() < 1e-4 and meta["ratios"] == [0.5, 0.0, 0.25]
-    assert "state" not in evaluate_network(seed_payload(wb), None, [0.5, 0.0, 0.25], ["fp32"], False, 1, int8)
+    assert evaluate_network(job, seed_payload(wb), None, False, 1, int8).weights is None

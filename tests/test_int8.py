@@ -45,17 +45,20 @@ def test_int8_accuracy_is_measured_on_the_file_and_close_to_fp32(digits_bench, f
 
 
 def test_qat_runs_when_post_training_quantization_loses_too_much(digits_bench):
+    from scbp_edge.records.task import TrainData, TrainJob
     from scbp_edge.tasks import seed_payload, train_network
 
     wb, (x, y), (tx, ty) = digits_bench
-    train = {"x": x[:512], "y": y[:512], "test_x": tx, "test_y": ty, "calib_x": x[:64]}
-    res = train_network(seed_payload(wb), train, [0.5, 0.5, 0.5], epochs=1, lr=0.02, init="inherit", distill=False,
-                        precisions=["fp32", "int8"], int8={"calibration": "minmax", "scheme": "u8s8"},
+    train = TrainData(x[:512], y[:512], tx, ty, x[:64])
+    job = TrainJob("half", (0.5, 0.5, 0.5), ("fp32", "int8"))
+    res = train_network(job, seed_payload(wb), train, epochs=1, lr=0.02, init="inherit", distill=False,
+                        int8={"calibration": "minmax", "scheme": "u8s8"},
                         qat_epochs=1, qat_threshold=-100.0)  # any loss at all triggers it here
-    q = res["per_precision"]["int8"]
-    assert q["ok"] and q["qat"]["ok"] and q["qat"]["epochs"] == 1
-    assert q["value"] == max(q["ptq_value"], q["qat"]["test_accuracy"]), "the better int8 model is kept"
-    assert "ptq_value" in q and q["bytes"][:4]  # an artifact ships with its figure
+    v = res.per_precision["int8"]
+    q = v.accuracy
+    assert v.failure is None and q.qat["ok"] and q.qat["epochs"] == 1
+    assert q.value == max(q.ptq_value, q.qat["test_accuracy"]), "the better int8 model is kept"
+    assert q.ptq_value is not None and v.artifact[:4]  # an artifact ships with its figure
 
 
 def test_fake_quant_wrappers_leave_a_plain_model(digits_bench):

@@ -28,3 +28,27 @@ def test_modules_stay_small():
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "scbp_edge").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 420}
     assert not long, long
+
+
+def test_benchmarks_use_the_product_through_its_api_and_lab_only():
+    """Issue 46: benchmarks imported 86 internals; now only ``scbp_edge.api`` and ``scbp_edge.lab``, and every
+    name they take from there exists (a renamed part fails here, not at the end of an hour's run)."""
+    import ast
+    import importlib
+
+    allowed = {"scbp_edge.api", "scbp_edge.lab"}
+    wrong, missing = [], []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = ([(node.module, [a.name for a in node.names])] if isinstance(node, ast.ImportFrom) and node.module
+                    else [(a.name, []) for a in node.names] if isinstance(node, ast.Import) else [])
+            for mod, names in mods:
+                if mod.split(".")[0] != "scbp_edge":
+                    continue
+                if mod not in allowed:
+                    wrong.append(f"{path.name}:{node.lineno} {mod}")
+                    continue
+                module = importlib.import_module(mod)
+                missing += [f"{path.name}:{node.lineno} {mod}.{n}" for n in names if not hasattr(module, n)]
+    assert not wrong, wrong
+    assert not missing, missing

@@ -175,8 +175,8 @@ def build(
 ) -> None:
     """Derive every candidate, export it, measure it on the target, rank on the measured front, report."""
     from scbp_edge.api import SeedOptions
-    from scbp_edge.build import BuildConfig
-    from scbp_edge.build import build as run_build
+    from scbp_edge.pipeline import BuildConfig
+    from scbp_edge.pipeline import build as run_build
     from scbp_edge.rank import Constraints
     from scbp_edge.space import split_list
 

@@ -1,7 +1,7 @@
 """``build``: derive -> proxy -> export/quantize -> measure -> fine-tune -> rank -> report, resumable.
 
 Everything that can be wrong with the inputs is found before a run folder
-exists (:func:`scbp_edge.build.prepare.prepare`).  Every candidate's progress
+exists (:func:`scbp_edge.pipeline.prepare.prepare`).  Every candidate's progress
 is then committed to the run's SQLite store as soon as it happens; a candidate
 that fails is recorded with its stage and error and the build goes on;
 ``--resume`` redoes only what is not finished.  One process works on a run at
@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from scbp_edge import stop
-from scbp_edge.build.config import BuildConfig
-from scbp_edge.build.prepare import Prepared, adapt_classifier, prepare
-from scbp_edge.build.stages import derive_stage, profile_stage
-from scbp_edge.build.train import train_stage
 from scbp_edge.errors import RunError, ScbpError
+from scbp_edge.pipeline.batches import batch_stage
+from scbp_edge.pipeline.config import BuildConfig
+from scbp_edge.pipeline.prepare import Prepared, adapt_classifier, prepare
+from scbp_edge.pipeline.stages import derive_stage, profile_stage
+from scbp_edge.pipeline.train import train_stage
 from scbp_edge.store import RunLock, RunStore, disk_full
 
 __all__ = ["BuildConfig", "BuildInterrupted", "build", "new_run_dir"]
@@ -147,7 +148,7 @@ def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> No
     from scbp_edge.executors import make_executor
     from scbp_edge.report import write_reports
 
-    if prep.data is not None and len(prep.data["train"].classes) != prep.wb.seed.spec.num_classes:
+    if prep.data is not None and len(prep.data.train.classes) != prep.wb.seed.spec.num_classes:
         prep.wb, info = adapt_classifier(prep.wb, prep.data, cfg, run_dir)
         store.set_meta("classifier_replaced", info)
     executor = make_executor(cfg.executor, cfg.ray_address, cfg.retries)
@@ -155,6 +156,7 @@ def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> No
         derive_stage(prep, store, run_dir, cfg, executor)
     with _timed(store, "profile"):
         profile_stage(prep, store, cfg, run_dir)
+        batch_stage(prep, store, cfg, run_dir)
     try:
         with _timed(store, "train"):
             train_stage(prep, store, run_dir, cfg, executor)
@@ -180,9 +182,9 @@ def _timed(store: RunStore, stage: str) -> Iterator[None]:
 
 def _fail_if_nothing_measured(store: RunStore, run_dir: Path) -> None:
     """A build that measured nothing is not a success, even with a report (the work so far is kept)."""
-    cands = store.candidates()
-    failed = [c for c in cands if c["status"] == "failed"]
-    if failed and not any(c["status"] == "measured" for c in cands):
-        c = failed[-1]
-        raise RunError(f"no candidate was measured: {len(failed)} failed, e.g. {c['id']} at {c['stage']}: "
-                       f"{c['error']}; fix that and continue with scbp-edge build --resume {run_dir}")
+    rows = store.rows()
+    failed = [r for r in rows if r.status == "failed"]
+    if failed and not any(r.status == "measured" for r in rows):
+        r = failed[-1]
+        raise RunError(f"no candidate was measured: {len(failed)} failed, e.g. {r.id} at {r.stage}: "
+                       f"{r.error}; fix that and continue with scbp-edge build --resume {run_dir}")

@@ -13,15 +13,50 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scbp_edge.api import SeedOptions, Workbench
-from scbp_edge.build.config import BuildConfig
-from scbp_edge.build.ui import console, progress
 from scbp_edge.errors import ScbpError, TargetError
+from scbp_edge.pipeline.config import BuildConfig
+from scbp_edge.pipeline.ui import console, progress
+from scbp_edge.records.task import ProxyData, TrainData
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.space import Candidate
 from scbp_edge.targets import Target
 
 if TYPE_CHECKING:
     import torch
+
+    from scbp_edge.data import ImageSet
+    from scbp_edge.seeds import SeedSpec
+
+
+@dataclass(frozen=True)
+class BuildData:
+    """A build's images at the seed's input size: its splits, and the BN and calibration samples of the train split.
+
+    Tasks get the parts they need as records (:meth:`proxy`, :meth:`for_training`), never this whole.
+    """
+
+    train: ImageSet  # the train split less the validation images
+    test: ImageSet
+    bn_x: torch.Tensor
+    calib_x: torch.Tensor
+    calib_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    skipped_files: list[str]
+
+    def proxy(self) -> ProxyData:
+        """What every candidate's adaptive-BN proxy and int8 calibration see."""
+        return ProxyData(self.bn_x, self.val_x, self.val_y, self.calib_x, len(self.skipped_files))
+
+    def for_training(self, spec: SeedSpec) -> TrainData:
+        """The fine-tune's images as tensors: train, test, calibration and validation (the seed's judgement)."""
+        x, y = self.train.tensors(spec.mean, spec.std)
+        tx, ty = self.test.tensors(spec.mean, spec.std)
+        return TrainData(x, y, tx, ty, self.calib_x, self.val_x, self.val_y)
+
+    def timing_batch(self, spec: SeedSpec) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training images a step is timed on (one batch of 64), as tensors."""
+        return self.train.subset(np.arange(min(64, len(self.train)))).tensors(spec.mean, spec.std)
 
 
 @dataclass
@@ -32,7 +67,7 @@ class Prepared:
     runtime: Runtime
     precisions: list[str]
     wb: Workbench
-    data: dict[str, Any] | None  # proxy inputs (bn_x, val_x, val_y, calib_x, skipped) and train/test ImageSets
+    data: BuildData | None
     space: list[Candidate]
     notes: list[str]
 
@@ -40,7 +75,7 @@ class Prepared:
         """What every task needs to rebuild this build's seed, channel choice and reconstruction."""
         from scbp_edge.tasks import seed_payload
 
-        calib = None if self.data is None else {"x": self.data["calib_x"], "y": self.data["calib_y"],
+        calib = None if self.data is None else {"x": self.data.calib_x, "y": self.data.calib_y,
                                                  "criterion": cfg.criterion, "reconstruct": cfg.reconstruct}
         return seed_payload(self.wb, calib)
 
@@ -48,8 +83,12 @@ class Prepared:
         """Images per split and the files left out, for the report."""
         if self.data is None:
             return None
-        return {"train": len(self.data["train"]), "val": len(self.data["val_y"]), "test": len(self.data["test"]),
-                "skipped": self.data["skipped_files"]}
+        return {"train": len(self.data.train), "val": len(self.data.val_y), "test": len(self.data.test),
+                "skipped": self.data.skipped_files}
+
+    def proxy_data(self) -> ProxyData | None:
+        """The proxy's images (None without data: the proxy is the share of parameters kept)."""
+        return None if self.data is None else self.data.proxy()
 
     def fingerprints(self) -> dict[str, Any]:
         """What makes two runs comparable: weights, data, classes, target, precisions (compare checks them)."""
@@ -66,12 +105,12 @@ class Prepared:
         data = None
         if self.data is not None:
             h = hashlib.sha256()
-            for split in (self.data["train"], self.data["test"]):
+            for split in (self.data.train, self.data.test):
                 h.update(split.images.tobytes())
                 h.update(split.labels.tobytes())
             data = h.hexdigest()
         return {"weights_sha256": digest or weights or "untrained", "data": data,
-                "classes": list(self.data["train"].classes) if self.data else None, "target": self.target.name,
+                "classes": list(self.data.train.classes) if self.data else None, "target": self.target.name,
                 "precisions": self.precisions}
 
 
@@ -166,7 +205,7 @@ def _sample(n_total: int, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n_total)[: min(n, n_total)]
 
 
-def load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
+def load_data(cfg: BuildConfig, wb: Workbench) -> BuildData | None:
     """Train/val/test splits at the seed's input size, the BN and calibration samples (train split only)."""
     if not cfg.data:
         return None
@@ -189,17 +228,10 @@ def load_data(cfg: BuildConfig, wb: Workbench) -> dict[str, Any] | None:
     bn_x, _ = rest.subset(_sample(len(rest), cfg.bn_images, 1)).tensors(spec.mean, spec.std)
     calib_x, calib_y = rest.subset(_sample(len(rest), cfg.calib_images, 2)).tensors(spec.mean, spec.std)
     val_x, val_y = val.tensors(spec.mean, spec.std)
-    return {"bn_x": bn_x, "val_x": val_x, "val_y": val_y, "calib_x": calib_x, "calib_y": calib_y,
-            "skipped": len(skipped), "skipped_files": skipped, "train": rest, "test": test}
+    return BuildData(rest, test, bn_x, calib_x, calib_y, val_x, val_y, list(skipped))
 
 
-def timing_batch(wb: Workbench, data: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training images a step is timed on (one batch of 64), as tensors."""
-    spec = wb.seed.spec
-    return data["train"].subset(np.arange(min(64, len(data["train"])))).tensors(spec.mean, spec.std)
-
-
-def _check_time_budget(cfg: BuildConfig, wb: Workbench, data: dict[str, Any]) -> None:
+def _check_time_budget(cfg: BuildConfig, wb: Workbench, data: BuildData) -> None:
     """Refuse a --train-minutes too small to fine-tune the seed at all, before a run folder exists.
 
     A run replays its stored settings on --resume, so this is the only place the
@@ -207,7 +239,7 @@ def _check_time_budget(cfg: BuildConfig, wb: Workbench, data: dict[str, Any]) ->
     """
     from scbp_edge.accuracy import PROBE_STEPS, step_seconds
 
-    step = step_seconds(wb.seed.model, *timing_batch(wb, data))
+    step = step_seconds(wb.seed.model, *data.timing_batch(wb.seed.spec))
     least = (PROBE_STEPS + 1) * step
     need = least * (cfg.top_k + 1)  # the seed's speed for every network: an upper bound
     if cfg.train_minutes * 60 < least:
@@ -217,14 +249,14 @@ def _check_time_budget(cfg: BuildConfig, wb: Workbench, data: dict[str, Any]) ->
                         f"{cfg.top_k + 1} networks, or use --epochs")
 
 
-def adapt_classifier(wb: Workbench, data: dict[str, Any], cfg: BuildConfig, run_dir: Path) -> tuple[Workbench, dict]:
+def adapt_classifier(wb: Workbench, data: BuildData, cfg: BuildConfig, run_dir: Path) -> tuple[Workbench, dict]:
     """The data has another class count: a new classifier, fine-tuned with the seed, kept in the run for resumes."""
     import torch
 
     from scbp_edge.accuracy import evaluate, train
     from scbp_edge.seeds import Seed, build_model
 
-    classes = data["train"].classes
+    classes = data.train.classes
     old = wb.seed.spec
     spec = replace(old, num_classes=len(classes), class_names=tuple(classes))
     model = build_model(spec)
@@ -235,12 +267,12 @@ def adapt_classifier(wb: Workbench, data: dict[str, Any], cfg: BuildConfig, run_
         state = {k: v for k, v in wb.seed.model.state_dict().items()
                  if k in model.state_dict() and v.shape == model.state_dict()[k].shape}
         model.load_state_dict(state, strict=False)
-        x, y = data["train"].tensors(spec.mean, spec.std)
+        x, y = data.train.tensors(spec.mean, spec.std)
         with console.status(f"seed has {old.num_classes} classes, data {len(classes)}: training a new classifier"):
             model = train(model, x, y, epochs=max(1, cfg.epochs), lr=cfg.lr)
         torch.save(model.state_dict(), saved.with_suffix(".part"))
         saved.with_suffix(".part").replace(saved)
-    tx, ty = data["test"].tensors(spec.mean, spec.std)
+    tx, ty = data.test.tensors(spec.mean, spec.std)
     info = {"from_classes": old.num_classes, "to_classes": len(classes), "epochs": max(1, cfg.epochs),
             "test_accuracy": evaluate(model, tx, ty)}
     return Workbench(wb.opts, Seed(spec, model.eval())), info

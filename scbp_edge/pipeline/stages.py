@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from scbp_edge import stop
-from scbp_edge.build.config import BuildConfig
-from scbp_edge.build.prepare import Prepared
-from scbp_edge.build.ui import progress
 from scbp_edge.errors import ScbpError
+from scbp_edge.pipeline.config import BuildConfig
+from scbp_edge.pipeline.prepare import Prepared
+from scbp_edge.pipeline.ui import progress
+from scbp_edge.records import CandidateRow, Proxy, compact, encode
+from scbp_edge.records.task import DerivedNetwork, Failure, NetworkJob, Score, Variant
 from scbp_edge.store import RunStore
 
 
@@ -18,10 +21,11 @@ def artifact_path(run_dir: Path, network: str, precision: str) -> Path:
     return run_dir / "onnx" / (f"{network}_int8.onnx" if precision == "int8" else f"{network}.onnx")
 
 
-def by_network(cands: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for c in cands:
-        out.setdefault(c["network"], []).append(c)
+def by_network(rows: list[CandidateRow]) -> dict[str, list[CandidateRow]]:
+    """Store rows grouped by network (one row per precision), in store order."""
+    out: dict[str, list[CandidateRow]] = {}
+    for r in rows:
+        out.setdefault(r.network, []).append(r)
     return out
 
 
@@ -29,14 +33,11 @@ def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfi
     """Derive, score, export and quantize every network with a pending candidate."""
     from scbp_edge.tasks import evaluate_network
 
-    nets = {n: rows for n, rows in by_network(store.candidates()).items()
-            if any(r["status"] == "pending" for r in rows)}
+    nets = {n: rows for n, rows in by_network(store.rows()).items() if any(r.status == "pending" for r in rows)}
     if not nets:
         return
     wb = prep.wb
     seed_params = wb.static([0.0] * wb.num_segments).params or 1
-    keys = ("bn_x", "val_x", "val_y", "calib_x", "skipped")
-    proxy = None if prep.data is None else {k: prep.data[k] for k in keys}
     keep = cfg.keep_models or prep.runtime.source == "torch"
     (run_dir / "onnx").mkdir(exist_ok=True)
     with progress() as prog:
@@ -45,27 +46,28 @@ def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfi
 
         told: set[str] = set()
 
-        def on_result(net: str, res: dict[str, Any] | None, err: str | None) -> None:
+        def on_result(net: str, res: DerivedNetwork | Failure | None, err: str | None) -> None:
             _commit_network(store, run_dir, wb, nets[net], res, err)
             prog.advance(task)
             _tell_once(net, res, told)
             stop.check()  # committed first: a stop never loses a finished network
 
-        jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows]})
-                for n, rows in nets.items()]
-        shared = {"payload": prep.payload(cfg), "data": proxy, "dynamic_batch": cfg.dynamic_batch,
+        jobs = [NetworkJob(n, rows[0].ratios, tuple(r.precision for r in rows)) for n, rows in nets.items()]
+        # a target timed at several batch sizes needs (and ships) an ONNX with a dynamic batch axis
+        dynamic = cfg.dynamic_batch or max(prep.target.batch_sizes) > 1
+        shared = {"payload": prep.payload(cfg), "data": prep.proxy_data(), "dynamic_batch": dynamic,
                   "seed_params": seed_params, "keep_model": keep, "int8": int8_settings(cfg, prep)}
         executor.map(evaluate_network, jobs, shared, on_result)
 
 
-def _tell_once(net: str, res: dict[str, Any] | None, told: set[str]) -> None:
+def _tell_once(net: str, res: DerivedNetwork | Failure | None, told: set[str]) -> None:
     """Print a reconstruction notice (stronger ridge, inherited layers) once per kind and build."""
-    from scbp_edge.build.ui import console
     from scbp_edge.derive.reconstruct import Reconstruction
+    from scbp_edge.pipeline.ui import console
 
-    if not res or not res.get("ok") or not res.get("reconstruction"):
+    if not isinstance(res, DerivedNetwork) or not res.reconstruction:
         return
-    rec = Reconstruction.from_dict(res["reconstruction"])
+    rec = Reconstruction.from_dict(res.reconstruction)
     kind = (bool(rec.strong_ridge), bool(rec.kept_l1))
     if any(kind) and str(kind) not in told:  # once per kind of notice, not once per network
         told.add(str(kind))
@@ -76,40 +78,52 @@ def int8_settings(cfg: BuildConfig, prep: Prepared) -> dict[str, str]:
     return {"calibration": cfg.calibration, "scheme": prep.runtime.capabilities.int8_scheme}
 
 
-def _commit_network(store: RunStore, run_dir: Path, wb, rows: list[dict[str, Any]], res: dict[str, Any] | None,
-                    err: str | None) -> None:
-    if res is None or not res["ok"]:
+def _commit_network(store: RunStore, run_dir: Path, wb, rows: list[CandidateRow],
+                    res: DerivedNetwork | Failure | None, err: str | None) -> None:
+    if not isinstance(res, DerivedNetwork):
         for r in rows:
-            store.fail(r["id"], "derive" if res is None else res["stage"], err or res["error"])  # type: ignore[index]
+            store.fail(r.id, res.stage if res else "derive", res.error if res else err or "unknown error")
         return
-    net = rows[0]["network"]
+    net = rows[0].network
     fp32 = artifact_path(run_dir, net, "fp32")
-    fp32.write_bytes(res["onnx"]["bytes"])
-    if res.get("state") is not None:  # runtimes that time the PyTorch model itself
+    fp32.write_bytes(res.onnx.data)
+    if res.weights is not None:  # runtimes that time the PyTorch model itself
         from scbp_edge.derive.io import write_derived
 
-        write_derived(run_dir / "models" / f"{net}.pt", res["state"], wb.seed.spec, ignored=res["ignored"],
-                      keep=res["keep"], ratios=res["ratios"], candidate_id=net,
-                      extra={"reconstruction": res["reconstruction"], "criterion": res["criterion"]})
+        w = res.weights
+        write_derived(run_dir / "models" / f"{net}.pt", w.state, wb.seed.spec, ignored=w.ignored, keep=w.keep,
+                      ratios=list(w.ratios), candidate_id=net,
+                      extra={"reconstruction": res.reconstruction, "criterion": res.criterion})
     for r in rows:
-        v = res["variants"][r["precision"]]
-        if not v["ok"]:
-            store.fail(r["id"], v["stage"], v["error"])
+        v = res.variants[r.precision]
+        if v.failure is not None:
+            store.fail(r.id, v.failure.stage, v.failure.error)
             continue
-        path = artifact_path(run_dir, net, r["precision"])
-        info = dict(res["onnx"]["info"], path=str(path.relative_to(run_dir)))
-        if "bytes" in v:
-            path.write_bytes(v["bytes"])
-            info.update(size_bytes=len(v["bytes"]), calibration=v["calibration"])
-        acc = {k: val for k, val in v.items() if k not in ("ok", "bytes", "calibration")}
-        acc["reconstruction"] = res["reconstruction"]  # what the scored (and shipped) weights went through
-        static = dict(r["static"] or {}, **res["static"], segment_macs=res["segment_macs"])
-        store.update(r["id"], status="exported", onnx=info, accuracy=acc, static=static, stage=None, error=None)
+        path = artifact_path(run_dir, net, r.precision)
+        info = dict(res.onnx.info, path=str(path.relative_to(run_dir)))
+        if v.artifact is not None:
+            path.write_bytes(v.artifact)
+            info.update(size_bytes=len(v.artifact), calibration=v.calibration)
+        static = dict(encode(r.static) if r.static else {}, **res.static, segment_macs=res.segment_macs)
+        store.update(r.id, status="exported", onnx=info, accuracy=_stored_proxy(v, res.reconstruction),
+                     static=static, stage=None, error=None)
+
+
+def _stored_proxy(v: Variant, reconstruction: dict[str, Any] | None) -> dict[str, Any]:
+    """A precision's proxy as the store keeps it, with what its (scored and shipped) weights went through.
+
+    Fields that are not known are left out, as the store always wrote them.
+    """
+    acc = v.accuracy
+    if isinstance(acc, Score):  # an int8 artifact scored on its own file
+        acc = Proxy(acc.value, acc.kind, extra={"correct": acc.correct, "images": acc.images})
+    assert acc is not None  # a precision that did not fail is scored
+    return compact(replace(acc, reconstruction=reconstruction))
 
 
 def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Path) -> None:
     """Measure every exported candidate on the target (all of them, or ``--measure-budget`` near the front)."""
-    todo = store.candidates("exported")
+    todo = store.rows("exported")
     if not todo:
         return
     target, runtime = prep.target, prep.runtime
@@ -128,20 +142,12 @@ def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Pa
             prog.advance(done)
             stop.check()
 
-        rows = {c["id"]: c for c in store.candidates()}
+        rows = {r.id: r for r in store.rows()}
 
         def item(cid: str):
-            from scbp_edge.profile.runner import Item
+            return compiled_item(prep, run_dir, rows[cid])
 
-            c = rows[cid]
-            src = (artifact_path(run_dir, c["network"], c["precision"]) if runtime.source == "onnx"
-                   else run_dir / "models" / f"{c['network']}.pt")
-            # relative to the run: resumable from anywhere
-            art = runtime.compile(src, run_dir / "engines", precision=c["precision"],
-                                  workspace_mb=target.workspace_mb, max_batch=max(target.batch_sizes))
-            return Item(cid, art, c["precision"])
-
-        reference = _reference(rows, item)
+        reference = reference_item(rows, item)
 
         def measure(ids: list[str]) -> dict[str, float]:
             from scbp_edge.measure import measure_items
@@ -163,22 +169,35 @@ def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Pa
             return {cid: got[cid] for cid in ids if cid in got}
 
         if not cfg.measure_budget:
-            measure([c["id"] for c in todo])
+            measure([r.id for r in todo])
             return
         _budgeted(store, cfg, measure)
 
 
-def _reference(rows: dict[str, dict[str, Any]], item):
-    """The seed at the first precision searched: every chunk times it too, for paired speed-ups."""
-    from scbp_edge.rank.points import reference_precision
+def compiled_item(prep: Prepared, run_dir: Path, row: CandidateRow):
+    """``row``'s artifact compiled for the target's runtime (engines are cached in the run), as a profiling item."""
+    from scbp_edge.profile.runner import Item
 
-    prec = reference_precision(list(rows.values()))
-    seed = next((c for c in rows.values() if c["reference"] == "seed" and c["precision"] == prec
-                 and c["status"] in ("exported", "measured")), None)
+    runtime, target = prep.runtime, prep.target
+    src = (artifact_path(run_dir, row.network, row.precision) if runtime.source == "onnx"
+           else run_dir / "models" / f"{row.network}.pt")
+    # relative to the run: resumable from anywhere
+    art = runtime.compile(src, run_dir / "engines", precision=row.precision, workspace_mb=target.workspace_mb,
+                          max_batch=max(target.batch_sizes))
+    return Item(row.id, art, row.precision)
+
+
+def reference_item(rows: dict[str, CandidateRow], item):
+    """The seed at the first precision searched: every chunk times it too, for paired speed-ups.
+
+    A build stores each network's candidates in the order of its precisions, so it is the first seed row.
+    """
+    seeds = sorted((r for r in rows.values() if r.reference == "seed"), key=lambda r: r.position)
+    seed = seeds[0] if seeds and seeds[0].status in ("exported", "measured") else None
     if seed is None:
         return None
     try:
-        return item(seed["id"])
+        return item(seed.id)
     except ScbpError:
         return None
 
@@ -186,10 +205,10 @@ def _reference(rows: dict[str, dict[str, Any]], item):
 def _budgeted(store: RunStore, cfg: BuildConfig, measure) -> None:
     from scbp_edge.rank.budget import run_budget
 
-    measured = {c["id"]: c["measurement"]["latency"]["p50_ms"] for c in store.candidates("measured")}
-    points = [{"id": c["id"], "accuracy": c["accuracy"]["value"] or 0.0, "reference": c["reference"],
-               "precision": c["precision"], "segment_macs": c["static"]["segment_macs"]} for c in store.candidates()
-              if c["status"] in ("exported", "measured")]
+    measured = {r.id: r.measurement.latency.p50_ms for r in store.rows("measured") if r.measurement}
+    points = [{"id": r.id, "accuracy": (r.accuracy.value if r.accuracy else None) or 0.0, "reference": r.reference,
+               "precision": r.precision, "segment_macs": r.static.segment_macs if r.static else None}
+              for r in store.rows() if r.status in ("exported", "measured")]
     left = max(0, cfg.measure_budget - len(measured))
     run_budget(points, left, cfg.chunk, lambda ids: measure([i for i in ids if i not in measured]))
     store.set_meta("budget", {"budget": cfg.measure_budget, "measured": len(store.candidates("measured")),

@@ -12,15 +12,18 @@ so an interrupted build says so in its report.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from scbp_edge.build.config import BuildConfig
-from scbp_edge.build.prepare import Prepared, timing_batch
-from scbp_edge.build.stages import by_network, int8_settings
-from scbp_edge.build.ui import console, progress
+from scbp_edge.pipeline.config import BuildConfig
+from scbp_edge.pipeline.prepare import Prepared
+from scbp_edge.pipeline.stages import by_network, int8_settings
+from scbp_edge.pipeline.ui import console, progress
 from scbp_edge.rank.pick import pick_for_training
 from scbp_edge.rank.points import points_of
+from scbp_edge.records import CandidateRow, Proxy, TrainingResult, compact, encode
+from scbp_edge.records.task import DistillScore, ProxyJob, Score, TrainedNetwork, TrainJob
 from scbp_edge.store import RunStore
 
 
@@ -36,10 +39,11 @@ def train_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig
         _second_proxy(prep, store, cfg, executor, list(picks))
         pts = points_of(store.candidates())
         picks = pick_for_training([p for p in pts if p["network"] in picks], cfg.top_k, cfg.constraints, cfg.margin)
-    nets = by_network(store.candidates())
-    seed_net = next((c["network"] for c in cands if c["reference"] == "seed" and c["status"] == "measured"), None)
+    nets = by_network(store.rows())
+    seed_net = next((r.network for rs in nets.values() for r in rs if r.reference == "seed" and r.status == "measured"),
+                    None)
     wanted = [n for n in [*picks, seed_net] if n is not None]
-    todo = [n for n in wanted if any(c["trained"] is None and c["status"] == "measured" for c in nets[n])]
+    todo = [n for n in wanted if any(r.trained is None and r.status == "measured" for r in nets[n])]
     store.set_meta("training", {"state": "running", "networks": wanted, "why": picks,
                                 "done": [n for n in wanted if n not in todo]})
     seconds = _shares(prep, cfg, wanted, nets) if cfg.train_minutes else {}
@@ -60,16 +64,16 @@ def split_budget(total_s: float, step_s: dict[str, float]) -> dict[str, float]:
     return {n: total_s * s / whole for n, s in step_s.items()}
 
 
-def _shares(prep: Prepared, cfg: BuildConfig, wanted: list[str], nets: dict[str, list[dict[str, Any]]]
+def _shares(prep: Prepared, cfg: BuildConfig, wanted: list[str], nets: dict[str, list[CandidateRow]]
             ) -> dict[str, float]:
     """--train-minutes shared out by each network's measured training speed (the probe's time counts too)."""
     from scbp_edge.accuracy import step_seconds
 
     start = time.perf_counter()
-    x, y = timing_batch(prep.wb, prep.data)
+    x, y = prep.data.timing_batch(prep.wb.seed.spec)
     step = {}
     for n in wanted:
-        ratios = nets[n][0]["ratios"]
+        ratios = list(nets[n][0].ratios)
         teacher = prep.wb.seed.model if cfg.distill and any(ratios) else None
         step[n] = step_seconds(prep.wb.deriver.derive(ratios), x, y, teacher=teacher)
     left = cfg.train_minutes * 60 - (time.perf_counter() - start)
@@ -100,14 +104,12 @@ def _teacher(prep: Prepared, store: RunStore, run_dir: Path, seed_net: str | Non
 
 
 def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig, executor,
-               nets: dict[str, list[dict[str, Any]]], seconds: dict[str, float],
+               nets: dict[str, list[CandidateRow]], seconds: dict[str, float],
                teacher: dict[str, Any] | None) -> None:
     from scbp_edge.derive.io import write_derived
     from scbp_edge.tasks import train_network
 
     spec = prep.wb.seed.spec
-    x, y = prep.data["train"].tensors(spec.mean, spec.std)
-    tx, ty = prep.data["test"].tensors(spec.mean, spec.std)
     (run_dir / "trained").mkdir(exist_ok=True)
     done: list[str] = []
     per = 1 if seconds else cfg.epochs  # a time budget: the epochs that fit are known only while training
@@ -116,87 +118,88 @@ def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig,
         task = prog.add_task(f"fine-tuning {len(nets)} network(s) x {budget} ({executor.name})",
                              total=len(nets) * per)
 
-        def on_result(net: str, res: dict[str, Any] | None, err: str | None) -> None:
+        def on_result(net: str, res: TrainedNetwork | None, err: str | None) -> None:
             done.append(net)
             prog.update(task, completed=len(done) * per)
             rows = nets[net]
             if res is None:
                 for r in rows:
-                    store.update(r["id"], stage="train", error=err)
+                    store.update(r.id, stage="train", error=err)
                 return
-            write_derived(run_dir / "trained" / f"{net}.pt", res["state"], spec, ignored=res["ignored"],
-                          keep=res["keep"], ratios=rows[0]["ratios"], candidate_id=net,
-                          extra={"reconstruction": res["reconstruction"], "criterion": res["criterion"],
-                                 "trained": res["trained"], "teacher": res["teacher"]})
-            (run_dir / "trained" / f"{net}.onnx").write_bytes(res["onnx"]["bytes"])
+            w = res.weights
+            write_derived(run_dir / "trained" / f"{net}.pt", w.state, spec, ignored=w.ignored, keep=w.keep,
+                          ratios=list(rows[0].ratios), candidate_id=net,
+                          extra={"reconstruction": res.reconstruction, "criterion": res.criterion,
+                                 "trained": res.stats, "teacher": res.teacher})
+            (run_dir / "trained" / f"{net}.onnx").write_bytes(res.onnx.data)
             for r in rows:
                 _commit_trained(store, run_dir, cfg, net, r, res)
 
-        shared = {"payload": prep.payload(cfg), "epochs": cfg.epochs, "lr": cfg.lr, "init": cfg.init,
-                  "distill": cfg.distill, "int8": int8_settings(cfg, prep), "qat_epochs": cfg.qat_epochs,
-                  "qat_threshold": cfg.qat_threshold, "flip": cfg.augment == "flip",
-                  "teacher_state": teacher,
-                  "train": {"x": x, "y": y, "test_x": tx, "test_y": ty, "calib_x": prep.data["calib_x"],
-                            "val_x": prep.data["val_x"], "val_y": prep.data["val_y"]}}
-        jobs = [(n, {"ratios": rows[0]["ratios"], "precisions": [r["precision"] for r in rows],
-                     "seconds": seconds.get(n)}) for n, rows in nets.items()]
+        assert prep.data is not None  # train_stage runs only with data
+        shared = {"payload": prep.payload(cfg), "train": prep.data.for_training(spec), "epochs": cfg.epochs,
+                  "lr": cfg.lr, "init": cfg.init, "distill": cfg.distill, "int8": int8_settings(cfg, prep),
+                  "qat_epochs": cfg.qat_epochs, "qat_threshold": cfg.qat_threshold, "flip": cfg.augment == "flip",
+                  "teacher_state": teacher}
+        jobs = [TrainJob(n, rows[0].ratios, tuple(r.precision for r in rows), seconds.get(n))
+                for n, rows in nets.items()]
         executor.map(train_network, jobs, shared, on_result, gpu=True,
                      on_progress=None if seconds else lambda: prog.advance(task))
 
 
-def _commit_trained(store: RunStore, run_dir: Path, cfg: BuildConfig, net: str, row: dict[str, Any],
-                    res: dict[str, Any]) -> None:
-    per = res["per_precision"][row["precision"]]
-    trained = {"fp32_test_accuracy": res["test_accuracy"], "test_accuracy_before": res["test_accuracy_before"],
-               "epochs": res["trained"].get("epochs", cfg.epochs), "steps": res["trained"].get("steps"),
-               "train_seconds": res["trained"].get("seconds"), "init": cfg.init, "distill": cfg.distill,
-               "teacher": res["teacher"], "augment": cfg.augment, "lr": cfg.lr,
-               "train_images": res["train_images"], "test_images": res["test_images"],
-               "validation": res["trained"].get("validation"),  # the seed: as it came vs fine-tuned, which kept
-               "checkpoint": f"trained/{net}.pt", "onnx": f"trained/{net}.onnx"}
-    if not per["ok"]:
-        store.update(row["id"], stage=per["stage"], error=per["error"], trained=dict(trained, test_accuracy=None))
+def _commit_trained(store: RunStore, run_dir: Path, cfg: BuildConfig, net: str, row: CandidateRow,
+                    res: TrainedNetwork) -> None:
+    v = res.per_precision[row.precision]
+    score = v.accuracy if isinstance(v.accuracy, Score) else None
+    own = v.artifact is not None and score is not None  # the fine-tuned network quantized for this precision
+    rel = f"trained/{net}_{row.precision}.onnx" if own else f"trained/{net}.onnx"
+    extra = {"kind": score.kind, "calibration": v.calibration, "qat": score.qat,
+             "ptq_test_accuracy": score.value if score.ptq_value is None else score.ptq_value} if own else {}
+    trained = TrainingResult(
+        test_accuracy=score.value if v.failure is None and score else None, fp32_test_accuracy=res.test_accuracy,
+        test_accuracy_before=res.test_accuracy_before, epochs=res.stats.get("epochs", cfg.epochs),
+        steps=res.stats.get("steps"), train_seconds=res.stats.get("seconds"), init=cfg.init, distill=cfg.distill,
+        teacher=res.teacher, augment=cfg.augment, lr=cfg.lr, train_images=res.train_images,
+        test_images=res.test_images, checkpoint=f"trained/{net}.pt", onnx=rel,
+        test_correct=score.correct if v.failure is None and score else None,  # per image: paired with the seed's
+        validation=res.stats.get("validation"),  # the seed: as it came vs fine-tuned, and which was kept
+        extra=extra)
+    if v.failure is not None:
+        store.update(row.id, stage=v.failure.stage, error=v.failure.error, trained=encode(trained))
         return
-    trained["test_accuracy"] = per["value"]
-    trained["test_correct"] = per.get("correct")  # per image: the report pairs it with the seed's (rank/stats.py)
-    if "bytes" in per:  # its own artifact: the fine-tuned network quantized for this precision
-        rel = f"trained/{net}_{row['precision']}.onnx"
-        (run_dir / rel).write_bytes(per["bytes"])
-        trained.update(onnx=rel, kind=per["kind"], calibration=per["calibration"],
-                       ptq_test_accuracy=per.get("ptq_value", per["value"]), qat=per.get("qat"))
-    store.update(row["id"], trained=trained)
+    if own:
+        (run_dir / rel).write_bytes(v.artifact)
+    store.update(row.id, trained=encode(trained))
 
 
 def _second_proxy(prep: Prepared, store: RunStore, cfg: BuildConfig, executor, networks: list[str]) -> None:
     """A short distillation fine-tune of each shortlisted network, scored on the validation split."""
     from scbp_edge.tasks import distill_proxy
 
-    nets = by_network(store.candidates())
-    todo = [n for n in networks if not all((c["accuracy"] or {}).get("distill") for c in nets[n])]
-    if not todo:
+    nets = by_network(store.rows())
+    todo = [n for n in networks if not all(r.accuracy and r.accuracy.extra.get("distill") for r in nets[n])]
+    if not todo or prep.data is None:
         return
-    spec = prep.wb.seed.spec
-    x, y = prep.data["train"].tensors(spec.mean, spec.std)
     with progress() as prog:
         task = prog.add_task(f"second proxy: short distillation of {len(todo)} shortlisted networks",
                              total=len(todo))
 
-        def on_result(net: str, res: dict[str, Any] | None, err: str | None) -> None:
+        def on_result(net: str, res: DistillScore | None, err: str | None) -> None:
             prog.advance(task)
             if res is None:
                 console.print(f"warning: second proxy of {net} failed ({err}); it keeps its adaptive-BN proxy",
                               markup=False)
                 return
             rows = nets[net]
-            fp32 = next(((c["accuracy"] or {}).get("value") for c in rows if c["precision"] == "fp32"), None)
-            for c in rows:
-                acc = dict(c["accuracy"] or {})
+            fp32 = next((r.accuracy.value for r in rows if r.precision == "fp32" and r.accuracy), None)
+            for r in rows:
+                acc = r.accuracy or Proxy(None, "")
                 # a quantized row keeps the loss its own artifact showed against fp32 under adaptive BN
-                drop = (fp32 - acc["value"]) if fp32 is not None and acc.get("value") is not None else 0.0
-                acc.update(adabn=acc.get("value"), distill=res, value=res["value"] - drop,
-                           kind=f"proxy: {res['steps']} distillation steps, then top-1 on validation split")
-                store.update(c["id"], accuracy=acc)
+                drop = (fp32 - acc.value) if fp32 is not None and acc.value is not None else 0.0
+                acc = replace(acc, value=res.value - drop, extra=dict(acc.extra, adabn=acc.value, distill=encode(res)),
+                              kind=f"proxy: {res.steps} distillation steps, then top-1 on validation split")
+                store.update(r.id, accuracy=compact(acc))
 
-        shared = {"payload": prep.payload(cfg), "train": {"x": x, "y": y},
-                  "val": {"x": prep.data["val_x"], "y": prep.data["val_y"], "bn_x": prep.data["bn_x"]}}
-        executor.map(distill_proxy, [(n, {"ratios": nets[n][0]["ratios"]}) for n in todo], shared, on_result, gpu=True)
+        shared = {"payload": prep.payload(cfg), "train": prep.data.for_training(prep.wb.seed.spec),
+                  "val": prep.data.proxy()}
+        jobs = [ProxyJob(n, nets[n][0].ratios) for n in todo]
+        executor.map(distill_proxy, jobs, shared, on_result, gpu=True)

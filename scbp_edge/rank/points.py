@@ -52,6 +52,7 @@ def points_of(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "test_images": (c.get("trained") or {}).get("test_images"),
             "_correct": (c.get("trained") or {}).get("test_correct"),
             "proxy_images": (c["accuracy"] or {}).get("val_images"),
+            "batched": m.get("batched") or [],
         })
     seed = next((p for p in pts if p["is_seed"]), None)
     _with_uncertainty(pts, seed)

@@ -16,10 +16,11 @@ from scbp_edge.records.candidate import (
     TrainingResult,
     seed_judgement,
 )
-from scbp_edge.records.codec import decode, encode, spread
+from scbp_edge.records.codec import compact, decode, encode, spread
 from scbp_edge.records.measurement import (
     BUSY_SHARE,
     MIN_QUIET_ROUNDS,
+    Batched,
     Energy,
     LatencyStats,
     Measurement,
@@ -28,7 +29,7 @@ from scbp_edge.records.measurement import (
 from scbp_edge.records.report import Card, RankingPoint, Report, Selection, Undecided
 
 __all__ = [
-    "BUSY_SHARE", "MIN_QUIET_ROUNDS", "CandidateRow", "Card", "Energy", "LatencyStats", "Measurement",
+    "BUSY_SHARE", "MIN_QUIET_ROUNDS", "Batched", "CandidateRow", "Card", "Energy", "LatencyStats", "Measurement",
     "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Report", "SeedJudgement", "Selection", "StaticCosts",
-    "Status", "TrainingResult", "Undecided", "decode", "encode", "seed_judgement", "spread",
+    "Status", "TrainingResult", "Undecided", "compact", "decode", "encode", "seed_judgement", "spread",
 ]

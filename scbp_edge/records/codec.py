@@ -46,6 +46,11 @@ def encode(obj: Any) -> Any:
     return obj
 
 
+def compact(record: Any) -> dict[str, Any]:
+    """``record`` encoded without its unknown (None) fields: a store column as it was written before records."""
+    return {k: v for k, v in encode(record).items() if v is not None}
+
+
 def decode(tp: Any, data: Any, where: str = "") -> Any:
     """``data`` (plain JSON values) as type ``tp``; a value that does not fit raises :class:`RecordError`."""
     where = where or getattr(tp, "__name__", str(tp))

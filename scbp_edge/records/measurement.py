@@ -94,6 +94,17 @@ class Energy:
 
 
 @dataclass
+class Batched:
+    """A candidate timed at a batch size above 1 (a target's ``batch_sizes``): latency per batch, images per second.
+
+    ``speedup``: against the seed at the same batch size, paired within the same rounds.
+    """
+
+    latency: LatencyStats
+    speedup: float | None = None
+
+
+@dataclass
 class Measurement:
     """Everything measured for one candidate on one target."""
 
@@ -111,6 +122,7 @@ class Measurement:
     device_memory_mb: float | None = None  # GPU: TensorRT-managed or torch-allocated peak, MiB
     info: dict[str, Any] = field(default_factory=dict)  # runtime version, GPU, power mode, clocks pinned, ...
     paired: Paired | None = None  # against the reference measured in the same rounds
+    batched: list[Batched] = field(default_factory=list)  # the target's batch sizes above 1, where it has any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,4 +133,9 @@ class Measurement:
         d["latency"] = LatencyStats(**d["latency"])
         d["energy"] = Energy(**d["energy"])
         d["paired"] = Paired(**d["paired"]) if d.get("paired") else None
+        d["batched"] = [Batched(LatencyStats(**b["latency"]), b.get("speedup")) for b in d.get("batched") or []]
         return cls(**d)
+
+    def at_batch(self, batch: int) -> Batched | None:
+        """The timing at ``batch`` (> 1), where this candidate has one."""
+        return next((b for b in self.batched if b.latency.batch == batch), None)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from scbp_edge.records.codec import decode, encode, spread
-from scbp_edge.records.measurement import Paired
+from scbp_edge.records.measurement import Batched, Paired
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class RankingPoint:
     test_interval: tuple[float, float] | None = None
     proxy_interval: tuple[float, float] | None = None
     vs_seed: dict[str, Any] | None = None  # the paired difference with the seed (rank/stats.py)
+    batched: tuple[Batched, ...] = ()  # timed at the target's batch sizes above 1 (pipeline/batches.py)
 
 
 @dataclass(frozen=True)

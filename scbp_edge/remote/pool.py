@@ -79,8 +79,9 @@ class _Queue:
 def profile_on_devices(items: Sequence[Item], target: Target, *, backend: Runtime,
                        urls: Sequence[str], chunk: int, on_result: OnResult,
                        on_round: Callable[[], None] | None = None,
-                       on_ready: Callable[[], None] | None = None, reference: Item | None = None) -> list[str]:
-    """Measure ``items`` on the devices at ``urls`` with ``backend``'s remote worker.
+                       on_ready: Callable[[], None] | None = None, reference: Item | None = None,
+                       batch: int = 1) -> list[str]:
+    """Measure ``items`` on the devices at ``urls`` with ``backend``'s remote worker, ``batch`` images per run.
 
     ``reference`` is timed beside every chunk, on the same device, for paired speed-ups.
 
@@ -99,7 +100,8 @@ def profile_on_devices(items: Sequence[Item], target: Target, *, backend: Runtim
         return call
 
     report, ticks = locked(on_result), (locked(on_round), locked(on_ready))
-    threads = [threading.Thread(target=_serve, args=(u, queue, target, backend, report, ticks, reference), daemon=True)
+    threads = [threading.Thread(target=_serve, args=(u, queue, target, backend, report, ticks, reference, batch),
+                                daemon=True)
                for u in dict.fromkeys(urls)]
     for t in threads:
         t.start()
@@ -113,7 +115,7 @@ def profile_on_devices(items: Sequence[Item], target: Target, *, backend: Runtim
 
 
 def _serve(url: str, queue: _Queue, target: Target, backend: Runtime, report: OnResult, ticks,
-           reference: Item | None) -> None:
+           reference: Item | None, batch: int = 1) -> None:
     dev = SshDevice(url)
     try:
         dev.check(backend.remote_imports)
@@ -128,7 +130,7 @@ def _serve(url: str, queue: _Queue, target: Target, backend: Runtime, report: On
         return
     try:
         while (part := queue.take()) is not None:
-            failed = _run_chunk(dev, tmp, part, target, backend, report, ticks, reference)
+            failed = _run_chunk(dev, tmp, part, target, backend, report, ticks, reference, batch)
             if failed is None:
                 queue.done()
                 continue
@@ -142,7 +144,7 @@ def _serve(url: str, queue: _Queue, target: Target, backend: Runtime, report: On
 
 
 def _run_chunk(dev: SshDevice, tmp: str, part: list[Item], target: Target, backend: Runtime, report: OnResult,
-               ticks, reference: Item | None) -> list[Item] | None:
+               ticks, reference: Item | None, batch: int = 1) -> list[Item] | None:
     """Measure one chunk on ``dev``; returns the items to measure elsewhere if the device dropped out."""
     results: dict[str, tuple[object, str | None]] = {}
 
@@ -158,7 +160,7 @@ def _run_chunk(dev: SshDevice, tmp: str, part: list[Item], target: Target, backe
                         worker_argv=dev.command(dev.python, f"{tmp}/{backend.remote_worker.name}"),
                         on_result=lambda k, m, e: results.__setitem__(k, (m, e)), chunk=len(part),
                         on_round=ticks[0], on_ready=ticks[1], stage=stage, device=dev.url,
-                        extra_config=dev.worker_config(), reference=reference)
+                        extra_config=dev.worker_config(), reference=reference, batch=batch)
     failed = [k for k, (m, _) in results.items() if m is None]
     if failed:
         try:

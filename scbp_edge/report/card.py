@@ -77,6 +77,20 @@ def _weights_row(sel: dict[str, Any], rep: dict[str, Any]) -> str:
     return text
 
 
+def _batch_rows(sel: dict[str, Any], seed: dict[str, Any]) -> list[list[str]]:
+    """One row per batch size above 1 the target times: images per second, against the seed at that batch."""
+    theirs = {b["latency"]["batch"]: b["latency"] for b in seed.get("batched") or []}
+    rows = []
+    for b in sel.get("batched") or []:
+        lat, n = b["latency"], b["latency"]["batch"]
+        vs = f"{b['speedup']:.2f}x the seed's speed" if b.get("speedup") else "no paired speed-up"
+        if n in theirs:
+            vs += f"; the seed: {theirs[n]['throughput_ips']:,.0f} images/s"
+        rows.append([f"Batch {n}", f"{lat['throughput_ips']:,.0f} images/s, p50 {_num(lat['p50_ms'], 'ms')} per "
+                     f"batch ({vs})"])
+    return rows
+
+
 def _energy_row(sel: dict[str, Any], seed: dict[str, Any], rep: dict[str, Any]) -> str:
     if sel["energy_mj"] is not None:
         return _vs(sel["energy_mj"], seed["energy_mj"], "mJ per inference")
@@ -104,6 +118,7 @@ def summary_card(rep: dict[str, Any], run_dir: str = "RUN_DIR") -> dict[str, Any
         ["Speed-up, p50", speed],
         ["Speed-up, p90", f"{p90:.2f}x (p90 {_num(sel['p90_ms'], 'ms')} vs {_num(seed['p90_ms'], 'ms')})"
          if p90 else "n/a"],
+        *_batch_rows(sel, seed),
         list(_accuracy_row(sel, seed, rep)),
         ["Parameters", _vs(sel["params"], seed["params"], "", 6).replace("  ", " ")],
         ["Model file", _vs(sel["size_mb"], seed["size_mb"], "MB")],

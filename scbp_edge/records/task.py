@@ -1,0 +1,168 @@
+"""What crosses an executor: the job each per-network task gets, the data they share, and what each returns.
+
+A task runs in this process or on a Ray worker on another machine, so every
+field is plain data (numbers, bytes, tensors, state dicts): the driver writes
+the files and the store. Expected failures come back as a :class:`Failure`
+(per precision, where only that precision failed), so executors retry only
+real crashes. A renamed field fails where the record is built, in every test
+that runs a build, not as a run of failed candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from scbp_edge.errors import ScbpError
+from scbp_edge.records.candidate import Proxy
+
+
+class Job(Protocol):
+    """What an executor needs of a job: the network it is for (its key in ``on_result``)."""
+
+    @property
+    def network(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class NetworkJob:
+    """Derive one network, score it by the proxy, export it and make each precision's artifact."""
+
+    network: str
+    ratios: tuple[float, ...]
+    precisions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Fine-tune one network once (``seconds``: a time budget in place of epochs) and quantize it."""
+
+    network: str
+    ratios: tuple[float, ...]
+    precisions: tuple[str, ...]
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ProxyJob:
+    """The second-stage proxy (a short distillation) of one shortlisted network."""
+
+    network: str
+    ratios: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ProxyData:
+    """Images every candidate's proxy sees: BN re-estimation, validation, int8 calibration (tensors)."""
+
+    bn_x: Any
+    val_x: Any
+    val_y: Any
+    calib_x: Any
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """A fine-tune's images: training, test, int8 calibration and validation (the seed's judgement), as tensors."""
+
+    x: Any
+    y: Any
+    test_x: Any
+    test_y: Any
+    calib_x: Any
+    val_x: Any = None
+    val_y: Any = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a task (or one precision of it) failed, and at which stage."""
+
+    stage: str
+    error: str
+
+    @classmethod
+    def of(cls, stage: str, exc: Exception) -> Failure:
+        """Our own errors say what to do in one line; others keep their type name, shortened."""
+        if isinstance(exc, ScbpError):
+            return cls(stage, str(exc))
+        return cls(stage, f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+@dataclass(frozen=True)
+class Exported:
+    """An ONNX model as bytes, with what ``export_onnx`` says about it."""
+
+    data: bytes
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Score:
+    """Top-1 of one artifact: the figure, what it is, and which images it got right (packed, rank/stats.py)."""
+
+    value: float | None
+    kind: str = ""
+    correct: str | None = None
+    images: int | None = None
+    ptq_value: float | None = None  # quantization-aware training kept: the post-training figure it beat
+    qat: dict[str, Any] | None = None  # the quantization-aware fine-tune's own summary
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One precision of a network: its accuracy and own artifact (int8 QDQ), or why this precision alone failed."""
+
+    accuracy: Proxy | Score | None = None
+    artifact: bytes | None = None  # None: the precision runs from the fp32 export
+    calibration: dict[str, Any] | None = None
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A derived network's weights and the plan that rebuilds its shape (for a .pt the runtimes or users load)."""
+
+    state: dict[str, Any]
+    keep: dict[str, Any]
+    ignored: Any
+    ratios: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class DerivedNetwork:
+    """What :func:`scbp_edge.tasks.evaluate_network` returns for a network it could derive and export."""
+
+    onnx: Exported
+    variants: dict[str, Variant]
+    static: dict[str, int | None]  # params, macs, size_bytes
+    segment_macs: list[int]
+    reconstruction: dict[str, Any] | None
+    criterion: str
+    weights: Weights | None = None  # only where the runtime times the PyTorch model
+
+
+@dataclass(frozen=True)
+class TrainedNetwork:
+    """What :func:`scbp_edge.tasks.train_network` returns: accuracies, per-precision results, the weights."""
+
+    test_accuracy: float
+    test_accuracy_before: float
+    per_precision: dict[str, Variant]
+    weights: Weights
+    onnx: Exported
+    train_images: int
+    test_images: int
+    teacher: str | None
+    reconstruction: dict[str, Any] | None
+    criterion: str
+    stats: dict[str, Any] = field(default_factory=dict)  # epochs, steps, seconds; the seed's validation judgement
+
+
+@dataclass(frozen=True)
+class DistillScore:
+    """The second-stage proxy of one network: validation top-1 after ``steps`` distillation steps."""
+
+    value: float
+    steps: int
