@@ -35,10 +35,6 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Candidate:
-        return cls(**d)
-
 
 def _ratio(text: str) -> float:
     try:

@@ -127,15 +127,6 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Measurement:
-        d = dict(d)
-        d["latency"] = LatencyStats(**d["latency"])
-        d["energy"] = Energy(**d["energy"])
-        d["paired"] = Paired(**d["paired"]) if d.get("paired") else None
-        d["batched"] = [Batched(LatencyStats(**b["latency"]), b.get("speedup")) for b in d.get("batched") or []]
-        return cls(**d)
-
     def at_batch(self, batch: int) -> Batched | None:
         """The timing at ``batch`` (> 1), where this candidate has one."""
         return next((b for b in self.batched if b.latency.batch == batch), None)
