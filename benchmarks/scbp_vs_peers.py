@@ -425,26 +425,33 @@ def search_and_match(lab: Lab) -> None:
     lab.save(picks=picks, sens=sens, alt=alt, mid=mid)
 
 
-def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
-    """One seed, resumable: a killed run started again with the same command continues from its finished rows."""
+def run_seed(name: str, m: dict[str, Any], mode: str, budgets: tuple[float, ...] = BUDGETS) -> dict[str, Any]:
+    """One seed, resumable: a killed run started again with the same command continues from its finished rows.
+
+    ``budgets`` picks which budgets' networks are fine-tuned now: the search and the matching cover every budget,
+    so a later run with the other budgets resumes from the same state, and each result holds the budgets trained
+    so far (how a seed whose run passes 40 minutes is split).
+    """
     lab = Lab(name, m, mode)
     if not (lab.load() and "picks" in lab.state):
         search_and_match(lab)
     st = lab.state
     picks, sens, alt, mid = st["picks"], st["sens"], st["alt"], st["mid"]
+    now = [p for p in picks if p["budget"] in budgets]
+    alt = alt if 1.5 in budgets else []
     log(f"{name}: fine-tuning the seed first: it is the reference, and the teacher where it is the better one")
     lab.finetune(lab.seed_key, m["train_seeds"], distill=False)
     teacher = lab.choose_teacher()
-    trained = list(dict.fromkeys([lab.seed_key, *[p["scbp"] for p in picks if p["scbp"]], *alt,
-                                  *[p["inherited"] for p in picks if p.get("inherited")],
-                                  *[q["id"] for p in picks if p["scbp"] for q in p["peers"].values()]]))
-    for i, k in enumerate(trained[1:]):
+    todo = list(dict.fromkeys([lab.seed_key, *[p["scbp"] for p in now if p["scbp"]], *alt,
+                               *[p["inherited"] for p in now if p.get("inherited")],
+                               *[q["id"] for p in now if p["scbp"] for q in p["peers"].values()]]))
+    for i, k in enumerate(todo[1:]):
         lab.distill(k)
-        log(f"{name}: fine-tuning {k} ({i + 2}/{len(trained)})")
+        log(f"{name}: fine-tuning {k} ({i + 2}/{len(todo)})")
         lab.finetune(k, m["train_seeds"])
     lab.distill(lab.seed_key)
     ablation = {}
-    if m.get("ablation", True) and name in m.get("ablation_seeds", [name]):
+    if m.get("ablation", True) and name in m.get("ablation_seeds", [name]) and 1.5 in budgets:
         # the seed distilled from itself as it came (the reference before this change), and the pick without a teacher
         log(f"{name}: fine-tuning the seed distilled from itself, and {mid} without distillation")
         ablation[lab.seed_key] = {"distill": lab.finetune(lab.seed_key, m["train_seeds"], True, lab.teacher,
@@ -454,7 +461,10 @@ def run_seed(name: str, m: dict[str, Any], mode: str) -> dict[str, Any]:
             ablation[mid] = {"distill": lab.rows[mid]["test_acc"],
                              "plain": lab.finetune(mid, m["train_seeds"], False, slot="undistilled")}
     lab.save()
-    return {"seed": name, "seed_key": lab.seed_key, "picks": picks, "trained": trained, "ablation": ablation,
+    # every network fine-tuned so far, this run's budgets and earlier runs' alike
+    done = [p for p in picks if not p["scbp"] or lab.rows[p["scbp"]].get("test_acc")]
+    trained = [k for k, r in lab.rows.items() if r.get("test_acc")]
+    return {"seed": name, "seed_key": lab.seed_key, "picks": done, "trained": trained, "ablation": ablation,
             "rows": lab.rows, "segments": lab.stage.num_segments, "sensitivity_space": sens, "teacher": teacher,
             "recipe": recipe(), "wall_s": lab.state["wall_s"]}
 
@@ -485,6 +495,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="half the fine-tune images, a smaller 6-segment sample")
     ap.add_argument("--merge", action="store_true", help="combine the per-seed results of earlier --seeds X runs")
     ap.add_argument("--no-ablation", action="store_true", help="skip the distillation on/off fine-tunes")
+    ap.add_argument("--budgets", help="fine-tune only these budgets' networks now, e.g. 1.5 (default: all of "
+                    + ",".join(map(str, BUDGETS)) + "); a later run with the rest resumes")
     a = ap.parse_args()
     if a.merge:
         return merge()
@@ -496,10 +508,15 @@ def main() -> int:
     if a.seeds:
         m["seeds"] = a.seeds.split(",")
     m["ablation"] = not a.no_ablation
-    results = [run_seed(name, m, mode) for name in m["seeds"]]
+    budgets = tuple(float(b) for b in a.budgets.split(",")) if a.budgets else BUDGETS
+    if not set(budgets) <= set(BUDGETS):
+        print(f"--budgets: {a.budgets} is not a subset of {','.join(map(str, BUDGETS))}", file=sys.stderr)
+        return 2
+    results = [run_seed(name, m, mode, budgets) for name in m["seeds"]]
     res = summarize(results, m, mode, BUDGETS, MATCH, sum(r["wall_s"] for r in results))
     res["command"] = "python benchmarks/scbp_vs_peers.py" + (f" --{mode}" if mode != "default" else "") + \
-        (f" --seeds {a.seeds}" if a.seeds else "") + (" --no-ablation" if a.no_ablation else "")
+        (f" --seeds {a.seeds}" if a.seeds else "") + (" --no-ablation" if a.no_ablation else "") + \
+        (f" --budgets {a.budgets}" if a.budgets else "")
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
     out.mkdir(parents=True, exist_ok=True)
     # One seed per process (--seeds X) keeps each seed's results safe from the next one's; --merge joins them.

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import onnx
 import pytest
 
 from tests.helpers import FAST_TARGET, cli, fast_target
@@ -108,6 +109,10 @@ def test_default_build_on_digits_end_to_end(tmp_path):
         assert t["steps"] > 0 and t["epochs"] == 1
     assert "re-solved against the seed on 512 training images" in md or rep["selection"]["id"].endswith(
         ("r0-0_fp32", "r0-0_int8"))
+    # Issue 46: a batch-1 target times nothing more, and its ONNX keeps a fixed batch
+    assert all(p["batched"] == [] for p in rep["points"]) and "| Batch" not in md
+    onnx_file = next((Path(out["run_dir"]) / "onnx").glob("*.onnx"))
+    assert onnx.load(onnx_file).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
 
 
 @pytest.mark.slow
