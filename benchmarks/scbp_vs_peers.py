@@ -487,6 +487,17 @@ def merge() -> int:
     return 0
 
 
+def parse_budgets(text: str | None) -> tuple[float, ...] | None:
+    """``--budgets`` as a tuple of BUDGETS (all of them when not given); None when it names anything else."""
+    if not text:
+        return BUDGETS
+    try:
+        budgets = tuple(float(b) for b in text.split(","))
+    except ValueError:
+        return None
+    return budgets if set(budgets) <= set(BUDGETS) else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="45k images, 15 epochs (GPU machines)")
@@ -500,6 +511,11 @@ def main() -> int:
     a = ap.parse_args()
     if a.merge:
         return merge()
+    budgets = parse_budgets(a.budgets)
+    if budgets is None:
+        print(f"--budgets {a.budgets}: give a comma-separated subset of {','.join(map(str, BUDGETS))}, e.g. 1.5",
+              file=sys.stderr)
+        return 2
     mode = "full" if a.full else "smoke" if a.smoke else "quick" if a.quick else "default"
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
         print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
@@ -508,10 +524,6 @@ def main() -> int:
     if a.seeds:
         m["seeds"] = a.seeds.split(",")
     m["ablation"] = not a.no_ablation
-    budgets = tuple(float(b) for b in a.budgets.split(",")) if a.budgets else BUDGETS
-    if not set(budgets) <= set(BUDGETS):
-        print(f"--budgets: {a.budgets} is not a subset of {','.join(map(str, BUDGETS))}", file=sys.stderr)
-        return 2
     results = [run_seed(name, m, mode, budgets) for name in m["seeds"]]
     res = summarize(results, m, mode, BUDGETS, MATCH, sum(r["wall_s"] for r in results))
     res["command"] = "python benchmarks/scbp_vs_peers.py" + (f" --{mode}" if mode != "default" else "") + \

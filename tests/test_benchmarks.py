@@ -1,0 +1,21 @@
+"""Benchmark scripts refuse bad arguments in one line, before any work (their runs take tens of minutes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("value", ["3.0", "1.5,x"])
+def test_scbp_vs_peers_refuses_a_budget_it_does_not_have(value):
+    res = subprocess.run([sys.executable, "benchmarks/scbp_vs_peers.py", "--budgets", value], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--budgets" in lines[0] and "1.25,1.5,2.0" in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
