@@ -25,6 +25,7 @@ OUT = ROOT / "benchmarks" / "results"
 def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.lab import (
+        BudgetPoint,
         NetworkJob,
         ProxyData,
         evaluate_network,
@@ -60,20 +61,20 @@ def main() -> int:
         res = evaluate_network(NetworkJob(c.id, tuple(c.ratios), ("fp32",)), seed_payload(wb), data, False,
                                cands[0].params, {})
         (work / f"{c.id}.onnx").write_bytes(res.onnx.data)
-        points.append({"id": c.id, "accuracy": res.variants["fp32"].accuracy.value, "segment_macs": res.segment_macs,
-                       "reference": c.reference})
+        points.append(BudgetPoint(c.id, res.variants["fp32"].accuracy.value, tuple(res.segment_macs),
+                                  reference=c.reference))
     target = load_target("cpu")
     be = get_runtime("onnxruntime")
     truth: dict[str, float] = {}
     t1 = time.perf_counter()
-    profile_interleaved([Item(p["id"], work / f"{p['id']}.onnx") for p in points], target, backend=be,
+    profile_interleaved([Item(p.id, work / f"{p.id}.onnx") for p in points], target, backend=be,
                         worker_argv=be.worker_argv(),
                         on_result=lambda k, m, e: truth.__setitem__(k, m.latency.p50_ms) if m else None)
     measure_all_s = time.perf_counter() - t1
-    points = [p for p in points if p["id"] in truth]
+    points = [p for p in points if p.id in truth]
     budget = max(1, round(0.25 * len(points)))
     got = run_budget(points, budget, 8, lambda ids: {i: truth[i] for i in ids})
-    acc = {p["id"]: p["accuracy"] for p in points}
+    acc = {p.id: p.accuracy for p in points}
     ref = (min(acc.values()), max(truth.values()) * 1.01)
     hv_full = hypervolume([(acc[i], truth[i]) for i in truth], ref)
     hv_budget = hypervolume([(acc[i], got[i]) for i in got], ref)

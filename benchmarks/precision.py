@@ -120,11 +120,13 @@ class Bench:
 
     def fronts(self) -> dict[str, list[str]]:
         """Per precision, up to ``front`` networks spread along its proxy-vs-p50 front (the seed left out)."""
+        from types import SimpleNamespace  # the two fields the front is drawn on
+
         from scbp_edge.lab import pareto_front
 
         out = {}
         for prec in ("fp32", "int8"):
-            pts = [{"id": k, "accuracy": r["proxy"][prec], "p50_ms": r["search"][prec]["p50_ms"]}
+            pts = [SimpleNamespace(id=k, accuracy=r["proxy"][prec], p50_ms=r["search"][prec]["p50_ms"])
                    for k, r in self.rows.items() if k != self.seed_key and prec in r.get("search", {})]
             front = sorted(pareto_front(pts, (("accuracy", "max"), ("p50_ms", "min"))),
                            key=lambda k, prec=prec: self.rows[k]["search"][prec]["p50_ms"])

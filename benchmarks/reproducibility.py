@@ -33,26 +33,27 @@ def one_build(runs: Path) -> dict[str, Any]:
     res = subprocess.run([*CLI, "--runs", str(runs)], capture_output=True, text=True, cwd=ROOT, check=False)
     if res.returncode != 0:
         raise SystemExit(f"build failed (exit {res.returncode}): {res.stderr.strip()[-400:]}")
-    rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
-    pts = {p["id"]: p for p in rep["points"]}
-    sel = rep["selection"]["id"]
-    seed = rep["seed_point"]
-    return {"selected": sel, "speedup": pts[sel].get("speedup"), "p50_ms": pts[sel]["p50_ms"],
-            "seed_p50_ms": seed["p50_ms"] if seed else None, "wall_s": round(time.perf_counter() - t0, 1),
-            "measured": rep["counts"]["measured"], "stage_seconds": rep.get("stage_seconds", {}),
-            **rank_figures(rep["points"])}
+    from scbp_edge.lab import typed_report
+
+    rep = typed_report(json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text()))
+    pts = {p.id: p for p in rep.points}
+    sel = rep.selection.id
+    seed = rep.seed_point
+    return {"selected": sel, "speedup": pts[sel].speedup, "p50_ms": pts[sel].p50_ms,
+            "seed_p50_ms": seed.p50_ms if seed else None, "wall_s": round(time.perf_counter() - t0, 1),
+            "measured": rep.counts["measured"], "stage_seconds": rep.stage_seconds, **rank_figures(list(rep.points))}
 
 
-def rank_figures(points: list[dict[str, Any]]) -> dict[str, Any]:
+def rank_figures(points: list[Any]) -> dict[str, Any]:
     """Busy-flagged candidates, distinct latency ranks, and tied pairs whose p50s differ by more than 10 %."""
     from scbp_edge.lab import speed_ranks
 
-    pts = sorted((p for p in points if p.get("p50_ms")), key=lambda p: p["p50_ms"])
+    pts = sorted((p for p in points if p.p50_ms), key=lambda p: p.p50_ms)
     ranks = speed_ranks(pts)
     wide = sum(1 for i, a in enumerate(pts) for j in range(i + 1, len(pts))
-               if ranks[i] == ranks[j] and pts[j]["p50_ms"] > 1.10 * a["p50_ms"])
-    return {"noisy": sum(1 for p in pts if p.get("noisy")), "ranks": len(set(ranks)), "ranked": len(pts),
-            "tied_beyond_10pct": wide, "p50_spread": pts[-1]["p50_ms"] / pts[0]["p50_ms"] if pts else None}
+               if ranks[i] == ranks[j] and pts[j].p50_ms > 1.10 * a.p50_ms)
+    return {"noisy": sum(1 for p in pts if p.noisy), "ranks": len(set(ranks)), "ranked": len(pts),
+            "tied_beyond_10pct": wide, "p50_spread": pts[-1].p50_ms / pts[0].p50_ms if pts else None}
 
 
 def summarize(builds: list[dict[str, Any]]) -> dict[str, Any]:

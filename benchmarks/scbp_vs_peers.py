@@ -36,6 +36,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -240,17 +241,18 @@ class Lab:
         from scbp_edge.lab import Constraints, pick_for_training
 
         cons = Constraints(speedup=budget)
-        pts = [{"id": k, "network": k, "reference": r.get("reference"), "proxy_accuracy": r["adabn"],
-                "precision": "fp32", "p50_ms": r["p50_ms"], "speedup": r["speedup"]}
+        # the fields the product's shortlist reads from a ranking point
+        pts = [SimpleNamespace(id=k, network=k, reference=r.get("reference"), proxy_accuracy=r["adabn"],
+                               precision="fp32", p50_ms=r["p50_ms"], speedup=r["speedup"])
                for k, r in self.rows.items() if r["family"] not in ("peer", *exclude) and r.get("p50_ms")]
         picks = pick_for_training(pts, self.m["k"], cons, margin=self.m["margin"])
-        inside = [p for p in pts if p["id"] in picks and cons.within_latency_budget(p)]
+        inside = [p for p in pts if p.id in picks and cons.within_latency_budget(p)]
         if not inside:
             return {"budget": budget, "scbp": None, "shortlist": picks}
-        scores = {p["id"]: self.distill(p["id"]) for p in pts if p["id"] in picks}
-        best = max(inside, key=lambda p: scores[p["id"]])
-        by_adabn = max(inside, key=lambda p: p["proxy_accuracy"])
-        return {"budget": budget, "scbp": best["id"], "adabn_choice": by_adabn["id"], "shortlist": picks,
+        scores = {p.id: self.distill(p.id) for p in pts if p.id in picks}
+        best = max(inside, key=lambda p: scores[p.id])
+        by_adabn = max(inside, key=lambda p: p.proxy_accuracy)
+        return {"budget": budget, "scbp": best.id, "adabn_choice": by_adabn.id, "shortlist": picks,
                 "distill_scores": scores}
 
     # -- peers, matched on measured speed ------------------------------------------------------

@@ -31,9 +31,10 @@ from scbp_edge.package import container
 from scbp_edge.pipeline.config import BuildConfig
 from scbp_edge.profile.runner import Item, profile_interleaved
 from scbp_edge.rank import Constraints, kendall_tau, pareto_front
-from scbp_edge.rank.budget import fit_latency, hypervolume, predict, run_budget
+from scbp_edge.rank.budget import BudgetPoint, fit_latency, hypervolume, predict, run_budget
 from scbp_edge.rank.pick import pick_for_training
 from scbp_edge.records.task import DerivedNetwork, NetworkJob, ProxyData
+from scbp_edge.report import typed as typed_report
 from scbp_edge.report.sections.candidates import speed_ranks
 from scbp_edge.runtimes import get_runtime, runtime_for
 from scbp_edge.runtimes.tensorrt import TensorRT
@@ -44,14 +45,15 @@ from scbp_edge.targets import load_target
 from scbp_edge.tasks import PROXY_STEPS, evaluate_network, proxy_accuracy, seed_payload
 
 __all__ = [
-    "PROXY_STEPS", "WARMUP", "BuildConfig", "Constraints", "DerivedNetwork", "Item", "LocalExecutor", "NetworkJob",
+    "PROXY_STEPS", "WARMUP", "BudgetPoint", "BuildConfig", "Constraints", "DerivedNetwork", "Item", "LocalExecutor",
+    "NetworkJob",
     "ProxyData", "RayExecutor", "ScbpError", "SeedOptions", "SegmentProbe", "TensorRT", "TorchCuda", "TorchSession",
     "Workbench", "adapt_bn", "bf16_supported", "container", "defaults", "distill_score", "evaluate", "evaluate_network",
     "evaluate_onnx", "export_onnx", "fit_latency", "get_runtime", "hypervolume", "kendall_tau", "load_derived",
     "load_digits_split", "load_seed", "load_target", "magnitude_prune", "measure_items", "model_cost",
     "pareto_front", "pick_for_training", "predict", "profile_interleaved", "profile_one", "proxy_accuracy",
     "quantize_int8", "ratio_sets_from_sensitivity", "read_split", "run_budget", "runtime_for", "save_derived",
-    "seed_payload", "speed_ranks", "split_val", "train", "write_results",
+    "seed_payload", "speed_ranks", "split_val", "train", "typed_report", "write_results",
 ]
 
 

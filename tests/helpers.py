@@ -36,3 +36,13 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 600,
         [sys.executable, "-m", "scbp_edge.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+def point(id: str, **fields):
+    """A ranking point (records.RankingPoint) with ``fields`` set and neutral values for the rest."""
+    from scbp_edge.records import RankingPoint
+
+    base = {"network": id, "precision": "fp32", "ratios": (0.0,), "reference": None, "is_seed": False,
+            "accuracy": None, "accuracy_kind": "proxy", "proxy_accuracy": None, "test_accuracy": None,
+            "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "cv": 0.0, "size_mb": 1.0, "params": 1, "macs": 1}
+    return RankingPoint(id=id, **{**base, **fields})

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from scbp_edge.rank import pareto_front
-from scbp_edge.rank.budget import fit_latency, hypervolume, predict, run_budget
-from tests.helpers import cli, fast_target
+from scbp_edge.rank.budget import BudgetPoint, fit_latency, hypervolume, predict, run_budget
+from tests.helpers import cli, fast_target, point
 
 
 def test_hypervolume_hand_made():
@@ -24,7 +24,7 @@ def _synthetic():
     for i, cfg in enumerate(itertools.product((0, 0.25, 0.5, 0.75), repeat=4)):
         macs = [int(1e7 * (1 - r) * (s + 1)) for s, r in enumerate(cfg)]
         acc = 90 - 6 * sum(r * r * (4 - s) for s, r in enumerate(cfg)) + rng.normal(0, 0.3)
-        pts.append({"id": str(i), "accuracy": acc, "segment_macs": macs, "reference": "seed" if i == 0 else None})
+        pts.append(BudgetPoint(str(i), acc, tuple(macs), reference="seed" if i == 0 else None))
         truth[str(i)] = 0.2 + 3e-8 * macs[0] + 1e-8 * macs[1] + 2e-8 * macs[2] + 0.5e-8 * macs[3]
     return pts, truth
 
@@ -32,7 +32,7 @@ def _synthetic():
 def test_latency_model_recovers_additive_costs():
     pts, truth = _synthetic()
     sample = pts[::13]  # spread over the product, so every segment's MACs vary
-    coef = fit_latency(sample, {p["id"]: truth[p["id"]] for p in sample})
+    coef = fit_latency(sample, {p.id: truth[p.id] for p in sample})
     pred = predict(pts, coef)
     assert max(abs(pred[k] - truth[k]) / truth[k] for k in truth) < 1e-6
 
@@ -47,12 +47,12 @@ def test_budget_of_a_quarter_finds_the_front():
 
     got = run_budget(pts, len(pts) // 4, 8, measure)
     assert len(got) <= len(pts) // 4 and len(asked) == len(set(asked))
-    acc = {p["id"]: p["accuracy"] for p in pts}
+    acc = {p.id: p.accuracy for p in pts}
     ref = (min(acc.values()), max(truth.values()) * 1.01)
     full = hypervolume([(acc[i], truth[i]) for i in truth], ref)
     part = hypervolume([(acc[i], got[i]) for i in got], ref)
     assert part >= 0.95 * full
-    front = set(pareto_front([{"id": i, "accuracy": acc[i], "p50_ms": truth[i]} for i in truth],
+    front = set(pareto_front([point(i, accuracy=acc[i], p50_ms=truth[i]) for i in truth],
                              (("accuracy", "max"), ("p50_ms", "min"))))
     assert len(front & set(got)) >= 0.8 * len(front)
 

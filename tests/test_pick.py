@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from scbp_edge.rank import Constraints, pareto_front, select
 from scbp_edge.rank.pick import pick_for_training
-from tests.helpers import cli, fast_target
+from tests.helpers import cli, fast_target, point
 
 
 def pt(net, speedup, proxy, prec="fp32", p50=None, seed=False, test=None):
-    return {"id": f"{net}_{prec}", "network": net, "precision": prec, "speedup": speedup,
-            "p50_ms": p50 if p50 is not None else 1.0 / speedup, "proxy_accuracy": proxy, "accuracy": test or proxy,
-            "test_accuracy": test, "reference": "seed" if seed else None, "is_seed": seed, "memory_mb": 1.0,
-            "size_mb": 1.0, "energy_mj": None, "p50_interval_ms": None}
+    return point(f"{net}_{prec}", network=net, precision=prec, speedup=speedup,
+                 p50_ms=p50 if p50 is not None else 1.0 / speedup, proxy_accuracy=proxy, accuracy=test or proxy,
+                 test_accuracy=test, reference="seed" if seed else None, is_seed=seed, memory_mb=1.0, size_mb=1.0)
 
 
 POINTS = [pt("seed", 1.0, 90, seed=True), pt("a", 1.1, 89), pt("b", 1.3, 88), pt("c", 1.55, 70), pt("d", 1.6, 30),
@@ -38,7 +38,7 @@ def test_collapsed_proxies_are_not_floored_away():
 
 def test_without_a_budget_the_picks_spread_along_the_front():
     picks = pick_for_training(POINTS, 3, Constraints(), margin=5)
-    front = set(pareto_front([p for p in POINTS if not p["is_seed"]],
+    front = set(pareto_front([p for p in POINTS if not p.is_seed],
                              (("proxy_accuracy", "max"), ("p50_ms", "min"))))
     assert len(picks) == 3 and all(f"{n}_fp32" in front for n in picks)
     assert "f" in picks and "a" in picks  # both ends of the front
@@ -51,8 +51,8 @@ def test_one_network_is_picked_once_whatever_its_precisions():
 
 
 def test_selection_with_a_budget_is_the_most_accurate_inside_it():
-    pts = [dict(p, accuracy=a) for p, a in zip(POINTS, [90, 89, 88, 86.5, 84, 87.5, 70, 85])]
-    sel = select(pts, [p["id"] for p in pts], Constraints(speedup=1.5), 90, True)
+    pts = [replace(p, accuracy=a) for p, a in zip(POINTS, [90, 89, 88, 86.5, 84, 87.5, 70, 85])]
+    sel = select(pts, [p.id for p in pts], Constraints(speedup=1.5), 90, True)
     assert sel.id == "e_fp32" and "most accurate" in sel.reason
     assert set(sel.feasible) == {"c_fp32", "d_fp32", "e_fp32", "f_fp32"}
     none = select(pts, [], Constraints(max_latency_ms=0.01), 90, True)
@@ -60,8 +60,8 @@ def test_selection_with_a_budget_is_the_most_accurate_inside_it():
 
 
 def test_ties_within_measurement_noise_go_to_the_more_accurate():
-    a = dict(pt("a", 2.0, 80), p50_ms=0.50, round_p50_ms=[0.48, 0.50, 0.52], accuracy=80)
-    b = dict(pt("b", 1.9, 85), p50_ms=0.51, round_p50_ms=[0.49, 0.51, 0.53], accuracy=85)
+    a = replace(pt("a", 2.0, 80), p50_ms=0.50, round_p50_ms=(0.48, 0.50, 0.52), accuracy=80)
+    b = replace(pt("b", 1.9, 85), p50_ms=0.51, round_p50_ms=(0.49, 0.51, 0.53), accuracy=85)
     sel = select([a, b], ["a_fp32", "b_fp32"], Constraints(max_accuracy_drop=20), 90, True)
     assert sel.id == "b_fp32" and "tied within measurement noise" in sel.reason
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scbp_edge.rank import Constraints, flops_disagreement, kendall_tau, pareto_front, select
+from tests.helpers import point
 
 
 def pt(i, acc, lat, mem=10.0, size=1.0, macs=100):
-    return {"id": i, "accuracy": acc, "p50_ms": lat, "memory_mb": mem, "size_mb": size, "macs": macs}
+    return point(i, accuracy=acc, p50_ms=lat, memory_mb=mem, size_mb=size, macs=macs)
 
 
 def test_front_on_hand_made_points():
@@ -32,18 +35,18 @@ def test_select_respects_constraints_and_accuracy_drop():
 def test_measured_energy_is_an_objective_and_a_limit():
     a, b = pt("a", 90, 1.0), pt("b", 90, 1.1)
     assert pareto_front([a, b]) == ["a"]
-    a["energy_mj"], b["energy_mj"] = 5.0, 3.0  # b: slower but kinder to the battery
+    a, b = replace(a, energy_mj=5.0), replace(b, energy_mj=3.0)  # b: slower but kinder to the battery
     assert sorted(pareto_front([a, b])) == ["a", "b"]
     front = pareto_front([a, b])
     assert select([a, b], front, Constraints(), 90.0, True).id == "a"
     assert select([a, b], front, Constraints(max_energy_mj=4.0), 90.0, True).id == "b"
-    del a["energy_mj"], b["energy_mj"]  # not measured: the limit cannot be shown to hold
+    a, b = replace(a, energy_mj=None), replace(b, energy_mj=None)  # not measured: the limit cannot be shown to hold
     assert select([a, b], pareto_front([a, b]), Constraints(max_energy_mj=4.0), 90.0, True).id is None
 
 
 def test_flops_disagreement_names_misordered():
     pts = [pt("a", 1, 1.0, macs=100), pt("b", 1, 3.0, macs=50), pt("c", 1, 0.5, macs=20)]
     got = flops_disagreement(pts)
-    assert got["misordered_candidates"] == ["b"]
-    assert got["kendall_tau"] is not None and got["kendall_tau"] < 1
+    assert got.misordered_candidates == ("b",)
+    assert got.kendall_tau is not None and got.kendall_tau < 1
     assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0

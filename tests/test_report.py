@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, fast_target
+from scbp_edge.records import Report, RunFacts, Selection
+from tests.helpers import cli, fast_target, point
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -23,8 +25,8 @@ def run_dir(tmp_path_factory) -> Path:
     return Path(json.loads(res.stdout)["run_dir"])
 
 
-def _synthetic(n_points: int, n_segments: int) -> dict:
-    """A report dict as build_report makes it, with many candidates and segments (input for the plot code)."""
+def _synthetic(n_points: int, n_segments: int) -> Report:
+    """A report as build_report makes it, with many candidates and segments (input for the plot code)."""
     import random
 
     rnd = random.Random(0)
@@ -32,14 +34,14 @@ def _synthetic(n_points: int, n_segments: int) -> dict:
     for i in range(n_points):
         ratios = [rnd.choice([0, 0.25, 0.5, 0.75]) for _ in range(n_segments)]
         keep = 1 - sum(ratios) / n_segments
-        pts.append({"id": f"resnet18_r{'-'.join(str(int(100 * r)) for r in ratios)}_{'int8' if i % 2 else 'fp32'}",
-                    "network": str(i), "precision": "int8" if i % 2 else "fp32", "ratios": ratios,
-                    "reference": "seed" if i == 0 else None, "is_seed": i == 0, "accuracy": 60 + 30 * keep,
-                    "accuracy_kind": "test" if i % 17 == 0 else "proxy", "proxy_accuracy": 55 + 30 * keep,
-                    "test_accuracy": 61 + 30 * keep if i % 17 == 0 else None, "p50_ms": 0.5 + 3 * keep + rnd.random(),
-                    "params": int(1e6 * keep), "energy_mj": None, "speedup": 1.0})
-    return {"points": pts, "front": [p["id"] for p in pts[::7]], "selection": {"id": pts[7]["id"]},
-            "run": {"target": {"name": "cpu"}}}
+        pts.append(point(f"resnet18_r{'-'.join(str(int(100 * r)) for r in ratios)}_{'int8' if i % 2 else 'fp32'}",
+                         network=str(i), precision="int8" if i % 2 else "fp32", ratios=tuple(ratios),
+                         reference="seed" if i == 0 else None, is_seed=i == 0, accuracy=60 + 30 * keep,
+                         accuracy_kind="test" if i % 17 == 0 else "proxy", proxy_accuracy=55 + 30 * keep,
+                         test_accuracy=61 + 30 * keep if i % 17 == 0 else None,
+                         p50_ms=0.5 + 3 * keep + rnd.random(), params=int(1e6 * keep), speedup=1.0))
+    return Report(Selection(pts[7].id, "synthetic"), tuple(pts), tuple(p.id for p in pts[::7]),
+                  RunFacts(target={"name": "cpu"}))
 
 
 @pytest.mark.parametrize(("n_points", "n_segments"), [(12, 3), (200, 6)])
@@ -230,3 +232,41 @@ def test_a_third_party_section_is_one_function_and_one_entry_point(tmp_path):
     md, github, _ = render()
     assert md.startswith(before[0]) and "## Report section 'site' failed" in md
     assert "scbp_site_section:broken: ZeroDivisionError: division by zero" in md
+
+
+def test_a_real_builds_rows_give_the_report_json_they_gave_before(tmp_path):
+    """Issue 42: ranking and the report on records write the same report.json, field for field and value for value.
+
+    tests/golden/report.json was written by a real default build before ranking and the report moved onto
+    records; its rows and run facts go into a fresh run.sqlite and the report is built again from them.
+    """
+    from scbp_edge.records import CandidateRow, encode
+    from scbp_edge.report import build_report
+    from scbp_edge.report.card import summary_card
+    from scbp_edge.store import RunStore
+
+    gold = json.loads((GOLDEN / "report.json").read_text())
+    store = RunStore(tmp_path / "run.sqlite", create=True)
+    for key in ("created", "config", "target", "runtime", "precisions", "notes", "seed", "segmentation"):
+        store.set_meta(key, gold["run"][key])
+    for key in ("fingerprints", "data", "stage_seconds"):
+        store.set_meta(key, gold[key])
+    store.set_meta("training", {k: v for k, v in gold["training"].items() if k in ("state", "networks", "why", "done")})
+    store.set_meta("teacher", gold["weights"]["teacher"])
+    cands = gold["candidates"]
+    store.add_candidates([{k: c[k] for k in ("id", "network", "precision", "ratios", "reference", "static")}
+                          for c in cands])
+    for c in cands:
+        rec = CandidateRow.from_row(c)
+        store.update(c["id"], status=rec.status, stage=rec.stage, error=rec.error, onnx=rec.onnx,
+                     accuracy=rec.accuracy, measurement=rec.measurement, trained=rec.trained)
+    rep = build_report(store)
+    rep = replace(rep, card=summary_card(rep, gold["card"]["command"].split()[2]))  # the run folder it names
+    got = json.loads(json.dumps(encode(rep), default=str))
+    store.close()
+    assert set(got) == set(gold)
+    for p in got["points"] + [got["seed_point"]]:
+        assert p.pop("batched") == []  # timed at larger batches: added after the golden build, empty on a CPU default
+    for key in set(gold) - {"candidates"}:
+        assert got[key] == gold[key], key
+    assert [c["id"] for c in got["candidates"]] == [c["id"] for c in cands]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -32,6 +34,9 @@ from scbp_edge.cli.common import (
     out,
     quiet_stdout,
 )
+
+if TYPE_CHECKING:  # records load numpy: kept off the path of --help
+    from scbp_edge.records import Card, Report
 
 
 def targets(json_out: bool = JsonOpt) -> None:
@@ -198,41 +203,44 @@ def build(
     )
     with quiet_stdout(json_out):
         run_dir = run_build(cfg, runs=runs, resume=resume)
-    rep = json.loads((run_dir / "report.json").read_text())
+    from scbp_edge.report import typed
+
+    rep = typed(json.loads((run_dir / "report.json").read_text()))
     if json_out:
-        emit_json({"run_dir": str(run_dir), "selection": rep["selection"], "counts": rep["counts"]})
+        emit_json({"run_dir": str(run_dir), "selection": rep.selection, "counts": rep.counts})
         return
     _summary(run_dir, rep)
 
 
-def print_card(card: dict) -> None:
+def print_card(card: Card) -> None:
     """The report's summary card in the terminal: values wrap, nothing is cut."""
     from rich.markup import escape
 
-    table = Table(title=card["title"], show_header=False, title_justify="left")
+    table = Table(title=card.title, show_header=False, title_justify="left")
     table.add_column("what", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
-    for label, value in card["rows"]:
+    for label, value in card.rows:
         table.add_row(label, escape(value))
     out.print(table)
-    for w in card["warnings"]:
+    for w in card.warnings:
         out.print(f"[yellow]warning:[/] {escape(w)}")
-    if card["command"]:
-        out.print(f"package it: {escape(card['command'])}", soft_wrap=True)
+    if card.command:
+        out.print(f"package it: {escape(card.command)}", soft_wrap=True)
 
 
-def _summary(run_dir: Path, rep: dict) -> None:
-    print_card(rep["card"])
-    sel = rep["selection"]["id"]
-    table = Table(title=f"measured front on {rep['run']['target']['name']} (fastest first)", title_justify="left")
+def _summary(run_dir: Path, rep: Report) -> None:
+    from scbp_edge.report.card import summary_card
+
+    print_card(rep.card or summary_card(rep, str(run_dir)))
+    sel = rep.selection.id
+    table = Table(title=f"measured front on {rep.target_name} (fastest first)", title_justify="left")
     table.add_column("candidate", overflow="fold", min_width=14)
     for col in ("acc %", "p50 ms", "x seed", "MB"):
         table.add_column(col, justify="right", no_wrap=True)
-    for p in sorted((p for p in rep["points"] if p["id"] in rep["front"]), key=lambda p: p["p50_ms"]):
-        acc = "n/a" if p["accuracy"] is None else f"{p['accuracy']:.2f}" + ("*" if p["accuracy_kind"] == "test" else "")
-        name = p["id"] + (" <- selected" if p["id"] == sel else "")
-        table.add_row(name, acc, f"{p['p50_ms']:.3g}", f"{p['speedup']:.2f}" if p["speedup"] else "n/a",
-                      f"{p['size_mb']:.2f}")
+    for p in sorted((p for p in rep.points if p.id in rep.front), key=lambda p: p.p50_ms):
+        acc = "n/a" if p.accuracy is None else f"{p.accuracy:.2f}" + ("*" if p.accuracy_kind == "test" else "")
+        name = p.id + (" <- selected" if p.id == sel else "")
+        table.add_row(name, acc, f"{p.p50_ms:.3g}", f"{p.speedup:.2f}" if p.speedup else "n/a", f"{p.size_mb:.2f}")
     out.print(table)
     out.print("acc %: proxy, * = test after fine-tuning; report: " + str(run_dir / "report.html"), soft_wrap=True)
 
@@ -261,7 +269,8 @@ def report(
         problem = store.integrity_problem()
     finally:
         store.close()
-    rep.setdefault("card", summary_card(rep, str(run_dir)))
+    if rep.card is None:
+        rep = replace(rep, card=summary_card(rep, str(run_dir)))
     if fmt == "json":
         emit_json(rep)
     elif fmt == "github":
@@ -271,9 +280,9 @@ def report(
             plots = write_plots(Path(tmp), rep) if fmt == "html" else []
             text = (render_html if fmt == "html" else render_markdown)(rep, plots, str(run_dir))
         sys.stdout.write(text)
-    if problem or rep.get("unreadable_rows"):
+    if problem or rep.unreadable_rows:
         raise RunError(f"run database of '{run_dir}' is damaged ({problem or 'unreadable rows'}): "
-                       f"{rep.get('unreadable_rows', 0)} row(s) could not be read; the report above shows the rest")
+                       f"{rep.unreadable_rows} row(s) could not be read; the report above shows the rest")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,8 +17,10 @@ out = Console()
 
 
 def emit_json(obj: Any) -> None:
-    """Machine-readable output on stdout (and nothing else there)."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """Machine-readable output on stdout (and nothing else there); records as the JSON they encode to."""
+    from scbp_edge.records import encode
+
+    sys.stdout.write(json.dumps(encode(obj), indent=2, default=str) + "\n")
 
 
 @contextmanager

@@ -163,8 +163,8 @@ def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> No
     finally:  # an interrupted training still leaves a report that says so
         rep = write_reports(run_dir, store)
     _fail_if_nothing_measured(store, run_dir)
-    if rep["selection"]["id"] is None:  # a limit nothing met is a failed build, not a success without a model
-        raise RunError(f"no model selected: {rep['selection']['reason']} (the report is in {run_dir})")
+    if rep.selection.id is None:  # a limit nothing met is a failed build, not a success without a model
+        raise RunError(f"no model selected: {rep.selection.reason} (the report is in {run_dir})")
 
 
 @contextmanager

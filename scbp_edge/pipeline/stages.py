@@ -203,11 +203,11 @@ def reference_item(rows: dict[str, CandidateRow], item):
 
 
 def _budgeted(store: RunStore, cfg: BuildConfig, measure) -> None:
-    from scbp_edge.rank.budget import run_budget
+    from scbp_edge.rank.budget import BudgetPoint, run_budget
 
     measured = {r.id: r.measurement.latency.p50_ms for r in store.rows("measured") if r.measurement}
-    points = [{"id": r.id, "accuracy": (r.accuracy.value if r.accuracy else None) or 0.0, "reference": r.reference,
-               "precision": r.precision, "segment_macs": r.static.segment_macs if r.static else None}
+    points = [BudgetPoint(r.id, (r.accuracy.value if r.accuracy else None) or 0.0,
+                          tuple(r.static.segment_macs or ()) if r.static else (), r.precision, r.reference)
               for r in store.rows() if r.status in ("exported", "measured")]
     left = max(0, cfg.measure_budget - len(measured))
     run_budget(points, left, cfg.chunk, lambda ids: measure([i for i in ids if i not in measured]))

@@ -31,14 +31,13 @@ def train_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig
     """Shortlist, second proxy where asked, fine-tune the picks and the seed, quantize, store test accuracies."""
     if cfg.top_k <= 0 or prep.data is None:
         return
-    cands = store.candidates()
-    pts = points_of(cands)
+    pts = points_of(store.rows())
     shortlist = cfg.top_k * 2 if cfg.proxy == "distill" else cfg.top_k
     picks = pick_for_training(pts, shortlist, cfg.constraints, cfg.margin)
     if cfg.proxy == "distill" and picks:
         _second_proxy(prep, store, cfg, executor, list(picks))
-        pts = points_of(store.candidates())
-        picks = pick_for_training([p for p in pts if p["network"] in picks], cfg.top_k, cfg.constraints, cfg.margin)
+        pts = points_of(store.rows())
+        picks = pick_for_training([p for p in pts if p.network in picks], cfg.top_k, cfg.constraints, cfg.margin)
     nets = by_network(store.rows())
     seed_net = next((r.network for rs in nets.values() for r in rs if r.reference == "seed" and r.status == "measured"),
                     None)

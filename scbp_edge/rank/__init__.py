@@ -1,26 +1,29 @@
 """Rank: Pareto front on measured cost, constraints, selection, and FLOPs-vs-measured disagreement.
 
-Works on plain dicts/records only: no backend, no torch.
+Works on records only (:class:`scbp_edge.records.RankingPoint`, or any record with the objectives'
+fields): no backend, no torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-# (key, direction): accuracy is maximised, costs minimised.  Energy counts where it was
+from scbp_edge.records import FlopsDisagreement, RankingPoint, Selection, Undecided
+
+# (field, direction): accuracy is maximised, costs minimised.  Energy counts where it was
 # measured (pareto_front leaves out an objective no point has).
 OBJECTIVES: tuple[tuple[str, str], ...] = (
     ("accuracy", "max"), ("p50_ms", "min"), ("memory_mb", "min"), ("size_mb", "min"), ("energy_mj", "min"),
 )
 
 
-def dominates(a: dict[str, float], b: dict[str, float], objectives=OBJECTIVES) -> bool:
-    """True if ``a`` is no worse than ``b`` on every objective and better on one."""
+def dominates(a: Any, b: Any, objectives=OBJECTIVES) -> bool:
+    """True if ``a`` is no worse than ``b`` on every objective (fields of the two records) and better on one."""
     better = False
     for key, direction in objectives:
-        va, vb = a[key], b[key]
+        va, vb = getattr(a, key), getattr(b, key)
         if direction == "max":
             va, vb = -va, -vb
         if va > vb:
@@ -30,15 +33,15 @@ def dominates(a: dict[str, float], b: dict[str, float], objectives=OBJECTIVES) -
     return better
 
 
-def pareto_front(points: Sequence[dict[str, Any]], objectives=OBJECTIVES) -> list[str]:
-    """Ids of the non-dominated points (each point has ``id`` and the objective keys).
+def pareto_front(points: Sequence[Any], objectives=OBJECTIVES) -> list[str]:
+    """Ids of the non-dominated points (records with an ``id`` and the objectives' fields).
 
     An objective no point has (e.g. host memory where only the device's is
     known) is left out rather than emptying the front.
     """
-    objectives = tuple(o for o in objectives if any(p.get(o[0]) is not None for p in points))
-    usable = [p for p in points if all(p.get(k) is not None for k, _ in objectives)]
-    return [p["id"] for p in usable if not any(dominates(q, p, objectives) for q in usable if q is not p)]
+    objectives = tuple(o for o in objectives if any(getattr(p, o[0]) is not None for p in points))
+    usable = [p for p in points if all(getattr(p, k) is not None for k, _ in objectives)]
+    return [p.id for p in usable if not any(dominates(q, p, objectives) for q in usable if q is not p)]
 
 
 @dataclass
@@ -52,22 +55,22 @@ class Constraints:
     max_energy_mj: float | None = None  # per inference; a candidate without a measured energy fails it
     speedup: float | None = None  # at least this much faster (p50) than the seed measured in the same run
 
-    def admits(self, p: dict[str, Any]) -> bool:
-        checks = (("p50_ms", self.max_latency_ms), ("memory_mb", self.max_memory_mb), ("size_mb", self.max_size_mb),
-                  ("energy_mj", self.max_energy_mj))
-        if self.speedup is not None and (p.get("speedup") is None or p["speedup"] < self.speedup):
+    def admits(self, p: RankingPoint) -> bool:
+        checks = ((p.p50_ms, self.max_latency_ms), (p.memory_mb, self.max_memory_mb), (p.size_mb, self.max_size_mb),
+                  (p.energy_mj, self.max_energy_mj))
+        if self.speedup is not None and (p.speedup is None or p.speedup < self.speedup):
             return False
-        return all(lim is None or (p.get(k) is not None and p[k] <= lim) for k, lim in checks)
+        return all(lim is None or (v is not None and v <= lim) for v, lim in checks)
 
     @property
     def has_latency_budget(self) -> bool:
         return self.max_latency_ms is not None or self.speedup is not None
 
-    def within_latency_budget(self, p: dict[str, Any], slack: float = 1.0) -> bool:
+    def within_latency_budget(self, p: RankingPoint, slack: float = 1.0) -> bool:
         """Meets the latency budget (``slack`` > 1 widens it: the margin just outside)."""
-        if self.max_latency_ms is not None and p["p50_ms"] > self.max_latency_ms * slack:
+        if self.max_latency_ms is not None and p.p50_ms > self.max_latency_ms * slack:
             return False
-        return not (self.speedup is not None and (p.get("speedup") or 0) * slack < self.speedup)
+        return not (self.speedup is not None and (p.speedup or 0) * slack < self.speedup)
 
     def validate(self) -> None:
         """Raise ScbpError naming a limit that cannot mean anything."""
@@ -85,21 +88,7 @@ class Constraints:
             raise ScbpError(f"--speedup {self.speedup} must be a positive factor such as 1.5")
 
 
-@dataclass
-class Selection:
-    """The chosen candidate and why."""
-
-    id: str | None
-    reason: str
-    feasible: list[str] = field(default_factory=list)
-    #: candidates the accuracy limit judged on noise: their drop's 95 % interval contains the limit (rank/stats.py)
-    undecided: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def speed_intervals(points: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+def speed_intervals(points: Sequence[RankingPoint]) -> dict[str, tuple[float, float]]:
     """Where each point's latency lies, as the interquartile range over its measurement rounds.
 
     Paired rounds (time relative to the seed timed in the same round) where
@@ -108,17 +97,17 @@ def speed_intervals(points: Sequence[dict[str, Any]]) -> dict[str, tuple[float, 
     """
     import numpy as np
 
-    paired = all(len((p.get("paired") or {}).get("rounds") or []) >= 3 for p in points)
+    paired = all(p.paired is not None and len(p.paired.rounds or []) >= 3 for p in points)
     out = {}
     for p in points:
-        rounds = [1.0 / r for r in p["paired"]["rounds"] if r > 0] if paired else p.get("round_p50_ms") or []
+        rounds = [1.0 / r for r in p.paired.rounds if r > 0] if paired and p.paired else list(p.round_p50_ms)
         if len(rounds) >= 3:
             lo, hi = np.percentile(rounds, [25, 75])
-            out[p["id"]] = (float(lo), float(hi))
+            out[p.id] = (float(lo), float(hi))
     return out
 
 
-def tie_groups(points: Sequence[dict[str, Any]]) -> list[int]:
+def tie_groups(points: Sequence[RankingPoint]) -> list[int]:
     """For points sorted fastest first: the index of each one's group leader.
 
     A point ties with the leader of the current group when their intervals
@@ -129,23 +118,27 @@ def tie_groups(points: Sequence[dict[str, Any]]) -> list[int]:
     leaders: list[int] = []
     lead = None
     for i, p in enumerate(points):
-        a, b = iv.get(p["id"]), iv.get(points[lead]["id"]) if lead is not None else None
+        a, b = iv.get(p.id), iv.get(points[lead].id) if lead is not None else None
         if lead is None or a is None or b is None or a[0] > b[1] or b[0] > a[1]:
             lead = i
         leaders.append(lead)
     return leaders
 
 
-def _ties(best: dict[str, Any], pts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _ties(best: RankingPoint, pts: Sequence[RankingPoint]) -> list[RankingPoint]:
     """Points whose latency interval overlaps ``best``'s: the measurement cannot order them."""
     iv = speed_intervals(pts)
-    if best["id"] not in iv:
+    if best.id not in iv:
         return [best]
-    lo, hi = iv[best["id"]]
-    return [p for p in pts if p["id"] in iv and iv[p["id"]][0] <= hi and lo <= iv[p["id"]][1]] or [best]
+    lo, hi = iv[best.id]
+    return [p for p in pts if p.id in iv and iv[p.id][0] <= hi and lo <= iv[p.id][1]] or [best]
 
 
-def select(points: Sequence[dict[str, Any]], front: Sequence[str], cons: Constraints, seed_accuracy: float | None,
+def _most_accurate(p: RankingPoint) -> tuple[float, float]:
+    return (p.accuracy if p.accuracy is not None else float("-inf"), -p.p50_ms)
+
+
+def select(points: Sequence[RankingPoint], front: Sequence[str], cons: Constraints, seed_accuracy: float | None,
            accuracy_is_real: bool) -> Selection:
     """The model to ship.
 
@@ -157,39 +150,40 @@ def select(points: Sequence[dict[str, Any]], front: Sequence[str], cons: Constra
     """
     real = accuracy_is_real and seed_accuracy is not None
     if cons.has_latency_budget:
-        feasible = [p for p in points if cons.admits(p) and p["accuracy"] is not None]
+        feasible = [p for p in points if cons.admits(p) and p.accuracy is not None]
         budget = " and ".join(x for x in (f"p50 <= {cons.max_latency_ms:g} ms" if cons.max_latency_ms else "",
                                           f">= {cons.speedup:g}x the seed's speed" if cons.speedup else "") if x)
         rule = f"most accurate candidate with {budget}"
         if not feasible:
             return Selection(None, f"no candidate meets the budget ({rule}{_unmet(points, cons)}); relax it or widen "
-                             "--ratios")
-        best = max(feasible, key=lambda p: (p["accuracy"], -p["p50_ms"]))
-        return Selection(best["id"], rule, [p["id"] for p in feasible])
-    feasible = [p for p in points if p["id"] in front and cons.admits(p)]
+                             "--ratios", (), {})
+        best = max(feasible, key=_most_accurate)
+        return Selection(best.id, rule, tuple(p.id for p in feasible), {})
+    feasible = [p for p in points if p.id in front and cons.admits(p)]
     undecided = _undecided(feasible, cons.max_accuracy_drop) if real else {}
     if real:
-        feasible = [p for p in feasible if p["accuracy"] >= seed_accuracy - cons.max_accuracy_drop]
+        floor = seed_accuracy - cons.max_accuracy_drop  # type: ignore[operator]  # real: the seed has an accuracy
+        feasible = [p for p in feasible if p.accuracy is not None and p.accuracy >= floor]
         rule = f"fastest p50 on the front within {cons.max_accuracy_drop:g} pt of the seed's accuracy"
     else:
         rule = "fastest p50 on the front (accuracy is a stand-in, so no accuracy limit applies)"
     if not feasible:
         return Selection(None, f"no front candidate meets the constraints ({rule}{_unmet(points, cons)}); relax them",
-                         [], undecided)
-    fastest = min(feasible, key=lambda p: (p["p50_ms"], -p["accuracy"]))
+                         (), undecided)
+    fastest = min(feasible, key=lambda p: (p.p50_ms, -_most_accurate(p)[0]))
     tied = _ties(fastest, feasible)
     # a stand-in is no accuracy: without data, choose among the tied ones by nothing it would claim
-    best = max(tied, key=lambda p: (p["accuracy"], -p["p50_ms"])) if real else fastest
+    best = max(tied, key=_most_accurate) if real else fastest
     if len(tied) > 1:
         rule += (f"; {len(tied)} were tied within measurement noise, the most accurate of them won" if real else
                  f"; {len(tied)} were tied within measurement noise and, with no accuracy to tell them apart, the "
                  "fastest p50 won")
-    faster = {p["id"] for p in points if p["p50_ms"] < best["p50_ms"]} | {best["id"]}
-    return Selection(best["id"], rule, [p["id"] for p in feasible],
+    faster = {p.id for p in points if p.p50_ms < best.p50_ms} | {best.id}
+    return Selection(best.id, rule, tuple(p.id for p in feasible),
                      {k: v for k, v in undecided.items() if k in faster})
 
 
-def _unmet(points: Sequence[dict[str, Any]], cons: Constraints) -> str:
+def _unmet(points: Sequence[RankingPoint], cons: Constraints) -> str:
     """Which hard limits excluded candidates: '; --max-energy-mj 5: 0 of 36 have a measured energy'."""
     out = []
     for flag, key, lim in (("--max-latency-ms", "p50_ms", cons.max_latency_ms),
@@ -198,29 +192,27 @@ def _unmet(points: Sequence[dict[str, Any]], cons: Constraints) -> str:
                            ("--max-energy-mj", "energy_mj", cons.max_energy_mj)):
         if lim is None:
             continue
-        have = [p for p in points if p.get(key) is not None]
+        have = [v for v in (getattr(p, key) for p in points) if v is not None]
         if len(have) < len(points):
             out.append(f"{flag} {lim:g}: only {len(have)} of {len(points)} candidates have it measured")
-        over = sum(p[key] > lim for p in have)
+        over = sum(v > lim for v in have)
         if over:
             out.append(f"{flag} {lim:g}: {over} of {len(have)} measured candidates exceed it")
     return "".join(f"; {x}" for x in out)
 
 
-def _undecided(points: Sequence[dict[str, Any]], limit: float) -> dict[str, dict[str, Any]]:
+def _undecided(points: Sequence[RankingPoint], limit: float) -> dict[str, Undecided]:
     """Candidates whose paired drop's interval contains the limit, with the test images that would decide them."""
     from scbp_edge.rank.stats import PairedAccuracy, images_to_decide, undecided
 
     out = {}
     for p in points:
-        v = p.get("vs_seed")
-        if not v:
+        if not p.vs_seed:
             continue
-        pair = PairedAccuracy(v["n"], v["seed_only"], v["candidate_only"], v["diff_pt"], tuple(v["interval_pt"]),
-                              v["p_value"])
+        pair = PairedAccuracy.from_dict(p.vs_seed)
         if undecided(pair, limit):
-            out[p["id"]] = {"diff_pt": pair.diff_pt, "interval_pt": list(pair.interval_pt), "n": pair.n,
-                            "meets": pair.diff_pt >= -limit, "images_to_decide": images_to_decide(pair, limit)}
+            out[p.id] = Undecided(pair.diff_pt, pair.interval_pt, pair.n, pair.diff_pt >= -limit,
+                                  images_to_decide(pair, limit))
     return out
 
 
@@ -234,22 +226,21 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:
     return None if tau != tau else float(tau)  # NaN when a list is constant
 
 
-def flops_disagreement(points: Sequence[dict[str, Any]], noise: float = 0.05) -> dict[str, Any]:
+def flops_disagreement(points: Sequence[RankingPoint], noise: float = 0.05) -> FlopsDisagreement:
     """How the MACs ordering and the measured p50 ordering disagree.
 
     A pair is mis-ordered when MACs say one is cheaper but it measured slower
     by more than ``noise`` (relative), i.e. beyond run-to-run spread.
     """
-    pts = [p for p in points if p.get("macs") is not None and p.get("p50_ms") is not None]
-    tau = kendall_tau([p["macs"] for p in pts], [p["p50_ms"] for p in pts])
+    pts = [p for p in points if p.macs is not None and p.p50_ms is not None]
+    tau = kendall_tau([p.macs for p in pts], [p.p50_ms for p in pts])
     pairs = []
     for i, a in enumerate(pts):
         for b in pts[i + 1 :]:
-            lo, hi = (a, b) if a["macs"] < b["macs"] else (b, a)
-            if lo["macs"] < hi["macs"] and lo["p50_ms"] > hi["p50_ms"] * (1 + noise):
-                pairs.append({"fewer_macs": lo["id"], "but_slower_than": hi["id"],
-                              "macs_ratio": lo["macs"] / hi["macs"], "latency_ratio": lo["p50_ms"] / hi["p50_ms"]})
+            lo, hi = (a, b) if a.macs < b.macs else (b, a)
+            if lo.macs < hi.macs and lo.p50_ms > hi.p50_ms * (1 + noise):
+                pairs.append({"fewer_macs": lo.id, "but_slower_than": hi.id,
+                              "macs_ratio": lo.macs / hi.macs, "latency_ratio": lo.p50_ms / hi.p50_ms})
     pairs.sort(key=lambda p: -p["latency_ratio"])
     misordered = sorted({p["fewer_macs"] for p in pairs})
-    return {"kendall_tau": tau, "pairs": len(pts) * (len(pts) - 1) // 2, "misordered_pairs": pairs,
-            "misordered_candidates": misordered, "noise_band": noise}
+    return FlopsDisagreement(tau, len(pts) * (len(pts) - 1) // 2, tuple(pairs), tuple(misordered), noise)

@@ -11,32 +11,31 @@ never picked: it is always fine-tuned, as the fair reference.
 
 from __future__ import annotations
 
-from typing import Any
-
 from scbp_edge.rank import Constraints, pareto_front
+from scbp_edge.records import RankingPoint
 
 MARGIN_SLACK = 1.15  # "just outside": at most 15 % short of the budget
 
 
-def _networks(ranked: list[dict[str, Any]], k: int, why: str, taken: dict[str, str]) -> None:
+def _networks(ranked: list[RankingPoint], k: int, why: str, taken: dict[str, str]) -> None:
     """Add the networks of ``ranked`` in order until ``k`` new ones were taken."""
     added = 0
     for p in ranked:
         if added >= k:
             return
-        if p["network"] not in taken:
-            taken[p["network"]] = f"{why}, proxy {p['proxy_accuracy']:.2f} as {p['precision']}"
+        if p.network not in taken:
+            taken[p.network] = f"{why}, proxy {p.proxy_accuracy:.2f} as {p.precision}"
             added += 1
 
 
-def pick_for_training(points: list[dict[str, Any]], k: int, cons: Constraints, margin: int = 2) -> dict[str, str]:
+def pick_for_training(points: list[RankingPoint], k: int, cons: Constraints, margin: int = 2) -> dict[str, str]:
     """Networks to fine-tune -> why each was picked (at most ``k``, plus ``margin`` with a budget)."""
-    seed_nets = {p["network"] for p in points if p["reference"] == "seed"}
-    pts = [p for p in points if p["network"] not in seed_nets and p["proxy_accuracy"] is not None]
+    seed_nets = {p.network for p in points if p.reference == "seed"}
+    pts = [p for p in points if p.network not in seed_nets and p.proxy_accuracy is not None]
     taken: dict[str, str] = {}
     if k <= 0 or not pts:
         return taken
-    by_proxy = sorted(pts, key=lambda p: (-p["proxy_accuracy"], p["p50_ms"]))
+    by_proxy = sorted(pts, key=lambda p: (-p.proxy_accuracy, p.p50_ms))
     if cons.has_latency_budget:
         inside = [p for p in by_proxy if cons.within_latency_budget(p)]
         near = [p for p in by_proxy if not cons.within_latency_budget(p)
@@ -45,10 +44,10 @@ def pick_for_training(points: list[dict[str, Any]], k: int, cons: Constraints, m
         _networks(near, margin, "just outside the budget", taken)
         return taken
     front = set(pareto_front(pts, (("proxy_accuracy", "max"), ("p50_ms", "min"))))
-    on = sorted((p for p in pts if p["id"] in front), key=lambda p: p["p50_ms"])
-    seen: list[dict[str, Any]] = []
+    on = sorted((p for p in pts if p.id in front), key=lambda p: p.p50_ms)
+    seen: list[RankingPoint] = []
     for p in on:  # one point per network (its fastest precision on the front)
-        if p["network"] not in {q["network"] for q in seen}:
+        if p.network not in {q.network for q in seen}:
             seen.append(p)
     if len(seen) > k:
         step = (len(seen) - 1) / max(1, k - 1)

@@ -63,6 +63,11 @@ class PairedAccuracy:
     def distinguishable(self) -> bool:
         return self.p_value < 0.05
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PairedAccuracy:
+        """A pairing as :meth:`to_dict` wrote it (a ranking point's ``vs_seed``)."""
+        return cls(d["n"], d["seed_only"], d["candidate_only"], d["diff_pt"], tuple(d["interval_pt"]), d["p_value"])
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["interval_pt"] = list(self.interval_pt)

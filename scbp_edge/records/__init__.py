@@ -26,10 +26,24 @@ from scbp_edge.records.measurement import (
     Measurement,
     Paired,
 )
-from scbp_edge.records.report import Card, RankingPoint, Report, Selection, Undecided
+from scbp_edge.records.report import (
+    BudgetResult,
+    Card,
+    DataSummary,
+    FlopsDisagreement,
+    RankingPoint,
+    Report,
+    RunFacts,
+    Selection,
+    TrainedRow,
+    TrainedSummary,
+    Undecided,
+    WeightsSummary,
+)
 
 __all__ = [
-    "BUSY_SHARE", "MIN_QUIET_ROUNDS", "Batched", "CandidateRow", "Card", "Energy", "LatencyStats", "Measurement",
-    "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Report", "SeedJudgement", "Selection", "StaticCosts",
-    "Status", "TrainingResult", "Undecided", "compact", "decode", "encode", "seed_judgement", "spread",
+    "BUSY_SHARE", "MIN_QUIET_ROUNDS", "Batched", "BudgetResult", "CandidateRow", "Card", "DataSummary", "Energy",
+    "FlopsDisagreement", "LatencyStats", "Measurement", "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Report",
+    "RunFacts", "SeedJudgement", "Selection", "StaticCosts", "Status", "TrainedRow", "TrainedSummary",
+    "TrainingResult", "Undecided", "WeightsSummary", "compact", "decode", "encode", "seed_judgement", "spread",
 ]

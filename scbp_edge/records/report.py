@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scbp_edge.records.codec import decode, encode, spread
@@ -83,17 +83,126 @@ class Card:
 
 
 @dataclass(frozen=True)
+class RunFacts:
+    """What the run was: when, its configuration, target, runtime, precisions, notes, seed and segmentation."""
+
+    created: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] | None = None
+    runtime: dict[str, Any] | None = None
+    precisions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    seed: dict[str, Any] | None = None
+    segmentation: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """The images the build used, per split, and the unreadable ones it left out."""
+
+    train: int
+    val: int
+    test: int
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainedRow:
+    """One fine-tuned candidate against the seed fine-tuned alike."""
+
+    id: str
+    precision: str
+    proxy_accuracy: float | None
+    test_accuracy: float
+    p50_ms: float
+    params: int
+    speedup_vs_seed: float | None
+    params_vs_seed: float | None
+    accuracy_delta_vs_seed: float | None
+
+
+@dataclass(frozen=True)
+class TrainedSummary:
+    """The fine-tuned candidates, fastest first, and how well the proxy ranked them (Spearman)."""
+
+    seed_test_accuracy: float | None = None
+    rows: tuple[TrainedRow, ...] = ()
+    proxy_spearman: float | None = None
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    """With a latency budget: how many candidates met it, the best of them, and how far it fell from the seed."""
+
+    max_latency_ms: float | None
+    speedup: float | None
+    best: str | None
+    inside: int
+    accuracy_kind: str | None
+    best_speedup: float | None
+    best_accuracy: float | None
+    seed_accuracy: float | None
+    accuracy_delta: float | None
+
+
+@dataclass(frozen=True)
+class WeightsSummary:
+    """How the candidates' weights were made: channel criterion, reconstruction and where it could not help."""
+
+    criterion: str = "l1"
+    reconstruct: bool = True
+    reconstructed: int = 0
+    skipped: tuple[str, ...] = ()
+    images: int = 0
+    median_seconds: float | None = None
+    kept_l1: dict[str, Any] = field(default_factory=dict)
+    strong_ridge: tuple[str, ...] = ()
+    teacher: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FlopsDisagreement:
+    """How the MACs ordering and the measured p50 ordering disagree (rank.flops_disagreement)."""
+
+    kendall_tau: float | None = None
+    pairs: int = 0
+    misordered_pairs: tuple[dict[str, Any], ...] = ()
+    misordered_candidates: tuple[str, ...] = ()
+    noise_band: float = 0.05
+
+
+@dataclass(frozen=True)
 class Report:
-    """report.json: the selection and its card, every measured point, the front, what failed, and the rest."""
+    """report.json: the run, every measured point, the front, the selection and its card, what failed, and the rest.
+
+    Fields that older report.json files may lack have defaults, so they still decode.
+    """
 
     selection: Selection
     points: tuple[RankingPoint, ...]
     front: tuple[str, ...]
-    failed: tuple[dict[str, Any], ...]
-    counts: dict[str, int]
-    card: Card | None = None
+    run: RunFacts = field(default_factory=RunFacts)
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+    data: DataSummary | None = None
+    accuracy_kind: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+    unreadable_rows: int = 0
+    candidates: tuple[dict[str, Any], ...] = ()  # the store's rows as it holds them (store.salvage)
     seed_point: RankingPoint | None = None
-    extra: dict[str, Any] = spread()  # run, weights, training, budget: typed as their stages move onto records
+    trained: TrainedSummary = field(default_factory=TrainedSummary)
+    training: dict[str, Any] | None = None  # the training stage's state (pipeline/train.py), with its counts
+    budget_result: BudgetResult | None = None
+    budget: dict[str, Any] | None = None  # the measurement budget: budget, measured, not_measured
+    classifier_replaced: dict[str, Any] | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    weights: WeightsSummary = field(default_factory=WeightsSummary)
+    flops_vs_measured: FlopsDisagreement = field(default_factory=FlopsDisagreement)
+    energy_note: tuple[str, ...] = ()
+    energy_sources: tuple[str, ...] = ()
+    measured_with: dict[str, list[Any]] = field(default_factory=dict)
+    failed: tuple[dict[str, Any], ...] = ()
+    card: Card | None = None
+    extra: dict[str, Any] = spread()  # keys a newer scbp-edge wrote
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Report:
@@ -101,3 +210,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return encode(self)
+
+    @property
+    def target_name(self) -> str:
+        return (self.run.target or {}).get("name", "the target")

@@ -13,35 +13,39 @@ from pathlib import Path
 from typing import Any
 
 from scbp_edge.rank import pareto_front
+from scbp_edge.records import RankingPoint, Report
 
 HEATMAP_ROWS = 30
 MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
 
 
-def figures(rep: dict[str, Any]) -> dict[str, Any]:
+def figures(rep: Report | dict[str, Any]) -> dict[str, Any]:
     """name -> matplotlib Figure (Agg); empty when nothing was measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [p for p in rep["points"] if p["accuracy"] is not None]
+    from scbp_edge.report import typed
+
+    rep = typed(rep)
+    pts = [p for p in rep.points if p.accuracy is not None]
     if not pts:
         return {}
-    sel = rep["selection"]["id"]
-    lat = f"measured p50 latency (ms) on {rep['run']['target']['name']}"
+    sel = rep.selection.id
+    lat = f"measured p50 latency (ms) on {rep.target_name}"
     figs = {"latency_vs_accuracy": _scatter(plt, pts, sel, "p50_ms", lat, "accuracy"),
             "latency_vs_params": _scatter(plt, pts, sel, "p50_ms", lat, "params")}
-    if all(p.get("energy_mj") is not None for p in pts):  # battery-powered robots care as much as latency
+    if all(p.energy_mj is not None for p in pts):  # battery-powered robots care as much as latency
         figs["energy_vs_accuracy"] = _scatter(plt, pts, sel, "energy_mj", "measured energy per inference (mJ)",
                                               "accuracy")
-    front = [p for p in rep["points"] if p["id"] in set(rep["front"])]
+    front = [p for p in rep.points if p.id in set(rep.front)]
     if front:
         figs["front_ratios_heatmap"] = _heatmap(plt, front)
     return figs
 
 
-def write_plots(run_dir: Path, rep: dict[str, Any]) -> list[Path]:
+def write_plots(run_dir: Path, rep: Report | dict[str, Any]) -> list[Path]:
     """PNG files in ``run_dir/plots``; none when nothing was measured."""
     import matplotlib.pyplot as plt
 
@@ -58,34 +62,33 @@ def write_plots(run_dir: Path, rep: dict[str, Any]) -> list[Path]:
     return paths
 
 
-def _scatter(plt, pts: list[dict[str, Any]], sel: str | None, xkey: str, xlabel: str, ykey: str):
+def _scatter(plt, pts: list[RankingPoint], sel: str | None, xkey: str, xlabel: str, ykey: str):
     fig, ax = plt.subplots(figsize=(7.5, 5.2), layout="constrained")
-    trained = any(p["accuracy_kind"] == "test" for p in pts)
+    trained = any(p.accuracy_kind == "test" for p in pts)
     ylabel = {"accuracy": "top-1 accuracy (%)" + (": test if fine-tuned, else proxy" if trained else ": proxy"),
               "params": "parameters"}[ykey]
     front2 = set(pareto_front(pts, ((ykey, "max" if ykey == "accuracy" else "min"), (xkey, "min"))))
     for prec, marker in MARKERS.items():
-        group = [p for p in pts if p["precision"] == prec]
+        group = [p for p in pts if p.precision == prec]
         if not group:
             continue
-        proxy = [p for p in group if p["accuracy_kind"] != "test" or ykey != "accuracy"]
-        test = [p for p in group if p["accuracy_kind"] == "test" and ykey == "accuracy"]
-        ax.scatter([p[xkey] for p in proxy], [p[ykey] for p in proxy], marker=marker, s=24, c="#9aa",
+        proxy = [p for p in group if p.accuracy_kind != "test" or ykey != "accuracy"]
+        test = [p for p in group if p.accuracy_kind == "test" and ykey == "accuracy"]
+        ax.scatter(*_xy(proxy, xkey, ykey), marker=marker, s=24, c="#9aa",
                    label=f"{prec}" + (" (proxy)" if ykey == "accuracy" else ""))
         if test:
-            ax.scatter([p[xkey] for p in test], [p[ykey] for p in test], marker=marker, s=46, c="#1f6fb4",
-                       label=f"{prec}, fine-tuned (test)")
+            ax.scatter(*_xy(test, xkey, ykey), marker=marker, s=46, c="#1f6fb4", label=f"{prec}, fine-tuned (test)")
             for p in test:
-                if p["proxy_accuracy"] is not None:
-                    ax.annotate("", (p[xkey], p["accuracy"]), (p[xkey], p["proxy_accuracy"]),
+                if p.proxy_accuracy is not None:
+                    ax.annotate("", (getattr(p, xkey), p.accuracy), (getattr(p, xkey), p.proxy_accuracy),
                                 arrowprops={"arrowstyle": "->", "color": "#1f6fb4", "alpha": 0.5, "lw": 0.8})
-    on = sorted((p for p in pts if p["id"] in front2), key=lambda p: p[xkey])
-    ax.plot([p[xkey] for p in on], [p[ykey] for p in on], "-", c="#d62", lw=1.2, label="front of this view")
+    on = sorted((p for p in pts if p.id in front2), key=lambda p: getattr(p, xkey))
+    ax.plot(*_xy(on, xkey, ykey), "-", c="#d62", lw=1.2, label="front of this view")
     for p in pts:
-        if p["is_seed"]:
-            ax.scatter([p[xkey]], [p[ykey]], marker="*", s=200, c="#225", label="seed", zorder=5)
-        if p["id"] == sel:
-            ax.scatter([p[xkey]], [p[ykey]], marker="s", s=140, facecolors="none", edgecolors="#080",
+        if p.is_seed:
+            ax.scatter([getattr(p, xkey)], [getattr(p, ykey)], marker="*", s=200, c="#225", label="seed", zorder=5)
+        if p.id == sel:
+            ax.scatter([getattr(p, xkey)], [getattr(p, ykey)], marker="s", s=140, facecolors="none", edgecolors="#080",
                        linewidths=2, label="selected", zorder=6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -94,15 +97,20 @@ def _scatter(plt, pts: list[dict[str, Any]], sel: str | None, xkey: str, xlabel:
     return fig
 
 
-def _heatmap(plt, front: list[dict[str, Any]]):
-    rows = sorted(front, key=lambda p: p["p50_ms"])[:HEATMAP_ROWS]
-    nseg = len(rows[0]["ratios"])
+def _xy(pts: list[RankingPoint], xkey: str, ykey: str) -> tuple[list[float], list[float]]:
+    """The points' two plotted fields (``xkey``, ``ykey``) as x and y lists."""
+    return [getattr(p, xkey) for p in pts], [getattr(p, ykey) for p in pts]
+
+
+def _heatmap(plt, front: list[RankingPoint]):
+    rows = sorted(front, key=lambda p: p.p50_ms)[:HEATMAP_ROWS]
+    nseg = len(rows[0].ratios)
     fig, ax = plt.subplots(figsize=(4.5 + 0.55 * nseg, 1.6 + 0.28 * len(rows)), layout="constrained")
-    im = ax.imshow([p["ratios"] for p in rows], cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_yticks(range(len(rows)), [f"{p['id']}  {p['p50_ms']:.3g} ms" for p in rows], fontsize=7)
+    im = ax.imshow([p.ratios for p in rows], cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_yticks(range(len(rows)), [f"{p.id}  {p.p50_ms:.3g} ms" for p in rows], fontsize=7)
     ax.set_xticks(range(nseg), [f"s{i}" for i in range(nseg)], fontsize=8)
     for i, p in enumerate(rows):
-        for j, r in enumerate(p["ratios"]):
+        for j, r in enumerate(p.ratios):
             ax.text(j, i, f"{r:g}", ha="center", va="center", color="w" if r < 0.5 else "k", fontsize=7)
     fig.colorbar(im, ax=ax, label="fraction removed", shrink=0.8)
     more = f" ({len(front) - len(rows)} slower not shown)" if len(front) > len(rows) else ""

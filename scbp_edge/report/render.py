@@ -88,10 +88,10 @@ def _html_section(s: Section) -> str:
     out = f"<h2>{e(s.title)}</h2>" if s.title else ""
     if s.card:
         c = s.card
-        out += (f'<div id="card"><h2>{e(c["title"])}</h2><table>'
-                + "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in c["rows"]) + "</table>"
-                + "".join(f'<div class="warn">{e(w)}</div>' for w in c["warnings"])
-                + (f'<p>Package it: <code>{e(c["command"])}</code></p>' if c["command"] else "") + "</div>")
+        out += (f'<div id="card"><h2>{e(c.title)}</h2><table>'
+                + "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in c.rows) + "</table>"
+                + "".join(f'<div class="warn">{e(w)}</div>' for w in c.warnings)
+                + (f"<p>Package it: <code>{e(c.command)}</code></p>" if c.command else "") + "</div>")
     if s.intro:
         out += f"<p>{e(s.intro)}</p>"
     if s.bullets:

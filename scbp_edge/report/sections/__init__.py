@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,13 @@ ORDER = {"markdown": ("card", "details", "candidates", "failed", "plots"),
 
 @dataclass(frozen=True)
 class Context:
-    """What a section is built from: the report dict, the format, the plot files and the run folder."""
+    """What a section is built from: the report, the format, the plot files and the run folder.
 
-    rep: dict[str, Any]
+    :func:`sections` hands each section the report as its record (``scbp_edge.records.Report``), whether it
+    was built in this process or read back from report.json.
+    """
+
+    rep: Any  # a Report; a dict read from report.json is decoded by sections()
     fmt: str
     plots: tuple[Path, ...] = ()
     run_dir: str = "RUN_DIR"
@@ -53,7 +57,7 @@ class Section:
 
     key: str
     title: str | None = None
-    card: dict[str, Any] | None = None  # the summary card (report/card.py)
+    card: Any = None  # the summary card (records.Card, made by report/card.py)
     intro: str | None = None
     bullets: tuple[str, ...] = ()
     table: Table | None = None
@@ -89,6 +93,9 @@ def _isolated(name: str, where: str, load: Callable[[], Builder]) -> Builder:
 
 def sections(ctx: Context) -> Iterator[Section]:
     """The sections of one report in ``ctx.fmt``, in that format's order, skipping those with nothing to say."""
+    from scbp_edge.report import typed
+
+    ctx = replace(ctx, rep=typed(ctx.rep))
     builders = [_builtin(k) for k in ORDER[ctx.fmt]] + list(_third_party().values())
     for build in builders:
         section = build(ctx)

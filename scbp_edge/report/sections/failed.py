@@ -6,7 +6,7 @@ from scbp_edge.report.sections import Context, Section, Table
 
 
 def build(ctx: Context) -> Section | None:
-    failed = ctx.rep["failed"]
+    failed = ctx.rep.failed
     if not failed or ctx.fmt == "github":  # the job summary shows the front only
         return None
     if ctx.fmt == "html":
