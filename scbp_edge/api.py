@@ -31,7 +31,7 @@ class SeedOptions:
     in_channels: int | None = None
     segments: str = "stages"
     round_to: int | None = None  # channel multiple; None: the target's (8 outside a build)
-    trace_timeout: float = 180.0  # seconds each trace of the seed may take (0: no bound)
+    trace_timeout: float | None = None  # seconds each trace may take; None: 30 under 10 M params, else 180; 0: none
 
     def validate(self) -> None:
         """Raise SeedError naming the first value that cannot describe a network."""

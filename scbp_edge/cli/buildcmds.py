@@ -175,7 +175,7 @@ def build(
     distill: bool = typer.Option(True, "--distill/--no-distill",
                                  help="Pruned networks learn from the seed while fine-tuning (the seed itself: plain)"),
     init: str = typer.Option("inherit", "--init", help="inherit (seed's filters) or scratch"),
-    trace_timeout: float = TraceTimeoutOpt,
+    trace_timeout: float | None = TraceTimeoutOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Derive every candidate, export it, measure it on the target, rank on the measured front, report."""

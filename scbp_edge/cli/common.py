@@ -70,8 +70,9 @@ RoundOpt = typer.Option(8, "--round-to", help="Round pruned widths to this chann
 ClassesOpt = typer.Option(None, "--num-classes", help="Classes of the seed's classifier")
 InputOpt = typer.Option(None, "--input-size", help="Input side in pixels (default: the seed's)")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout")
-TraceTimeoutOpt = typer.Option(180.0, "--trace-timeout", help="Seconds each trace of the seed may take (0: no "
-                               "bound); a slow one stops with the stage and module it was in")
+TraceTimeoutOpt = typer.Option(None, "--trace-timeout", help="Seconds each trace of the seed may take (default: "
+                               "30 under 10 M parameters, else 180; 0: no bound); a slow one stops with the "
+                               "stage and the module or channel group it was in")
 CalibImagesOpt = typer.Option(512, "--calib-images", help="Training images for reconstruction and int8 "
                               "calibration")
 ReconstructOpt = typer.Option(True, "--reconstruct/--no-reconstruct", help="Re-solve each pruned network's "

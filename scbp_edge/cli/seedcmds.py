@@ -50,7 +50,7 @@ def seeds(json_out: bool = JsonOpt) -> None:
 def inspect(
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt,
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt, json_out: bool = JsonOpt,
-    trace_timeout: float = TraceTimeoutOpt,
+    trace_timeout: float | None = TraceTimeoutOpt,
 ) -> None:
     """Show the seed's segments: blocks, conv layers, channels, params, MACs."""
     from scbp_edge.errors import ScbpError
@@ -136,7 +136,7 @@ def derive(
     data: str | None = typer.Option(None, "--data", help="Training images to choose channels and re-solve weights "
                                     "on: 'digits' or a folder with train/ (without it the weights are inherited)"),
     calib_images: int = CalibImagesOpt, reconstruct: bool = ReconstructOpt, criterion: str = CriterionOpt,
-    json_out: bool = JsonOpt, trace_timeout: float = TraceTimeoutOpt,
+    json_out: bool = JsonOpt, trace_timeout: float | None = TraceTimeoutOpt,
 ) -> None:
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
     from scbp_edge.api import calibration_images
