@@ -233,7 +233,7 @@ def test_a_hand_written_shuffle_keeps_its_channels_whole_and_the_rest_is_pruned_
         assert (derived(x) - masked(x)).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("factory", ["ghostnet", "cspnet", "partialnet", "splitnet"])
+@pytest.mark.parametrize("factory", ["ghostnet", "ghostresnet", "cspnet", "partialnet", "splitnet"])
 def test_model_zoo_channel_patterns_derive_mixed_and_faithfully(factory, tmp_path):
     """Issue 30: ghost modules, CSP chunks, partial residuals and a three-way split derive at mixed ratios, pass
     the masked-seed check (inside ``candidate``) and ONNX parity; a split's channels keep their width."""
@@ -250,11 +250,43 @@ def test_model_zoo_channel_patterns_derive_mixed_and_faithfully(factory, tmp_pat
                    for why in wb.deriver.graph.frozen.values())
 
 
+def test_a_ghost_residual_keeps_the_planned_width_by_removing_whole_channel_classes():
+    """Torch-Pruning removes channel i of a ghost residual with channel i + c/2 (they share a primary filter):
+    channels chosen one by one made its closure remove far more than planned, all of timm's GhostNet's."""
+    torch.manual_seed(0)
+    wb = Workbench(SeedOptions("tests.zoo_patterns:ghostresnet", input_size=32, segments="2"))
+    graph, plan = wb.deriver.graph, wb.deriver.plan([0.5, 0.5])
+    assert graph.classes and all(len(c) == 2 for cs in graph.classes.values() for c in cs)
+    mods = dict(wb.deriver.derive([0.5, 0.5]).named_modules())  # it ran: a zero-width conv did not
+    for root in graph.classes:
+        n = next(g.channels for g in graph.groups if g.root == root)
+        assert plan[root] <= mods[root].weight.shape[0] < n  # the plan's width, not the closure of a scatter
+
+
 def test_a_model_failing_at_the_input_size_says_what_to_try():
     from scbp_edge.errors import SeedError
 
     with pytest.raises(SeedError, match=r"fails on a 3x64x64 input .*try its native size"):
         Workbench(SeedOptions("vit_b_16", input_size=SMALL))
+
+
+def test_the_default_bound_follows_the_seeds_size_and_names_what_the_analysis_was_doing():
+    """Issue 30: 30 s under 10 M parameters, 180 s above; past it, the line names the channel group being resolved."""
+    import time
+
+    from scbp_edge.derive.bounded import bounded, default_seconds, note
+    from scbp_edge.errors import DeriveError
+
+    small, large = nn.Linear(100, 100), nn.Linear(4000, 4000)  # 10 k and 16 M parameters
+    assert (default_seconds(small), default_seconds(large)) == (30.0, 180.0)
+    expected = r"grouping stopped after 0.2 s \(while grouping 'blocks.3' \(Conv2d\)\)"
+    with pytest.raises(DeriveError, match=expected), bounded("grouping", small, 0.2):
+        small(torch.zeros(1, 100))  # a module ran, then the analysis said where it went on
+        note("while grouping 'blocks.3' (Conv2d)")
+        time.sleep(2)
+    note("outside any bound: nothing to say and nothing kept")
+    with bounded("grouping", small, 5.0):
+        pass
 
 
 def test_tracing_is_bounded_in_time():
@@ -264,3 +296,24 @@ def test_tracing_is_bounded_in_time():
     wb.opts.trace_timeout = 0.05  # the segmentation is done; the dependency analysis takes longer than this
     with pytest.raises(DeriveError, match="dependency analysis stopped after 0.05 s"):
         _ = wb.deriver
+
+
+class _GainConv(nn.Conv2d):
+    """A conv with a per-filter gain of its own (as timm's ScaledStdConv2d): pruned as a Conv2d, gain kept whole."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(cin, cout, 3, padding=1)
+        self.gain = nn.Parameter(torch.ones(cout, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.weight * self.gain, self.bias, padding=1)
+
+
+def test_a_layer_subclass_with_a_parameter_of_its_own_is_named_as_unhandled():
+    from scbp_edge.derive.tp_adapter import PruningGraph
+
+    net = nn.Sequential(_GainConv(3, 8), nn.ReLU(), _GainConv(8, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 4))
+    graph = PruningGraph(net.eval(), (3, 16, 16), ["5"])
+    assert "2 (_GainConv: its parameter 'gain' is not pruned)" in graph.unhandled_layers()
+    assert not any("Linear" in n or n.startswith("5 ") for n in graph.unhandled_layers())

@@ -2,7 +2,7 @@
 
 Each is small and needs no timm: a ghost module (a primary conv and a cheap
 depthwise conv of its output, concatenated, then sliced to the layer's width),
-a CSP stage (the input chunked into two paths, one runs blocks, both
+a ghost module on a residual, a CSP stage (the input chunked into two paths, one runs blocks, both
 concatenated), partial residuals (the shortcut added to a slice of a wider
 output), and a split into three paths.
 """
@@ -67,6 +67,30 @@ class SplitThree(nn.Module):
         return torch.cat([m(p) for m, p in zip(self.paths, torch.split(x, self.c, dim=1), strict=True)], 1)
 
 
+class GhostResidual(nn.Module):
+    """A ghost module added to its input (GhostNet's bottleneck): the residual ties channel i to channel i + c/2."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.ghost = Ghost(c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.ghost(x)
+
+
+class GhostDown(nn.Module):
+    """GhostNet's strided bottleneck: its shortcut is a depthwise conv of the full (ghost-coupled) input width."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(Ghost(cin, cin), _cbr(cin, cin, 2, groups=cin), Ghost(cin, cout))
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cin, 3, 2, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                                      nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
 class _Net(nn.Module):
     def __init__(self, body: list[nn.Module], width: int, num_classes: int) -> None:
         super().__init__()
@@ -80,6 +104,11 @@ class _Net(nn.Module):
 def ghostnet(num_classes: int = 10) -> nn.Module:
     return _Net([_cbr(3, 16), Ghost(16, 33), Ghost(33, 48, ratio=3), _cbr(48, 48, 2), Ghost(48, 64), _cbr(64, 64)],
                 64, num_classes)
+
+
+def ghostresnet(num_classes: int = 10) -> nn.Module:
+    return _Net([_cbr(3, 16), _cbr(16, 32), GhostResidual(32), GhostDown(32, 48), GhostResidual(48), _cbr(48, 48)],
+                48, num_classes)
 
 
 def cspnet(num_classes: int = 10) -> nn.Module:

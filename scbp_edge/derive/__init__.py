@@ -76,7 +76,7 @@ class Deriver:
         if not self.group_segments:
             raise DeriveError(
                 "no prunable channel group lies in any segment; layers Torch-Pruning cannot handle: "
-                + (", ".join(self.graph.unhandled_layers()) or "none")
+                + (_first(self.graph.unhandled_layers()) or "none")
             )
 
     @property
@@ -151,7 +151,12 @@ def _check_forward(model: nn.Module, input_shape: tuple[int, ...], num_classes: 
     except Exception as exc:  # noqa: BLE001 - surgery broke the model: say which layers are suspect
         raise DeriveError(
             f"the derived model does not run ({type(exc).__name__}: {str(exc)[:200]}); "
-            f"layers Torch-Pruning may not handle: {', '.join(graph.unhandled_layers()) or 'none found'}"
+            f"layers Torch-Pruning may not handle: {_first(graph.unhandled_layers()) or 'none found'}"
         ) from None
     if tuple(out.shape) != (1, num_classes):
         raise DeriveError(f"derived model outputs {tuple(out.shape)}, expected (1, {num_classes})")
+
+
+def _first(names: list[str], n: int = 3) -> str:
+    """The first ``n`` names and how many more: a refusal stays one readable line."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -13,11 +13,13 @@ import copy
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from scbp_edge.derive.coupled import coupled_classes, split_classes
 from scbp_edge.derive.shuffle import SHUFFLE_MARK, opaque_shuffles
 from scbp_edge.errors import DeriveError
 from scbp_edge.seeds.family import CustomLayer, custom_layer_for, custom_layers
@@ -92,11 +94,13 @@ class PruningGraph:
         #: channel groups left at full width, and why (grouped convolutions, unscorable coupling)
         self.frozen: dict[str, str] = {}
         self._importance: dict[str, torch.Tensor] = {}
+        #: groups whose channels Torch-Pruning removes in classes (ghost modules), see derive/coupled.py
+        self.classes: dict[str, list[list[int]]] = {}
         self.criterion = "l1"
         scorer = tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
         mods = dict(self._model.named_modules())
         ignored_mods = [m for name in ignored for m in mods[name].modules()]
-        found = self._dg.get_all_groups(ignored_layers=ignored_mods, root_module_types=(nn.Conv2d, nn.Linear))
+        found = self._all_groups(ignored_mods)
         # Sorted by root name: Torch-Pruning's own order follows object hashes and differed between runs.
         for group in sorted(found, key=lambda g: self._names.get(g[0].dep.target.module, "")):
             root = self._names[group[0].dep.target.module]
@@ -116,6 +120,29 @@ class PruningGraph:
             channels = int(self._dg.get_out_channels(group[0].dep.target.module))
             self.groups.append(ChannelGroup(root, channels, outs))
             self._importance[root] = importance
+            classes = coupled_classes(self._dg, group[0].dep.target.module, channels)
+            if classes is not None:
+                self.classes[root] = classes
+
+    def _all_groups(self, ignored: list[nn.Module]) -> list[Any]:
+        """Torch-Pruning's channel groups, each root named to the time bound while it is resolved.
+
+        Grouping, not the trace, is what takes minutes on some small networks (timm's RexNet), so a bound that
+        hits here names the group it was in (derive/bounded.py).
+        """
+        from scbp_edge.derive.bounded import note
+
+        resolve = self._dg.get_pruning_group
+
+        def named(module: nn.Module, fn: Any, idxs: Any) -> Any:
+            note(f"while grouping the channels of '{self._names.get(module, '?')}' ({type(module).__name__})")
+            return resolve(module, fn, idxs)
+
+        self._dg.get_pruning_group = named  # the instance attribute shadows the method get_all_groups calls
+        try:
+            return list(self._dg.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv2d, nn.Linear)))
+        finally:
+            del self._dg.get_pruning_group
 
     def score(self, criterion: str, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
         """Re-rank every group's channels by ``criterion`` (one of CRITERIA); the data-aware ones read (x, y).
@@ -201,14 +228,23 @@ class PruningGraph:
             raise DeriveError(_trace_failure(exc, self.unhandled_layers())) from None
 
     def unhandled_layers(self) -> list[str]:
-        """Layers with parameters of a type Torch-Pruning has no pruner for."""
+        """Layers with parameters of a type Torch-Pruning has no pruner for, or with parameters it does not prune.
+
+        A subclass of a known layer with a parameter of its own (timm's ScaledStdConv2d and its per-filter
+        ``gain``) is pruned as its base class, and that parameter keeps its width.
+        """
         known = tuple(tp.ops.type2class(t) for t in tp.DependencyGraph().REGISTERED_PRUNERS) + tuple(
             c.module for c in custom_layers())
-        return [
-            f"{n} ({type(m).__name__})"
-            for n, m in self._model.named_modules()
-            if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, known)
-        ]
+        out = []
+        for n, m in self._model.named_modules():
+            own = [p for p, _ in m.named_parameters(recurse=False)]
+            if not own:
+                continue
+            if not isinstance(m, known):
+                out.append(f"{n} ({type(m).__name__})")
+            elif extra := [p for p in own if p not in ("weight", "bias")]:
+                out.append(f"{n} ({type(m).__name__}: its parameter '{extra[0]}' is not pruned)")
+        return out
 
     def derive(self, keep: dict[str, int]) -> nn.Module:
         """A physically pruned copy keeping ``keep[root]`` strongest channels of each group."""
@@ -308,6 +344,8 @@ class PruningGraph:
         n = imp.numel()
         if k >= n:
             return list(range(n)), []
+        if root in self.classes:
+            return split_classes(imp, self.classes[root], k)
         # Lowest-importance channels go; a stable sort keeps ties deterministic.
         order = torch.argsort(imp, stable=True)
         return sorted(order[n - k :].tolist()), sorted(order[: n - k].tolist())
