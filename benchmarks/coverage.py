@@ -154,7 +154,8 @@ def main() -> int:
     timm = args.family == "timm"
     args.timeout = args.timeout or (60.0 if timm else 300.0)
     every = [f"timm-{n}" for n in TIMM] if timm else sorted(torchvision.models.list_models(module=torchvision.models))
-    names = args.only.split(",") if args.only else every
+    names = [n if n in every or not timm or n.startswith("timm-") else f"timm-{n}"  # --only ghostnet_100 works too
+             for n in args.only.split(",")] if args.only else every
     stem = "coverage_timm" if timm else "coverage"
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "size": args.size, "models": [], "family": args.family,
            "command": " ".join([".venv/bin/python benchmarks/coverage.py", *sys.argv[1:]])}
