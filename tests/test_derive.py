@@ -11,7 +11,7 @@ from torch import nn
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.derive import pruned_width
 from scbp_edge.derive.io import load_derived
-from scbp_edge.errors import ModelFileError, SpaceError
+from scbp_edge.errors import DeriveError, ModelFileError, SpaceError
 
 SMALL = 64  # torchvision seeds are checked at 64x64 to keep CI short; the code path is the same
 SEEDS = [
@@ -261,6 +261,10 @@ def test_a_ghost_residual_keeps_the_planned_width_by_removing_whole_channel_clas
     for root in graph.classes:
         n = next(g.channels for g in graph.groups if g.root == root)
         assert plan[root] <= mods[root].weight.shape[0] < n  # the plan's width, not the closure of a scatter
+    # Without the classes, the closure empties a primary conv; the cost model refuses that in one line
+    graph.classes.clear()
+    with pytest.raises(DeriveError, match=r"would leave layer '.*' with no channels"):
+        wb.static([0.5, 0.5])
 
 
 def test_a_model_failing_at_the_input_size_says_what_to_try():
