@@ -22,7 +22,9 @@ from typing import Any
 import torch
 
 from scbp_edge.records import Proxy
+from scbp_edge.records.reconstruction import Reconstruction
 from scbp_edge.records.task import (
+    Calibration,
     DerivedNetwork,
     DistillScore,
     Exported,
@@ -31,6 +33,7 @@ from scbp_edge.records.task import (
     ProxyData,
     ProxyJob,
     Score,
+    SeedPayload,
     TrainData,
     TrainedNetwork,
     TrainJob,
@@ -42,31 +45,25 @@ _BENCHES: dict[int, Any] = {}
 INT8_KIND = "int8 QDQ on ONNX Runtime, validation split (after adaptive BN)"
 
 
-def seed_payload(wb, calib: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a worker needs to rebuild ``wb``: options, seed spec, weights, and how it was calibrated.
-
-    ``calib``: ``{"x", "y", "criterion", "reconstruct"}`` (see ``Workbench.calibrate``), or None (no data).
-    """
+def seed_payload(wb, calib: Calibration | None = None) -> SeedPayload:
+    """What a worker needs to rebuild ``wb``: options, seed spec, weights, and how it was calibrated (None: no data)."""
     from dataclasses import asdict
 
-    return {"opts": asdict(wb.opts), "spec": wb.seed.spec.to_dict(), "state": wb.seed.model.state_dict(),
-            "calib": calib}
+    return SeedPayload(asdict(wb.opts), wb.seed.spec.to_dict(), wb.seed.model.state_dict(), calib)
 
 
-def _bench(payload: dict[str, Any]):
-    calib = payload.get("calib") or {}
-    key = hash((str(payload["opts"]), str(payload["spec"]), calib.get("criterion"), calib.get("reconstruct"),
-                _fingerprint(calib.get("x"))))
+def _bench(payload: SeedPayload):
+    calib = payload.calib or Calibration(None, None)
+    key = hash((str(payload.opts), str(payload.spec), calib.criterion, calib.reconstruct, _fingerprint(calib.x)))
     if key not in _BENCHES:  # one rebuild (and one seed pass for reconstruction) per worker process, not per task
         from scbp_edge.api import SeedOptions, Workbench
         from scbp_edge.seeds import Seed, SeedSpec, build_model
 
-        spec = SeedSpec.from_dict(payload["spec"])
+        spec = SeedSpec.from_dict(payload.spec)
         model = build_model(spec)
-        model.load_state_dict(payload["state"])
-        wb = Workbench(SeedOptions(**payload["opts"]), Seed(spec, model.eval()))
-        wb.calibrate(calib.get("x"), calib.get("y"), criterion=calib.get("criterion", "l1"),
-                     reconstruct=calib.get("reconstruct", True))
+        model.load_state_dict(payload.state)
+        wb = Workbench(SeedOptions(**payload.opts), Seed(spec, model.eval()))
+        wb.calibrate(calib.x, calib.y, criterion=calib.criterion, reconstruct=calib.reconstruct)
         _BENCHES.clear()  # one seed per build: keep only this one's targets in memory
         _BENCHES[key] = wb
     return _BENCHES[key]
@@ -105,7 +102,7 @@ def quantized(fp32_bytes: bytes, calib: torch.Tensor, int8: dict[str, Any], x: t
     return Variant(score, blob, {**int8, "images": len(calib)})
 
 
-def evaluate_network(job: NetworkJob, payload: dict[str, Any], data: ProxyData | None, dynamic_batch: bool,
+def evaluate_network(job: NetworkJob, payload: SeedPayload, data: ProxyData | None, dynamic_batch: bool,
                      seed_params: int, int8: dict[str, Any], keep_model: bool = False) -> DerivedNetwork | Failure:
     """Derive one network, score it by the adaptive-BN proxy, export it, and make each precision's artifact.
 
@@ -138,7 +135,8 @@ def evaluate_network(job: NetworkJob, payload: dict[str, Any], data: ProxyData |
     if keep_model:
         weights = Weights(model.state_dict(), wb.deriver.plan(list(job.ratios)), wb.deriver.ignored, job.ratios)
     return DerivedNetwork(onnx, variants, {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes},
-                          seg_macs, cand.extra["reconstruction"], wb.deriver.graph.criterion, weights)
+                          seg_macs, Reconstruction.from_dict(cand.extra["reconstruction"]), wb.deriver.graph.criterion,
+                          weights)
 
 
 def proxy_accuracy(model, data: ProxyData | None, params: int, seed_params: int) -> Proxy:
@@ -171,7 +169,7 @@ PTQ_KIND = "int8 QDQ on ONNX Runtime, test split (post-training quantization of 
 QAT_KIND = "int8 QDQ on ONNX Runtime, test split (quantization-aware fine-tuning, then calibration)"
 
 
-def train_network(job: TrainJob, payload: dict[str, Any], train: TrainData, epochs: int, lr: float, init: str,
+def train_network(job: TrainJob, payload: SeedPayload, train: TrainData, epochs: int, lr: float, init: str,
                   distill: bool, int8: dict[str, Any], qat_epochs: int = 0, qat_threshold: float = 0.5,
                   flip: bool = False, teacher_state: dict[str, torch.Tensor] | None = None,
                   on_progress=None) -> TrainedNetwork:
@@ -224,7 +222,7 @@ def train_network(job: TrainJob, payload: dict[str, Any], train: TrainData, epoc
     weights = Weights(model.state_dict(), wb.deriver.plan(ratios), wb.deriver.ignored, job.ratios)
     return TrainedNetwork(fp32, before, per, weights, onnx, len(train.x), len(train.test_x),
                           None if teacher is None else ("fine-tuned seed" if teacher_state else "seed"),
-                          cand.extra["reconstruction"], wb.deriver.graph.criterion, stats)
+                          Reconstruction.from_dict(cand.extra["reconstruction"]), wb.deriver.graph.criterion, stats)
 
 
 def _value(v: Variant) -> float:
@@ -286,7 +284,7 @@ def _with_qat(ptq: Variant, model, wb, train: TrainData, epochs: int, lr: float,
     return replace(best, accuracy=replace(best.accuracy, ptq_value=_value(ptq), qat=summary))
 
 
-def distill_proxy(job: ProxyJob, payload: dict[str, Any], train: TrainData, val: ProxyData,
+def distill_proxy(job: ProxyJob, payload: SeedPayload, train: TrainData, val: ProxyData,
                   steps: int = PROXY_STEPS) -> DistillScore:
     """Second-stage proxy of one candidate: :func:`scbp_edge.accuracy.distill_score` from the seed."""
     from scbp_edge.accuracy import distill_score

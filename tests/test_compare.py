@@ -8,22 +8,29 @@ import random
 
 import pytest
 
-from scbp_edge.report.compare import compare
+from scbp_edge.report.compare import as_report, compare
 from tests.helpers import cli
 
 
 def point(pid="a", speedup=1.0, rounds=None, size=1.0, acc=90.0, p50=1.0):
+    """A ranking point as report.json holds it."""
     rounds = rounds if rounds is not None else [speedup] * 5
-    return {"id": pid, "p50_ms": p50, "p90_ms": p50 * 1.2, "memory_mb": 10.0, "size_mb": size, "accuracy": acc,
-            "speedup": sorted(rounds)[len(rounds) // 2], "paired": {"rounds": rounds}}
+    mid = sorted(rounds)[len(rounds) // 2]
+    return {"id": pid, "network": pid, "precision": "fp32", "ratios": [0.5], "reference": "seed", "is_seed": False,
+            "accuracy": acc, "accuracy_kind": "proxy", "proxy_accuracy": acc, "test_accuracy": None,
+            "p50_ms": p50, "p90_ms": p50 * 1.2, "p99_ms": p50 * 1.3, "cv": 0.01, "memory_mb": 10.0, "size_mb": size,
+            "params": 1000, "macs": 10000, "speedup": mid,
+            "paired": {"reference": "seed", "speedup": mid, "interval": [min(rounds), max(rounds)], "rounds": rounds}}
 
 
 def rep(*points, fp=None):
-    return {"points": list(points), "fingerprints": fp or {"weights_sha256": "w", "data": "d", "target": "cpu"}}
+    return {"selection": {"id": None, "reason": "test"}, "points": list(points), "front": [],
+            "fingerprints": fp or {"weights_sha256": "w", "data": "d", "target": "cpu"}}
 
 
 def verdicts(base, cur, thr=0.05):
-    return {(d.candidate, d.metric): d.verdict for d in compare(base, cur, thr)}
+    return {(d.candidate, d.metric): d.verdict for d in compare(as_report("baseline", base),
+                                                                as_report("current", cur), thr)}
 
 
 def test_a_slowdown_beyond_the_rounds_is_a_regression_with_three_rounds_a_side():
@@ -83,7 +90,7 @@ def test_cli_exit_codes_and_refusals(tmp_path):
 
 @pytest.mark.parametrize(("content", "match"), [
     ("[1, 2]", "not a scbp-edge report.json"),
-    ('{"points": [{"p50_ms": 1}]}', "without an 'id'"),
+    ('{"points": [{"p50_ms": 1}]}', "does not fit (report: missing field 'selection')"),
     ("[" * 100000, "cannot read report"),
 ])
 def test_malformed_reports_are_one_line(tmp_path, content, match):

@@ -139,13 +139,39 @@ def test_energy_above_idle_below_the_sensors_noise_is_not_reported_as_negative(t
     """An H200 at ~118 W idle gave -14 to +60 mJ above idle for millisecond inferences: a negative figure
     is noise, so it is left out (null) while the total per inference stays."""
     from scbp_edge.profile.runner import _energy, _Worker
+    from scbp_edge.records.worker import WorkerReady
     from scbp_edge.targets import load_target
 
     target = load_target("desktop-gpu")
     w = _Worker("m", tmp_path / "m.onnx", None)  # type: ignore[arg-type] - no process: only the counters matter
-    w.ready = {"energy_source": "nvml", "idle_w": 118.0}
+    w.ready = WorkerReady(energy_source="nvml", idle_w=118.0)
     w.energy_uj, w.timed_s = 118.0 * 1e6 * 0.9, 1.0  # 10 % less than idle power over the window
     e = _energy(w, target, 100)
     assert e.mj_per_inference == pytest.approx(1062.0) and e.above_idle_mj is None
     w.energy_uj = 118.0 * 1e6 * 1.1
     assert _energy(w, target, 100).above_idle_mj == pytest.approx(118.0)
+
+
+def test_a_worker_answer_that_does_not_fit_its_record_fails_that_candidate_in_one_line(tmp_path, models):
+    """Worker answers are decoded into records (records/worker.py): a round whose latencies are not numbers is
+    a failure of that candidate naming the field, not a TypeError inside the statistics."""
+    import sys
+
+    worker = tmp_path / "odd_worker.py"
+    worker.write_text(
+        "import json, sys\n"
+        "sys.stdin.readline()\n"
+        "print(json.dumps({'ready': True, 'threads': 1}), flush=True)\n"
+        "for line in sys.stdin:\n"
+        "    if json.loads(line).get('cmd') == 'stop':\n"
+        "        print(json.dumps({}), flush=True)\n"
+        "        break\n"
+        "    print(json.dumps({'latencies_ms': 'fast', 'wall_s': 1.0}), flush=True)\n")
+    target = load_target(str(fast_target(tmp_path)))
+    results: dict[str, Any] = {}
+    path = Path(next(iter(models.values())))
+    profile_interleaved([Item("odd", path)], target, backend=get_runtime("onnxruntime"),
+                        worker_argv=[sys.executable, str(worker)],
+                        on_result=lambda k, m, e: results.__setitem__(k, (m, e)))
+    measurement, error = results["odd"]
+    assert measurement is None and "'round' answer that does not fit" in error and "latencies_ms" in error

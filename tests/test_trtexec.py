@@ -163,11 +163,11 @@ def test_round_interpretation_on_real_logs(shared):
     msg = be.interpret("round", {"log": log, "latencies_ms": [90.3], "power": power, "idle_s": 1.0,
                                  "power_interval_ms": 1000, "wall_s": 9.9})
     # walltime 3.16 s -> 3 samples wanted; after 1 idle sample only 2 remain: both are used
-    assert msg["wall_s"] == 3.16419
-    assert msg["energy_uj"] == pytest.approx((2247 + 2132) / 2 * 3.16419 * 1000)
-    assert msg["idle_w"] == pytest.approx(2.132) and "POM_5V_IN" in msg["energy_source"]
+    assert msg.wall_s == 3.16419
+    assert msg.energy_uj == pytest.approx((2247 + 2132) / 2 * 3.16419 * 1000)
+    assert msg.idle_w == pytest.approx(2.132) and "POM_5V_IN" in msg.energy_source
     stop = be.interpret("stop", {"log": log})
-    assert stop["device_memory_mb"] == 266.0
+    assert stop.device_memory_mb == 266.0
 
 
 @pytest.mark.parametrize("name", ["06_xavier_nx_summary_oe4t_pr1124_TRUNCATED.txt",
@@ -181,11 +181,11 @@ def test_truncated_run_fails_the_candidate_with_what_is_missing(shared, name):
 def test_ready_reports_power_mode_and_unknown_clocks():
     msg = Trtexec().interpret("ready", {"nvpmodel": "NV Power Mode: 5W\n1\n", "clocks": None,
                                                "power_tool": None, "info": {"tensorrt": "8.2.1"}})
-    assert msg["info"]["power_mode"] == "5W" and msg["info"]["clocks_pinned"] is None
-    assert "tegrastats not found" in msg["energy_reason"]
+    assert msg.info["power_mode"] == "5W" and msg.info["clocks_pinned"] is None
+    assert "tegrastats not found" in msg.energy_reason
     pinned = Trtexec().interpret("ready", {"clocks": {"min_freq": 921600000, "max_freq": 921600000,
                                                              "cur_freq": 921600000}, "power_tool": "/usr/bin/x"})
-    assert pinned["info"]["clocks_pinned"] is True and pinned["info"]["gpu_clock_mhz"] == 921.6
+    assert pinned.info["clocks_pinned"] is True and pinned.info["gpu_clock_mhz"] == 921.6
 
 
 def test_dynamic_batch_onnx_is_refused_before_upload(tmp_path):

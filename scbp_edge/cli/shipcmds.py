@@ -121,7 +121,7 @@ def compare(
     import math
 
     from scbp_edge.errors import RunError
-    from scbp_edge.report.compare import check_comparable
+    from scbp_edge.report.compare import as_report, check_comparable
     from scbp_edge.report.compare import compare as run
 
     try:
@@ -131,11 +131,12 @@ def compare(
     if not math.isfinite(thr) or thr < 0:
         raise RunError(f"--max-regression '{max_regression}' must be 0 % or more")
     reports = []
-    for p in (baseline, current):
+    for name, p in (("baseline", baseline), ("current", current)):
         try:
-            reports.append(json.loads(p.read_text()))
+            data = json.loads(p.read_text())
         except (OSError, ValueError, RecursionError) as exc:
             raise RunError(f"cannot read report '{p}' ({type(exc).__name__}); pass a report.json of a run") from None
+        reports.append(as_report(name, data))
     check_comparable(reports[0], reports[1], force)
     deltas = run(reports[0], reports[1], thr)
     if not deltas:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from scbp_edge.records.reconstruction import Reconstruction
 
 # Ridge strengths (relative to the Gram matrix's mean diagonal) tried per layer; the one that best predicts the
 # held-out calibration images wins, and the inherited weights win where no re-solved one predicts them better.
@@ -36,51 +37,6 @@ HOLDOUT = 5  # every HOLDOUT-th calibration image is held out to choose the ridg
 ROWS_PER_UNKNOWN = 16  # sampled output positions per unknown weight of a layer's widest (seed) form
 MIN_ROWS, MAX_ROWS = 1024, 8192
 ACTIVATION_BUDGET = 2 << 30  # bytes the pruned pass may hold in activations (bounds the images used)
-
-
-@dataclass(frozen=True)
-class Reconstruction:
-    """What reconstruction did to one network (stored with the candidate and in derived-model files)."""
-
-    applied: bool
-    reason: str = ""  # why not applied, e.g. "no data"
-    images: int = 0
-    layers: int = 0  # layers re-solved
-    kept_l1: dict[str, str] = field(default_factory=dict)  # layer -> why it kept its inherited weights
-    #: layers with fewer samples than unknowns, solved with a stronger ridge (callers say so once: see `notice`)
-    strong_ridge: tuple[str, ...] = ()
-    left: tuple[str, ...] = ()  # layers left inherited on purpose (the classifier head)
-    error_before: float | None = None  # mean relative output error of the re-solved layers, on the calibration rows
-    error_after: float | None = None
-    seconds: float = 0.0
-    #: layer -> (relative output error before, after) on the calibration rows; for analysis, not stored
-    per_layer: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["strong_ridge"], d["left"] = list(self.strong_ridge), list(self.left)
-        d.pop("per_layer")  # one pair per layer would swell every stored candidate and report
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Reconstruction:
-        return cls(**{**d, "strong_ridge": tuple(d.get("strong_ridge", ())), "left": tuple(d.get("left", ()))})
-
-    @classmethod
-    def skipped(cls, reason: str) -> Reconstruction:
-        return cls(applied=False, reason=reason)
-
-    def notice(self) -> str | None:
-        """The one line a user should read about this reconstruction, or None."""
-        parts = []
-        if self.kept_l1:
-            name, why = next(iter(self.kept_l1.items()))
-            parts.append(f"{len(self.kept_l1)} layer(s) kept their inherited weights (e.g. {name}: {why})")
-        if self.strong_ridge:
-            parts.append(f"{len(self.strong_ridge)} layer(s) had fewer calibration samples than unknowns (e.g. "
-                         f"{self.strong_ridge[0]}) and were solved with a stronger ridge; more --calib-images fits "
-                         "them better")
-        return "; ".join(parts) or None
 
 
 @dataclass

@@ -17,10 +17,10 @@ import json
 import shutil
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from scbp_edge.errors import RunError, TargetError
+from scbp_edge.errors import RecordError, RunError, TargetError
 from scbp_edge.export.onnx import sha256_file
+from scbp_edge.records import CandidateRow, Report, encode
 from scbp_edge.resources import data_dir
 from scbp_edge.targets import Target
 
@@ -35,16 +35,24 @@ def _version(pkg: str) -> str:
         return "unknown"
 
 
-def _pick(cands: list[dict[str, Any]], report: dict[str, Any], candidate: str) -> dict[str, Any]:
-    cid = report["selection"]["id"] if candidate == "best" else candidate
+def _pick(report: Report, candidate: str) -> CandidateRow:
+    """The row of ``candidate`` (an id, or ``best``: the run's selection), refused unless it was measured."""
+    cid = report.selection.id if candidate == "best" else candidate
     if cid is None:
         raise RunError("the run selected no candidate (constraints too tight); pass --candidate ID")
-    for c in cands:
-        if c["id"] == cid:
-            if c["status"] != "measured":
-                raise RunError(f"candidate {cid} is {c['status']} (stage {c['stage']}: {c['error']}); choose another")
+    rows = [row for row in report.candidates if isinstance(row, dict)]
+    for row in rows:
+        if row.get("id") == cid:  # the JSON edge: only the chosen row is decoded
+            try:
+                c = CandidateRow.from_row(row)
+            except RecordError as exc:
+                raise RunError(f"candidate {cid} in report.json does not fit ({exc}); re-render it with "
+                               "scbp-edge report RUN_DIR") from None
+            if c.status != "measured":
+                raise RunError(f"candidate {cid} is {c.status} (stage {c.stage}: {c.error}); choose another")
             return c
-    raise RunError(f"run has no candidate '{cid}'; ids are listed in report.md (e.g. {cands[0]['id']})")
+    first = rows[0].get("id") if rows else None
+    raise RunError(f"run has no candidate '{cid}'; ids are listed in report.md (e.g. {first})")
 
 
 def _prepare_out(out: Path, force: bool) -> list[str]:
@@ -115,16 +123,21 @@ def package(run_dir: Path, candidate: str, target: Target, out: Path, *, force: 
     if not report_path.is_file():
         raise RunError(f"'{run_dir}' has no report.json; finish or resume the build first")
     try:
-        report = json.loads(report_path.read_text())
+        report = Report.from_json(json.loads(report_path.read_text()))
     except ValueError:
         raise RunError(f"'{report_path}' is not valid JSON; re-render it with scbp-edge report {run_dir}") from None
-    cand = _pick(report["candidates"], report, candidate)
+    except RecordError as exc:
+        raise RunError(f"'{report_path}' is not a report this version reads ({exc}); re-render it with "
+                       f"scbp-edge report {run_dir}") from None
+    cand = _pick(report, candidate)
     files = _runtime_files(target.backend)
-    trained = (cand.get("trained") or {}).get("onnx")
-    model = run_dir / (trained or cand["onnx"]["path"])  # the fine-tuned artifact of its precision, else the searched
+    trained = cand.trained.onnx if cand.trained else None
+    if cand.onnx is None and trained is None:
+        raise RunError(f"candidate {cand.id} has no model file in the report; resume the build to write it")
+    model = run_dir / (trained or cand.onnx.path)  # the fine-tuned artifact of its precision, else the searched
     if not model.is_file():
-        raise RunError(f"the model file of {cand['id']} is missing ({model}); resume the build to write it again")
-    precision = cand.get("precision") or target.precisions[0]
+        raise RunError(f"the model file of {cand.id} is missing ({model}); resume the build to write it again")
+    precision = cand.precision or target.precisions[0]
     dockerfile = _dockerfile(target, base_image, precision)
     old = _prepare_out(out, force)  # every check above passed: only now is anything touched
     out.mkdir(parents=True, exist_ok=True)
@@ -138,9 +151,9 @@ def package(run_dir: Path, candidate: str, target: Target, out: Path, *, force: 
     manifest = {
         "package": {"format": MARKER, "files": written},
         "model": "model.onnx", "sha256": sha256_file(out / "model.onnx"), "weights": "trained" if trained else "proxy",
-        "candidate": cand["id"], "ratios": cand["ratios"], "precision": precision, "seed": report["run"]["seed"],
-        "config": report["run"]["config"], "target": target.to_dict(), "measured": cand["measurement"],
-        "accuracy": cand["accuracy"], "trained": cand.get("trained"),
+        "candidate": cand.id, "ratios": list(cand.ratios), "precision": precision, "seed": report.run.seed,
+        "config": report.run.config, "target": target.to_dict(), "measured": encode(cand.measurement),
+        "accuracy": encode(cand.accuracy), "trained": encode(cand.trained),
         "engine": {"workspace_mb": target.workspace_mb, "max_batch": max(target.batch_sizes)},
         "versions": {p: _version(p) for p in ("scbp-edge", "onnxruntime", "onnx", "numpy", "torch")},
         "dockerfile": f"{target.backend}.Dockerfile",

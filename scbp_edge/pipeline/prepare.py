@@ -16,7 +16,7 @@ from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.errors import ScbpError, TargetError
 from scbp_edge.pipeline.config import BuildConfig
 from scbp_edge.pipeline.ui import console, progress
-from scbp_edge.records.task import ProxyData, TrainData
+from scbp_edge.records.task import Calibration, ProxyData, SeedPayload, TrainData
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.space import Candidate
 from scbp_edge.targets import Target
@@ -71,12 +71,12 @@ class Prepared:
     space: list[Candidate]
     notes: list[str]
 
-    def payload(self, cfg: BuildConfig) -> dict[str, Any]:
+    def payload(self, cfg: BuildConfig) -> SeedPayload:
         """What every task needs to rebuild this build's seed, channel choice and reconstruction."""
         from scbp_edge.tasks import seed_payload
 
-        calib = None if self.data is None else {"x": self.data.calib_x, "y": self.data.calib_y,
-                                                 "criterion": cfg.criterion, "reconstruct": cfg.reconstruct}
+        calib = None if self.data is None else Calibration(self.data.calib_x, self.data.calib_y, cfg.criterion,
+                                                            cfg.reconstruct)
         return seed_payload(self.wb, calib)
 
     def data_counts(self) -> dict[str, Any] | None:
@@ -192,7 +192,7 @@ def _workbench(opts: SeedOptions, cfg: BuildConfig) -> Workbench:
         opts.weights = str(defaults.cached_seed_path())  # no progress bar for work that is not done
     elif opts.weights is None:
         with progress() as prog:
-            task = prog.add_task("training the default seed on digits (once; cached)", total=defaults.RECIPE["epochs"])
+            task = prog.add_task("training the default seed on digits (once; cached)", total=defaults.RECIPE.epochs)
             opts.weights = str(defaults.default_seed_weights(progress=lambda _e: prog.advance(task)))
     opts.in_channels, opts.input_size = defaults.DEFAULT_INPUT[0], defaults.DEFAULT_INPUT[1]
     seed = load_seed(opts.seed, opts.weights, input_shape=defaults.DEFAULT_INPUT, mean=defaults.DIGITS_MEAN,

@@ -12,6 +12,7 @@ from scbp_edge.pipeline.config import BuildConfig
 from scbp_edge.pipeline.prepare import Prepared
 from scbp_edge.pipeline.ui import progress
 from scbp_edge.records import CandidateRow, Proxy, compact, encode
+from scbp_edge.records.reconstruction import Reconstruction
 from scbp_edge.records.task import DerivedNetwork, Failure, NetworkJob, Score, Variant
 from scbp_edge.store import RunStore
 
@@ -62,12 +63,11 @@ def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfi
 
 def _tell_once(net: str, res: DerivedNetwork | Failure | None, told: set[str]) -> None:
     """Print a reconstruction notice (stronger ridge, inherited layers) once per kind and build."""
-    from scbp_edge.derive.reconstruct import Reconstruction
     from scbp_edge.pipeline.ui import console
 
     if not isinstance(res, DerivedNetwork) or not res.reconstruction:
         return
-    rec = Reconstruction.from_dict(res.reconstruction)
+    rec = res.reconstruction
     kind = (bool(rec.strong_ridge), bool(rec.kept_l1))
     if any(kind) and str(kind) not in told:  # once per kind of notice, not once per network
         told.add(str(kind))
@@ -93,7 +93,7 @@ def _commit_network(store: RunStore, run_dir: Path, wb, rows: list[CandidateRow]
         w = res.weights
         write_derived(run_dir / "models" / f"{net}.pt", w.state, wb.seed.spec, ignored=w.ignored, keep=w.keep,
                       ratios=list(w.ratios), candidate_id=net,
-                      extra={"reconstruction": res.reconstruction, "criterion": res.criterion})
+                      extra={"reconstruction": encode(res.reconstruction), "criterion": res.criterion})
     for r in rows:
         v = res.variants[r.precision]
         if v.failure is not None:
@@ -109,7 +109,7 @@ def _commit_network(store: RunStore, run_dir: Path, wb, rows: list[CandidateRow]
                      static=static, stage=None, error=None)
 
 
-def _stored_proxy(v: Variant, reconstruction: dict[str, Any] | None) -> dict[str, Any]:
+def _stored_proxy(v: Variant, reconstruction: Reconstruction | None) -> dict[str, Any]:
     """A precision's proxy as the store keeps it, with what its (scored and shipped) weights went through.
 
     Fields that are not known are left out, as the store always wrote them.

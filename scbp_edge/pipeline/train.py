@@ -128,7 +128,7 @@ def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig,
             w = res.weights
             write_derived(run_dir / "trained" / f"{net}.pt", w.state, spec, ignored=w.ignored, keep=w.keep,
                           ratios=list(rows[0].ratios), candidate_id=net,
-                          extra={"reconstruction": res.reconstruction, "criterion": res.criterion,
+                          extra={"reconstruction": encode(res.reconstruction), "criterion": res.criterion,
                                  "trained": res.stats, "teacher": res.teacher})
             (run_dir / "trained" / f"{net}.onnx").write_bytes(res.onnx.data)
             for r in rows:

@@ -15,12 +15,13 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from scbp_edge.errors import ProfileError
+from scbp_edge.errors import ProfileError, RecordError
 from scbp_edge.records import BUSY_SHARE, MIN_QUIET_ROUNDS, Energy, LatencyStats, Measurement, Paired
+from scbp_edge.records.worker import WorkerReady, WorkerRound, WorkerStop
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.targets import Target
 
@@ -43,7 +44,7 @@ class _Worker:
     key: str
     artifact: Path
     proc: subprocess.Popen
-    ready: dict[str, Any] = field(default_factory=dict)
+    ready: WorkerReady = field(default_factory=WorkerReady)
     rounds: list[list[float]] = field(default_factory=list)
     energy_uj: float = 0.0
     energy_ok: bool = True
@@ -81,7 +82,8 @@ def _send(w: _Worker, obj: dict[str, Any]) -> None:
     w.proc.stdin.flush()
 
 
-def _recv(w: _Worker, timeout: float, backend: Runtime | None = None, kind: str = "") -> dict[str, Any]:
+def _recv(w: _Worker, timeout: float, backend: Runtime, kind: str) -> Any:
+    """The worker's next answer of ``kind`` as its record (records/worker.py), or ProfileError."""
     assert w.proc.stdout is not None
     ready, _, _ = select.select([w.proc.stdout], [], [], timeout)
     if not ready:
@@ -94,14 +96,14 @@ def _recv(w: _Worker, timeout: float, backend: Runtime | None = None, kind: str 
             w.pump.join(timeout=2)  # let the stderr pump catch the last words
         raise ProfileError(f"worker for {w.key} exited (code {w.proc.poll()}): {w.stderr_tail() or 'no message'}")
     msg = json.loads(line)
-    if "error" in msg:
+    if isinstance(msg, dict) and "error" in msg:
         raise ProfileError(f"worker for {w.key} failed: {msg['error']}")
-    if backend is None:
-        return msg
     try:
         return backend.interpret(kind, msg)
     except ProfileError as exc:
         raise ProfileError(f"{w.key}: {exc}") from None
+    except RecordError as exc:  # a worker of another version, or a damaged line: this candidate fails alone
+        raise ProfileError(f"worker for {w.key} sent a '{kind}' answer that does not fit: {exc}") from None
 
 
 def _start(item: Item, target: Target, argv: list[str], batch: int, model_path: str,
@@ -123,12 +125,12 @@ def _energy(w: _Worker, target: Target, inferences: int) -> Energy:
     """Energy per inference from the worker's counter, or null with the reason."""
     if target.energy == "none":
         return Energy(None, "none", f"target '{target.name}' names no power sensor (energy = \"none\")")
-    source, reason = w.ready.get("energy_source"), w.ready.get("energy_reason")
+    source, reason = w.ready.energy_source, w.ready.energy_reason
     if reason or not source:
         return Energy(None, source or target.energy, reason or f"the worker does not read '{target.energy}'")
     if not w.energy_ok:
         return Energy(None, source, "the energy sensor could not be read in every timed round")
-    idle_w = w.ready.get("idle_w")
+    idle_w = w.ready.idle_w
     if w.rounds and w.idle_rounds == len(w.rounds) and w.timed_s > 0:
         idle_w = w.idle_uj / 1e6 / w.timed_s
     total_mj = w.energy_uj / 1000.0
@@ -139,13 +141,13 @@ def _energy(w: _Worker, target: Target, inferences: int) -> Energy:
 
 
 def _finish(w: _Worker, target: Target, backend: Runtime, batch: int) -> Measurement:
-    stop: dict[str, Any] = {}
+    stop = WorkerStop()
     try:
         _send(w, {"cmd": "stop"})
         stop = _recv(w, target.measure.timeout_s, backend, "stop")
     finally:
         w.proc.wait(timeout=30)
-    peak, baseline = stop.get("peak_rss"), w.ready.get("baseline_rss")
+    peak, baseline = stop.peak_rss, w.ready.baseline_rss
     kept = [w.rounds[i] for i in (w.kept or range(len(w.rounds)))]
     lat = LatencyStats.from_samples([x for r in kept for x in r], batch, kept)
     known = [w.waited[i] for i in (w.kept or range(len(w.waited))) if i < len(w.waited) and w.waited[i] is not None]
@@ -155,14 +157,15 @@ def _finish(w: _Worker, target: Target, backend: Runtime, batch: int) -> Measure
     lat.rounds_measured = w.measured or len(w.rounds)
     lat.rounds_set_aside = lat.rounds_measured - len(kept)
     lat.slowest_round = w.slowest
-    dev_mem = stop.get("device_memory_mb", w.ready.get("device_memory_mb"))
+    dev_mem = stop.device_memory_mb if stop.device_memory_mb is not None else w.ready.device_memory_mb
+    size = w.ready.artifact_bytes if w.ready.artifact_bytes is not None else w.artifact.stat().st_size
     return Measurement(
-        target=target.name, backend=backend.name, threads=int(w.ready.get("threads") or target.threads), latency=lat,
+        target=target.name, backend=backend.name, threads=int(w.ready.threads or target.threads), latency=lat,
         peak_rss_mb=peak / MB if peak else None, baseline_rss_mb=baseline / MB if baseline else None,
         memory_mb=(peak - baseline) / MB if peak and baseline else None,
-        model_size_mb=w.ready.get("artifact_bytes", w.artifact.stat().st_size) / MB,
-        energy=_energy(w, target, (w.inferences or lat.runs) * batch), load_s=w.ready.get("load_s"),
-        device_memory_mb=dev_mem, info={**w.ready.get("info", {}), **stop.get("info", {})},
+        model_size_mb=size / MB,
+        energy=_energy(w, target, (w.inferences or lat.runs) * batch), load_s=w.ready.load_s,
+        device_memory_mb=dev_mem, info={**w.ready.info, **stop.info},
     )
 
 
@@ -322,28 +325,33 @@ def _rounds(live: list[_Worker], target: Target, backend: Runtime, on_result, on
                 live.remove(w)
                 on_result(w.key, None, str(exc))
                 continue
-            w.rounds.append(msg["latencies_ms"])
-            w.inferences += len(msg["latencies_ms"])
-            w.waited.append(_waited(w, msg))
-            if msg.get("energy_uj") is None:
-                w.energy_ok = False
-            else:
-                w.energy_uj += msg["energy_uj"]
-            w.timed_s += msg.get("wall_s", 0.0)
-            if msg.get("idle_w") is not None:
-                w.idle_uj += msg["idle_w"] * msg.get("wall_s", 0.0) * 1e6
-                w.idle_rounds += 1
-            for k in ("energy_source", "energy_reason"):  # a worker may learn its sensor while timing
-                if msg.get(k):
-                    w.ready[k] = msg[k]
+            _count(w, msg)
         if on_round:
             on_round()
 
 
-def _waited(w: _Worker, msg: dict[str, Any]) -> float | None:
+def _count(w: _Worker, r: WorkerRound) -> None:
+    """Add one round's latencies, energy and idle power to the worker's counters."""
+    w.rounds.append(list(r.latencies_ms))
+    w.inferences += len(r.latencies_ms)
+    w.waited.append(_waited(w, r))
+    if r.energy_uj is None:
+        w.energy_ok = False
+    else:
+        w.energy_uj += r.energy_uj
+    w.timed_s += r.wall_s
+    if r.idle_w is not None:
+        w.idle_uj += r.idle_w * r.wall_s * 1e6
+        w.idle_rounds += 1
+    if r.energy_source or r.energy_reason:  # a worker may learn its sensor while timing
+        w.ready = replace(w.ready, energy_source=r.energy_source or w.ready.energy_source,
+                          energy_reason=r.energy_reason or w.ready.energy_reason)
+
+
+def _waited(w: _Worker, r: WorkerRound) -> float | None:
     """Share of a round's wall clock a one-thread worker was not running; None where that cannot be told."""
-    cpu, wall = msg.get("cpu_s"), msg.get("wall_s")
-    if int(w.ready.get("threads") or 0) != 1 or cpu is None or not wall:
+    cpu, wall = r.cpu_s, r.wall_s
+    if int(w.ready.threads or 0) != 1 or cpu is None or not wall:
         return None  # several inference threads: their CPU time says nothing about waiting
     return max(0.0, 1.0 - float(cpu) / float(wall))
 

@@ -26,10 +26,12 @@ from scbp_edge.records.measurement import (
     Measurement,
     Paired,
 )
+from scbp_edge.records.reconstruction import Reconstruction
 from scbp_edge.records.report import (
     BudgetResult,
     Card,
     DataSummary,
+    FailedCandidate,
     FlopsDisagreement,
     RankingPoint,
     Report,
@@ -42,8 +44,9 @@ from scbp_edge.records.report import (
 )
 
 __all__ = [
-    "BUSY_SHARE", "MIN_QUIET_ROUNDS", "Batched", "BudgetResult", "CandidateRow", "Card", "DataSummary", "Energy",
-    "FlopsDisagreement", "LatencyStats", "Measurement", "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Report",
-    "RunFacts", "SeedJudgement", "Selection", "StaticCosts", "Status", "TrainedRow", "TrainedSummary",
-    "TrainingResult", "Undecided", "WeightsSummary", "compact", "decode", "encode", "seed_judgement", "spread",
+    "BUSY_SHARE", "Batched", "BudgetResult", "CandidateRow", "Card", "DataSummary", "Energy", "FailedCandidate",
+    "FlopsDisagreement", "LatencyStats", "MIN_QUIET_ROUNDS", "Measurement", "OnnxArtifact", "Paired", "Proxy",
+    "RankingPoint", "Reconstruction", "Report", "RunFacts", "SeedJudgement", "Selection", "StaticCosts", "Status",
+    "TrainedRow", "TrainedSummary", "TrainingResult", "Undecided", "WeightsSummary", "compact", "decode", "encode",
+    "seed_judgement", "spread",
 ]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from scbp_edge.records.codec import decode, encode, spread
 from scbp_edge.records.measurement import Measurement
+from scbp_edge.records.reconstruction import Reconstruction
 
 Status = Literal["pending", "exported", "measured", "failed"]
 
@@ -55,7 +56,7 @@ class Proxy:
     bn_images: int | None = None
     val_images: int | None = None
     skipped_images: int | None = None
-    reconstruction: dict[str, Any] | None = None
+    reconstruction: Reconstruction | None = None
     extra: dict[str, Any] = spread()
 
 

@@ -19,6 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from scbp_edge.errors import RecordError
 
 _SPREAD = "scbp_spread"
+_TRANSIENT = "scbp_transient"
 
 
 def spread() -> Any:
@@ -26,11 +27,18 @@ def spread() -> Any:
     return dataclasses.field(default_factory=dict, metadata={_SPREAD: True})
 
 
+def transient(default_factory: Any) -> Any:
+    """A field for analysis in this process that the codec never writes (and leaves at its default on reading)."""
+    return dataclasses.field(default_factory=default_factory, repr=False, compare=False, metadata={_TRANSIENT: True})
+
+
 def encode(obj: Any) -> Any:
     """``obj`` (records, lists, tuples, dicts, paths, scalars) as plain JSON values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(obj):
+            if f.metadata.get(_TRANSIENT):
+                continue
             value = encode(getattr(obj, f.name))
             if f.metadata.get(_SPREAD):
                 out.update(value)
@@ -123,7 +131,7 @@ def _record(cls: type, data: Any, where: str) -> Any:
         raise RecordError(f"{where}: expected an object, got {type(data).__name__}")
     hints, fields = _hints(cls), dataclasses.fields(cls)
     extra_field = next((f.name for f in fields if f.metadata.get(_SPREAD)), None)
-    named = {f.name for f in fields if not f.metadata.get(_SPREAD)}
+    named = {f.name for f in fields if not f.metadata.get(_SPREAD) and not f.metadata.get(_TRANSIENT)}
     unknown = [k for k in data if k not in named]
     if unknown and extra_field is None:
         raise RecordError(f"{where}: unknown field '{unknown[0]}' (a newer scbp-edge wrote it, or it is damaged)")

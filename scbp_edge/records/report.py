@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from scbp_edge.records.codec import decode, encode, spread
 from scbp_edge.records.measurement import Batched, Paired
+from scbp_edge.records.reconstruction import Reconstruction
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class RankingPoint:
     device_memory_mb: float | None = None
     energy_mj: float | None = None
     paired: Paired | None = None
-    reconstruction: dict[str, Any] | None = None
+    reconstruction: Reconstruction | None = None
     test_images: int | None = None
     proxy_images: int | None = None
     test_interval: tuple[float, float] | None = None
@@ -172,6 +173,15 @@ class FlopsDisagreement:
 
 
 @dataclass(frozen=True)
+class FailedCandidate:
+    """A candidate that failed alone: the stage it failed in and the error; the run went on without it."""
+
+    id: str
+    stage: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
 class Report:
     """report.json: the run, every measured point, the front, the selection and its card, what failed, and the rest.
 
@@ -200,7 +210,7 @@ class Report:
     energy_note: tuple[str, ...] = ()
     energy_sources: tuple[str, ...] = ()
     measured_with: dict[str, list[Any]] = field(default_factory=dict)
-    failed: tuple[dict[str, Any], ...] = ()
+    failed: tuple[FailedCandidate, ...] = ()
     card: Card | None = None
     extra: dict[str, Any] = spread()  # keys a newer scbp-edge wrote
 

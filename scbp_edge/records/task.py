@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from scbp_edge.errors import ScbpError
 from scbp_edge.records.candidate import Proxy
+from scbp_edge.records.reconstruction import Reconstruction
 
 
 class Job(Protocol):
@@ -138,7 +139,7 @@ class DerivedNetwork:
     variants: dict[str, Variant]
     static: dict[str, int | None]  # params, macs, size_bytes
     segment_macs: list[int]
-    reconstruction: dict[str, Any] | None
+    reconstruction: Reconstruction | None
     criterion: str
     weights: Weights | None = None  # only where the runtime times the PyTorch model
 
@@ -155,7 +156,7 @@ class TrainedNetwork:
     train_images: int
     test_images: int
     teacher: str | None
-    reconstruction: dict[str, Any] | None
+    reconstruction: Reconstruction | None
     criterion: str
     stats: dict[str, Any] = field(default_factory=dict)  # epochs, steps, seconds; the seed's validation judgement
 
@@ -166,3 +167,23 @@ class DistillScore:
 
     value: float
     steps: int
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The images the channel criterion and reconstruction were computed on, and how (``Workbench.calibrate``)."""
+
+    x: Any  # float tensor, N x C x H x W
+    y: Any  # int64 labels
+    criterion: str = "l1"
+    reconstruct: bool = True
+
+
+@dataclass(frozen=True)
+class SeedPayload:
+    """What a task needs to rebuild the build's workbench: seed options, spec, weights and calibration."""
+
+    opts: dict[str, Any]  # api.SeedOptions as a dict (records sit below the api)
+    spec: dict[str, Any]  # seeds.SeedSpec.to_dict()
+    state: dict[str, Any]  # the seed's state dict
+    calib: Calibration | None = None

@@ -17,6 +17,7 @@ from scbp_edge.records import (
     BudgetResult,
     CandidateRow,
     DataSummary,
+    FailedCandidate,
     Measurement,
     RankingPoint,
     Report,
@@ -25,6 +26,7 @@ from scbp_edge.records import (
     TrainedRow,
     TrainedSummary,
     WeightsSummary,
+    decode,
     encode,
 )
 from scbp_edge.store import RunStore
@@ -121,7 +123,7 @@ def build_report(store: RunStore) -> Report:
     data = store.meta_or("data")
     return Report(
         run=_run_facts(store, cfg), fingerprints=store.meta_or("fingerprints", {}),
-        data=DataSummary(data["train"], data["val"], data["test"], tuple(data["skipped"])) if data else None,
+        data=decode(DataSummary, data, "run data") if data else None,
         accuracy_kind=tuple(sorted(kinds)),
         counts={s: sum(r.status == s for r in rows) for s in ("pending", "exported", "measured", "failed")},
         unreadable_rows=unreadable + bad, candidates=tuple(cands), points=tuple(pts),
@@ -134,7 +136,7 @@ def build_report(store: RunStore) -> Report:
         energy_note=tuple(sorted({m.energy.reason for m in measured if m.energy.reason})),
         energy_sources=tuple(sorted({m.energy.source for m in measured if m.energy.mj_per_inference is not None})),
         measured_with=_measured_with(measured),
-        failed=tuple({"id": r.id, "stage": r.stage, "error": r.error} for r in rows if r.status == "failed"),
+        failed=tuple(FailedCandidate(r.id, r.stage, r.error) for r in rows if r.status == "failed"),
     )
 
 
@@ -157,15 +159,15 @@ def _weights_summary(rows: list[CandidateRow], cfg: dict[str, Any], teacher: Any
     """How the candidates' weights were made: channel criterion, reconstruction (what it did, where it could not)."""
     recs = {r.network: r.accuracy.reconstruction if r.accuracy else None for r in rows}
     recs = {n: r for n, r in recs.items() if r}
-    done = [r for r in recs.values() if r["applied"]]
+    done = [r for r in recs.values() if r.applied]
     kept: dict[str, Any] = {}
     for r in done:
-        kept.update(r.get("kept_l1") or {})
-    skipped = sorted({r["reason"] for r in recs.values() if not r["applied"] and r["reason"] != "nothing pruned"})
-    secs = sorted(r["seconds"] for r in done)
+        kept.update(r.kept_l1)
+    skipped = sorted({r.reason for r in recs.values() if not r.applied and r.reason != "nothing pruned"})
+    secs = sorted(r.seconds for r in done)
     return WeightsSummary(cfg.get("criterion", "l1"), cfg.get("reconstruct", True), len(done), tuple(skipped),
-                          max((r["images"] for r in done), default=0), secs[len(secs) // 2] if secs else None, kept,
-                          tuple(sorted({n for r in done for n in r.get("strong_ridge") or []})), teacher)
+                          max((r.images for r in done), default=0), secs[len(secs) // 2] if secs else None, kept,
+                          tuple(sorted({n for r in done for n in r.strong_ridge})), teacher)
 
 
 def _trained_summary(pts: list[RankingPoint]) -> TrainedSummary:

@@ -61,17 +61,17 @@ def _interval(n: int | None, iv: tuple[float, float] | None, kind: str) -> str:
 def _weights_row(sel: RankingPoint, rep: Report) -> str:
     """How the selected network's weights were made: channels, reconstruction, fine-tune teacher."""
     w = rep.weights
-    rec = sel.reconstruction or {}
+    rec = sel.reconstruction
     if not any(sel.ratios):
         text = "the seed's own"
-    elif rec.get("applied"):
-        text = (f"channels by {w.criterion}, then re-solved against the seed on {rec['images']} "
-                f"training images ({rec['layers']} layers, output error {rec['error_before']:.3f} -> "
-                f"{rec['error_after']:.3f})")
-        if rec.get("kept_l1"):
-            text += f"; {len(rec['kept_l1'])} layer(s) kept their inherited weights"
+    elif rec and rec.applied:
+        text = (f"channels by {w.criterion}, then re-solved against the seed on {rec.images} "
+                f"training images ({rec.layers} layers, output error {rec.error_before or 0:.3f} -> "
+                f"{rec.error_after or 0:.3f})")
+        if rec.kept_l1:
+            text += f"; {len(rec.kept_l1)} layer(s) kept their inherited weights"
     else:
-        text = f"channels by {w.criterion}, weights inherited ({rec.get('reason') or 'no record'})"
+        text = f"channels by {w.criterion}, weights inherited ({(rec and rec.reason) or 'no record'})"
     teacher = (w.teacher or {}).get("chosen")
     if sel.test_accuracy is not None and teacher and any(sel.ratios):
         text += f"; fine-tuned, distilled from the {teacher}"

@@ -17,7 +17,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scbp_edge.errors import RunError
+from scbp_edge.errors import RecordError, RunError
+from scbp_edge.records import RankingPoint, Report
 
 ALPHA = 0.05
 # metric -> direction of "better"; latency metrics are compared through paired speed-ups
@@ -43,25 +44,30 @@ class Delta:
         return asdict(self)
 
 
-def check_comparable(baseline: dict[str, Any], current: dict[str, Any], force: bool) -> None:
+def as_report(name: str, data: Any) -> Report:
+    """A parsed report.json as its record, or one line saying what is wrong with it (``name``: baseline or current)."""
+    if not isinstance(data, dict):
+        raise RunError(f"the {name} is not a scbp-edge report.json (not an object); pass a run's report.json")
+    try:
+        return Report.from_json(data)
+    except RecordError as exc:
+        raise RunError(f"the {name} report.json does not fit ({exc}); pass an unmodified report.json of a run, "
+                       "or re-render it with scbp-edge report RUN_DIR") from None
+
+
+def check_comparable(baseline: Report, current: Report, force: bool) -> None:
     """Refuse reports of different weights, data, classes or targets (their 'regressions' would be bogus)."""
-    for name, rep in (("baseline", baseline), ("current", current)):
-        if not isinstance(rep, dict) or not isinstance(rep.get("points"), list):
-            raise RunError(f"the {name} is not a scbp-edge report.json (no list of points); pass a run's report.json")
-        for p in rep["points"]:
-            if not isinstance(p, dict) or not isinstance(p.get("id"), str):
-                raise RunError(f"the {name} report has a point without an 'id'; pass an unmodified report.json")
     if force:
         return
-    a, b = baseline.get("fingerprints") or {}, current.get("fingerprints") or {}
+    a, b = baseline.fingerprints, current.fingerprints
     differ = [k for k in FINGERPRINTS if k in a and k in b and a[k] != b[k]]
     if differ:
         raise RunError(f"the runs are not comparable: their {', '.join(differ)} differ; compare runs of the same "
                        "seed weights, data and target, or pass --force")
 
 
-def _log_speedups(p: dict[str, Any]) -> list[float]:
-    rounds = (p.get("paired") or {}).get("rounds") or []
+def _log_speedups(p: RankingPoint) -> list[float]:
+    rounds = p.paired.rounds if p.paired else []
     return [math.log(r) for r in rounds if r and r > 0]
 
 
@@ -86,36 +92,27 @@ def _holm(pvalues: dict[int, float]) -> dict[int, float]:
     return adjusted
 
 
-def compare(baseline: dict[str, Any], current: dict[str, Any], max_regression: float) -> list[Delta]:
+def compare(baseline: Report, current: Report, max_regression: float) -> list[Delta]:
     """Deltas for every tracked metric of every candidate measured in both reports."""
-    base = {p["id"]: p for p in baseline.get("points", [])}
+    base = {p.id: p for p in baseline.points}
     out: list[Delta] = []
     tests: dict[int, float] = {}
-    for p in current.get("points", []):
-        b = base.get(p["id"])
+    for p in current.points:
+        b = base.get(p.id)
         if b is None:
             continue
         for metric, better in TRACKED.items():
-            bv, cv = b.get(metric), p.get(metric)
+            bv, cv = getattr(b, metric), getattr(p, metric)
             if bv is None or cv is None or bv == 0:
                 continue
             change = (cv - bv) / abs(bv) if better == "min" else (bv - cv) / abs(bv)
-            if metric in ("p50_ms", "p90_ms") and b.get("speedup") and p.get("speedup"):
-                change = b["speedup"] / p["speedup"] - 1  # against the seed of each run: machine drift cancels
-            if change == 0:
-                out.append(Delta(p["id"], metric, bv, cv, 0.0, "ok", "unchanged"))
-            elif change <= -max_regression:
-                out.append(Delta(p["id"], metric, bv, cv, change, "improved", f"{-change:.1%} better"))
-            elif change <= max_regression:
-                out.append(Delta(p["id"], metric, bv, cv, change, "ok", f"within {max_regression:.0%}"))
-            elif metric in ("p50_ms", "p90_ms"):
+            if metric in ("p50_ms", "p90_ms") and b.speedup and p.speedup:
+                change = b.speedup / p.speedup - 1  # against the seed of each run: machine drift cancels
+            out.append(_delta(p.id, metric, bv, cv, change, max_regression))
+            if out[-1].verdict == "regression" and metric in ("p50_ms", "p90_ms"):
                 pv = _welch_p(_log_speedups(b), _log_speedups(p))
-                out.append(Delta(p["id"], metric, bv, cv, change, "regression", f"{change:.1%} slower vs the seed"))
                 if pv is not None:
                     tests[len(out) - 1] = pv
-            else:
-                out.append(Delta(p["id"], metric, bv, cv, change, "regression", f"{change:.1%} worse (no spread "
-                                 "recorded: the threshold decides)"))
     for i, adj in _holm(tests).items():
         d = out[i]
         d.p = adj
@@ -124,3 +121,17 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], max_regression: f
         else:
             d.why += f" (Welch p={adj:.2g}, Holm-adjusted over {len(tests)} latency tests)"
     return out
+
+
+def _delta(cid: str, metric: str, bv: float, cv: float, change: float, max_regression: float) -> Delta:
+    """The verdict by the threshold alone; latency regressions are then tested against the rounds' spread."""
+    if change == 0:
+        return Delta(cid, metric, bv, cv, 0.0, "ok", "unchanged")
+    if change <= -max_regression:
+        return Delta(cid, metric, bv, cv, change, "improved", f"{-change:.1%} better")
+    if change <= max_regression:
+        return Delta(cid, metric, bv, cv, change, "ok", f"within {max_regression:.0%}")
+    if metric in ("p50_ms", "p90_ms"):
+        return Delta(cid, metric, bv, cv, change, "regression", f"{change:.1%} slower vs the seed")
+    return Delta(cid, metric, bv, cv, change, "regression", f"{change:.1%} worse (no spread recorded: the "
+                 "threshold decides)")

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from scbp_edge.records.codec import decode
+from scbp_edge.records.worker import ANSWERS
+
 if TYPE_CHECKING:
     from scbp_edge.targets import Target
 
@@ -117,9 +120,13 @@ class Runtime(ABC):
         """Runtime-specific keys added to the worker's first (configuration) line."""
         return {}
 
-    def interpret(self, kind: str, msg: dict[str, Any]) -> dict[str, Any]:
-        """Turn a worker's raw ``ready``/``round``/``stop`` answer into the protocol's fields."""
-        return msg
+    def interpret(self, kind: str, msg: dict[str, Any]) -> Any:
+        """A worker's raw ``ready``/``round``/``stop`` answer as its record (``records/worker.py``).
+
+        Workers that speak the protocol's fields need nothing more; a runtime whose worker reports raw tool
+        output (trtexec's logs) parses it here.  A value that does not fit raises RecordError.
+        """
+        return decode(ANSWERS[kind], msg, f"worker {kind}")
 
     @property
     def remote_worker(self) -> Path | None:

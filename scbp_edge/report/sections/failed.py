@@ -10,8 +10,8 @@ def build(ctx: Context) -> Section | None:
     if not failed or ctx.fmt == "github":  # the job summary shows the front only
         return None
     if ctx.fmt == "html":
-        rows = tuple((f["id"], str(f["stage"]), str(f["error"])) for f in failed)
+        rows = tuple((f.id, str(f.stage), str(f.error)) for f in failed)
         return Section("failed", "Failed candidates", table=Table(("candidate", "stage", "error"), rows,
                                                                     element_id="failed"))
-    return Section("failed", "Failed candidates", bullets=tuple(f"{f['id']}: {f['stage']}: {f['error']}"
+    return Section("failed", "Failed candidates", bullets=tuple(f"{f.id}: {f.stage}: {f.error}"
                                                                 for f in failed))

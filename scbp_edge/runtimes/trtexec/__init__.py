@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from scbp_edge.errors import CompileError, ProfileError
+from scbp_edge.records.codec import decode, spread
+from scbp_edge.records.worker import WorkerReady, WorkerRound, WorkerStop
 from scbp_edge.runtimes.base import Capabilities, Runtime
 from scbp_edge.runtimes.trtexec import parsers
 
@@ -71,52 +74,88 @@ class Trtexec(Runtime):
                 "power_interval_ms": target.measure.power_interval_ms, "idle_seconds": target.measure.idle_seconds,
                 "build_timeout_s": target.measure.timeout_s, "round_timeout_s": target.measure.timeout_s}
 
-    def interpret(self, kind: str, msg: dict[str, Any]) -> dict[str, Any]:
-        return {"ready": _ready, "round": _round, "stop": _stop}[kind](msg)
+    def interpret(self, kind: str, msg: dict[str, Any]) -> Any:
+        """The trtexec worker's raw answer (logs, tegrastats text, sysfs clocks) as the protocol's record."""
+        raw = {"ready": _RawReady, "round": _RawRound, "stop": _RawStop}[kind]
+        return {"ready": _ready, "round": _round, "stop": _stop}[kind](decode(raw, msg, f"trtexec worker {kind}"))
 
 
-def _ready(msg: dict[str, Any]) -> dict[str, Any]:
-    info = dict(msg.get("info", {}))
-    info["power_mode"] = parsers.parse_nvpmodel(msg.get("nvpmodel") or "")
-    clocks = msg.get("clocks")
-    if clocks and clocks.get("min_freq") is not None and clocks.get("max_freq") is not None:
-        info["clocks_pinned"] = clocks["min_freq"] == clocks["max_freq"]
-        info["gpu_clock_mhz"] = (clocks.get("cur_freq") or 0) / 1e6
+@dataclass(frozen=True)
+class _Clocks:
+    """The GPU's devfreq node on a Jetson (Hz); pinned by jetson_clocks when min == max."""
+
+    min_freq: int | None = None
+    max_freq: int | None = None
+    cur_freq: int | None = None
+    rest: dict[str, Any] = spread()
+
+
+@dataclass(frozen=True)
+class _RawReady:
+    load_s: float | None = None
+    artifact_bytes: int | None = None
+    build_log: str | None = None
+    power_interval_ms: int | None = None
+    power_tool: str | None = None
+    nvpmodel: str | None = None
+    clocks: _Clocks | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    rest: dict[str, Any] = spread()
+
+
+@dataclass(frozen=True)
+class _RawRound:
+    latencies_ms: tuple[float, ...] = ()
+    log: str | None = None
+    power: str | None = None  # tegrastats' own text over the idle pause and the timed run
+    idle_s: float | None = None
+    wall_s: float = 0.0
+    power_interval_ms: int | None = None
+    rest: dict[str, Any] = spread()
+
+
+@dataclass(frozen=True)
+class _RawStop:
+    log: str | None = None
+    rest: dict[str, Any] = spread()
+
+
+def _ready(msg: _RawReady) -> WorkerReady:
+    info = dict(msg.info)
+    info["power_mode"] = parsers.parse_nvpmodel(msg.nvpmodel or "")
+    clocks = msg.clocks
+    if clocks and clocks.min_freq is not None and clocks.max_freq is not None:
+        info["clocks_pinned"] = clocks.min_freq == clocks.max_freq
+        info["gpu_clock_mhz"] = (clocks.cur_freq or 0) / 1e6
     else:
         info["clocks_pinned"] = None  # unknown: no GPU devfreq node (not a Jetson)
-    if msg.get("build_log"):
-        built = parsers.parse_trtexec(msg["build_log"])
-        info["tensorrt"] = built.tensorrt_version or info.get("tensorrt")
-    out = dict(msg, info=info)
-    if not msg.get("power_tool"):
-        out["energy_reason"] = "tegrastats not found on the device (not a Jetson, or pass ?bin=DIR)"
-    return out
+    if msg.build_log:
+        info["tensorrt"] = parsers.parse_trtexec(msg.build_log).tensorrt_version or info.get("tensorrt")
+    reason = None if msg.power_tool else "tegrastats not found on the device (not a Jetson, or pass ?bin=DIR)"
+    return WorkerReady(load_s=msg.load_s, artifact_bytes=msg.artifact_bytes, energy_reason=reason, info=info)
 
 
-def _round(msg: dict[str, Any]) -> dict[str, Any]:
-    res = parsers.parse_trtexec(msg.get("log") or "")
+def _round(msg: _RawRound) -> WorkerRound:
+    res = parsers.parse_trtexec(msg.log or "")
     if not res.complete:
         raise ProfileError(f"trtexec output incomplete (missing: {', '.join(res.missing)})")
-    lat = msg.get("latencies_ms") or []
-    if not lat:
+    if not msg.latencies_ms:
         raise ProfileError("trtexec wrote no per-iteration times (--exportTimes)")
-    wall = res.total_host_walltime_s or msg["wall_s"]
-    out: dict[str, Any] = {"latencies_ms": lat, "wall_s": wall, "energy_uj": None}
-    if msg.get("power") is None:
-        return out
-    interval = float(msg.get("power_interval_ms") or 100)
-    idle, timed = parsers.split_power_window(parsers.parse_tegrastats(msg["power"]), interval,
-                                             float(msg.get("idle_s") or 0), wall)
+    wall = res.total_host_walltime_s or msg.wall_s
+    if msg.power is None:
+        return WorkerRound(msg.latencies_ms, wall)
+    interval = float(msg.power_interval_ms or 100)
+    idle, timed = parsers.split_power_window(parsers.parse_tegrastats(msg.power), interval, float(msg.idle_s or 0),
+                                             wall)
     if not timed:
-        out["energy_reason"] = "tegrastats printed no power rails (on some JetPack releases it needs sudo)"
-        return out
+        return WorkerRound(msg.latencies_ms, wall,
+                           energy_reason="tegrastats printed no power rails (on some JetPack releases it needs sudo)")
     mean_mw = sum(s.total_mw or 0 for s in timed) / len(timed)
-    out["energy_uj"] = mean_mw * wall * 1000.0  # mW x s = mJ
-    out["energy_source"] = f"tegrastats {timed[0].total_rail}, {interval:.0f} ms sampling over each timed window"
-    if idle:
-        out["idle_w"] = sum(s.total_mw or 0 for s in idle) / len(idle) / 1000.0
-    return out
+    return WorkerRound(
+        msg.latencies_ms, wall, energy_uj=mean_mw * wall * 1000.0,  # mW x s = mJ
+        energy_source=f"tegrastats {timed[0].total_rail}, {interval:.0f} ms sampling over each timed window",
+        idle_w=sum(s.total_mw or 0 for s in idle) / len(idle) / 1000.0 if idle else None)
 
 
-def _stop(msg: dict[str, Any]) -> dict[str, Any]:
-    return {"device_memory_mb": parsers.trt_device_memory_mb(msg.get("log") or "")}
+def _stop(msg: _RawStop) -> WorkerStop:
+    return WorkerStop(device_memory_mb=parsers.trt_device_memory_mb(msg.log or ""))
