@@ -253,3 +253,17 @@ def test_timm_ghostnet_derives_and_matches_the_masked_seed():
     wb = Workbench(SeedOptions("timm-ghostnet_050", input_size=64, segments="2"))
     cand, model = wb.candidate([0.5, 0.25])  # derive, then the masked-seed check
     assert wb.deriver.graph.classes and cand.params < 0.9 * sum(p.numel() for p in wb.seed.model.parameters())
+
+
+@pytest.mark.slow
+def test_a_seed_torch_pruning_cannot_trace_is_refused_naming_the_op_and_the_layer_feeding_it():
+    """timm's cs3darknet_s: Torch-Pruning's shape inference fails inside a CSP split (VainF/Torch-Pruning#188);
+    the line names the split and the nearest layer before it by path and type, not only the TypeError."""
+    pytest.importorskip("timm", reason="timm is not installed (pip install 'scbp-edge[timm]')")
+    from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.errors import DeriveError
+
+    wb = Workbench(SeedOptions("timm-cs3darknet_s", input_size=64))
+    with pytest.raises(DeriveError, match=r"could not trace this seed at a split \(_SplitOp_\d+\) fed by "
+                                          r"'stages\.\d\.[a-z_.]+' \(\w+\)"):
+        _ = wb.deriver

@@ -20,6 +20,7 @@ import torch_pruning as tp
 from torch import nn
 
 from scbp_edge.derive.coupled import coupled_classes, split_classes
+from scbp_edge.derive.refusals import trace_failure
 from scbp_edge.derive.shuffle import SHUFFLE_MARK, opaque_shuffles
 from scbp_edge.errors import DeriveError
 from scbp_edge.seeds.family import CustomLayer, custom_layer_for, custom_layers
@@ -225,7 +226,8 @@ class PruningGraph:
                     verbose=True,
                 )
         except Exception as exc:  # noqa: BLE001 - any tracing failure is the seed's, report it
-            raise DeriveError(_trace_failure(exc, self.unhandled_layers())) from None
+            names = {m: n for n, m in model.named_modules()}
+            raise DeriveError(trace_failure(exc, self.unhandled_layers(), names)) from None
 
     def unhandled_layers(self) -> list[str]:
         """Layers with parameters of a type Torch-Pruning has no pruner for, or with parameters it does not prune.
@@ -360,27 +362,6 @@ def _five_d_reshape(node) -> bool:  # noqa: ANN001 - a Torch-Pruning graph node
     gf = node.grad_fn
     sizes = getattr(gf, "_saved_self_sym_sizes", None) or getattr(gf, "_saved_self_sizes", None)
     return node.type == tp.ops.OPTYPE.RESHAPE and sizes is not None and len(sizes) == 5
-
-
-def _trace_failure(exc: Exception, unhandled: list[str]) -> str:
-    """What stopped Torch-Pruning's trace, named from where it failed (not just its exception)."""
-    tb, where = exc.__traceback__, None
-    while tb is not None:
-        frame = tb.tb_frame
-        node = next((frame.f_locals[k] for k in ("node", "reshape_node") if k in frame.f_locals), None)
-        if frame.f_code.co_name.startswith("update_") and node is not None:
-            where = (frame.f_code.co_name.removeprefix("update_").removesuffix("_index_mapping"),
-                     str(getattr(node, "name", node)).split("(")[0])
-        tb = tb.tb_next
-    if where and where[0] in ("reshape", "split", "concat", "slice"):
-        what = {"reshape": "reshapes the channel axis (a channel shuffle: view/transpose/view)",
-                "split": "splits channels", "concat": "concatenates channels", "slice": "slices channels"}[where[0]]
-        return (f"this seed cannot be pruned: at {where[1]} it {what}, which Torch-Pruning cannot follow channel "
-                "by channel; choose a seed without it (scbp-edge seeds), or a user factory whose blocks avoid it")
-    if unhandled:
-        return (f"Torch-Pruning could not trace this seed ({type(exc).__name__}: {str(exc)[:120]}); layers it has no "
-                f"pruner for: {', '.join(unhandled[:5])}")
-    return f"Torch-Pruning could not trace this seed ({type(exc).__name__}: {str(exc)[:160]})"
 
 
 @torch.no_grad()
