@@ -74,13 +74,15 @@ class Workbench:
         self._no_reconstruction = "no calibration data (give --data)"
 
     def calibrate(self, x: torch.Tensor | None, y: torch.Tensor | None = None, *, criterion: str = "l1",
-                  reconstruct: bool = True) -> None:
+                  reconstruct: bool = True, residual: bool = False) -> None:
         """Use calibration images (and labels) to choose channels by ``criterion`` and to re-solve weights.
 
         With ``reconstruct`` every derived network is re-solved layer by layer
         against the seed on ``x`` (:mod:`scbp_edge.derive.reconstruct`); without
         data, or with ``reconstruct=False``, networks keep their inherited
-        weights and their records say why.
+        weights and their records say why.  ``residual``: each residual writer is
+        fitted to the seed's residual sum minus the pruned network's own shortcut
+        (:mod:`scbp_edge.derive.residual`) instead of its own output.
         """
         if criterion != "l1" or self.deriver.graph.criterion != "l1":
             self.deriver.graph.score(criterion, x, y)
@@ -90,7 +92,7 @@ class Workbench:
         elif not reconstruct:
             self._no_reconstruction = "turned off (--no-reconstruct)"
         else:
-            self._targets = SeedTargets(self.seed.model, x)
+            self._targets = SeedTargets(self.seed.model, x, residual=residual)
 
     @cached_property
     def deriver(self) -> Deriver:
@@ -129,18 +131,19 @@ class Workbench:
         """:meth:`candidate`, plus the full reconstruction record (with its per-layer errors, which are not stored)."""
         cand, model = self.static(ratios), self.deriver.derive(ratios)
         skip = self.head_layers if for_training else ()
-        rec = self._reconstruct(model, ratios, skip)
+        rec = self._reconstruct(model, ratios, skip, for_training)
         cand.extra["reconstruction"] = rec.to_dict()
         return cand, model, rec
 
-    def _reconstruct(self, model: nn.Module, ratios: Sequence[float], skip: tuple[str, ...]) -> Reconstruction:
+    def _reconstruct(self, model: nn.Module, ratios: Sequence[float], skip: tuple[str, ...],
+                     for_training: bool) -> Reconstruction:
         plan = self.deriver.plan(ratios)
         kept = self.deriver.graph.kept_outputs(plan)
         if not kept:  # nothing was removed: the seed's own weights are already the solution
             return Reconstruction.skipped("nothing pruned")
         if self._targets is None:
             return Reconstruction.skipped(self._no_reconstruction)
-        return reconstruct(model, self._targets, kept, skip=skip)
+        return reconstruct(model, self._targets, kept, skip=skip, for_training=for_training)
 
     @cached_property
     def head_layers(self) -> tuple[str, ...]:

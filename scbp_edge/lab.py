@@ -20,6 +20,7 @@ from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.data import read_split, split_val
 from scbp_edge.data.digits import load_digits_split
 from scbp_edge.derive import model_cost
+from scbp_edge.derive import reconstruct as reconstruct_module
 from scbp_edge.derive.io import load_derived, save_derived
 from scbp_edge.derive.tp_adapter import magnitude_prune
 from scbp_edge.errors import ScbpError
@@ -52,8 +53,8 @@ __all__ = [
     "evaluate_onnx", "export_onnx", "fit_latency", "get_runtime", "hypervolume", "kendall_tau", "load_derived",
     "load_digits_split", "load_seed", "load_target", "magnitude_prune", "measure_items", "model_cost",
     "pareto_front", "pick_for_training", "predict", "profile_interleaved", "profile_one", "proxy_accuracy",
-    "quantize_int8", "ratio_sets_from_sensitivity", "read_split", "run_budget", "runtime_for", "save_derived",
-    "seed_payload", "speed_ranks", "split_val", "train", "typed_report", "write_results",
+    "quantize_int8", "ratio_sets_from_sensitivity", "read_split", "reconstruct_module", "run_budget", "runtime_for",
+    "save_derived", "seed_payload", "speed_ranks", "split_val", "train", "typed_report", "write_results",
 ]
 
 

@@ -54,7 +54,8 @@ def seed_payload(wb, calib: Calibration | None = None) -> SeedPayload:
 
 def _bench(payload: SeedPayload):
     calib = payload.calib or Calibration(None, None)
-    key = hash((str(payload.opts), str(payload.spec), calib.criterion, calib.reconstruct, _fingerprint(calib.x)))
+    key = hash((str(payload.opts), str(payload.spec), calib.criterion, calib.reconstruct, calib.residual,
+                _fingerprint(calib.x)))
     if key not in _BENCHES:  # one rebuild (and one seed pass for reconstruction) per worker process, not per task
         from scbp_edge.api import SeedOptions, Workbench
         from scbp_edge.seeds import Seed, SeedSpec, build_model
@@ -63,7 +64,8 @@ def _bench(payload: SeedPayload):
         model = build_model(spec)
         model.load_state_dict(payload.state)
         wb = Workbench(SeedOptions(**payload.opts), Seed(spec, model.eval()))
-        wb.calibrate(calib.x, calib.y, criterion=calib.criterion, reconstruct=calib.reconstruct)
+        wb.calibrate(calib.x, calib.y, criterion=calib.criterion, reconstruct=calib.reconstruct,
+                     residual=calib.residual)
         _BENCHES.clear()  # one seed per build: keep only this one's targets in memory
         _BENCHES[key] = wb
     return _BENCHES[key]

@@ -22,6 +22,7 @@ from scbp_edge.cli.common import (
     MonotoneOpt,
     RatiosOpt,
     ReconstructOpt,
+    ResidualOpt,
     RoundOpt,
     SampleSeedOpt,
     SeedOpt,
@@ -136,6 +137,7 @@ def derive(
     data: str | None = typer.Option(None, "--data", help="Training images to choose channels and re-solve weights "
                                     "on: 'digits' or a folder with train/ (without it the weights are inherited)"),
     calib_images: int = CalibImagesOpt, reconstruct: bool = ReconstructOpt, criterion: str = CriterionOpt,
+    residual_solve: bool = ResidualOpt,
     json_out: bool = JsonOpt, trace_timeout: float | None = TraceTimeoutOpt,
 ) -> None:
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
@@ -152,7 +154,7 @@ def derive(
     if data is not None and data != "none":
         with console.status(f"reading '{data}' and computing the seed's outputs on {calib_images} images"):
             x, y = calibration_images(wb.seed.spec, data, calib_images)
-            wb.calibrate(x, y, criterion=criterion, reconstruct=reconstruct)
+            wb.calibrate(x, y, criterion=criterion, reconstruct=reconstruct, residual=residual_solve)
     elif criterion != "l1":
         raise ScbpError(f"--criterion {criterion} chooses channels with data: give --data, or use l1")
     same = [i for i, r in enumerate(ratios) if r and wb.deriver.plan(ratios) == wb.deriver.plan(

@@ -16,17 +16,26 @@ output positions per layer, cached per seed (:class:`SeedTargets`) and shared by
 every candidate.  The ridge pulls toward the inherited weights, so a layer with
 few samples stays near its L1 weights instead of overfitting.  Only weights
 change: the architecture, and therefore the masked-seed check done before, stays valid.
+
+Two things keep a solved network a good start for a fine-tune: each solved
+conv that feeds a BatchNorm gets its inherited filter norms back, with the
+norm's statistics scaled to match (the same function; ``KEEP_SCALE``), and a
+layer with no norm after it whose weights grew beyond ``MAX_GROWTH`` keeps its
+inherited weights there.  Optionally (``SeedTargets(residual=True)``) each
+residual writer is fitted to the seed's residual sum minus the pruned network's
+own shortcut (derive/residual.py) instead of to its own output.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from scbp_edge.derive.residual import StreamTaps, Writer, sampler, trace_graph
 from scbp_edge.records.reconstruction import Reconstruction
 
 # Ridge strengths (relative to the Gram matrix's mean diagonal) tried per layer; the one that best predicts the
@@ -37,6 +46,15 @@ HOLDOUT = 5  # every HOLDOUT-th calibration image is held out to choose the ridg
 ROWS_PER_UNKNOWN = 16  # sampled output positions per unknown weight of a layer's widest (seed) form
 MIN_ROWS, MAX_ROWS = 1024, 8192
 ACTIVATION_BUDGET = 2 << 30  # bytes the pruned pass may hold in activations (bounds the images used)
+# After the solve, a conv that feeds a BatchNorm gets its inherited filter norms back, its norm's statistics scaled
+# to match: the function is the same, but SGD's effective step on a scale-invariant filter goes as 1 / norm^2, and
+# solved filters up to 4x longer left cifar-resnet56's 2.0x pick 2.2 pt behind its inherited weights after the
+# fine-tune (benchmarks/results/reconstruct_tuned_cifar-resnet56.md).  A switch for that benchmark's ablation.
+KEEP_SCALE = True
+# A fine-tune's start: a solved layer with no BatchNorm after it (nothing absorbs its scale) whose weights grew more
+# than this over the inherited ones is ill-conditioned as a starting point and keeps its inherited weights, named.
+# The classifier re-solved on 16 channels grew 7.9x on cifar-resnet56's 2.0x pick and left it 8.6 pt behind.
+MAX_GROWTH = 3.0
 
 
 @dataclass
@@ -47,6 +65,7 @@ class _Site:
     h: torch.Tensor
     w: torch.Tensor
     target: torch.Tensor | None = None
+    stream: torch.Tensor | None = None  # a residual writer's: the seed's sum at the add (branch + shortcut)
 
 
 def _unknowns(m: nn.Module) -> int:
@@ -58,7 +77,8 @@ def _unknowns(m: nn.Module) -> int:
 class SeedTargets:
     """The seed's layer outputs at sampled positions of the calibration images: computed once, shared by candidates."""
 
-    def __init__(self, seed: nn.Module, x: torch.Tensor, sample_seed: int = 0) -> None:
+    def __init__(self, seed: nn.Module, x: torch.Tensor, sample_seed: int = 0, residual: bool = False) -> None:
+        """``residual``: also sample the seed's residual sums where a writer adds to them (derive/residual.py)."""
         self.seed = seed.eval()
         layers = {n: m for n, m in seed.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
         shapes, calls = _probe(seed, layers, x[:1])
@@ -79,31 +99,48 @@ class SeedTargets:
             flat = torch.randperm(total, generator=gen)[:rows].sort().values
             n, r = flat // per, flat % per
             self.sites[name] = _Site(n, r // spatial[1], r % spatial[1])
+        try:
+            writers, self.norms = trace_graph(seed, x[:1])
+        except (RuntimeError, TypeError, AttributeError, IndexError):  # a forward the tracer cannot follow
+            writers, self.norms = {}, {}
+        self.writers: dict[str, Writer] = {n: w for n, w in writers.items() if n in self.sites} if residual else {}
         self._fill(layers)
 
     @torch.no_grad()
     def _fill(self, layers: dict[str, nn.Module], batch: int = 128) -> None:
         chunks: dict[str, list[torch.Tensor]] = {n: [] for n in self.sites}
-        bounds = {"lo": 0, "hi": 0}
+        bounds = [0, 0]  # the images of the current batch: [first, end)
 
         def hook(name: str):
             def record(_m, _inp, out) -> None:
                 s = self.sites[name]
-                sel = (s.n >= bounds["lo"]) & (s.n < bounds["hi"])
-                n = s.n[sel] - bounds["lo"]
+                sel = (s.n >= bounds[0]) & (s.n < bounds[1])
+                n = s.n[sel] - bounds[0]
                 chunks[name].append(out[n, :, s.h[sel], s.w[sel]] if out.dim() == 4 else _rows(out)[n])
             return record
 
         handles = [layers[n].register_forward_hook(hook(n)) for n in self.sites]
+        mods = dict(self.seed.named_modules())
+        parts: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for name, w in self.writers.items():  # the branch's value at the add, and the shortcut's
+            branch, short = parts.setdefault(name, ([], []))
+            handles.append(StreamTaps.tap(mods[w.norm or w.conv], False, sampler(self.sites[name], bounds, branch)))
+            handles.append(StreamTaps.tap(mods[w.shortcut], w.shortcut_is_input,
+                                          sampler(self.sites[name], bounds, short), mods[w.via] if w.via else None))
         try:
             for i in range(0, self.images, batch):
-                bounds.update(lo=i, hi=min(i + batch, self.images))
+                bounds[:] = [i, min(i + batch, self.images)]
                 self.seed(self.x[i : i + batch])
         finally:
             for h in handles:
                 h.remove()
-        for name, parts in chunks.items():
-            self.sites[name].target = torch.cat(parts)
+        for name, got in chunks.items():
+            self.sites[name].target = torch.cat(got)
+        for name, (branch, short) in parts.items():
+            b, c = torch.cat(branch), torch.cat(short)
+            if b.shape == c.shape:  # else the add broadcast: not a plain residual sum, fitted as other layers
+                self.sites[name].stream = b + c
+        self.writers = {n: w for n, w in self.writers.items() if self.sites[n].stream is not None}
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -133,7 +170,7 @@ def _probe(model: nn.Module, layers: dict[str, nn.Module], x: torch.Tensor) -> t
 
 
 def reconstruct(pruned: nn.Module, targets: SeedTargets, kept_out: dict[str, list[int]],
-                skip: tuple[str, ...] = ()) -> Reconstruction:
+                skip: tuple[str, ...] = (), for_training: bool = False) -> Reconstruction:
     """Re-solve every conv/linear layer of ``pruned`` in forward order (see the module docstring), in place.
 
     ``kept_out``: seed output-channel indices each pruned layer keeps (absent: all).
@@ -142,14 +179,15 @@ def reconstruct(pruned: nn.Module, targets: SeedTargets, kept_out: dict[str, lis
     images and then cost about a point after the fine-tune (benchmarks/results/
     reconstruct.md).  A layer that cannot be re-solved, or whose re-solved weights
     predict the held-out calibration images no better, keeps its inherited weights
-    and is named in the result.
+    and is named in the result.  Where ``targets`` holds residual writers, each is
+    fitted to the seed's residual sum minus the pruned network's own shortcut.
+    ``for_training`` (a fine-tune's start): a layer with no BatchNorm after it whose
+    solved weights are longer than ``MAX_GROWTH`` times its inherited ones keeps them.
     """
     start = time.perf_counter()
     pruned.eval()
     seed_mods = dict(targets.seed.named_modules())
-    kept_l1: dict[str, str] = {}
-    strong: list[str] = []
-    errors: dict[str, tuple[float, float]] = {}
+    run = _Pass(max_growth=MAX_GROWTH if for_training else None, normed=set(targets.norms))
     handles = []
     for name, m in pruned.named_modules():
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -158,20 +196,60 @@ def reconstruct(pruned: nn.Module, targets: SeedTargets, kept_out: dict[str, lis
             continue
         why = _cannot(name, m, seed_mods.get(name), targets)
         if why:
-            kept_l1[name] = why
+            run.kept_l1[name] = why
             continue
-        handles.append(m.register_forward_pre_hook(_solver(name, targets.sites[name], kept_out.get(name), kept_l1,
-                                                           strong, errors)))
+        handles.append(m.register_forward_pre_hook(_solver(name, targets.sites[name], kept_out.get(name), run)))
+    run.taps = StreamTaps(pruned, targets.writers, targets.sites, targets.images) if targets.writers else None
     try:
         with torch.no_grad():
             pruned(targets.x)
     finally:
         for h in handles:
             h.remove()
+        if run.taps is not None:
+            run.taps.close()
+    if KEEP_SCALE:
+        _keep_scale(pruned, targets.norms, run.norm0)
+    errors = run.errors
     mean = (lambda i: sum(e[i] for e in errors.values()) / len(errors)) if errors else (lambda i: None)
-    return Reconstruction(True, images=targets.images, layers=len(errors), kept_l1=kept_l1,
-                          strong_ridge=tuple(strong), left=tuple(skip), error_before=mean(0), error_after=mean(1),
-                          seconds=round(time.perf_counter() - start, 3), per_layer=errors)
+    return Reconstruction(True, images=targets.images, layers=len(errors), kept_l1=run.kept_l1,
+                          strong_ridge=tuple(run.strong), left=tuple(skip), error_before=mean(0),
+                          error_after=mean(1), seconds=round(time.perf_counter() - start, 3),
+                          residual=tuple(run.streamed), per_layer=errors)
+
+
+@dataclass
+class _Pass:
+    """What one solve pass collects: layers left inherited (and why), stronger ridges, errors, residual writers."""
+
+    kept_l1: dict[str, str] = field(default_factory=dict)
+    strong: list[str] = field(default_factory=list)
+    errors: dict[str, tuple[float, float]] = field(default_factory=dict)
+    taps: StreamTaps | None = None
+    streamed: list[str] = field(default_factory=list)
+    norm0: dict[str, torch.Tensor] = field(default_factory=dict)  # inherited filter norms of the solved layers
+    max_growth: float | None = None
+    normed: set[str] = field(default_factory=set)  # convs that feed only a BatchNorm
+
+
+@torch.no_grad()
+def _keep_scale(model: nn.Module, norms: dict[str, str], norm0: dict[str, torch.Tensor]) -> None:
+    """Give each solved conv that feeds only a BatchNorm its inherited filter norms, the same function (KEEP_SCALE)."""
+    mods = dict(model.named_modules())
+    for name, before in norm0.items():
+        conv, bn = mods[name], mods.get(norms.get(name, ""))
+        if not isinstance(bn, nn.BatchNorm2d) or bn.running_var is None or bn.num_features != conv.weight.shape[0]:
+            continue
+        now = conv.weight.flatten(1).norm(dim=1)
+        s = torch.where(now > 1e-12, before / now.clamp(min=1e-12), torch.ones_like(now))
+        # the norm's eps does not scale: leave a channel whose variance would come near it (training normalises
+        # by the batch's variance + eps; at 20 x eps that moves by at most 2.5 %, and running statistics not at all)
+        s = torch.where(bn.running_var * torch.clamp(s * s, max=1.0) >= 20 * bn.eps, s, torch.ones_like(s))
+        conv.weight.mul_(s.view(-1, *([1] * (conv.weight.dim() - 1))))
+        if conv.bias is not None:
+            conv.bias.mul_(s)
+        bn.running_mean.mul_(s)
+        bn.running_var.copy_(s * s * (bn.running_var + bn.eps) - bn.eps)  # sqrt(var + eps) scales by s exactly
 
 
 def _cannot(name: str, m: nn.Module, seed_m: nn.Module | None, targets: SeedTargets) -> str | None:
@@ -187,8 +265,7 @@ def _cannot(name: str, m: nn.Module, seed_m: nn.Module | None, targets: SeedTarg
     return None
 
 
-def _solver(name: str, site: _Site, keep: list[int] | None, kept_l1: dict[str, str], strong: list[str],
-            errors: dict[str, tuple[float, float]]):
+def _solver(name: str, site: _Site, keep: list[int] | None, run: _Pass):
     """The pre-forward hook that re-solves one layer from its actual input."""
     done = []
 
@@ -198,17 +275,28 @@ def _solver(name: str, site: _Site, keep: list[int] | None, kept_l1: dict[str, s
         done.append(True)
         y = site.target if keep is None else site.target[:, keep]
         if y.shape[1] != m.weight.shape[0]:
-            kept_l1[name] = f"its {m.weight.shape[0]} outputs do not map onto the seed's {y.shape[1]}"
+            run.kept_l1[name] = f"its {m.weight.shape[0]} outputs do not map onto the seed's {y.shape[1]}"
             return
+        if run.taps is not None and site.stream is not None:  # a residual writer: fit the sum, not the conv
+            z = run.taps.target(name, site.stream if keep is None else site.stream[:, keep])
+            if z is not None:
+                y = z
+                run.streamed.append(name)
         a = _patches(m, args[0], site)
         w, fewer, why = _solve(m, a, y, site.n % HOLDOUT == 0)
         if fewer:
-            strong.append(name)
+            run.strong.append(name)
         if why:
-            kept_l1[name] = why
+            run.kept_l1[name] = why
         if w is None:
             return
-        errors[name] = (_rel_error(m, a, y, None), _rel_error(m, a, y, w))
+        growth = float(w.norm() / _flat_weight(m).norm().clamp(min=1e-12))
+        if run.max_growth is not None and name not in run.normed and growth > run.max_growth:
+            run.kept_l1[name] = (f"its re-solved weights were {growth:.1f}x the inherited ones' norm, an "
+                                 "ill-conditioned start for a fine-tune")
+            return
+        run.errors[name] = (_rel_error(m, a, y, None), _rel_error(m, a, y, w))
+        run.norm0[name] = m.weight.detach().flatten(1).norm(dim=1).clone()
         _assign(m, w)
 
     return hook

@@ -76,7 +76,7 @@ class Prepared:
         from scbp_edge.tasks import seed_payload
 
         calib = None if self.data is None else Calibration(self.data.calib_x, self.data.calib_y, cfg.criterion,
-                                                            cfg.reconstruct)
+                                                            cfg.reconstruct, cfg.residual_solve)
         return seed_payload(self.wb, calib)
 
     def data_counts(self) -> dict[str, Any] | None:

@@ -27,6 +27,8 @@ class Reconstruction:
     error_before: float | None = None  # mean relative output error of the re-solved layers, on the calibration rows
     error_after: float | None = None
     seconds: float = 0.0
+    #: residual writers fitted to the seed's residual sum minus the pruned network's own shortcut (derive/residual.py)
+    residual: tuple[str, ...] = ()
     #: keys a later or earlier version stored beside these
     rest: dict[str, Any] = spread()
     #: layer -> (relative output error before, after) on the calibration rows; for analysis, never stored (one
