@@ -166,6 +166,7 @@ class Benches:
 
 def start(b: Benches, segments: str, ratios: list[float], label: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """One starting point and its reconstruction diagnostics."""
+    from scbp_edge.lab import evaluate
     from scbp_edge.lab import reconstruct_module as rc
 
     rec_on, for_training, residual, keep_scale = VARIANTS[label]
@@ -181,7 +182,9 @@ def start(b: Benches, segments: str, ratios: list[float], label: str) -> tuple[t
     rows = {n: len(s.n) for n, s in wb._targets.sites.items()}
     unknowns = {n: (m.weight[0].numel() + (m.bias is not None)) for n, m in model.named_modules()
                 if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    scored = wb.derive(ratios)[1] if for_training else model  # the weights the proxy scores: classifier re-solved
     return model, {"ridge": ridge, "rows_per_unknown": {n: rows[n] / u for n, u in unknowns.items() if n in rows},
+                   "test_scored": evaluate(scored, b.d.test_x, b.d.test_y),
                    "norm_ratio": norms(model, inherited), "per_layer_error": rec.per_layer,
                    "kept_inherited": rec.kept_l1, "residual": list(rec.residual), "seconds": rec.seconds}
 
@@ -241,10 +244,12 @@ def markdown(res: dict[str, Any]) -> str:
              f"Command: `{res['command']}`, alone on an idle machine. Fine-tune: {res['train_images']:,} images x "
              f"{res['epochs']:g} epochs, the product's recipe, distilled from the teacher a build chooses "
              f"(validation: {res['teacher_val']}); test top-1 on the 10,000-image test split. Before: the "
-             "starting weights as they are. Norm: each layer's weight norm over its inherited one (median, max). "
+             "starting weights as they are; scored: the same solve with the classifier re-solved too (what the "
+             "proxy scores and `derive --data` writes). Norm: each layer's weight norm over its inherited one "
+             "(median, max). "
              "Step 0: the build's loss and gradient norm on the first batch (train-mode BN).", "",
-             "| budget | network | start | before | after (mean +- std) | per seed | norm median, max | "
-             "step-0 loss, grad norm | solve s |", "|---|---|---|---|---|---|---|---|---|"]
+             "| budget | network | start | before | scored | after (mean +- std) | per seed | norm median, max | "
+             "step-0 loss, grad norm | solve s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for net in res["networks"]:
         cfg = "r" + "-".join(f"{round(r * 100)}" for r in net["ratios"])
         for label, r in net["variants"].items():
@@ -253,7 +258,8 @@ def markdown(res: dict[str, Any]) -> str:
             nr = r.get("norm_ratio") or {}
             norm = f"{statistics.median(nr.values()):.2f}, {max(nr.values()):.2f}" if nr else "1, 1"
             fs = r["first_steps"][0]
-            lines.append(f"| {net['budget']} | {cfg} | {label} | {r['test_before']:.2f} | {after} | "
+            scored = f"{r['test_scored']:.2f}" if "test_scored" in r else "-"
+            lines.append(f"| {net['budget']} | {cfg} | {label} | {r['test_before']:.2f} | {scored} | {after} | "
                          f"{', '.join(f'{v:.2f}' for v in t)} | {norm} | {fs['loss']:.2f}, {fs['grad_norm']:.1f} | "
                          f"{r.get('seconds', 0):.1f} |")
     return "\n".join(lines) + "\n"

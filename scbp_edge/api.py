@@ -74,7 +74,7 @@ class Workbench:
         self._no_reconstruction = "no calibration data (give --data)"
 
     def calibrate(self, x: torch.Tensor | None, y: torch.Tensor | None = None, *, criterion: str = "l1",
-                  reconstruct: bool = True, residual: bool = False) -> None:
+                  reconstruct: bool = True, residual: bool = True) -> None:
         """Use calibration images (and labels) to choose channels by ``criterion`` and to re-solve weights.
 
         With ``reconstruct`` every derived network is re-solved layer by layer

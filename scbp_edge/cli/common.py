@@ -77,7 +77,7 @@ CalibImagesOpt = typer.Option(512, "--calib-images", help="Training images for r
                               "calibration")
 ReconstructOpt = typer.Option(True, "--reconstruct/--no-reconstruct", help="Re-solve each pruned network's "
                               "weights against the seed on --calib-images (needs --data)")
-ResidualOpt = typer.Option(False, "--residual-solve/--no-residual-solve", help="With --reconstruct: fit each "
+ResidualOpt = typer.Option(True, "--residual-solve/--no-residual-solve", help="With --reconstruct: fit each "
                            "convolution that writes into a residual add to the seed's sum there minus the pruned "
                            "network's own shortcut, so it absorbs the stream's drift")
 CriterionOpt = typer.Option("l1", "--criterion", help="Which channels a pruned layer keeps: l1 (largest filters), "

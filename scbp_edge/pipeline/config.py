@@ -56,7 +56,7 @@ class BuildConfig:
     precisions: list[str] | None = None  # None: the target's, within what its runtime can run
     calib_images: int = 512  # int8 calibration and reconstruction images, from the train split
     reconstruct: bool = True  # re-solve every derived network's weights against the seed (derive/reconstruct.py)
-    residual_solve: bool = False  # residual writers fitted to the seed's block output (derive/residual.py)
+    residual_solve: bool = True  # residual writers fitted to the seed's block output (derive/residual.py)
     criterion: str = "l1"  # how a group's kept channels are chosen (README: data-aware ones not yet benchmarked)
     calibration: str = "minmax"
     qat_epochs: int = 0  # quantization-aware fine-tuning when post-training int8 loses more than qat_threshold

@@ -177,7 +177,7 @@ class Calibration:
     y: Any  # int64 labels
     criterion: str = "l1"
     reconstruct: bool = True
-    residual: bool = False  # residual writers fitted to the seed's block output (derive/residual.py)
+    residual: bool = True  # residual writers fitted to the seed's block output (derive/residual.py)
 
 
 @dataclass(frozen=True)
