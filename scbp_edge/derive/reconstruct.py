@@ -48,12 +48,12 @@ MIN_ROWS, MAX_ROWS = 1024, 8192
 ACTIVATION_BUDGET = 2 << 30  # bytes the pruned pass may hold in activations (bounds the images used)
 # After the solve, a conv that feeds a BatchNorm gets its inherited filter norms back, its norm's statistics scaled
 # to match: the function is the same, but SGD's effective step on a scale-invariant filter goes as 1 / norm^2, and
-# solved filters up to 4x longer left cifar-resnet56's 2.0x pick 2.2 pt behind its inherited weights after the
-# fine-tune (benchmarks/results/reconstruct_tuned_cifar-resnet56.md).  A switch for that benchmark's ablation.
+# solved filters up to 4x longer left a 2.0x ResNet-56 pick 2.2 pt behind its inherited weights after the
+# fine-tune (benchmarks/results/reconstruct_2x_*.md).  A switch for that benchmark's ablation.
 KEEP_SCALE = True
 # A fine-tune's start: a solved layer with no BatchNorm after it (nothing absorbs its scale) whose weights grew more
 # than this over the inherited ones is ill-conditioned as a starting point and keeps its inherited weights, named.
-# The classifier re-solved on 16 channels grew 7.9x on cifar-resnet56's 2.0x pick and left it 8.6 pt behind.
+# The classifier re-solved on 16 channels grew 7.9x on that ResNet-56 pick and left it 8.6 pt behind.
 MAX_GROWTH = 3.0
 
 

@@ -12,8 +12,8 @@ from one traced forward, not from layer names:
   by a BatchNorm whose input a convolution made, is a branch; the other operand
   is the shortcut, which must be a value some module takes in or gives out, so
   the solver can read it in the pruned network;
-* a shortcut made after its writer runs by a parameter-free module (the CIFAR
-  ResNets' option-A subsample-and-pad) is read as that module applied to its
+* a shortcut made after its writer runs by a parameter-free module (a
+  subsample-and-zero-pad shortcut, say) is read as that module applied to its
   input, which exists before;
 * where both operands are branches (torchvision's downsampling blocks: conv2 and
   the downsample conv), the convolution that runs last writes: the other
