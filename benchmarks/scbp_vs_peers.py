@@ -367,8 +367,11 @@ class Lab:
         r = self.rows[key]
         if r["family"] in ("peer", "scbp-inherited") or not r["ratios"] or not any(r["ratios"]):
             return self.model(key)
-        wb = self.stage if len(r["ratios"]) == self.stage.num_segments else self.six
-        return wb.candidate(r["ratios"], for_training=True)[1]
+        return self.bench(r["ratios"]).candidate(r["ratios"], for_training=True)[1]
+
+    def bench(self, ratios: list[float]):
+        """The calibrated workbench of a configuration: stage segments (3) or six."""
+        return self.stage if len(ratios) == self.stage.num_segments else self.six
 
     # -- resuming -----------------------------------------------------------------------------
     def model(self, key: str) -> torch.nn.Module:
@@ -380,8 +383,7 @@ class Lab:
             elif r["family"] == "scbp-inherited":
                 self.models[key] = self.plain[len(r["ratios"])].deriver.derive(r["ratios"])
             else:
-                wb = self.stage if len(r["ratios"]) == self.stage.num_segments else self.six
-                self.models[key] = wb.candidate(r["ratios"])[1]
+                self.models[key] = self.bench(r["ratios"]).candidate(r["ratios"])[1]
         return self.models[key]
 
     def save(self, **extra: Any) -> None:
