@@ -105,39 +105,42 @@ class Workbench:
         """Analytic costs of any configuration (no derivation)."""
         return CostModel(self.deriver)
 
-    def static(self, ratios: Sequence[float]) -> Candidate:
-        """The candidate record of ``ratios`` with its params, MACs and size, computed from the plan."""
-        params, macs, size, seg = self.costs.cost(list(ratios))
-        return Candidate(candidate_id(self.seed.spec.name, ratios), list(ratios),
-                         "seed" if not any(ratios) else None, params, macs, size, {"segment_macs": seg})
+    def static(self, ratios: Sequence[float], scopes: Sequence[str] = ()) -> Candidate:
+        """The candidate record of ``ratios`` (and ``scopes``) with its params, MACs and size, from the plan."""
+        scopes = self.deriver.scopes(ratios, scopes)
+        params, macs, size, seg = self.costs.cost(list(ratios), scopes)
+        return Candidate(candidate_id(self.seed.spec.name, ratios, scopes=scopes), list(ratios),
+                         "seed" if not any(ratios) else None, params, macs, size, {"segment_macs": seg},
+                         list(scopes))
 
     @property
     def num_segments(self) -> int:
         return len(self.segmentation.segments)
 
-    def candidate(self, ratios: Sequence[float], *, for_training: bool = False) -> tuple[Candidate, nn.Module]:
+    def candidate(self, ratios: Sequence[float], *, for_training: bool = False,
+                  scopes: Sequence[str] = ()) -> tuple[Candidate, nn.Module]:
         """Derive one configuration (checked against the masked seed), then reconstruct it where calibrated.
 
         ``for_training``: the fine-tune's starting point, whose classifier head stays
         inherited (re-solving it helps the network as it is, and costs about a point
         after a fine-tune: benchmarks/results/reconstruct_cifar-resnet*.md).  The candidate's
-        ``extra["reconstruction"]`` says what reconstruction did.
+        ``extra["reconstruction"]`` says what reconstruction did.  ``scopes``: what
+        each segment cuts (:meth:`scbp_edge.derive.Deriver.plan`).
         """
-        cand, model, _ = self.derive(ratios, for_training=for_training)
+        cand, model, _ = self.derive(ratios, for_training=for_training, scopes=scopes)
         return cand, model
 
-    def derive(self, ratios: Sequence[float], *, for_training: bool = False
+    def derive(self, ratios: Sequence[float], *, for_training: bool = False, scopes: Sequence[str] = ()
                ) -> tuple[Candidate, nn.Module, Reconstruction]:
         """:meth:`candidate`, plus the full reconstruction record (with its per-layer errors, which are not stored)."""
-        cand, model = self.static(ratios), self.deriver.derive(ratios)
+        cand, model = self.static(ratios, scopes), self.deriver.derive(ratios, scopes=scopes)
         skip = self.head_layers if for_training else ()
-        rec = self._reconstruct(model, ratios, skip, for_training)
+        rec = self._reconstruct(model, self.deriver.plan(ratios, scopes), skip, for_training)
         cand.extra["reconstruction"] = rec.to_dict()
         return cand, model, rec
 
-    def _reconstruct(self, model: nn.Module, ratios: Sequence[float], skip: tuple[str, ...],
+    def _reconstruct(self, model: nn.Module, plan: dict[str, int], skip: tuple[str, ...],
                      for_training: bool) -> Reconstruction:
-        plan = self.deriver.plan(ratios)
         kept = self.deriver.graph.kept_outputs(plan)
         if not kept:  # nothing was removed: the seed's own weights are already the solution
             return Reconstruction.skipped("nothing pruned")
@@ -162,32 +165,37 @@ class Workbench:
         sample_seed: int = 0,
         max_params: int | None = None,
         max_macs: int | None = None,
+        scope: str = "stream",
     ) -> list[Candidate]:
-        """The candidate list with static costs (from the pruning plan: nothing is derived)."""
-        costs: dict[tuple[float, ...], Candidate] = {}
+        """The candidate list with static costs (from the pruning plan: nothing is derived).
 
-        def cost(config: tuple[float, ...]) -> Candidate:
-            if config not in costs:
-                costs[config] = self.static(config)
-            return costs[config]
+        ``scope``: what each segment's ratio cuts, ``stream``, ``inner`` or ``both`` (:func:`scope_variants`).
+        """
+        costs: dict[tuple, Candidate] = {}
+
+        def cost(config: tuple[float, ...], scopes: tuple[str, ...]) -> Candidate:
+            if (config, scopes) not in costs:
+                costs[(config, scopes)] = self.static(config, scopes)
+            return costs[(config, scopes)]
 
         keep = None
         if max_params is not None or max_macs is not None:
 
-            def keep(c: tuple[float, ...]) -> bool:
-                got = cost(c)
+            def keep(c: tuple[float, ...], s: tuple[str, ...]) -> bool:
+                got = cost(c, s)
                 return (max_params is None or got.params <= max_params) and (  # type: ignore[operator]
                     max_macs is None or got.macs <= max_macs  # type: ignore[operator]
                 )
 
         sets = parse_ratios(ratios, self.num_segments)
+        inner = self.deriver.stream_segments if scope != "stream" else frozenset()
         cands = build_space(
             self.seed.spec.name, sets, monotone=monotone, exclude=exclude, limit=limit,
-            sample_seed=sample_seed, keep=keep,
+            sample_seed=sample_seed, keep=keep, scope=scope, inner_segments=inner,
         )
         cands = self._dedupe(cands)
         for c in cands:
-            full = cost(tuple(c.ratios))
+            full = cost(tuple(c.ratios), tuple(c.scopes))
             c.params, c.macs, c.size_bytes = full.params, full.macs, full.size_bytes
             c.extra.update(full.extra)
         return cands
@@ -202,7 +210,7 @@ class Workbench:
         seen: dict[tuple, Candidate] = {}
         out = []
         for c in cands:
-            key = tuple(sorted(self.deriver.plan(c.ratios).items()))
+            key = tuple(sorted(self.deriver.plan(c.ratios, c.scopes).items()))
             if key in seen and not c.reference:
                 seen[key].extra.setdefault("same_network_as", []).append(c.id)
                 continue
@@ -210,15 +218,15 @@ class Workbench:
             out.append(c)
         return out
 
-    def save(self, ratios: Sequence[float], path: str | Path) -> Path:
-        """Derive ``ratios`` and write it as a loadable derived-model file."""
-        return self.write(*self.candidate(ratios), path)
+    def save(self, ratios: Sequence[float], path: str | Path, scopes: Sequence[str] = ()) -> Path:
+        """Derive ``ratios`` (and ``scopes``) and write it as a loadable derived-model file."""
+        return self.write(*self.candidate(ratios, scopes=scopes), path)
 
     def write(self, cand: Candidate, model: nn.Module, path: str | Path) -> Path:
         """Write a derived ``model`` (from :meth:`candidate`) as a loadable file, with how its weights were made."""
         ratios = cand.ratios
         return save_derived(
             path, model, self.seed.spec, ignored=self.deriver.ignored,
-            keep=self.deriver.plan(ratios), ratios=list(ratios), candidate_id=cand.id,
+            keep=self.deriver.plan(ratios, cand.scopes), ratios=list(ratios), candidate_id=cand.id,
             extra={"reconstruction": cand.extra["reconstruction"], "criterion": self.deriver.graph.criterion},
         )

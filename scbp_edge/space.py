@@ -18,6 +18,7 @@ from typing import Any
 from scbp_edge.errors import SpaceError
 
 Config = tuple[float, ...]
+Scopes = tuple[str, ...]  # one of derive.SCOPES per segment; () when every segment cuts its stream
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Candidate:
     macs: int | None = None
     size_bytes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what each segment's ratio cuts ("stream" or "inner"); empty: every segment cuts its stream
+    scopes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,6 +50,23 @@ def _ratio(text: str) -> float:
             "a layer empty"
         )
     return r
+
+
+#: --scope: what each segment's ratio may cut; ``both`` tries each nonzero ratio with either
+SCOPE_MODES = ("stream", "inner", "both")
+_MARKS = {"i": "inner", "s": "stream"}
+
+
+def _scoped(text: str, flag: str) -> tuple[float, str | None]:
+    """``0.5`` (no scope named), ``0.5i`` (inner) or ``0.5s`` (stream), as one item of ``flag``."""
+    scope = _MARKS.get(text[-1:].lower()) if text[:-1] else None
+    number = text[:-1] if scope else text
+    try:
+        float(number)
+    except ValueError:
+        raise SpaceError(f"'{text}' in {flag} is neither a ratio nor a ratio with a scope; write e.g. 0.5 "
+                         "(the segment's stream too), 0.5i (only the insides of its blocks) or 0.5s") from None
+    return _ratio(number), scope
 
 
 def split_list(text: str, flag: str, example: str, sep: str = ",") -> list[str]:
@@ -76,14 +96,21 @@ def parse_ratios(text: str, num_segments: int) -> list[list[float]]:
     return sets
 
 
-def parse_config(text: str, num_segments: int) -> Config:
-    """``"0.5,0.25,0,0"``: one ratio per segment."""
-    ratios = tuple(_ratio(x) for x in split_list(text, "--config", "0.5,0.25,0"))
-    if len(ratios) != num_segments:
+def parse_config(text: str, num_segments: int, default: str = "stream") -> tuple[Config, Scopes]:
+    """``"0.5i,0.25,0"``: one ratio per segment, ``i`` where it cuts only the insides of the segment's blocks.
+
+    Returns the ratios and the scopes (empty when no segment names ``inner``); an item without ``i`` or ``s``
+    takes ``default`` (``--scope``).
+    """
+    if default not in ("stream", "inner"):
+        raise SpaceError(f"--scope '{default}' names no single network; use stream or inner with --config")
+    items = [_scoped(x, "--config") for x in split_list(text, "--config", "0.5,0.25,0")]
+    if len(items) != num_segments:
         raise SpaceError(
-            f"--config '{text}' has {len(ratios)} ratio(s); this seed has {num_segments} segments"
+            f"--config '{text}' has {len(items)} ratio(s); this seed has {num_segments} segments"
         )
-    return ratios
+    scopes = tuple(s or default for _, s in items)
+    return tuple(r for r, _ in items), scopes if "inner" in scopes else ()
 
 
 def _fmt(r: float) -> str:
@@ -91,24 +118,53 @@ def _fmt(r: float) -> str:
     return (f"{pct:g}").replace(".", "p")
 
 
-def candidate_id(seed_name: str, ratios: Sequence[float], precision: str | None = None) -> str:
-    """Stable, readable id such as ``resnet18_r50-25-0-0_int8``: percent removed per segment, then precision.
+def candidate_id(seed_name: str, ratios: Sequence[float], precision: str | None = None,
+                 scopes: Sequence[str] = ()) -> str:
+    """Stable, readable id such as ``resnet18_r50-25i-0-0_int8``: percent removed per segment, then precision.
 
-    No dots: ``50.25`` would read as a decimal.  Without ``precision`` it names the network.
+    A segment whose scope is ``inner`` (only the insides of its blocks are cut) carries an ``i``.  No dots:
+    ``50.25`` would read as a decimal.  Without ``precision`` it names the network.
     """
     base = re.sub(r"[^A-Za-z0-9_-]+", "_", seed_name.split(":")[-1])
-    net = f"{base}_r" + "-".join(_fmt(r) for r in ratios)
+    marks = [("i" if s == "inner" else "") for s in scopes] or [""] * len(ratios)
+    net = f"{base}_r" + "-".join(_fmt(r) + m for r, m in zip(ratios, marks))
     return f"{net}_{precision}" if precision else net
 
 
-def _matches(pattern: str, config: Config) -> bool:
+def _matches(pattern: str, config: Config, scopes: Scopes) -> bool:
+    """Whether ``config`` matches an --exclude pattern: ``*``, a ratio (either scope) or a ratio with ``i``/``s``."""
     items = [p.strip() for p in pattern.split(",")]
     if len(items) != len(config):
         raise SpaceError(
             f"--exclude '{pattern}' has {len(items)} entries but there are {len(config)} segments; "
             "use one ratio or '*' per segment"
         )
-    return all(p == "*" or abs(_ratio(p) - r) < 1e-9 for p, r in zip(items, config))
+    own = scopes or ("stream",) * len(config)
+    for item, r, scope in zip(items, config, own):
+        if item == "*":
+            continue
+        want, want_scope = _scoped(item, "--exclude")
+        if abs(want - r) >= 1e-9 or (want_scope is not None and want_scope != scope):
+            return False
+    return True
+
+
+def scope_variants(config: Config, mode: str, inner_segments: frozenset[int]) -> list[Scopes]:
+    """The scopes ``config`` is tried with under ``--scope mode``, each in canonical form.
+
+    ``inner_segments``: segments where ``inner`` is a different network (they hold a residual stream).  A
+    segment at ratio 0, or without a stream, only ever cuts ``stream``, so a network without residual adds
+    gets no second copy of any candidate.
+    """
+    if mode not in SCOPE_MODES:
+        raise SpaceError(f"--scope '{mode}' is not one of {', '.join(SCOPE_MODES)}")
+    free = [i for i, r in enumerate(config) if r > 0 and i in inner_segments]
+    if mode == "stream" or not free:
+        return [()]
+    picks = [tuple(free)] if mode == "inner" else [
+        tuple(i for i, on in zip(free, flags) if on) for flags in itertools.product((False, True), repeat=len(free))]
+    return [tuple("inner" if i in chosen else "stream" for i in range(len(config))) if chosen else ()
+            for chosen in picks]
 
 
 def build_space(
@@ -119,25 +175,29 @@ def build_space(
     exclude: Sequence[str] = (),
     limit: int | None = None,
     sample_seed: int = 0,
-    keep: Callable[[Config], bool] | None = None,
+    keep: Callable[[Config, Scopes], bool] | None = None,
+    scope: str = "stream",
+    inner_segments: frozenset[int] = frozenset(),
 ) -> list[Candidate]:
     """Candidates of the set product after the transformations, references always included.
 
     ``keep`` is a budget predicate (e.g. params/MACs under a cap) applied to
-    non-reference configurations.
+    non-reference configurations.  ``scope`` and ``inner_segments``: see :func:`scope_variants`; the
+    references (the seed, uniform widths) always cut the stream, as a width multiplier does.
     """
     product: list[Config] = [tuple(c) for c in itertools.product(*ratio_sets)]
     common = sorted(set.intersection(*(set(s) for s in ratio_sets)))
     references: dict[Config, str] = {tuple(r for _ in ratio_sets): "uniform" for r in common}
     references[tuple(0.0 for _ in ratio_sets)] = "seed"
-    chosen = [c for c in product if c not in references]
+    chosen = [(c, s) for c in product for s in scope_variants(c, scope, inner_segments)
+              if s or c not in references]
     if monotone:
-        chosen = [c for c in chosen if all(a <= b for a, b in zip(c, c[1:]))]
+        chosen = [(c, s) for c, s in chosen if all(a <= b for a, b in zip(c, c[1:]))]
     for pattern in exclude:
-        chosen = [c for c in chosen if not _matches(pattern, c)]
+        chosen = [(c, s) for c, s in chosen if not _matches(pattern, c, s)]
     if keep is not None:
-        chosen = [c for c in chosen if keep(c)]
-        if not chosen and not any(keep(c) for c in references):
+        chosen = [(c, s) for c, s in chosen if keep(c, s)]
+        if not chosen and not any(keep(c, ()) for c in references):
             raise SpaceError(
                 "no candidate meets the budgets (--max-params/--max-macs); raise them or allow larger ratios"
             )
@@ -146,8 +206,9 @@ def build_space(
             raise SpaceError(f"--limit {limit} must be at least 1")
         if len(chosen) > limit:
             chosen = sorted(random.Random(sample_seed).sample(chosen, limit))
-    configs = sorted(references) + chosen
-    return [Candidate(candidate_id(seed_name, c), list(c), references.get(c)) for c in configs]
+    configs = [(c, ()) for c in sorted(references)] + chosen
+    return [Candidate(candidate_id(seed_name, c, scopes=s), list(c), None if s else references.get(c), scopes=list(s))
+            for c, s in configs]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     network TEXT NOT NULL,
     precision TEXT NOT NULL,
     ratios TEXT NOT NULL,
+    scopes TEXT NOT NULL DEFAULT '[]',
     reference TEXT,
     status TEXT NOT NULL DEFAULT 'pending',
     stage TEXT,
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     updated REAL NOT NULL
 );
 """
-JSON_COLUMNS = ("ratios", "static", "onnx", "accuracy", "measurement", "trained")
+JSON_COLUMNS = ("ratios", "scopes", "static", "onnx", "accuracy", "measurement", "trained")
 STATUSES = ("pending", "exported", "measured", "failed")
 
 
@@ -113,6 +114,9 @@ class RunStore:
                 self.db.executescript(SCHEMA)
                 self.db.commit()
             cols = {r[1] for r in self.db.execute("PRAGMA table_info(candidates)")}
+            if not readonly and "network" in cols and "scopes" not in cols:  # a run from before issue 56: all stream
+                with self.db:
+                    self.db.execute("ALTER TABLE candidates ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]'")
         except sqlite3.DatabaseError as exc:
             raise _damaged(self.path, exc) from None
         if "network" not in cols:
@@ -158,10 +162,10 @@ class RunStore:
             before = self.db.total_changes
             for pos, c in enumerate(cands):
                 self._do(
-                    "INSERT OR IGNORE INTO candidates (id, position, network, precision, ratios, reference, static, "
-                    "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (c["id"], pos, c["network"], c["precision"], json.dumps(c["ratios"]), c.get("reference"),
-                     json.dumps(c.get("static")), now),
+                    "INSERT OR IGNORE INTO candidates (id, position, network, precision, ratios, scopes, reference, "
+                    "static, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (c["id"], pos, c["network"], c["precision"], json.dumps(c["ratios"]),
+                     json.dumps(c.get("scopes", [])), c.get("reference"), json.dumps(c.get("static")), now),
                 )
             return self.db.total_changes - before
 
@@ -229,5 +233,6 @@ class RunStore:
 def _decode(r: sqlite3.Row) -> dict[str, Any]:
     d = dict(r)
     for k in JSON_COLUMNS:
-        d[k] = json.loads(d[k]) if d[k] is not None else None
+        if k in d:  # a run opened read-only from before a column existed lacks it: its record's default applies
+            d[k] = json.loads(d[k]) if d[k] is not None else None
     return d

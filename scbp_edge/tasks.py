@@ -115,7 +115,7 @@ def evaluate_network(job: NetworkJob, payload: SeedPayload, data: ProxyData | No
     stage = "derive"
     try:
         wb = _bench(payload)
-        cand, model = wb.candidate(list(job.ratios))
+        cand, model = wb.candidate(list(job.ratios), scopes=job.scopes)
         stage = "accuracy"
         seg_macs = cand.extra["segment_macs"]
         proxy = proxy_accuracy(model, data, cand.params or 0, seed_params)
@@ -135,7 +135,8 @@ def evaluate_network(job: NetworkJob, payload: SeedPayload, data: ProxyData | No
             variants[p] = Variant(proxy)
     weights = None
     if keep_model:
-        weights = Weights(model.state_dict(), wb.deriver.plan(list(job.ratios)), wb.deriver.ignored, job.ratios)
+        weights = Weights(model.state_dict(), wb.deriver.plan(list(job.ratios), job.scopes), wb.deriver.ignored,
+                          job.ratios, job.scopes)
     return DerivedNetwork(onnx, variants, {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes},
                           seg_macs, Reconstruction.from_dict(cand.extra["reconstruction"]), wb.deriver.graph.criterion,
                           weights)
@@ -192,7 +193,7 @@ def train_network(job: TrainJob, payload: SeedPayload, train: TrainData, epochs:
 
     ratios = list(job.ratios)
     wb = _bench(payload)
-    cand, model = wb.candidate(ratios, for_training=True)
+    cand, model = wb.candidate(ratios, for_training=True, scopes=job.scopes)
     if init == "scratch":
         for m in model.modules():
             if hasattr(m, "reset_parameters"):
@@ -221,7 +222,8 @@ def train_network(job: TrainJob, payload: SeedPayload, train: TrainData, epochs:
         if q.failure is None and qat_epochs > 0 and (qat_threshold == 0 or fp32 - _value(q) > qat_threshold):
             q = _with_qat(q, model, wb, train, qat_epochs, lr, teacher, int8)
         per[p] = q
-    weights = Weights(model.state_dict(), wb.deriver.plan(ratios), wb.deriver.ignored, job.ratios)
+    weights = Weights(model.state_dict(), wb.deriver.plan(ratios, job.scopes), wb.deriver.ignored, job.ratios,
+                      job.scopes)
     return TrainedNetwork(fp32, before, per, weights, onnx, len(train.x), len(train.test_x),
                           None if teacher is None else ("fine-tuned seed" if teacher_state else "seed"),
                           Reconstruction.from_dict(cand.extra["reconstruction"]), wb.deriver.graph.criterion, stats)
@@ -292,6 +294,6 @@ def distill_proxy(job: ProxyJob, payload: SeedPayload, train: TrainData, val: Pr
     from scbp_edge.accuracy import distill_score
 
     wb = _bench(payload)
-    _, model = wb.candidate(list(job.ratios), for_training=True)
+    _, model = wb.candidate(list(job.ratios), for_training=True, scopes=job.scopes)
     value = distill_score(model, wb.seed.model, train.x, train.y, val.val_x, val.val_y, val.bn_x, steps=steps)
     return DistillScore(value, min(steps, -(-len(train.x) // 64)))  # distill_score's batch of 64

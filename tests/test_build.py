@@ -155,6 +155,11 @@ def test_no_reconstruct_and_a_time_budget(tmp_path):
         (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--criterion", "taylor"], "chooses channels with data"),
         (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--data", "/nonexistent"], "--data '/nonexistent'"),
         (["inspect", "--seed", "timm-no_such_net"], "timm has no model 'no_such_net'"),
+        (["derive", "--config", "0.5x,0,0", "-o", "x.pt"], "'0.5x' in --config is neither a ratio nor"),
+        (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--scope", "both"], "names no single network"),
+        (["search", "--scope", "outer"], "--scope 'outer' is not one of stream, inner, both"),
+        (["build", "--scope", "outer"], "--scope 'outer' is not one of stream, inner, both"),
+        (["search", "--exclude", "*,0.5q,*"], "'0.5q' in --exclude is neither a ratio nor"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, match):
@@ -282,3 +287,32 @@ def test_a_stop_request_whose_interrupt_was_swallowed_still_ends_the_build(tmp_p
     rows = _rows(run / "run.sqlite")
     done = [k for k, v in rows.items() if v[0] != "pending"]
     assert len(done) == 1 and len(rows) == 8, "stopped right after the first finished network, nothing lost"
+
+
+def test_a_build_with_inner_scopes_keeps_the_stream_of_each_network_it_ships(tmp_path):
+    """Issue 56: the scope travels from --scope through the store and the workers to the files a build writes."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from scbp_edge.derive.io import load_derived
+
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--limit", "2",
+              "--scope", "inner", "--top-k", "0", "--keep-models", "--runs", str(tmp_path / "runs"), "--json",
+              cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    run = next((tmp_path / "runs").iterdir())
+    inner = [p for p in (run / "models").glob("*.pt") if "i" in p.stem.split("_r")[-1]]
+    assert inner, sorted(p.name for p in (run / "models").glob("*.pt"))
+    for path in inner:
+        model, meta = load_derived(path)
+        mods = dict(model.named_modules())
+        widths = [mods[f"layer{s}.{b}.conv2"].out_channels for s in (2, 3) for b in range(3)]
+        assert widths == [32] * 3 + [64] * 3, (path.name, widths)  # the streams of stages 2 and 3 keep their width
+        onnx = run / "onnx" / f"{path.stem}.onnx"
+        x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        got = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        with torch.no_grad():
+            assert np.abs(got - model(torch.from_numpy(x)).numpy()).max() < 1e-3
+    report = (run / "report.md").read_text()
+    assert any(f"{p.stem}" in report for p in inner) and "0.5i" in report

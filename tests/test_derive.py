@@ -321,3 +321,53 @@ def test_a_layer_subclass_with_a_parameter_of_its_own_is_named_as_unhandled():
     graph = PruningGraph(net.eval(), (3, 16, 16), ["5"])
     assert "2 (_GainConv: its parameter 'gain' is not pruned)" in graph.unhandled_layers()
     assert not any("Linear" in n or n.startswith("5 ") for n in graph.unhandled_layers())
+
+
+@pytest.mark.parametrize(("name", "size"), [("cifar-resnet20", None), ("resnet18", SMALL)])
+def test_inner_scope_keeps_the_stream_width_and_cuts_the_insides_of_blocks(name, size):
+    """Issue 56: ``inner`` cuts only groups that do not pass through a residual add."""
+    wb = Workbench(SeedOptions(name, input_size=size))
+    n = wb.num_segments
+    seed = dict(wb.seed.model.named_modules())
+    inner = dict(wb.deriver.derive([0.5] * n, scopes=["inner"] * n).named_modules())
+    stream = dict(wb.deriver.derive([0.5] * n).named_modules())
+    blocks = [b for s in wb.segmentation.segments for b in s.blocks]
+    assert len(blocks) >= 6
+    for b in blocks:  # every BasicBlock: conv2 writes into the stream, conv1 is the block's inside
+        assert inner[f"{b}.conv2"].out_channels == seed[f"{b}.conv2"].out_channels, b
+        assert inner[f"{b}.conv1"].out_channels == seed[f"{b}.conv1"].out_channels // 2, b
+    # the stream scope does cut the stream (after the first stage, whose stream the unpruned stem writes)
+    cut = [b for b in blocks if stream[f"{b}.conv2"].out_channels < seed[f"{b}.conv2"].out_channels]
+    assert len(cut) >= len(blocks) - len(wb.segmentation.segments[0].blocks)
+    assert wb.deriver.stream_segments == frozenset(range(1, n))
+    assert wb.static([0.5] * n, ["inner"] * n).id.endswith("_r50-50i-50i" + "-50i" * (n - 3))  # stage 1: no stream cut
+
+
+def test_a_scope_is_named_only_where_it_changes_the_network():
+    wb = Workbench(SeedOptions("cifar-resnet20"))
+    assert wb.deriver.scopes([0.5, 0.5, 0.5], ["inner", "stream", "stream"]) == ()  # stage 1's stream is not cut
+    assert wb.deriver.scopes([0.5, 0.0, 0.5], ["stream", "inner", "inner"]) == ("stream", "stream", "inner")
+    assert wb.static([0.5, 0.25, 0.5], ["inner", "stream", "stream"]).id == "cifar-resnet20_r50-25-50"
+    with pytest.raises(SpaceError, match="scope 'outer' is not one of stream, inner"):
+        wb.deriver.plan([0.5] * 3, ["outer"] * 3)
+    with pytest.raises(SpaceError, match="2 scope"):
+        wb.deriver.plan([0.5] * 3, ["inner"] * 2)
+
+
+def test_mixed_scopes_equal_the_masked_seed_and_costs_are_exact(bench):
+    """Issue 56: the masked-seed check and the analytic costs hold when segments cut different scopes."""
+    from scbp_edge.derive import model_cost
+
+    n = bench.num_segments
+    ratios, scopes = [0.5] * n, ["inner" if i % 2 == 0 else "stream" for i in range(n)]
+    canon = bench.deriver.scopes(ratios, scopes)
+    if not bench.deriver.stream_segments:  # no residual add: inner is the same network, under the same name
+        assert canon == () and bench.deriver.plan(ratios, scopes) == bench.deriver.plan(ratios)
+        return
+    model = bench.deriver.derive(ratios, verify=False, scopes=scopes)
+    err = bench.deriver.verify(model, bench.deriver.plan(ratios, scopes))
+    assert err is None or err < 1e-5, err
+    real = model_cost(model, bench.seed.spec.input_shape)
+    assert bench.costs.cost(ratios, scopes)[:3] == (real.params, real.macs, real.size_bytes)
+    if "inner" in canon:  # the inner segments keep more of the network than the stream cut would
+        assert real.params > bench.costs.cost(ratios)[0]

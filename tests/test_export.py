@@ -19,7 +19,8 @@ SEEDS = [("cifar-resnet20", None), ("cifar-resnet56", None), ("cifar-resnet110",
 @pytest.mark.parametrize(("name", "size"), SEEDS, ids=[s for s, _ in SEEDS])
 def test_export_parity_for_builtin_seeds(tmp_path, name, size):
     wb = Workbench(SeedOptions(name, input_size=size))
-    _, model = wb.candidate([0.5] * wb.num_segments)
+    n = wb.num_segments  # mixed scopes (issue 56): stream and inner segments in one network
+    _, model = wb.candidate([0.5] * n, scopes=["inner" if i % 2 else "stream" for i in range(n)])
     info = export_onnx(model, wb.seed.spec.input_shape, tmp_path / "m.onnx")
     proto = onnx.load(info.path)
     assert proto.opset_import[0].version >= 17

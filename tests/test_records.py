@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,25 @@ def test_benchmark_results_are_written_whole_as_json_and_markdown(tmp_path):
     js, md = write_results(tmp_path, "b", {"when": Path("x"), "n": 1}, "# new\n")
     assert json.loads(js.read_text()) == {"when": "x", "n": 1} and md.read_text() == "# new\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "b.md"]  # no part files left behind
+
+
+def test_a_run_from_before_scopes_opens_and_reads_as_all_stream(tmp_path):
+    """Issue 56: a store without the scopes column gains it on opening, and its rows cut every segment's stream."""
+    from scbp_edge.store import SCHEMA, RunStore
+
+    path = tmp_path / "run.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA.replace("    scopes TEXT NOT NULL DEFAULT '[]',\n", ""))
+    db.execute("INSERT INTO candidates (id, position, network, precision, ratios, updated) VALUES "
+               "('n_r50_fp32', 0, 'n_r50', 'fp32', '[0.5]', 0)")
+    db.commit()
+    db.close()
+    readonly = RunStore(path, readonly=True)  # a report of an old run never changes the file
+    assert [r.scopes for r in readonly.rows()] == [()]
+    readonly.close()
+    store = RunStore(path)
+    assert [(r.id, r.scopes) for r in store.rows()] == [("n_r50_fp32", ())]
+    store.add_candidates([{"id": "n_r50i_fp32", "network": "n_r50i", "precision": "fp32", "ratios": [0.5],
+                           "scopes": ["inner"]}])
+    assert [r.scopes for r in store.rows()] == [(), ("inner",)]
+    store.close()

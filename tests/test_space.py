@@ -38,10 +38,10 @@ def test_monotone_exclude_limit_keep_references():
     a = build_space("s", sets, limit=5, sample_seed=3)
     b = build_space("s", sets, limit=5, sample_seed=3)
     assert [c.id for c in a] == [c.id for c in b] and len(a) == 5 + 3
-    budget = build_space("s", sets, keep=lambda c: sum(c) >= 1.0)
+    budget = build_space("s", sets, keep=lambda c, _scopes: sum(c) >= 1.0)
     assert all(sum(c.ratios) >= 1.0 for c in budget if not c.reference)
     with pytest.raises(SpaceError, match="no candidate meets"):
-        build_space("s", sets, keep=lambda c: False)
+        build_space("s", sets, keep=lambda c, _scopes: False)
 
 
 def test_ids_are_readable_and_stable():
@@ -69,3 +69,43 @@ def test_ratio_sets_from_sensitivity_keep_only_ratios_that_buy_speed():
     assert ratio_sets_from_sensitivity(probes, 3, min_gain=0.0)[2] == [0.0, 0.25, 0.5, 0.625]
     with pytest.raises(SpaceError, match="outside"):
         ratio_sets_from_sensitivity(probes, 2)
+
+
+def test_scopes_in_the_space_the_grammar_and_the_names():
+    """Issue 56: ``both`` gives each nonzero ratio of a segment with a residual stream an inner variant."""
+    sets = parse_ratios("0,0.5", 3)
+    stream = build_space("s", sets)
+    assert [c.id for c in build_space("s", sets, scope="both")] == [c.id for c in stream]  # no add: no copies
+    both = build_space("s", sets, scope="both", inner_segments=frozenset({1, 2}))
+    ids = {c.id: c for c in both}
+    assert len(both) == 2 * (1 + 2 + 2 + 4) and len(ids) == len(both)  # segment 0 holds no stream: one scope
+    assert ids["s_r50-50-50"].reference == "uniform" and ids["s_r50-50i-50i"].reference is None
+    assert ids["s_r0-50i-0"].scopes == ["stream", "inner", "stream"] and ids["s_r50-0-50"].scopes == []
+    inner = build_space("s", sets, scope="inner", inner_segments=frozenset({1, 2}))
+    assert len(inner) == 8 + 1 and not any(c.id.startswith("s_r0-50-") or c.id == "s_r0-0-50" for c in inner)
+    no_inner_mid = build_space("s", sets, scope="both", inner_segments=frozenset({1, 2}), exclude=["*,0.5i,*"])
+    assert not any(c.scopes[1:2] == ["inner"] for c in no_inner_mid) and "s_r0-50-0" in {c.id for c in no_inner_mid}
+    no_mid = build_space("s", sets, scope="both", inner_segments=frozenset({1, 2}), exclude=["*,0.5,*"])
+    assert [c.id for c in no_mid if c.ratios[1] == 0.5] == ["s_r50-50-50"]  # a plain ratio matches either scope
+    assert candidate_id("s", [0.5, 0.25, 0], scopes=("inner", "stream", "stream")) == "s_r50i-25-0"
+    assert parse_config("0.5i,0.25,0", 3) == ((0.5, 0.25, 0.0), ("inner", "stream", "stream"))
+    assert parse_config("0.5,0.25s,0", 3) == ((0.5, 0.25, 0.0), ())
+    assert parse_config("0.5,0.25s,0", 3, "inner") == ((0.5, 0.25, 0.0), ("inner", "stream", "inner"))
+    with pytest.raises(SpaceError, match="'0.5x' in --config is neither a ratio nor a ratio with a scope"):
+        parse_config("0.5x,0,0", 3)
+    with pytest.raises(SpaceError, match="--scope 'outer' is not one of stream, inner, both"):
+        build_space("s", sets, scope="outer")
+    with pytest.raises(SpaceError, match="names no single network"):
+        parse_config("0.5,0,0", 3, "both")
+
+
+def test_the_workbench_space_tries_both_scopes_only_where_they_differ():
+    from scbp_edge.api import SeedOptions, Workbench
+
+    wb = Workbench(SeedOptions("cifar-resnet20"))
+    cands = wb.space("0,0.5", scope="both")
+    plans = [tuple(sorted(wb.deriver.plan(c.ratios, c.scopes).items())) for c in cands]
+    assert len(set(plans)) == len(plans) == 18  # stage 1's stream is the stem's: no inner variant there
+    r = {c.id: c for c in cands}
+    assert r["cifar-resnet20_r50-50i-50i"].params > r["cifar-resnet20_r50-50-50"].params
+    assert r["cifar-resnet20_r50-50i-50i"].macs == wb.static([0.5] * 3, ["inner"] * 3).macs

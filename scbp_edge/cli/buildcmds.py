@@ -26,6 +26,7 @@ from scbp_edge.cli.common import (
     ReconstructOpt,
     ResidualOpt,
     SampleSeedOpt,
+    ScopeOpt,
     SeedOpt,
     SegmentsOpt,
     TraceTimeoutOpt,
@@ -125,6 +126,7 @@ def build(
                                         "target's)"),
     data: str | None = typer.Option("digits", "--data", help="'digits', a folder with train/ and val|test/, or 'none'"),
     monotone: bool = MonotoneOpt, exclude: list[str] = ExcludeOpt, limit: int | None = LimitOpt,
+    scope: str = ScopeOpt,
     sample_seed: int = SampleSeedOpt, max_params: int | None = MaxParamsOpt, max_macs: int | None = MaxMacsOpt,
     speedup: float | None = typer.Option(None, "--speedup", help="Latency budget: at least this many times faster "
                                          "(p50) than the seed measured in the same run, e.g. 1.5"),
@@ -190,7 +192,7 @@ def build(
     opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
                        trace_timeout=trace_timeout)
     cfg = BuildConfig(
-        seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit,
+        seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit, scope=scope,
         sample_seed=sample_seed, max_params=max_params, max_macs=max_macs,
         data=None if data in (None, "none") else data, dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k,
         epochs=epochs, train_minutes=train_minutes, lr=lr, augment=augment, distill=distill, init=init,

@@ -11,6 +11,7 @@ from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.cli.common import (
     CalibImagesOpt,
     ClassesOpt,
+    ConfigScopeOpt,
     CriterionOpt,
     DynamicBatchOpt,
     ExcludeOpt,
@@ -25,6 +26,7 @@ from scbp_edge.cli.common import (
     ResidualOpt,
     RoundOpt,
     SampleSeedOpt,
+    ScopeOpt,
     SeedOpt,
     SegmentsOpt,
     TraceTimeoutOpt,
@@ -35,6 +37,7 @@ from scbp_edge.cli.common import (
     out,
     quiet_stdout,
 )
+from scbp_edge.records import config_text
 from scbp_edge.seeds import known_seeds
 from scbp_edge.space import parse_config
 
@@ -106,13 +109,13 @@ def search(
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt,
     ratios: str = RatiosOpt, round_to: int = RoundOpt, monotone: bool = MonotoneOpt,
     max_params: int | None = MaxParamsOpt, max_macs: int | None = MaxMacsOpt, exclude: list[str] = ExcludeOpt,
-    limit: int | None = LimitOpt, sample_seed: int = SampleSeedOpt,
+    limit: int | None = LimitOpt, sample_seed: int = SampleSeedOpt, scope: str = ScopeOpt,
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt, json_out: bool = JsonOpt,
 ) -> None:
     """List the candidates of a search space with params, MACs and size vs the seed (no training)."""
     wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to))
     cands = wb.space(ratios, monotone=monotone, exclude=exclude, limit=limit, sample_seed=sample_seed,
-                     max_params=max_params, max_macs=max_macs)
+                     max_params=max_params, max_macs=max_macs, scope=scope)
     base = wb.static([0.0] * wb.num_segments)
     if json_out:
         emit_json({"seed": base.to_dict(), "candidates": [c.to_dict() for c in cands]})
@@ -122,14 +125,15 @@ def search(
         table.add_column(col, no_wrap=col in ("id", "ratios"))
     for c in cands:
         table.add_row(
-            c.id, ",".join(f"{r:g}" for r in c.ratios), human(c.params), human(c.macs), human(c.size_bytes, "B"),
+            c.id, config_text(c.ratios, c.scopes), human(c.params), human(c.macs), human(c.size_bytes, "B"),
             f"{100 * c.params / base.params:.1f}%", f"{100 * c.macs / base.macs:.1f}%", c.reference or "",
         )
     out.print(table)
 
 
 def derive(
-    config: str = typer.Option(..., "--config", help="One ratio per segment, e.g. 0.5,0.25,0"),
+    config: str = typer.Option(..., "--config", help="One ratio per segment, e.g. 0.5,0.25,0; 0.5i cuts only the "
+                               "insides of that segment's blocks, 0.5s its residual stream too"),
     output: Path = typer.Option(..., "-o", "--output", help="out.pt (derived model) or out.onnx"),
     seed: str = SeedOpt, weights: str | None = WeightsOpt, segments: str = SegmentsOpt, round_to: int = RoundOpt,
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt,
@@ -137,7 +141,7 @@ def derive(
     data: str | None = typer.Option(None, "--data", help="Training images to choose channels and re-solve weights "
                                     "on: 'digits' or a folder with train/ (without it the weights are inherited)"),
     calib_images: int = CalibImagesOpt, reconstruct: bool = ReconstructOpt, criterion: str = CriterionOpt,
-    residual_solve: bool = ResidualOpt,
+    residual_solve: bool = ResidualOpt, scope: str = ConfigScopeOpt,
     json_out: bool = JsonOpt, trace_timeout: float | None = TraceTimeoutOpt,
 ) -> None:
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
@@ -150,21 +154,21 @@ def derive(
         wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
                                    trace_timeout=trace_timeout))
         _ = wb.deriver  # the analysis, under the spinner
-    ratios = parse_config(config, wb.num_segments)
+    ratios, scopes = parse_config(config, wb.num_segments, scope)
     if data is not None and data != "none":
         with console.status(f"reading '{data}' and computing the seed's outputs on {calib_images} images"):
             x, y = calibration_images(wb.seed.spec, data, calib_images)
             wb.calibrate(x, y, criterion=criterion, reconstruct=reconstruct, residual=residual_solve)
     elif criterion != "l1":
         raise ScbpError(f"--criterion {criterion} chooses channels with data: give --data, or use l1")
-    same = [i for i, r in enumerate(ratios) if r and wb.deriver.plan(ratios) == wb.deriver.plan(
-        [0.0 if j == i else x for j, x in enumerate(ratios)])]
+    same = [i for i, r in enumerate(ratios) if r and wb.deriver.plan(ratios, scopes) == wb.deriver.plan(
+        [0.0 if j == i else x for j, x in enumerate(ratios)], scopes)]
     for i in same:
         console.print(f"note: ratio {ratios[i]:g} of segment {i} changes nothing (its widths round back to the "
                       "seed's, or it has no prunable group)", markup=False)
     with console.status("deriving" + (" and reconstructing" if data and data != "none" and reconstruct else "")), \
             quiet_stdout(json_out):
-        cand, model = wb.candidate(ratios)
+        cand, model = wb.candidate(ratios, scopes=scopes)
     if output.suffix == ".onnx":
         from scbp_edge.export.onnx import export_onnx
 

@@ -19,6 +19,9 @@ from scbp_edge.errors import DeriveError, SpaceError
 from scbp_edge.seeds import Seed
 from scbp_edge.segments import Segmentation
 
+#: what a segment's ratio cuts: every channel group in it, or only those that do not pass through a residual add
+SCOPES = ("stream", "inner")
+
 
 def pruned_width(channels: int, ratio: float, multiple: int) -> int:
     """Channels a layer of ``channels`` keeps after removing fraction ``ratio``.
@@ -73,6 +76,9 @@ class Deriver:
             segs = {segmentation.segment_of(n) for n in g.out_layers} - {None}
             if segs:
                 self.group_segments[g.root] = sorted(segs)  # type: ignore[arg-type]
+        #: segments holding a residual-stream group: the only ones where scope ``inner`` differs from ``stream``
+        self.stream_segments = frozenset(
+            s for g in self.graph.groups if g.stream for s in self.group_segments.get(g.root, ()))
         if not self.group_segments:
             raise DeriveError(
                 "no prunable channel group lies in any segment; layers Torch-Pruning cannot handle: "
@@ -83,27 +89,51 @@ class Deriver:
     def num_segments(self) -> int:
         return len(self.segmentation.segments)
 
-    def plan(self, ratios: Sequence[float]) -> dict[str, int]:
-        """Channels each coupled group keeps under ``ratios`` (one per segment)."""
+    def scopes(self, ratios: Sequence[float], scopes: Sequence[str] = ()) -> tuple[str, ...]:
+        """The canonical scopes of a configuration: ``()`` when it is the same network as all-``stream``.
+
+        ``inner`` is kept only where it changes the network: a segment with a
+        nonzero ratio that holds a residual-stream group.  Two spellings of one
+        network therefore get one name and are derived once.
+        """
+        if not scopes:
+            return ()
+        if len(scopes) != len(ratios):
+            raise SpaceError(f"config has {len(scopes)} scope(s) for {len(ratios)} segments; give one per segment")
+        if bad := [s for s in scopes if s not in SCOPES]:
+            raise SpaceError(f"scope '{bad[0]}' is not one of {', '.join(SCOPES)}")
+        canon = tuple("inner" if s == "inner" and r > 0 and i in self.stream_segments else "stream"
+                      for i, (r, s) in enumerate(zip(ratios, scopes)))
+        return canon if "inner" in canon else ()
+
+    def plan(self, ratios: Sequence[float], scopes: Sequence[str] = ()) -> dict[str, int]:
+        """Channels each coupled group keeps under ``ratios`` (one per segment).
+
+        ``scopes`` (one per segment, empty for all ``stream``): a segment whose
+        scope is ``inner`` cuts only groups that do not pass through a residual
+        add; a stream group spanning several segments takes the smallest ratio
+        among those that cut the stream, and keeps its width if none does.
+        """
         if len(ratios) != self.num_segments:
             raise SpaceError(
                 f"config has {len(ratios)} ratio(s) but the seed has {self.num_segments} segments; "
                 f"give one ratio per segment"
             )
+        inner = {i for i, s in enumerate(self.scopes(ratios, scopes)) if s == "inner"}
         keep: dict[str, int] = {}
         for g in self.graph.groups:
-            segs = self.group_segments.get(g.root)
+            segs = [s for s in self.group_segments.get(g.root, ()) if not (g.stream and s in inner)]
             if segs:
                 keep[g.root] = pruned_width(g.channels, min(ratios[s] for s in segs), self.round_to)
         return keep
 
-    def derive(self, ratios: Sequence[float], verify: bool = True) -> nn.Module:
+    def derive(self, ratios: Sequence[float], verify: bool = True, *, scopes: Sequence[str] = ()) -> nn.Module:
         """A physically pruned model inheriting the seed's strongest filters.
 
         ``verify``: check it computes what the seed computes with the dropped
-        channels zeroed (:meth:`verify`) before anyone uses it.
+        channels zeroed (:meth:`verify`) before anyone uses it.  ``scopes``: as in :meth:`plan`.
         """
-        plan = self.plan(ratios)
+        plan = self.plan(ratios, scopes)
         model = self.graph.derive(plan)
         _check_forward(model, self.seed.spec.input_shape, self.seed.spec.num_classes, self.graph)
         if verify:

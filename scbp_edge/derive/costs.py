@@ -62,11 +62,11 @@ class CostModel:
             self._removed[(root, k)] = self.deriver.graph.removals(root, k)
         return self._removed[(root, k)]
 
-    def cost(self, ratios: Sequence[float]) -> tuple[int, int, int, list[int]]:
-        """(params, MACs, state-dict bytes, MACs per segment) of the configuration ``ratios``."""
+    def cost(self, ratios: Sequence[float], scopes: Sequence[str] = ()) -> tuple[int, int, int, list[int]]:
+        """(params, MACs, state-dict bytes, MACs per segment) of the configuration ``ratios`` (and ``scopes``)."""
         out_rm: dict[str, int] = {}
         in_rm: dict[str, int] = {}
-        for root, k in self.deriver.plan(ratios).items():
+        for root, k in self.deriver.plan(ratios, scopes).items():
             for name, side, n in self._removals(root, k):
                 (out_rm if side == "out" else in_rm)[name] = (out_rm if side == "out" else in_rm).get(name, 0) + n
         params, macs, size = self._fixed_params, 0, self._fixed_bytes

@@ -68,6 +68,8 @@ class ChannelGroup:
     root: str
     channels: int
     out_layers: list[str]
+    #: its channels meet another branch's in an add: the residual stream of a stage, not a block's insides
+    stream: bool = False
 
 
 class PruningGraph:
@@ -119,7 +121,7 @@ class PruningGraph:
                 if self._dg.is_out_channel_pruning_fn(dep.handler) and dep.target.module in self._names
             ]
             channels = int(self._dg.get_out_channels(group[0].dep.target.module))
-            self.groups.append(ChannelGroup(root, channels, outs))
+            self.groups.append(ChannelGroup(root, channels, outs, _passes_add(group)))
             self._importance[root] = importance
             classes = coupled_classes(self._dg, group[0].dep.target.module, channels)
             if classes is not None:
@@ -351,6 +353,20 @@ class PruningGraph:
         # Lowest-importance channels go; a stable sort keeps ties deterministic.
         order = torch.argsort(imp, stable=True)
         return sorted(order[n - k :].tolist()), sorted(order[: n - k].tolist())
+
+
+def _passes_add(group) -> bool:  # noqa: ANN001 - a Torch-Pruning group
+    """Whether a group's channels are summed with another branch's (a residual add), read from the traced graph.
+
+    Only an add of two or more traced inputs counts: ``x + 3`` inside an activation, or a bias added by hand,
+    has one, and so does a ReLU or a mean (Torch-Pruning's other element-wise nodes).
+    """
+    for dep, _ in group:
+        for node in (dep.source, dep.target):
+            if (node.type == tp.ops.OPTYPE.ELEMENTWISE and len(node.inputs) >= 2
+                    and type(node.grad_fn).__name__.startswith(("AddBackward", "SubBackward"))):
+                return True
+    return False
 
 
 def _batch_for(x: torch.Tensor) -> int:

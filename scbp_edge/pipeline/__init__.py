@@ -65,7 +65,8 @@ def _make_run_dir(runs: Path, cfg: BuildConfig) -> Path:
 def _init_store(store: RunStore, cfg: BuildConfig, prep: Prepared) -> None:
     """Candidates (each network at each precision), then the settings; the config last: it marks a usable run."""
     store.add_candidates([
-        {"id": f"{c.id}_{p}", "network": c.id, "precision": p, "ratios": c.ratios, "reference": c.reference,
+        {"id": f"{c.id}_{p}", "network": c.id, "precision": p, "ratios": c.ratios, "scopes": c.scopes,
+         "reference": c.reference,
          "static": {"params": c.params, "macs": c.macs, "size_bytes": c.size_bytes, **c.extra}}
         for c in prep.space for p in prep.precisions
     ])

@@ -13,6 +13,7 @@ from typing import Any
 from scbp_edge.api import SeedOptions
 from scbp_edge.errors import ScbpError
 from scbp_edge.rank import Constraints
+from scbp_edge.space import SCOPE_MODES
 
 EXECUTORS = ("local", "ray")
 INITS = ("inherit", "scratch")
@@ -30,6 +31,7 @@ class BuildConfig:
     ratios: str = "0,0.25,0.5"
     monotone: bool = False
     exclude: list[str] = field(default_factory=list)
+    scope: str = "stream"  # what a segment's ratio cuts: stream, inner or both (space.scope_variants)
     limit: int | None = None
     sample_seed: int = 0
     max_params: int | None = None
@@ -102,7 +104,7 @@ class BuildConfig:
             raise ScbpError("--epochs 0 trains nothing: give --epochs 1 or more, or --top-k 0 to skip training")
         for flag, value, choices in (("--executor", self.executor, EXECUTORS), ("--init", self.init, INITS),
                                      ("--proxy", self.proxy, PROXIES), ("--criterion", self.criterion, CRITERIA),
-                                     ("--augment", self.augment, AUGMENTS)):
+                                     ("--augment", self.augment, AUGMENTS), ("--scope", self.scope, SCOPE_MODES)):
             if value not in choices:
                 raise ScbpError(f"{flag} '{value}' is not one of {', '.join(choices)}")
         from scbp_edge.export.int8 import CALIBRATION

@@ -176,7 +176,8 @@ def prepare(cfg: BuildConfig) -> Prepared:
             notes.append(f"without data (--data none), {', '.join(skipped)} did not run and no accuracy is claimed")
     with console.status("enumerating the candidate space"):
         space = wb.space(cfg.ratios, monotone=cfg.monotone, exclude=cfg.exclude, limit=cfg.limit,
-                         sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs)
+                         sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs,
+                         scope=cfg.scope)
     return Prepared(target, runtime, precisions, wb, data, space, notes)
 
 

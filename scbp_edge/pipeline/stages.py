@@ -53,7 +53,8 @@ def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfi
             _tell_once(net, res, told)
             stop.check()  # committed first: a stop never loses a finished network
 
-        jobs = [NetworkJob(n, rows[0].ratios, tuple(r.precision for r in rows)) for n, rows in nets.items()]
+        jobs = [NetworkJob(n, rows[0].ratios, tuple(r.precision for r in rows), rows[0].scopes)
+                for n, rows in nets.items()]
         # a target timed at several batch sizes needs (and ships) an ONNX with a dynamic batch axis
         dynamic = cfg.dynamic_batch or max(prep.target.batch_sizes) > 1
         shared = {"payload": prep.payload(cfg), "data": prep.proxy_data(), "dynamic_batch": dynamic,

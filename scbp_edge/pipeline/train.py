@@ -74,7 +74,7 @@ def _shares(prep: Prepared, cfg: BuildConfig, wanted: list[str], nets: dict[str,
     for n in wanted:
         ratios = list(nets[n][0].ratios)
         teacher = prep.wb.seed.model if cfg.distill and any(ratios) else None
-        step[n] = step_seconds(prep.wb.deriver.derive(ratios), x, y, teacher=teacher)
+        step[n] = step_seconds(prep.wb.deriver.derive(ratios, scopes=nets[n][0].scopes), x, y, teacher=teacher)
     left = cfg.train_minutes * 60 - (time.perf_counter() - start)
     # prepare() refused a budget too small for the seed; train() still runs its minimum steps where a share is less
     return split_budget(max(left, 0.0), step)
@@ -139,7 +139,7 @@ def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig,
                   "lr": cfg.lr, "init": cfg.init, "distill": cfg.distill, "int8": int8_settings(cfg, prep),
                   "qat_epochs": cfg.qat_epochs, "qat_threshold": cfg.qat_threshold, "flip": cfg.augment == "flip",
                   "teacher_state": teacher}
-        jobs = [TrainJob(n, rows[0].ratios, tuple(r.precision for r in rows), seconds.get(n))
+        jobs = [TrainJob(n, rows[0].ratios, tuple(r.precision for r in rows), seconds.get(n), rows[0].scopes)
                 for n, rows in nets.items()]
         executor.map(train_network, jobs, shared, on_result, gpu=True,
                      on_progress=None if seconds else lambda: prog.advance(task))
@@ -200,5 +200,5 @@ def _second_proxy(prep: Prepared, store: RunStore, cfg: BuildConfig, executor, n
 
         shared = {"payload": prep.payload(cfg), "train": prep.data.for_training(prep.wb.seed.spec),
                   "val": prep.data.proxy()}
-        jobs = [ProxyJob(n, nets[n][0].ratios) for n in todo]
+        jobs = [ProxyJob(n, nets[n][0].ratios, nets[n][0].scopes) for n in todo]
         executor.map(distill_proxy, jobs, shared, on_result, gpu=True)

@@ -30,7 +30,8 @@ def _point(r: CandidateRow, ref_prec: str | None) -> RankingPoint:
     test = trained.test_accuracy if trained else None
     proxy_value = proxy.value if proxy else None
     return RankingPoint(
-        id=r.id, network=r.network, precision=r.precision, ratios=tuple(r.ratios), reference=r.reference,
+        id=r.id, network=r.network, precision=r.precision, ratios=tuple(r.ratios), scopes=tuple(r.scopes),
+        reference=r.reference,
         is_seed=r.reference == "seed" and r.precision == ref_prec,
         accuracy=test if test is not None else proxy_value, accuracy_kind="test" if test is not None else "proxy",
         proxy_accuracy=proxy_value, test_accuracy=test,

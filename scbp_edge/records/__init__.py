@@ -41,12 +41,13 @@ from scbp_edge.records.report import (
     TrainedSummary,
     Undecided,
     WeightsSummary,
+    config_text,
 )
 
 __all__ = [
     "BUSY_SHARE", "Batched", "BudgetResult", "CandidateRow", "Card", "DataSummary", "Energy", "FailedCandidate",
     "FlopsDisagreement", "LatencyStats", "MIN_QUIET_ROUNDS", "Measurement", "OnnxArtifact", "Paired", "Proxy",
     "RankingPoint", "Reconstruction", "Report", "RunFacts", "SeedJudgement", "Selection", "StaticCosts", "Status",
-    "TrainedRow", "TrainedSummary", "TrainingResult", "Undecided", "WeightsSummary", "compact", "decode", "encode",
-    "seed_judgement", "spread",
+    "TrainedRow", "TrainedSummary", "TrainingResult", "Undecided", "WeightsSummary", "compact", "config_text",
+    "decode", "encode", "seed_judgement", "spread",
 ]

@@ -104,6 +104,7 @@ class CandidateRow:
     precision: str
     ratios: tuple[float, ...]
     status: Status = "pending"
+    scopes: tuple[str, ...] = ()  # what each segment cuts (derive.SCOPES); (): every segment its stream
     reference: str | None = None
     stage: str | None = None
     error: str | None = None

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scbp_edge.records.codec import decode, encode, spread
 from scbp_edge.records.measurement import Batched, Paired
 from scbp_edge.records.reconstruction import Reconstruction
+
+
+def config_text(ratios: Sequence[float], scopes: Sequence[str] = ()) -> str:
+    """``0.5i,0.25,0``: ratios as ``--config`` writes them, ``i`` where a segment cuts only its blocks' insides."""
+    marks = ["i" if s == "inner" else "" for s in scopes] or [""] * len(ratios)
+    return ",".join(f"{r:g}{m}" for r, m in zip(ratios, marks))
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class RankingPoint:
     rounds_measured: int | None = None
     rounds_set_aside: int = 0
     slowest_round: float | None = None
+    scopes: tuple[str, ...] = ()  # what each segment cuts; (): every segment its residual stream too
     memory_mb: float | None = None
     device_memory_mb: float | None = None
     energy_mj: float | None = None

@@ -32,6 +32,7 @@ class NetworkJob:
     network: str
     ratios: tuple[float, ...]
     precisions: tuple[str, ...]
+    scopes: tuple[str, ...] = ()  # what each segment cuts; (): every segment its residual stream too
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class TrainJob:
     ratios: tuple[float, ...]
     precisions: tuple[str, ...]
     seconds: float | None = None
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class ProxyJob:
 
     network: str
     ratios: tuple[float, ...]
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class Weights:
     keep: dict[str, Any]
     ignored: Any
     ratios: tuple[float, ...]
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scbp_edge.rank import pareto_front
-from scbp_edge.records import RankingPoint, Report
+from scbp_edge.records import RankingPoint, Report, config_text
 
 HEATMAP_ROWS = 30
 MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
@@ -110,8 +110,8 @@ def _heatmap(plt, front: list[RankingPoint]):
     ax.set_yticks(range(len(rows)), [f"{p.id}  {p.p50_ms:.3g} ms" for p in rows], fontsize=7)
     ax.set_xticks(range(nseg), [f"s{i}" for i in range(nseg)], fontsize=8)
     for i, p in enumerate(rows):
-        for j, r in enumerate(p.ratios):
-            ax.text(j, i, f"{r:g}", ha="center", va="center", color="w" if r < 0.5 else "k", fontsize=7)
+        for j, (r, text) in enumerate(zip(p.ratios, config_text(p.ratios, p.scopes).split(","))):
+            ax.text(j, i, text, ha="center", va="center", color="w" if r < 0.5 else "k", fontsize=7)
     fig.colorbar(im, ax=ax, label="fraction removed", shrink=0.8)
     more = f" ({len(front) - len(rows)} slower not shown)" if len(front) > len(rows) else ""
     ax.set_title(f"Front: ratio per segment{more}", fontsize=9)

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 
 from scbp_edge.rank import tie_groups
-from scbp_edge.records import RankingPoint, Report
+from scbp_edge.records import RankingPoint, Report, config_text
 from scbp_edge.report.sections import Context, Section, Table, number
 
 COLUMNS = ("rank", "candidate", "precision", "ratios", "proxy %", "test % (95 % interval)", "vs seed pt",
@@ -34,7 +34,7 @@ def rows(rep: Report) -> list[list[str]]:
         mark = ("selected, " if p.id == sel else "") + ("yes" if p.id in front else "")
         rounds = p.round_p50_ms
         rng = [float(np.percentile(rounds, 25)), float(np.percentile(rounds, 75))] if len(rounds) >= 3 else None
-        out.append([rank, p.id, p.precision, ",".join(f"{r:g}" for r in p.ratios),
+        out.append([rank, p.id, p.precision, config_text(p.ratios, p.scopes),
                     number(p.proxy_accuracy, 4), _test_cell(p), _vs_seed_cell(p), number(p.p50_ms),
                     f"{rng[0]:.3g}-{rng[1]:.3g}" if rng else "n/a", number(p.speedup), number(p.p90_ms),
                     number(p.cv, 2), number(p.memory_mb), number(p.size_mb), number(p.params),
