@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,15 +42,25 @@ class SeedOptions:
                                  ("--round-to", self.round_to, 1), ("--in-channels", self.in_channels, 1)):
             if value is not None and value < low:
                 raise SeedError(f"{flag} {value} must be at least {low}")
+        t = self.trace_timeout
+        if t is not None and not (math.isfinite(t) and t >= 0):
+            raise SeedError(f"--trace-timeout {t} must be a finite number of seconds, 0 or more (0: no bound)")
 
 
-def calibration_images(spec, data: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` images (seeded sample) of ``data``'s train split at the seed's input, normalised, with labels."""
+def calibration_images(spec, data: str, n: int, warn: Callable[[str], None] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images (seeded sample) of ``data``'s train split at the seed's input, normalised, with labels.
+
+    ``warn`` hears each problem met while reading (empty class folders, unreadable images left out), as a build
+    prints them.
+    """
     import numpy as np
 
-    from scbp_edge.data import load_dataset
+    from scbp_edge.data import load_dataset, read_warnings
 
-    train, _ = load_dataset(data, spec.input_shape[1:], spec.input_shape[0])
+    train, test = load_dataset(data, spec.input_shape[1:], spec.input_shape[0])
+    for line in read_warnings(train, test) if warn else ():
+        warn(line)
     pick = np.random.default_rng(2).permutation(len(train))[: min(n, len(train))]
     return train.subset(pick).tensors(spec.mean, spec.std)
 

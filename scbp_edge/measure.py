@@ -38,8 +38,10 @@ def measure_items(items: Sequence[Item], target: Target, runtime: Runtime, devic
 
 def profile_one(path: Path, target: Target, devices: Sequence[str] = (), precision: str | None = None) -> Measurement:
     """Profile a single model file (``scbp-edge profile``), here or on the first usable SSH device."""
+    from scbp_edge.remote.ssh import check_urls
     from scbp_edge.runtimes import check_target, runtime_for
 
+    check_urls(devices)
     check_target(target)
     runtime = runtime_for(target, remote=bool(devices))
     want = ".onnx" if runtime.source == "onnx" else ".pt"

@@ -187,6 +187,9 @@ def load_target(name_or_path: str) -> Target:
             raise TargetError(
                 f"unknown target '{name_or_path}'; built-in: {', '.join(list_targets())}, or give a path to a .toml"
             )
+    if path.is_dir():
+        raise TargetError(f"--target '{name_or_path}' is a folder; give a target name ({', '.join(list_targets())}) "
+                          "or a .toml file")
     if not path.is_file():
         raise TargetError(f"target file '{path}' does not exist")
     try:

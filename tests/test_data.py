@@ -110,3 +110,53 @@ def test_a_class_folder_without_images_is_named_not_silently_dropped(tmp_path):
     (root / "cat" / "2.jpg").write_bytes(_jpeg("blue"))
     s = read_split(root, (4, 4))
     assert s.classes == ["cat"] and any("dog" in n and "left out" in n for n in s.notes)
+
+
+def test_an_empty_class_folder_in_one_split_is_named_as_empty(tmp_path):
+    """Issue 57: it read 'only in train ['dog'], only in test []', as if the folder were missing."""
+    for split, classes in (("train", ("cat", "dog")), ("test", ("cat",))):
+        for cls in classes:
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.new("RGB", (8, 8), "red").save(tmp_path / split / cls / "x.png")
+    (tmp_path / "test" / "dog").mkdir()
+    with pytest.raises(DataError, match=r"class folder\(s\) dog of '.*' hold no readable image in one split"):
+        load_dataset(str(tmp_path), (8, 8), 3)
+
+
+def test_an_archive_entry_that_leaves_its_folder_is_named_and_refused(tmp_path):
+    """Issue 57: the refusal treated part of the hostile path as a class name."""
+    _tar(tmp_path / "train.tar.gz", {"train/cat/1.jpg": _jpeg("red"), "../../etc/evil.jpg": _jpeg("blue")})
+    with pytest.raises(DataError, match=r"holds member '\.\./\.\./etc/evil\.jpg', whose path leaves the archive"):
+        read_split(tmp_path / "train.tar.gz", (8, 8))
+
+
+def test_derive_with_data_names_the_images_it_leaves_out_as_build_does(tmp_path):
+    """Issue 57: derive --data dropped unreadable images without a word; the README promised a warning."""
+    from tests.helpers import cli
+
+    for split in ("train", "test"):
+        for cls, color in (("cat", "red"), ("dog", "blue")):
+            (tmp_path / "d" / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (32, 32), color).save(tmp_path / "d" / split / cls / f"{i}.png")
+    (tmp_path / "d" / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    res = cli("derive", "--config", "0.5,0,0", "--data", str(tmp_path / "d"), "--calib-images", "4",
+              "--num-classes", "2", "-o", str(tmp_path / "x.pt"))
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stderr.split())  # rich wraps at 80 columns
+    assert "warning: 1 image(s) could not be read and are left out:" in text and "broken.png" in text, text
+
+
+def test_exif_orientation_is_applied_by_the_one_decoder_of_training_and_serving():
+    """Issue 57: an Orientation=6 JPEG (stored sideways, shown upright) was read sideways."""
+    from scbp_edge.serving.image import decode
+
+    stored = Image.new("RGB", (16, 8), "black")  # landscape as stored: the left half white
+    stored.paste((255, 255, 255), (0, 0, 8, 8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", exif=exif, quality=95)
+    arr = decode(buf.getvalue(), (16, 8), 3)  # (H, W): portrait, as displayed
+    assert arr.shape == (16, 8, 3)
+    assert arr[:8].mean() > 200 and arr[8:].mean() < 50  # the stored left half is the displayed top half

@@ -72,6 +72,12 @@ CASES = [  # (args, words of the one line); {d} is the folder of bad files
     (["profile", "{d}/m.onnx", "--target", "raspberry-pi-5", "--device", "ssh://root@127.0.0.1:1"], "not usable"),
     (["package", "/nonexistent", "-o", "{d}/ctx"], "has no report.json"),
     (["compare", "{d}/a_file", "{d}/a_file"], "cannot read report"),
+    # issue 57: values that once gave a traceback, or turned a bound off unsaid
+    (["inspect", "--trace-timeout", "-1"], "--trace-timeout -1.0 must be a finite number of seconds"),
+    (["inspect", "--trace-timeout", "nan"], "--trace-timeout nan must be a finite number of seconds"),
+    (["build", "--target", "{d}"], "is a folder; give a target name"),
+    (["build", "--trace-timeout", "inf"], "--trace-timeout inf must be a finite number of seconds"),
+    (["serve", "{d}/m.onnx", "--request-timeout", "inf"], "--request-timeout inf must be a finite number"),
 ]
 
 
@@ -216,6 +222,50 @@ def test_a_run_killed_before_any_work_is_named_as_such(tmp_path):
     _one_line(cli("build", "--resume", str(run)), "stopped before any work was saved")
 
 
+def test_resuming_a_folder_that_is_no_run_leaves_it_as_it_was(tmp_path):
+    """Issue 57: the refusal used to leave a .lock file behind in the user's folder."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"x")
+    _one_line(cli("build", "--resume", str(folder)), "it is not a run folder")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jpg"]
+
+
+def test_resume_refuses_flags_that_differ_from_the_stored_run_and_replays_it_without_them(tmp_path):
+    """Issue 57: --resume ran the stored configuration and said nothing of the flags it ignored."""
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--limit", "1",
+              "--top-k", "0", "--runs", str(tmp_path / "runs"), "--json")
+    assert res.returncode == 0, res.stderr
+    run = json.loads(res.stdout)["run_dir"]
+    before = (Path(run) / "run.sqlite").stat().st_mtime
+    _one_line(cli("build", "--resume", run, "--ratios", "0,0.25", "--lr", "0.5", "--augment", "flip"),
+              "--ratios 0,0.25, --lr 0.5, --augment flip would be ignored")
+    assert (Path(run) / "run.sqlite").stat().st_mtime == before
+    again = cli("build", "--resume", run, "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios",
+                "0,0.5", "--top-k", "0", "--json")  # the run's own values, repeated: nothing to refuse
+    assert again.returncode == 0, again.stderr
+
+
+def test_the_advice_package_gives_is_the_command_that_fixes_the_run(tmp_path):
+    """Issue 57: package advised 'scbp-edge report RUN' (which rewrites nothing) and a --resume that did nothing."""
+    import shutil
+
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--limit", "1",
+              "--top-k", "0", "--runs", str(tmp_path / "runs"), "--json")
+    assert res.returncode == 0, res.stderr
+    run = json.loads(res.stdout)["run_dir"]
+    out = str(tmp_path / "ctx")
+    shutil.rmtree(Path(run) / "onnx")
+    _one_line(cli("package", run, "-o", out), f"write it again with scbp-edge build --resume {run}")
+    assert cli("build", "--resume", run).returncode == 0
+    assert cli("package", run, "-o", out).returncode == 0, "resuming did not write the model files again"
+    (Path(run) / "report.json").write_text("{broken")
+    _one_line(cli("package", run, "-o", out, "--force"), f"rewrite it with scbp-edge report {run} --write")
+    assert cli("report", run, "--write").returncode == 0
+    res = cli("package", run, "-o", out, "--force")
+    assert res.returncode == 0, res.stderr
+
+
 def test_package_never_destroys_user_files(tmp_path):
     target = tmp_path / "t.toml"
     target.write_text(FAST_TARGET)
@@ -237,3 +287,26 @@ def test_package_never_destroys_user_files(tmp_path):
     assert cli("package", run, "-o", str(ctx), "--force").returncode == 0
     assert (ctx / "runtime" / "mine").read_text() == "kept" and (ctx / "notes.txt").read_text() == "kept"
     assert (ctx / "model.onnx").is_file() and (ctx / "runtime" / "session.py").is_file()
+
+
+@pytest.mark.parametrize(("url", "match"), [
+    ("ssh://[::1", "is not a valid URL"), ("ssh://user@", "is not of the form"), ("ssh://", "is not of the form"),
+    ("ssh://root@host:99999", "has an invalid port"), ("ssh://root@host:port", "has an invalid port"),
+    ("ssh://-oProxyCommand=x@host", "not allowed"), ("ssh://root@-oProxyCommand=x", "not allowed"),
+])
+def test_profile_refuses_a_malformed_device_url_in_one_line_and_runs_nothing(bad_files, tmp_path, url, match):
+    """Issue 57: profile refused these with a thread's traceback, as if the host were down; build did not."""
+    from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.export.onnx import export_onnx
+
+    export_onnx(Workbench(SeedOptions()).seed.model, (3, 32, 32), tmp_path / "m.onnx")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ssh").write_text(f"#!/bin/sh\ntouch {tmp_path / 'ssh-ran'}\n")
+    (fake / "ssh").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    res = subprocess.run([sys.executable, "-m", "scbp_edge.cli.main", "profile", str(tmp_path / "m.onnx"),
+                          "--target", "raspberry-pi-5", "--device", url], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path, env=env)
+    _one_line(res, match)
+    assert not (tmp_path / "ssh-ran").exists(), "a command ran for a URL that was refused"

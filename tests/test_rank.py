@@ -50,3 +50,17 @@ def test_flops_disagreement_names_misordered():
     assert got.misordered_candidates == ("b",)
     assert got.kendall_tau is not None and got.kendall_tau < 1
     assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
+
+
+def test_a_constant_list_has_no_rank_correlation_and_no_warning():
+    """Issue 57: scipy's ConstantInputWarning reached build and report output when every proxy was equal."""
+    import warnings
+
+    from scbp_edge.report import _trained_summary
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kendall_tau([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None
+        pts = [point(f"n{i}", proxy_accuracy=50.0, test_accuracy=60.0 + i, accuracy_kind="test", params=10)
+               for i in range(4)]
+        assert _trained_summary(pts).proxy_spearman is None

@@ -269,6 +269,34 @@ def test_a_real_builds_rows_give_the_report_json_they_gave_before(tmp_path):
         assert p.pop("batched") == []  # timed at larger batches: added after the golden build, empty on a CPU default
         if p.get("reconstruction"):  # residual writers: a field newer than the golden rows, which decode it empty
             assert p["reconstruction"].pop("residual") == []
+        assert p.pop("scopes") == []  # issue 56: every segment of the golden build cut its stream
+    assert got["weights"].pop("residual") == []  # issue 55: newer than the golden rows, which decode it empty
     for key in set(gold) - {"candidates"}:
         assert got[key] == gold[key], key
     assert [c["id"] for c in got["candidates"]] == [c["id"] for c in cands]
+
+
+def test_an_interrupted_fine_tune_counts_the_networks_it_finished(tmp_path):
+    """Issue 57: 4 of 6 networks fine-tuned before an interrupt read '0 of 6' (the stage's list is written last)."""
+    from scbp_edge.records import TrainingResult
+    from scbp_edge.report import build_report
+    from scbp_edge.store import RunStore
+
+    store = RunStore(tmp_path / "run.sqlite", create=True)
+    nets = [f"n{i}" for i in range(6)]
+    store.add_candidates([{"id": f"{n}_fp32", "network": n, "precision": "fp32", "ratios": [0.5]} for n in nets])
+    for n in nets[:4]:
+        store.update(f"{n}_fp32", trained=TrainingResult(test_accuracy=80.0))
+    store.set_meta("training", {"state": "running", "networks": nets, "why": {}, "done": []})
+    t = build_report(store).training
+    assert t["interrupted"] and (t["trained"], t["wanted"]) == (4, 6)
+    store.close()
+
+
+def test_the_report_counts_the_residual_writers_fitted_to_the_block_output(run_dir):
+    """Issue 55: the block-output solve, on by default, was invisible in the report."""
+    md = " ".join((run_dir / "report.md").read_text().split())
+    rep = json.loads((run_dir / "report.json").read_text())
+    writers = rep["weights"]["residual"]
+    assert writers and all(w.endswith("conv2") or "downsample" in w or "shortcut" in w for w in writers), writers
+    assert f"{len(writers)} residual writer(s)" in md

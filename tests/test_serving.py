@@ -160,6 +160,46 @@ def test_slow_and_idle_clients_cannot_starve_the_server(served):
         s.close()
 
 
+def _dribble(host: str, port: int, closed: list, stop: float) -> None:
+    """A request line and headers a byte every 50 ms, never finished; records when the server cut it."""
+    data = b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000
+    s = socket.create_connection((host, port), timeout=10)
+    t0 = time.perf_counter()
+    try:
+        for b in data:
+            if time.perf_counter() > stop:
+                return
+            s.sendall(bytes([b]))
+            time.sleep(0.05)
+    except OSError:  # reset or broken pipe: the server closed the connection
+        closed.append(time.perf_counter() - t0)
+    finally:
+        s.close()
+
+
+def test_a_request_that_arrives_a_byte_at_a_time_is_cut_at_its_deadline_and_health_still_answers(served):
+    """Issue 57: --workers clients sending a byte at a time held the server for 25 s, before authentication."""
+    import threading
+
+    url, _ = served  # --workers 4 --request-timeout 2
+    host, port = url.removeprefix("http://").split(":")
+    closed: list[float] = []
+    stop = time.perf_counter() + 15
+    clients = [threading.Thread(target=_dribble, args=(host, int(port), closed, stop)) for _ in range(8)]
+    for c in clients:
+        c.start()
+    time.sleep(0.5)  # every slow client connected and sending
+    for _ in range(3):
+        t = time.perf_counter()
+        code, body = _req(url, "/healthz", token=None)
+        assert code == 200 and time.perf_counter() - t < 1.0, "health waited behind slow clients"
+    assert _ok(url)
+    for c in clients:
+        c.join()
+    assert len(closed) == len(clients), "a slow client was never cut"
+    assert max(closed) < 2 + 1.5, closed  # the deadline counts from the connection's start, not per line
+
+
 def test_metrics_are_prometheus_text_and_count_only_successes_in_latency(tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -192,3 +232,20 @@ def test_hung_up_clients_leave_no_traceback(served):  # last: it stops the serve
     proc.terminate()
     _, err = proc.communicate(timeout=10)
     assert "Traceback" not in err, err[-2000:]
+
+
+def test_a_number_beyond_float32_is_refused_without_a_numpy_warning(tmp_path):
+    """Issue 57: 1e308 got its right 400, with numpy's overflow RuntimeWarning on the server's stderr."""
+    import warnings
+
+    from scbp_edge.api import SeedOptions, Workbench
+    from scbp_edge.export.onnx import export_onnx
+    from scbp_edge.runtimes import runtime_class
+    from scbp_edge.serving.model import InputError, Model
+
+    export_onnx(Workbench(SeedOptions("cifar-resnet20")).seed.model, (3, 32, 32), tmp_path / "m.onnx")
+    model = Model(str(tmp_path / "m.onnx"), runtime_class("onnxruntime")().session_class(), threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match="outside the float32 range"):
+            model.predict(np.full((1, 3, 32, 32), 1e308))

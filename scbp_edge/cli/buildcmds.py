@@ -90,9 +90,11 @@ def profile(
     """Measure any ONNX file on a target (latency percentiles, memory, energy)."""
     from scbp_edge.export.onnx import check_onnx_file
     from scbp_edge.measure import profile_one
+    from scbp_edge.remote.ssh import check_urls
     from scbp_edge.targets import load_target
 
     t = load_target(target)
+    check_urls(device)  # a malformed URL is one line here, not a thread's traceback in the pool
     if model.suffix != ".pt":
         check_onnx_file(model)
     with console.status(f"profiling {model.name} on {t.name}"):

@@ -157,7 +157,8 @@ def derive(
     ratios, scopes = parse_config(config, wb.num_segments, scope)
     if data is not None and data != "none":
         with console.status(f"reading '{data}' and computing the seed's outputs on {calib_images} images"):
-            x, y = calibration_images(wb.seed.spec, data, calib_images)
+            x, y = calibration_images(wb.seed.spec, data, calib_images,
+                                      warn=lambda line: console.print(f"warning: {line}", markup=False))
             wb.calibrate(x, y, criterion=criterion, reconstruct=reconstruct, residual=residual_solve)
     elif criterion != "l1":
         raise ScbpError(f"--criterion {criterion} chooses channels with data: give --data, or use l1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -104,8 +105,10 @@ def serve(
             raise TargetError(f"--token-file '{token_file}' cannot be read ({exc.strerror})") from None
         if not token:
             raise TargetError(f"--token-file '{token_file}' is empty")
-    if workers < 1 or not request_timeout > 0:
-        raise TargetError("--workers must be at least 1 and --request-timeout positive")
+    if workers < 1:
+        raise TargetError(f"--workers {workers} must be at least 1")
+    if not (math.isfinite(request_timeout) and request_timeout > 0):  # inf would turn the bound off unsaid
+        raise TargetError(f"--request-timeout {request_timeout} must be a finite number of seconds above 0")
     server.serve(str(model), serving().session_class(), host, port, None, token or server.read_token(),
                  workers=workers, timeout=request_timeout)
 

@@ -67,12 +67,14 @@ def _tar_members(path: Path) -> dict[str, bytes]:
     try:
         with tarfile.open(path) as tar:
             for m in tar:
-                if m.isfile():
-                    p = PurePosixPath(m.name)
-                    if p.suffix.lower() in IMAGE_EXTS and len(p.parts) >= 2:
-                        f = tar.extractfile(m)
-                        if f is not None:
-                            out[m.name] = f.read()
+                p = PurePosixPath(m.name)
+                if p.is_absolute() or ".." in p.parts:  # nothing is extracted, but its class would be '..' or '/'
+                    raise DataError(f"archive '{path}' holds member '{m.name[:120]}', whose path leaves the archive "
+                                    "('..' or absolute); re-create the archive with relative class/image paths")
+                if m.isfile() and p.suffix.lower() in IMAGE_EXTS and len(p.parts) >= 2:
+                    f = tar.extractfile(m)
+                    if f is not None:
+                        out[m.name] = f.read()
                 last = m.name
             fileobj = tar.fileobj
             trailing = b"".join(iter(lambda: fileobj.read(1 << 20), b""))
@@ -153,6 +155,16 @@ def find_split(root: str | Path, split: str) -> Path:
     raise DataError(f"'{root}' has no {wanted} split; expected {wanted}/ or {wanted}.tar.gz holding class folders")
 
 
+def read_warnings(*splits: ImageSet) -> list[str]:
+    """One line per problem met while reading ``splits``: empty class folders, then the images left out."""
+    out = list(dict.fromkeys(n for s in splits for n in s.notes))
+    skipped = [f for s in splits for f in s.skipped]
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        out.append(f"{len(skipped)} image(s) could not be read and are left out: {', '.join(skipped[:3])}{more}")
+    return out
+
+
 def split_val(train: ImageSet, fraction: float = 0.1, seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """Carve a seeded, stratified validation split from ``train``; returns (train_rest, val)."""
     rng = np.random.default_rng(seed)
@@ -196,6 +208,11 @@ def load_dataset(spec: str, size: tuple[int, int], channels: int) -> tuple[Image
         raise DataError(f"--data '{root}' has one class ({train.classes[0]}): every image would be classified right, "
                         "so accuracy means nothing; give at least two class folders")
     if train.classes != test.classes:
+        empty = sorted((_class_folders(find_split(root, "train")) - set(train.classes))
+                       | (_class_folders(find_split(root, "test")) - set(test.classes)))
+        if empty and set(train.classes) ^ set(test.classes) <= set(empty):
+            raise DataError(f"class folder(s) {', '.join(empty)} of '{root}' hold no readable image in one split; add "
+                            "images to them, or remove those class folders from every split")
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))
         raise DataError(

@@ -46,8 +46,8 @@ def _pick(report: Report, candidate: str) -> CandidateRow:
             try:
                 c = CandidateRow.from_row(row)
             except RecordError as exc:
-                raise RunError(f"candidate {cid} in report.json does not fit ({exc}); re-render it with "
-                               "scbp-edge report RUN_DIR") from None
+                raise RunError(f"candidate {cid} in report.json does not fit ({exc}); rewrite it with "
+                               "scbp-edge report RUN_DIR --write") from None
             if c.status != "measured":
                 raise RunError(f"candidate {cid} is {c.status} (stage {c.stage}: {c.error}); choose another")
             return c
@@ -125,18 +125,21 @@ def package(run_dir: Path, candidate: str, target: Target, out: Path, *, force: 
     try:
         report = Report.from_json(json.loads(report_path.read_text()))
     except ValueError:
-        raise RunError(f"'{report_path}' is not valid JSON; re-render it with scbp-edge report {run_dir}") from None
+        raise RunError(f"'{report_path}' is not valid JSON; rewrite it with scbp-edge report {run_dir} "
+                       "--write") from None
     except RecordError as exc:
-        raise RunError(f"'{report_path}' is not a report this version reads ({exc}); re-render it with "
-                       f"scbp-edge report {run_dir}") from None
+        raise RunError(f"'{report_path}' is not a report this version reads ({exc}); rewrite it with "
+                       f"scbp-edge report {run_dir} --write") from None
     cand = _pick(report, candidate)
     files = _runtime_files(target.backend)
     trained = cand.trained.onnx if cand.trained else None
     if cand.onnx is None and trained is None:
-        raise RunError(f"candidate {cand.id} has no model file in the report; resume the build to write it")
+        raise RunError(f"candidate {cand.id} has no model file in the report; write it with scbp-edge build "
+                       f"--resume {run_dir}")
     model = run_dir / (trained or cand.onnx.path)  # the fine-tuned artifact of its precision, else the searched
     if not model.is_file():
-        raise RunError(f"the model file of {cand.id} is missing ({model}); resume the build to write it again")
+        raise RunError(f"the model file of {cand.id} is missing ({model}); write it again with scbp-edge build "
+                       f"--resume {run_dir}")
     precision = cand.precision or target.precisions[0]
     dockerfile = _dockerfile(target, base_image, precision)
     old = _prepare_out(out, force)  # every check above passed: only now is anything touched

@@ -86,14 +86,14 @@ def _open_resume(resume: Path) -> tuple[Path, RunLock, RunStore, BuildConfig]:
     run_dir = Path(resume)
     if not run_dir.is_dir():
         raise RunError(f"--resume '{run_dir}' is not a folder; pass the run folder a build printed")
+    if not (run_dir / "run.sqlite").exists():  # checked before the lock: a folder that is no run stays untouched
+        raise RunError(f"'{run_dir}' holds no run database: it is not a run folder, or its build was stopped before "
+                       "any work was saved; pass the folder a build printed, or start a new build (nothing is lost)")
     lock = RunLock(run_dir).acquire()
     try:
         store = RunStore(run_dir / "run.sqlite")
     except ScbpError:
         lock.release()
-        if not (run_dir / "run.sqlite").exists():
-            raise RunError(f"'{run_dir}' holds no run database: the build was stopped before any work was saved; "
-                           "start a new build (nothing is lost)") from None
         raise
     problem = store.integrity_problem()
     saved = None if problem else store.get_meta("config")
@@ -112,8 +112,13 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
     run_dir: Path | None = None
     try:
         if resume is not None:
-            run_dir, lock, store, cfg = _open_resume(resume)
+            run_dir, lock, store, stored = _open_resume(resume)
             try:
+                if changed := cfg.differences(stored):
+                    raise RunError(f"--resume replays the stored run exactly, so {', '.join(changed)} would be "
+                                   f"ignored (the run has its own); drop {'it' if len(changed) == 1 else 'them'}, or "
+                                   "start a new build with the new settings")
+                cfg = stored
                 prep = prepare(cfg)
             except BaseException:
                 store.close()
@@ -121,6 +126,7 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
                 raise
             # A lost device or a killed worker is not the candidate's fault: measure those again.
             store.retry_failed(("profile", "compile"))
+            _redo_missing(store, run_dir)
         else:
             prep = prepare(cfg)  # every input checked: only now is a folder made
             run_dir = _make_run_dir(runs, cfg)
@@ -143,6 +149,19 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
             raise disk_full(run_dir) from None
         raise
     return run_dir
+
+
+def _redo_missing(store: RunStore, run_dir: Path) -> None:
+    """Put back to work every candidate whose model file has gone from the run folder (deleted, a partial copy).
+
+    ``package`` sends the user here when a file is missing, so resuming must write it again: a searched ONNX is
+    derived, exported and measured anew; a fine-tuned one is trained again.
+    """
+    for r in store.rows():
+        if r.onnx is not None and r.status in ("exported", "measured") and not (run_dir / r.onnx.path).is_file():
+            store.update(r.id, status="pending", onnx=None, measurement=None)
+        if r.trained is not None and r.trained.onnx and not (run_dir / r.trained.onnx).is_file():
+            store.update(r.id, trained=None)
 
 
 def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:

@@ -79,8 +79,18 @@ class BuildConfig:
         d["constraints"] = Constraints(**d["constraints"])
         return cls(**d)
 
+    def differences(self, stored: BuildConfig) -> list[str]:
+        """``--flag value`` of each option given here (not at its default) that differs from ``stored``.
+
+        ``build --resume`` replays the stored run exactly, so such a flag would be ignored: it is refused instead.
+        """
+        default, given, kept = _flat(BuildConfig().to_dict()), _flat(self.to_dict()), _flat(stored.to_dict())
+        return [f"{_FLAGS.get(k, '--' + k.split('.')[-1].replace('_', '-'))} {_shown(v)}"
+                for k, v in given.items() if v != default.get(k) and k in kept and v != kept[k]]
+
     def validate(self) -> None:
         """Raise ScbpError naming the first option that cannot work, and what would."""
+        self.seed.validate()
         ints = {"--profile-chunk": (self.chunk, 1), "--top-k": (self.top_k, 0), "--epochs": (self.epochs, 0),
                 "--calib-images": (self.calib_images, 1),
                 "--qat-epochs": (self.qat_epochs, 0), "--margin": (self.margin, 0), "--bn-images": (self.bn_images, 1)}
@@ -120,3 +130,21 @@ class BuildConfig:
         if not math.isfinite(self.qat_threshold) or self.qat_threshold < 0:
             raise ScbpError(f"--qat-threshold {self.qat_threshold} must be 0 (always run QAT) or more points")
         self.constraints.validate()
+
+
+#: option names that are not their field's name
+_FLAGS = {"chunk": "--profile-chunk", "devices": "--device", "precisions": "--precision", "seed.seed": "--seed"}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _shown(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)

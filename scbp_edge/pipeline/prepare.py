@@ -210,18 +210,14 @@ def load_data(cfg: BuildConfig, wb: Workbench) -> BuildData | None:
     """Train/val/test splits at the seed's input size, the BN and calibration samples (train split only)."""
     if not cfg.data:
         return None
-    from scbp_edge.data import load_dataset, split_val
+    from scbp_edge.data import load_dataset, read_warnings, split_val
 
     spec = wb.seed.spec
     with console.status(f"reading data '{cfg.data}'"):
         train, test = load_dataset(cfg.data, spec.input_shape[1:], spec.input_shape[0])
-    for note in dict.fromkeys(train.notes + test.notes):
-        console.print(f"warning: {note}", markup=False)
+    for line in read_warnings(train, test):
+        console.print(f"warning: {line}", markup=False)
     skipped = train.skipped + test.skipped
-    if skipped:
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        console.print(f"warning: {len(skipped)} image(s) could not be read and are left out: "
-                      f"{', '.join(skipped[:3])}{more}", markup=False)
     rest, val = split_val(train, cfg.val_fraction, 0)
     if len(val) == 0:
         console.print("warning: the validation split is empty (one image per class?): proxy accuracy is n/a; "

@@ -218,7 +218,7 @@ def _undecided(points: Sequence[RankingPoint], limit: float) -> dict[str, Undeci
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Kendall rank correlation (tau-b) of two paired lists; None if undefined."""
-    if len(a) < 2:
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:  # constant: undefined, and scipy would warn
         return None
     from scipy.stats import kendalltau
 

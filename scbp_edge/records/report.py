@@ -167,6 +167,7 @@ class WeightsSummary:
     kept_l1: dict[str, Any] = field(default_factory=dict)
     strong_ridge: tuple[str, ...] = ()
     teacher: dict[str, Any] | None = None
+    residual: tuple[str, ...] = ()  # residual writers fitted to the seed's block output (derive/residual.py)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,14 @@ class _Queue:
         self.in_flight = 0
         self.cond = threading.Condition()
         self.dropped: dict[str, str] = {}
+        self.retried: set[str] = set()
+
+    def retry_once(self, key: str) -> bool:
+        """True the first time ``key`` asks: its connection broke, but the device answered right after."""
+        with self.cond:
+            first = key not in self.retried
+            self.retried.add(key)
+            return first
 
     def take(self) -> list[Item] | None:
         """The next chunk; waits while others are in flight (they may come back); None when all are done."""
@@ -130,13 +138,11 @@ def _serve(url: str, queue: _Queue, target: Target, backend: Runtime, report: On
         return
     try:
         while (part := queue.take()) is not None:
-            failed = _run_chunk(dev, tmp, part, target, backend, report, ticks, reference, batch)
-            if failed is None:
-                queue.done()
-                continue
-            queue.done(requeue=failed)  # the device, not the candidates, failed: measure them elsewhere
-            queue.drop(url, "lost during a measurement")
-            return
+            again, lost = _run_chunk(dev, tmp, part, target, backend, report, ticks, reference, batch, queue)
+            queue.done(requeue=again or None)  # the device, not the candidates, failed: measure them again
+            if lost:
+                queue.drop(url, "lost during a measurement")
+                return
     finally:
         with contextlib.suppress(ScbpError):
             dev.remove(tmp)
@@ -144,8 +150,13 @@ def _serve(url: str, queue: _Queue, target: Target, backend: Runtime, report: On
 
 
 def _run_chunk(dev: SshDevice, tmp: str, part: list[Item], target: Target, backend: Runtime, report: OnResult,
-               ticks, reference: Item | None, batch: int = 1) -> list[Item] | None:
-    """Measure one chunk on ``dev``; returns the items to measure elsewhere if the device dropped out."""
+               ticks, reference: Item | None, batch: int, queue: _Queue) -> tuple[list[Item], bool]:
+    """Measure one chunk on ``dev``: (items to measure again, whether the device is lost).
+
+    A worker whose SSH connection broke (ssh's own exit code, 255) while the device still answers is measured
+    once more, on any device: a device going down is seen first as a broken connection, before it stops
+    answering (CI saw the pool record such candidates as failed).
+    """
     results: dict[str, tuple[object, str | None]] = {}
 
     def stage(p: Sequence[Item]) -> dict[str, str]:
@@ -169,7 +180,9 @@ def _run_chunk(dev: SshDevice, tmp: str, part: list[Item], target: Target, backe
             for k, (m, e) in results.items():
                 if m is not None:
                     report(k, m, e)
-            return [it for it in part if it.key in failed]
+            return [it for it in part if it.key in failed], True
+    broken = {k for k in failed if "exited (code 255)" in (results[k][1] or "") and queue.retry_once(k)}
     for k, (m, e) in results.items():
-        report(k, m, e)
-    return None
+        if k not in broken:
+            report(k, m, e)
+    return [it for it in part if it.key in broken], False

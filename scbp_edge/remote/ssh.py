@@ -25,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,11 +38,23 @@ _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
 
 
+def check_urls(urls: Sequence[str]) -> None:
+    """Refuse the first malformed ``--device`` URL in one line (TargetError), before any thread or command starts.
+
+    Parsing opens nothing: a device connects on first use.
+    """
+    for url in urls:
+        SshDevice(url)
+
+
 class SshDevice:
     """One remote machine reached with the system OpenSSH client."""
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed IPv6 bracket, for one
+            raise TargetError(f"--device '{url}' is not a valid URL; write ssh://user@host[:port]") from None
         if parts.scheme != "ssh" or not parts.hostname:
             raise TargetError(f"--device '{url}' is not of the form ssh://user@host[:port]")
         if not _HOST.match(parts.hostname) or (parts.username and not _USER.match(parts.username)):

@@ -84,11 +84,15 @@ def _budget_result(pts: list[RankingPoint], cons: Constraints, sel: Selection) -
                         best.speedup if best else None, ba, sa, ba - sa if ba is not None and sa is not None else None)
 
 
-def _training_state(store: RunStore) -> dict[str, Any] | None:
+def _training_state(store: RunStore, rows: list[CandidateRow]) -> dict[str, Any] | None:
+    """The fine-tune stage's plan and progress; a network counts as done once a row of it holds its training."""
     t = store.meta_or("training")
     if t is None:
         return None
-    done = set(t.get("done", []))
+    wanted = set(t.get("networks", []))
+    # the meta's list is written at the stage's start and end only: an interrupted stage's finished networks
+    # are in the rows (each committed as it finished)
+    done = set(t.get("done", [])) | {r.network for r in rows if r.trained is not None and r.network in wanted}
     return {**t, "interrupted": t.get("state") != "done", "trained": len(done), "wanted": len(t.get("networks", []))}
 
 
@@ -129,7 +133,8 @@ def build_report(store: RunStore) -> Report:
         unreadable_rows=unreadable + bad, candidates=tuple(cands), points=tuple(pts),
         front=tuple(pareto_front(pts, PROXY_FRONT)), selection=sel,
         seed_point=next((p for p in pts if p.is_seed), None),
-        trained=_trained_summary(pts), training=_training_state(store), budget_result=_budget_result(pts, cons, sel),
+        trained=_trained_summary(pts), training=_training_state(store, rows),
+        budget_result=_budget_result(pts, cons, sel),
         budget=store.meta_or("budget"), classifier_replaced=store.meta_or("classifier_replaced"),
         stage_seconds=store.meta_or("stage_seconds", {}), weights=_weights_summary(rows, cfg, store.meta_or("teacher")),
         flops_vs_measured=flops_disagreement(pts),
@@ -167,7 +172,8 @@ def _weights_summary(rows: list[CandidateRow], cfg: dict[str, Any], teacher: Any
     secs = sorted(r.seconds for r in done)
     return WeightsSummary(cfg.get("criterion", "l1"), cfg.get("reconstruct", True), len(done), tuple(skipped),
                           max((r.images for r in done), default=0), secs[len(secs) // 2] if secs else None, kept,
-                          tuple(sorted({n for r in done for n in r.strong_ridge})), teacher)
+                          tuple(sorted({n for r in done for n in r.strong_ridge})), teacher,
+                          tuple(sorted({n for r in done for n in r.residual})))
 
 
 def _trained_summary(pts: list[RankingPoint]) -> TrainedSummary:
@@ -183,7 +189,8 @@ def _trained_summary(pts: list[RankingPoint]) -> TrainedSummary:
                               p.test_accuracy - seed_acc if seed_acc is not None else None))
     spearman = None
     ranked = [p for p in rows if p.proxy_accuracy is not None]
-    if len(ranked) >= 3:
+    # a constant list has no ranking: scipy would warn (ConstantInputWarning) and answer NaN
+    if len(ranked) >= 3 and len({p.proxy_accuracy for p in ranked}) > 1 and len({p.test_accuracy for p in ranked}) > 1:
         from scipy.stats import spearmanr
 
         rho = spearmanr([p.proxy_accuracy for p in ranked], [p.test_accuracy for p in ranked]).statistic

@@ -52,7 +52,7 @@ def as_report(name: str, data: Any) -> Report:
         return Report.from_json(data)
     except RecordError as exc:
         raise RunError(f"the {name} report.json does not fit ({exc}); pass an unmodified report.json of a run, "
-                       "or re-render it with scbp-edge report RUN_DIR") from None
+                       "or rewrite it with scbp-edge report RUN_DIR --write") from None
 
 
 def check_comparable(baseline: Report, current: Report, force: bool) -> None:

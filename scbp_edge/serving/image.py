@@ -39,6 +39,7 @@ def decode(blob, size, channels, max_pixels=MAX_PIXELS):
             raise ImageError("image of %dx%d pixels exceeds the limit of %d pixels" % (w, h, max_pixels))
         try:
             im.load()
+            im = _upright(im)
             if im.mode in _WIDE_MODES:
                 arr = np.asarray(im, dtype=np.float64)
                 top = _WIDE_MODES[im.mode] if arr.max() <= 65535 else float(arr.max())
@@ -52,3 +53,14 @@ def decode(blob, size, channels, max_pixels=MAX_PIXELS):
         except Exception as exc:  # noqa: BLE001 - truncated or corrupt pixel data
             raise ImageError("not a decodable image (%s)" % type(exc).__name__) from None
     return arr if arr.ndim == 3 else arr[:, :, None]
+
+
+def _upright(im):
+    """``im`` turned as its EXIF Orientation says (a phone's portrait JPEG is stored sideways), else itself.
+
+    Pillow before 6.0 (old device images) has no ``exif_transpose``: the pixels are then used as stored.
+    """
+    from PIL import ImageOps
+
+    transpose = getattr(ImageOps, "exif_transpose", None)
+    return transpose(im) if transpose is not None else im

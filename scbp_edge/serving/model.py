@@ -49,7 +49,8 @@ class Model(object):
         x = np.asarray(array)
         if x.dtype.kind not in "fiu":
             raise InputError("tensor of dtype %s is not accepted; send real numbers (float32)" % x.dtype)
-        x = x.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e308 becomes inf, refused just below (no warning)
+            x = x.astype(np.float32)
         if not np.isfinite(x).all():
             raise InputError("tensor holds NaN, Inf or values outside the float32 range")
         if x.ndim == 3:

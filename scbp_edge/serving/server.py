@@ -9,34 +9,41 @@
 It answers ``{"predictions": [{"top1", "index", "scores"}]}``.
 
 Hostile clients: every request must state a ``Content-Length`` within the
-limit before anything is read; the whole request must arrive within
-``--request-timeout`` seconds; at most ``--workers`` requests are served at
-once (more wait in the listen backlog); decoded images are bounded in pixels;
+limit before anything is read; the whole request (line, headers, body) must
+arrive within ``--request-timeout`` seconds of the connection's start, however
+slowly its bytes come; one event loop reads every request, and only inference
+takes one of ``--workers`` threads, so slow clients never hold a worker and
+``/healthz`` answers while they wait; decoded images are bounded in pixels;
 non-finite numbers and deeply nested JSON get 400.  With ``--token-file`` (or
 ``SCBP_TOKEN``), every endpoint but ``/healthz`` needs ``Authorization: Bearer``.
 """
 
 import argparse
+import asyncio
 import hmac
 import io
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 
 from .model import InputError, Model
 
 MAX_BODY = 8 * 1024 * 1024  # bytes; larger bodies get 413 without being read
-REQUEST_TIMEOUT = 10.0  # seconds for a whole request (headers and body) to arrive
-WORKERS = 8
+REQUEST_TIMEOUT = 10.0  # seconds for a whole request (line, headers and body) to arrive, from the connection's start
+WORKERS = 8  # inferences at once
 BACKLOG = 128
+MAX_CONNECTIONS = 256  # connections open at once; more get 503
+MAX_LINE = 8192  # bytes of a request line or a header line
+MAX_HEAD = 65536  # bytes of all header lines together
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 411: "Length Required",
+           413: "Payload Too Large", 415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp", "image/x-portable-anymap")
 TENSOR_TYPES = ("application/x-npy", "application/json")
 
@@ -82,30 +89,6 @@ class Stats(object):
         return "\n".join(out) + "\n"
 
 
-class _DeadlineReader(object):
-    """The request stream, failing with socket.timeout once the request's deadline has passed."""
-
-    def __init__(self, raw, sock, deadline):
-        self.raw, self.sock, self.deadline = raw, sock, deadline
-
-    def _arm(self):
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("request not received in time")
-        self.sock.settimeout(left)
-
-    def readline(self, limit=-1):
-        self._arm()
-        return self.raw.readline(limit)
-
-    def read(self, n=-1):
-        self._arm()
-        return self.raw.read(n)
-
-    def close(self):
-        self.raw.close()
-
-
 def _no_constants(name):
     raise ValueError("JSON holds %s, which is not a finite number" % name)
 
@@ -125,145 +108,163 @@ def _json_tensor(data):
         raise InputError("'tensor' is not a rectangular array of numbers") from None
 
 
-def make_handler(model, stats, max_body=MAX_BODY, token=None, timeout=REQUEST_TIMEOUT, info=None):
-    """The request handler class bound to ``model``."""
-    expected = token.encode() if token else None
-    info = info or {}
+class _Refused(Exception):
+    """A request answered with ``code`` and a one-line reason, without reading (more of) its body."""
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "scbp-edge-runtime/2"
-        protocol_version = "HTTP/1.0"  # one request per connection: nothing idles on a worker
+    def __init__(self, code, message):
+        Exception.__init__(self, message)
+        self.code = code
 
-        def setup(self):
-            BaseHTTPRequestHandler.setup(self)
-            self.rfile = _DeadlineReader(self.rfile, self.connection, time.monotonic() + timeout)
 
-        def log_message(self, *_args):  # quiet: /metrics covers it
-            pass
+class App(object):
+    """Routes, authentication and input limits of one served model; :class:`Server` is the transport."""
 
-        def _send(self, code, body, ctype="application/json"):
-            if not isinstance(body, bytes):
+    def __init__(self, model, stats, max_body=MAX_BODY, token=None, info=None):
+        self.model, self.stats, self.max_body = model, stats, max_body
+        self.expected = token.encode() if token else None
+        self.info = info or {}
+
+    def authorised(self, headers):
+        if self.expected is None:
+            return True
+        scheme, _, cred = headers.get("authorization", "").strip().partition(" ")
+        # The scheme is case-insensitive (RFC 7235); the credential is compared in constant time
+        return scheme.lower() == "bearer" and hmac.compare_digest(cred.strip().encode("latin-1", "replace"),
+                                                                  self.expected)
+
+    def route(self, method, path, headers):
+        """The answer to a request that needs no body, or None for a /predict whose body is to be read."""
+        if method not in ("GET", "POST"):
+            raise _Refused(501, "method %s not supported; use GET or POST" % method[:20])
+        if method == "GET" and path == "/healthz":
+            return 200, {"status": "ok", "input_shape": list(self.model.chw)}
+        if not self.authorised(headers):
+            raise _Refused(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        if method == "GET" and path == "/metrics":
+            return 200, self.stats.prometheus(self.info).encode(), "text/plain; version=0.0.4; charset=utf-8"
+        if method == "GET":
+            raise _Refused(404, "no route %s; use POST /predict, GET /healthz, GET /metrics" % path[:200])
+        if path != "/predict":
+            raise _Refused(404, "no route %s; use POST /predict" % path[:200])
+        return None
+
+    def body_length(self, headers):
+        """The body's declared length and type, checked before anything of it is read."""
+        raw = headers.get("content-length")
+        if raw is None:
+            raise _Refused(411, "Content-Length header required")
+        if not raw.strip().isdigit():
+            raise _Refused(400, "Content-Length must be a non-negative integer, got %r" % raw[:40])
+        length = int(raw)
+        if length > self.max_body:
+            raise _Refused(413, "body of %d bytes exceeds the %d-byte limit" % (length, self.max_body))
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in IMAGE_TYPES + TENSOR_TYPES + ("application/octet-stream",):
+            raise _Refused(415, "content type '%s' not accepted; send an image (%s) or a tensor (%s)"
+                           % (ctype[:60], ", ".join(IMAGE_TYPES), ", ".join(TENSOR_TYPES)))
+        return length, ctype
+
+    def predict(self, ctype, data):
+        """(code, answer) for one body; runs on a worker thread."""
+        t = time.perf_counter()
+        try:
+            if ctype == "application/x-npy":
                 try:
-                    body = json.dumps(body, allow_nan=False).encode()
-                except ValueError:
-                    code, body = 500, b'{"error": "the model produced non-finite scores"}'
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            if code == 401:
-                self.send_header("WWW-Authenticate", "Bearer")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _authorised(self):
-            if expected is None:
-                return True
-            scheme, _, cred = (self.headers.get("Authorization") or "").strip().partition(" ")
-            # The scheme is case-insensitive (RFC 7235); the credential is compared in constant time
-            if scheme.lower() == "bearer" and hmac.compare_digest(cred.strip().encode("latin-1", "replace"), expected):
-                return True
-            self._send(401, {"error": "missing or wrong bearer token (Authorization: Bearer <token>)"})
-            return False
-
-        def do_GET(self):  # noqa: N802 - http.server naming
-            if self.path == "/healthz":
-                self._send(200, {"status": "ok", "input_shape": list(model.chw)})
-            elif not self._authorised():
-                return
-            elif self.path == "/metrics":
-                self._send(200, stats.prometheus(info).encode(), "text/plain; version=0.0.4; charset=utf-8")
+                    x = np.load(io.BytesIO(data), allow_pickle=False)
+                except Exception as exc:  # noqa: BLE001 - any malformed .npy
+                    raise InputError("body is not a .npy array (%s)" % str(exc)[:120]) from None
+            elif ctype == "application/json":
+                x = _json_tensor(data)
             else:
-                self._send(404, {"error": "no route %s; use POST /predict, GET /healthz, GET /metrics" % self.path})
-
-        def do_POST(self):  # noqa: N802
-            if not self._authorised():
-                return
-            if self.path != "/predict":
-                self._send(404, {"error": "no route %s; use POST /predict" % self.path})
-                return
-            t = time.perf_counter()
-            code, obj = self._predict()
-            stats.add(time.perf_counter() - t, code)
-            self._send(code, obj)
-
-        def _length(self):
-            raw = self.headers.get("Content-Length")
-            if raw is None:
-                return 411, "Content-Length header required"
-            if not raw.strip().isdigit():
-                return 400, "Content-Length must be a non-negative integer, got %r" % raw[:40]
-            length = int(raw)
-            if length > max_body:
-                return 413, "body of %d bytes exceeds the %d-byte limit" % (length, max_body)
-            return None, length
-
-        def _predict(self):
-            code, length = self._length()
-            if code is not None:
-                self.close_connection = True  # nothing of the body is read
-                return code, {"error": length}
-            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if ctype not in IMAGE_TYPES + TENSOR_TYPES + ("application/octet-stream",):
-                self.close_connection = True
-                return 415, {"error": "content type '%s' not accepted; send an image (%s) or a tensor (%s)"
-                             % (ctype, ", ".join(IMAGE_TYPES), ", ".join(TENSOR_TYPES))}
-            data = self.rfile.read(length)
-            if len(data) != length:
-                return 400, {"error": "body ended after %d of %d bytes" % (len(data), length)}
-            try:
-                if ctype == "application/x-npy":
-                    try:
-                        x = np.load(io.BytesIO(data), allow_pickle=False)
-                    except Exception as exc:  # noqa: BLE001 - any malformed .npy
-                        raise InputError("body is not a .npy array (%s)" % str(exc)[:120]) from None
-                elif ctype == "application/json":
-                    x = _json_tensor(data)
-                else:
-                    x = model.preprocess_image(data)
-                return 200, {"predictions": model.scores(model.predict(x))}
-            except InputError as exc:
-                return exc.status, {"error": str(exc)[:300]}
-
-    return Handler
+                x = self.model.preprocess_image(data)
+            code, obj = 200, {"predictions": self.model.scores(self.model.predict(x))}
+        except InputError as exc:
+            code, obj = exc.status, {"error": str(exc)[:300]}
+        self.stats.add(time.perf_counter() - t, code)
+        return code, obj
 
 
-class BoundedServer(HTTPServer):
-    """At most ``workers`` requests in flight; further connections wait in the listen backlog."""
+class Server(object):
+    """One event loop reads every request under its deadline; only inference takes one of ``workers`` threads.
 
-    request_queue_size = BACKLOG
-    allow_reuse_address = True
+    A client that sends its request a byte at a time holds nothing but its own connection, and only until
+    ``timeout`` seconds after it connected (line, headers and body together); /healthz and /metrics are
+    answered on the loop itself, so slow clients never queue them.  Connections beyond ``max_connections``
+    get 503 at once; bodies being received are bounded by twice ``workers`` (memory).
+    """
 
-    def __init__(self, address, handler, workers=WORKERS):
-        HTTPServer.__init__(self, address, handler)
-        self._slots = threading.BoundedSemaphore(workers)
-        self._pool = ThreadPoolExecutor(max_workers=workers)
+    def __init__(self, app, workers=WORKERS, timeout=REQUEST_TIMEOUT, max_connections=MAX_CONNECTIONS):
+        self.app, self.timeout, self.max_connections = app, timeout, max_connections
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.bodies = asyncio.Semaphore(2 * workers)
+        self.open = 0
 
-    def process_request(self, request, client_address):
-        self._slots.acquire()  # back-pressure: stop accepting while every worker is busy
+    async def handle(self, reader, writer):
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + self.timeout
+        self.open += 1
         try:
-            self._pool.submit(self._work, request, client_address)
-        except RuntimeError:  # pool shut down
-            self._slots.release()
-            self.shutdown_request(request)
-
-    def _work(self, request, client_address):
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - one client's trouble never reaches the others
-            self.handle_error(request, client_address)
+            if self.open > self.max_connections:
+                raise _Refused(503, "too many connections; retry shortly")
+            method, path, headers = await asyncio.wait_for(_read_head(reader), self.timeout)
+            reply = self.app.route(method, path, headers)
+            if reply is None:
+                length, ctype = self.app.body_length(headers)
+                await self.bodies.acquire()
+                try:
+                    data = await asyncio.wait_for(reader.readexactly(length), max(0.0, deadline - loop.time()))
+                finally:
+                    self.bodies.release()
+                reply = await loop.run_in_executor(self.pool, self.app.predict, ctype, data)
+            await _answer(writer, *reply)
+        except _Refused as exc:
+            await _answer(writer, exc.code, {"error": str(exc)})
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client stalled or hung up: nothing to answer, nothing to report
+        except Exception as exc:  # noqa: BLE001 - one client's trouble never reaches the others
+            sys.stderr.write("error serving a request: %s: %s\n" % (type(exc).__name__, str(exc)[:200]))
         finally:
-            self.shutdown_request(request)
-            self._slots.release()
+            self.open -= 1
+            writer.close()
 
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, socket.timeout)):
-            return  # the client hung up or stalled: nothing to report
-        sys.stderr.write("error serving %s: %s: %s\n" % (client_address[0], type(exc).__name__, str(exc)[:200]))
 
-    def server_close(self):
-        HTTPServer.server_close(self)
-        self._pool.shutdown(wait=False)
+async def _read_head(reader):
+    """(method, path, headers with lower-case names) of one request; _Refused for a malformed or oversized one."""
+    try:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("closed before a request")
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            raise _Refused(400, "malformed request line")
+        headers, size = {}, 0
+        while True:
+            h = await reader.readline()
+            size += len(h)
+            if size > MAX_HEAD:
+                raise _Refused(431, "request headers exceed %d bytes" % MAX_HEAD)
+            if h in (b"\r\n", b"\n", b""):
+                return parts[0], parts[1], headers
+            name, sep, value = h.decode("latin-1").partition(":")
+            if not sep or not name.strip():
+                raise _Refused(400, "malformed header line")
+            headers[name.strip().lower()] = value.strip()
+    except ValueError:  # asyncio's line limit
+        raise _Refused(431, "a request line or header exceeds %d bytes" % MAX_LINE) from None
+
+
+async def _answer(writer, code, body, ctype="application/json"):
+    if not isinstance(body, bytes):
+        try:
+            body = json.dumps(body, allow_nan=False).encode()
+        except ValueError:
+            code, body = 500, b'{"error": "the model produced non-finite scores"}'
+    head = ["HTTP/1.0 %d %s" % (code, REASONS.get(code, "Error")), "Server: scbp-edge-runtime/3",
+            "Content-Type: " + ctype, "Content-Length: %d" % len(body), "Connection: close"]
+    if code == 401:
+        head.append("WWW-Authenticate: Bearer")
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+    await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)  # a client that never reads cannot hold the answer
 
 
 def read_token(token_file=None):
@@ -297,18 +298,23 @@ def serve(model_path, session_cls, host="127.0.0.1", port=8080, threads=None, to
     model = Model(model_path, session_cls, threads=threads)
     info = {"runtime": getattr(session_cls, "name", "unknown"), "candidate": model.meta.get("candidate", "unknown"),
             "precision": model.meta.get("precision", "unknown")}
-    handler = make_handler(model, Stats(), max_body, token, timeout, info)
-    httpd = BoundedServer((host, port), handler, workers)
-    url = "http://%s:%d" % (host, httpd.server_address[1])
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # before the server's semaphore: Python 3.6 binds it to the current loop
+    srv = Server(App(model, Stats(), max_body, token, info), workers, timeout)
+    listener = loop.run_until_complete(asyncio.start_server(srv.handle, host, port, limit=MAX_LINE,
+                                                            backlog=BACKLOG, reuse_address=True))
+    url = "http://%s:%d" % (host, listener.sockets[0].getsockname()[1])
     print("serving %s on %s%s" % (model_path, url, " (bearer token required)" if token else ""), flush=True)
     if ready is not None:
         ready(url)
     try:
-        httpd.serve_forever()
+        loop.run_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        httpd.server_close()
+        listener.close()
+        srv.pool.shutdown(wait=False)
+        loop.close()
 
 
 def _stop(_signum, _frame):

@@ -115,6 +115,10 @@ def _weights_details(w: WeightsSummary) -> list[str]:
             named = "; ".join(f"{k} ({v})" for k, v in sorted(w.kept_l1.items())[:5])
             more = f" and {len(w.kept_l1) - 5} more" if len(w.kept_l1) > 5 else ""
             text += f" Layers that kept their inherited weights: {named}{more}."
+        if w.residual:
+            text += (f" {len(w.residual)} residual writer(s) (convolutions whose output is added to a shortcut) "
+                     "were fitted to the seed's block output minus the pruned network's own shortcut "
+                     "(--residual-solve).")
         if w.strong_ridge:
             text += (f" {len(w.strong_ridge)} layer(s) had fewer calibration samples than unknowns and were "
                      "solved with a stronger ridge (more --calib-images fits them better).")
