@@ -60,7 +60,7 @@ def test_budget_of_a_quarter_finds_the_front():
 @pytest.mark.slow
 def test_cli_build_with_budget(tmp_path):
     res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5",
-              "--runs", str(tmp_path), "--measure-budget", "4", "--json")
+              "--scope", "stream", "--runs", str(tmp_path), "--measure-budget", "4", "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads((tmp_path / json.loads(res.stdout)["run_dir"].split("/")[-1] / "report.json").read_text())
     assert rep["counts"]["measured"] == 4 and rep["counts"]["exported"] == 4

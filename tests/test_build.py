@@ -29,7 +29,7 @@ def _rows(db: Path) -> dict[str, tuple]:
 def test_build_killed_mid_run_resumes_without_remeasuring(tmp_path):
     target = fast_target(tmp_path)
     args = [sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(target), "--data", "none",
-            "--ratios", "0,0.5", "--runs", str(tmp_path / "runs"), "--profile-chunk", "2"]
+            "--ratios", "0,0.5", "--scope", "stream", "--runs", str(tmp_path / "runs"), "--profile-chunk", "2"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300
     db = None
@@ -279,7 +279,8 @@ def test_a_stop_request_whose_interrupt_was_swallowed_still_ends_the_build(tmp_p
     stop.request()  # as the CLI's signal handler does; no KeyboardInterrupt is raised here
     try:
         with pytest.raises(BuildInterrupted, match="scbp-edge build --resume") as info:
-            build(BuildConfig(target=str(fast_target(tmp_path)), data=None, ratios="0,0.5"), runs=tmp_path / "runs")
+            build(BuildConfig(target=str(fast_target(tmp_path)), data=None, ratios="0,0.5", scope="stream"),
+                  runs=tmp_path / "runs")
     finally:
         stop.clear()
     run = next((tmp_path / "runs").iterdir())

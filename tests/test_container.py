@@ -62,7 +62,8 @@ def monkeypatch_module():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ctr")
-    res = cli("build", "--target", str(fast_target(tmp)), "--ratios", "0,0.5", "--runs", str(tmp), "--top-k", "1",
+    res = cli("build", "--target", str(fast_target(tmp)), "--ratios", "0,0.5", "--scope", "stream", "--runs", str(tmp),
+              "--top-k", "1",
               "--epochs", "1", "--json")
     assert res.returncode == 0, res.stderr
     return Path(json.loads(res.stdout)["run_dir"])

@@ -62,7 +62,8 @@ def _rows(db):
 @pytest.mark.slow
 def test_ray_build_with_a_worker_killed_mid_run(tmp_path):
     args = [sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(fast_target(tmp_path)),
-            "--ratios", "0,0.5", "--runs", str(tmp_path / "runs"), "--executor", "ray", "--retries", "3",
+            "--ratios", "0,0.5", "--scope", "stream", "--runs", str(tmp_path / "runs"), "--executor", "ray",
+            "--retries", "3",
             "--top-k", "1", "--epochs", "1", "--json"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None

@@ -100,9 +100,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_run_folder(bad_files, tmp_pa
 
 def _build(tmp: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(fast_target(tmp)),
-                             "--data", "none", "--ratios", "0,0.25,0.5", "--runs", str(tmp / "runs"),
-                             "--profile-chunk", "2", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                             "--data", "none", "--ratios", "0,0.25,0.5", "--scope", "stream", "--runs",
+                             str(tmp / "runs"), "--profile-chunk", "2", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _wait_for(pred, timeout=300.0):
@@ -166,7 +166,7 @@ def test_ctrl_c_prints_the_resume_command_and_sigkill_leaves_no_worker(tmp_path)
 
 def test_a_damaged_run_database_is_one_line_and_a_report_of_what_remains(tmp_path):
     res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.25,0.5",
-              "--runs", str(tmp_path), "--json")
+              "--scope", "stream", "--runs", str(tmp_path), "--json")
     assert res.returncode == 0, res.stderr
     run = Path(json.loads(res.stdout)["run_dir"])
     db = run / "run.sqlite"

@@ -78,7 +78,7 @@ def test_unreachable_device_and_bad_url():
 def _build(tmp: Path, url: str, *extra: str) -> subprocess.Popen:
     target = fast_target(tmp)
     args = [sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(target), "--data", "none",
-            "--ratios", "0,0.5", "--runs", str(tmp / "runs"), "--device", url, *extra]
+            "--ratios", "0,0.5", "--scope", "stream", "--runs", str(tmp / "runs"), "--device", url, *extra]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

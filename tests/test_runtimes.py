@@ -74,7 +74,8 @@ def test_a_third_party_runtime_is_one_package_and_one_entry_point(plugin_env, tm
     row = next(r for r in json.loads(res.stdout) if r["name"] == "ort-basic")
     assert row["status"] == "available" and row["capabilities"]["precisions"] == ["fp32"]
 
-    res = _cli(env, "build", "--target", "ort-basic", "--data", "none", "--ratios", "0,0.5", "--top-k", "0",
+    res = _cli(env, "build", "--target", "ort-basic", "--data", "none", "--ratios", "0,0.5", "--scope", "stream",
+               "--top-k", "0",
                "--runs", str(tmp_path), "--json")
     assert res.returncode == 0, res.stderr
     run_dir = Path(json.loads(res.stdout)["run_dir"])

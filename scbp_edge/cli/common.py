@@ -59,8 +59,9 @@ RatiosOpt = typer.Option("0,0.25,0.5", "--ratios", help="Fractions of filters re
 MonotoneOpt = typer.Option(False, "--monotone", help="Only configurations whose ratios never shrink with depth")
 ExcludeOpt = typer.Option([], "--exclude", help="Skip configurations matching a pattern like '0.5,*,*' (repeatable; "
                           "0.5i or 0.5s match one scope only)")
-ScopeOpt = typer.Option("stream", "--scope", help="What a segment's ratio cuts: stream (every channel group in it, "
-                        "the residual stream too), inner (only the insides of its blocks) or both (try each)")
+ScopeOpt = typer.Option("both", "--scope", help="What a segment's ratio cuts: stream (every channel group in it, "
+                        "the residual stream too), inner (only the insides of its blocks) or both (try each: the "
+                        "default, measured best in benchmarks/results/scope_picks_*.md)")
 ConfigScopeOpt = typer.Option("stream", "--scope", help="What --config's ratios cut where an item has no i or s: "
                               "stream (the residual stream too) or inner (only the insides of blocks)")
 LimitOpt = typer.Option(None, "--limit", help="A seeded random sample of at most N configurations (plus the "

@@ -31,7 +31,9 @@ class BuildConfig:
     ratios: str = "0,0.25,0.5"
     monotone: bool = False
     exclude: list[str] = field(default_factory=list)
-    scope: str = "stream"  # what a segment's ratio cuts: stream, inner or both (space.scope_variants)
+    # what a segment's ratio cuts: stream, inner or both (space.scope_variants); both: the best or tied pick at
+    # 1.25x, 1.5x and 2.0x on both CIFAR seeds (benchmarks/results/scope_picks_*.md)
+    scope: str = "both"
     limit: int | None = None
     sample_seed: int = 0
     max_params: int | None = None
@@ -73,6 +75,7 @@ class BuildConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BuildConfig:
         d = dict(d)
+        d.setdefault("scope", "stream")  # runs saved before issue 56 cut every segment's stream
         if d.get("executor") != "ray":  # runs saved before the Ray-only options were refused stored 2 here
             d["retries"] = d["ray_address"] = None
         d["seed"] = SeedOptions(**d["seed"])
