@@ -219,8 +219,8 @@ class Server(object):
             await _answer(writer, *reply)
         except _Refused as exc:
             await _answer(writer, exc.code, {"error": str(exc)})
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            pass  # the client stalled or hung up: nothing to answer, nothing to report
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client stalled or hung up, or the server is stopping: nothing to answer, nothing to report
         except Exception as exc:  # noqa: BLE001 - one client's trouble never reaches the others
             sys.stderr.write("error serving a request: %s: %s\n" % (type(exc).__name__, str(exc)[:200]))
         finally:
@@ -313,8 +313,19 @@ def serve(model_path, session_cls, host="127.0.0.1", port=8080, threads=None, to
         pass
     finally:
         listener.close()
+        _finish(loop)
         srv.pool.shutdown(wait=False)
         loop.close()
+
+
+def _finish(loop):
+    """Cancel the connections still open and let each close its socket while the loop can still run."""
+    all_tasks = getattr(asyncio, "all_tasks", None) or asyncio.Task.all_tasks  # Python 3.6 has only the latter
+    pending = [t for t in all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def _stop(_signum, _frame):
