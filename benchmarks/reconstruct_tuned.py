@@ -12,7 +12,10 @@ Each network (one given with ``--ratios``, or the 1.25x/1.5x/2.0x picks of
   given its inherited filter norms back, the norm's statistics scaled to match
   (the same function; reconstruct.KEEP_SCALE, the build's way since issue 55);
 * ``block-output solve, norms kept``: as that, but each residual writer fitted to the
-  seed's residual sum minus the pruned network's own shortcut (derive/residual.py).
+  seed's residual sum minus the pruned network's own shortcut (derive/residual.py);
+* ``block-output solve, BN re-estimated``: as that, then every BatchNorm's statistics
+  re-estimated on the build's 1,024 BN images (issue 55 step 2's "re-estimate
+  BatchNorm statistics after the solve"; adaptive BN, as the proxy does it).
 
 For each, before any training: test top-1 (10,000 images), the ridge strength
 each layer ended with, rows per unknown, each layer's weight norm over its
@@ -51,7 +54,9 @@ VARIANTS = {"inherited": (False, False, False, False),
             "solved, head re-solved (scbp_vs_peers)": (True, False, False, False),
             "solved, head inherited (build)": (True, True, False, False),
             "solved, norms kept": (True, True, False, True),
-            "block-output solve, norms kept": (True, True, True, True)}
+            "block-output solve, norms kept": (True, True, True, True),
+            "block-output solve, BN re-estimated": (True, True, True, True)}
+BN_RESTAT = {"block-output solve, BN re-estimated"}  # variants whose BatchNorm statistics are re-estimated
 
 
 def log(msg: str) -> None:
@@ -183,6 +188,10 @@ def start(b: Benches, segments: str, ratios: list[float], label: str) -> tuple[t
     unknowns = {n: (m.weight[0].numel() + (m.bias is not None)) for n, m in model.named_modules()
                 if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
     scored = wb.derive(ratios)[1] if for_training else model  # the weights the proxy scores: classifier re-solved
+    if label in BN_RESTAT:
+        from scbp_edge.lab import adapt_bn
+
+        model, scored = adapt_bn(model, b.d.bn_x), adapt_bn(scored, b.d.bn_x)
     return model, {"ridge": ridge, "rows_per_unknown": {n: rows[n] / u for n, u in unknowns.items() if n in rows},
                    "test_scored": evaluate(scored, b.d.test_x, b.d.test_y),
                    "norm_ratio": norms(model, inherited), "per_layer_error": rec.per_layer,
