@@ -90,6 +90,21 @@ def sshd(tmp_path_factory):
         os.environ.pop("SCBP_SSH_CONFIG", None)
 
 
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """One small finished build (two ratios, stream scope, one network fine-tuned) shared by every test that only
+    reads a run: report, package and container tests.  A test that changes a run copies it first."""
+    import json
+
+    from tests.helpers import cli, fast_target
+
+    tmp = tmp_path_factory.mktemp("small-run")
+    res = cli("build", "--target", str(fast_target(tmp)), "--ratios", "0,0.5", "--scope", "stream", "--runs", str(tmp),
+              "--top-k", "1", "--epochs", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    return Path(json.loads(res.stdout)["run_dir"])
+
+
 @pytest.fixture(scope="module")
 def digits_bench():
     """The embedded default seed (trained on digits, cached) with the digits train and test tensors."""

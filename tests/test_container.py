@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import free_port
-from tests.helpers import cli, fast_target
+from tests.helpers import cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.timeout(1500)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,13 +60,9 @@ def monkeypatch_module():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("ctr")
-    res = cli("build", "--target", str(fast_target(tmp)), "--ratios", "0,0.5", "--scope", "stream", "--runs", str(tmp),
-              "--top-k", "1",
-              "--epochs", "1", "--json")
-    assert res.returncode == 0, res.stderr
-    return Path(json.loads(res.stdout)["run_dir"])
+def run_dir(small_run) -> Path:
+    """The session's shared small build (conftest.small_run); these tests only read it."""
+    return small_run
 
 
 @pytest.fixture(scope="module")

@@ -94,17 +94,19 @@ def test_derived_models_equal_the_masked_seed_and_costs_are_exact(bench):
 
 
 def test_costs_never_increase_with_any_ratio(bench):
+    # the candidate record's costs come from the plan (static), and the test above checks them against the
+    # derived network; deriving every configuration here again only cost time (52 s for densenet121)
     n = bench.num_segments
     ratios = (0.0, 0.25, 0.5)
     configs = list(itertools.product(ratios, repeat=n))[:: max(1, 3**n // 6)]
     for cfg in configs:
-        base, _ = bench.candidate(cfg)
+        base = bench.static(cfg)
         for s in range(n):
             if cfg[s] == ratios[-1]:
                 continue
             up = list(cfg)
             up[s] = ratios[ratios.index(cfg[s]) + 1]
-            more, _ = bench.candidate(up)
+            more = bench.static(up)
             assert more.params <= base.params and more.macs <= base.macs, (cfg, up)
 
 

@@ -22,13 +22,9 @@ from tests.helpers import cli, fast_target
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("pkg")
-    res = cli("build", "--target", str(fast_target(tmp)), "--ratios", "0,0.5", "--scope", "stream", "--runs", str(tmp),
-              "--top-k", "1",
-              "--epochs", "1", "--json")
-    assert res.returncode == 0, res.stderr
-    return Path(json.loads(res.stdout)["run_dir"])
+def run_dir(small_run) -> Path:
+    """The session's shared small build (conftest.small_run); these tests only read it."""
+    return small_run
 
 
 @pytest.mark.slow

@@ -17,12 +17,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("report")
-    res = cli("build", "--target", str(fast_target(tmp)), "--ratios", "0,0.5", "--runs", str(tmp), "--top-k", "1",
-              "--epochs", "1", "--json")
-    assert res.returncode == 0, res.stderr
-    return Path(json.loads(res.stdout)["run_dir"])
+def run_dir(small_run) -> Path:
+    """The session's shared small build (conftest.small_run); these tests only read it."""
+    return small_run
 
 
 def _synthetic(n_points: int, n_segments: int) -> Report:
