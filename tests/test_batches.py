@@ -9,10 +9,12 @@ import json
 import sqlite3
 
 import onnx
+import pytest
 
 from tests.helpers import FAST_TARGET, cli
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_a_target_with_batch_sizes_times_every_candidate_at_each(tmp_path):
     target = tmp_path / "cpu-batch.toml"
     target.write_text(FAST_TARGET.replace('name = "cpu-fast"', 'name = "cpu-batch"\nbatch_sizes = [1, 4]'))

@@ -162,6 +162,7 @@ def test_no_reconstruct_and_a_time_budget(tmp_path):
         (["search", "--exclude", "*,0.5q,*"], "'0.5q' in --exclude is neither a ratio nor"),
     ],
 )
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, match):
     res = cli(*args, cwd=tmp_path, timeout=120)
     assert res.returncode != 0
@@ -185,6 +186,7 @@ def test_profile_rejects_a_file_that_is_not_onnx(tmp_path):
     assert res.returncode == 2 and "not a valid ONNX model" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_cli_derive_writes_loadable_pt_and_onnx(tmp_path):
     from scbp_edge.derive.io import load_derived
 
@@ -197,6 +199,7 @@ def test_cli_derive_writes_loadable_pt_and_onnx(tmp_path):
     assert res.returncode == 0 and (tmp_path / "d.onnx").stat().st_size > 1000
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_cli_derive_with_data_reconstructs_like_the_build(tmp_path):
     """derive --data re-solves the weights on the same calibration sample as a build, and the file says so."""
     import torch
@@ -226,6 +229,7 @@ def test_cli_derive_with_data_reconstructs_like_the_build(tmp_path):
                                                                  same.state_dict().values()))
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_a_build_that_measured_nothing_fails_but_keeps_its_work(tmp_path):
     target = tmp_path / "hopeless.toml"
     target.write_text(FAST_TARGET.replace("timeout_s = 60", "timeout_s = 0.001"))
@@ -237,6 +241,7 @@ def test_a_build_that_measured_nothing_fails_but_keeps_its_work(tmp_path):
     assert (run / "report.json").is_file() and list((run / "onnx").glob("*.onnx")), "finished work was lost"
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_keep_models_writes_each_candidate_as_a_loadable_derived_file(tmp_path):
     import numpy as np
     import onnxruntime as ort
@@ -290,6 +295,7 @@ def test_a_stop_request_whose_interrupt_was_swallowed_still_ends_the_build(tmp_p
     assert len(done) == 1 and len(rows) == 8, "stopped right after the first finished network, nothing lost"
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_a_build_with_inner_scopes_keeps_the_stream_of_each_network_it_ships(tmp_path):
     """Issue 56: the scope travels from --scope through the store and the workers to the files a build writes."""
     import numpy as np

@@ -72,6 +72,7 @@ def test_energy_is_tracked_where_both_runs_measured_it():
     assert verdicts(base, cur)[("a", "energy_mj")] == "regression"
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_cli_exit_codes_and_refusals(tmp_path):
     def write(name, obj):
         (tmp_path / name).write_text(json.dumps(obj))
@@ -93,6 +94,7 @@ def test_cli_exit_codes_and_refusals(tmp_path):
     ('{"points": [{"p50_ms": 1}]}', "does not fit (report: missing field 'selection')"),
     ("[" * 100000, "cannot read report"),
 ])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_malformed_reports_are_one_line(tmp_path, content, match):
     good = tmp_path / "g.json"
     good.write_text(json.dumps(rep(point())))
@@ -102,6 +104,7 @@ def test_malformed_reports_are_one_line(tmp_path, content, match):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_missing_file_and_negative_threshold(tmp_path):
     good = tmp_path / "g.json"
     good.write_text(json.dumps(rep(point())))

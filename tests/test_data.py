@@ -130,6 +130,7 @@ def test_an_archive_entry_that_leaves_its_folder_is_named_and_refused(tmp_path):
         read_split(tmp_path / "train.tar.gz", (8, 8))
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_derive_with_data_names_the_images_it_leaves_out_as_build_does(tmp_path):
     """Issue 57: derive --data dropped unreadable images without a word; the README promised a warning."""
     from tests.helpers import cli

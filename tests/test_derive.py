@@ -49,6 +49,7 @@ def test_rounding_rule():
         pruned_width(64, 1.0, 8)
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_zero_config_is_the_seed(bench):
     n = bench.num_segments
     model = bench.deriver.derive([0.0] * n)
@@ -57,6 +58,7 @@ def test_zero_config_is_the_seed(bench):
         assert (model(x) - bench.seed.model(x)).abs().max().item() <= 1e-6
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_pruned_widths_follow_the_rule_and_shape_is_kept(bench):
     n = bench.num_segments
     mods_seed = dict(bench.seed.model.named_modules())
@@ -80,6 +82,7 @@ def test_pruned_widths_follow_the_rule_and_shape_is_kept(bench):
         assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in bench.seed.model.parameters())
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_derived_models_equal_the_masked_seed_and_costs_are_exact(bench):
     """Issue 20: a correct derivation computes what the seed computes with the dropped channels zeroed."""
     from scbp_edge.derive import model_cost
@@ -184,6 +187,7 @@ def test_module_versions_survive_a_saved_state_dict(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vgg11_bn", "alexnet"])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_small_input_exports_adaptive_pools_that_do_not_divide(tmp_path, name):
     """Issue 15: adaptive_avg_pool2d to 7x7 (6x6) from 2x2 (1x1) has no ONNX form; fixed averaging matrices do."""
     from scbp_edge.export.onnx import export_onnx

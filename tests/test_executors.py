@@ -94,6 +94,7 @@ def test_ray_build_with_a_worker_killed_mid_run(tmp_path):
     assert rep["trained"]["rows"], "training ran as Ray tasks too"
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_unreachable_ray_address_is_one_line(tmp_path):
     res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--runs",
               str(tmp_path), "--executor", "ray", "--ray-address", "127.0.0.1:1", timeout=300)

@@ -17,6 +17,7 @@ SEEDS = [("cifar-resnet20", None), ("cifar-resnet56", None), ("cifar-resnet110",
 
 
 @pytest.mark.parametrize(("name", "size"), SEEDS, ids=[s for s, _ in SEEDS])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_export_parity_for_builtin_seeds(tmp_path, name, size):
     wb = Workbench(SeedOptions(name, input_size=size))
     n = wb.num_segments  # mixed scopes (issue 56): stream and inner segments in one network

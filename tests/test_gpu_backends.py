@@ -46,6 +46,7 @@ def _measure(backend, items, target, extra=None) -> dict:
     return got
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_torch_worker_protocol_on_the_cpu(tmp_path):
     pt, _ = _derived(tmp_path)
     target = load_target("desktop-gpu")
@@ -59,6 +60,7 @@ def test_torch_worker_protocol_on_the_cpu(tmp_path):
     assert m.info["runtime"].startswith("torch ") and m.memory_mb is not None
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_derived_file_that_is_not_one_fails_alone(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -111,6 +113,7 @@ main()
 
 
 @pytest.mark.parametrize("args", [["--help"], ["targets"]])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_cli_works_without_any_optional_runtime(args):
     res = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

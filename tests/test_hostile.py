@@ -82,6 +82,7 @@ CASES = [  # (args, words of the one line); {d} is the folder of bad files
 
 
 @pytest.mark.parametrize(("args", "match"), CASES, ids=[" ".join(c[0])[:50] for c in CASES])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_bad_input_is_one_line_exit_2_and_leaves_no_run_folder(bad_files, tmp_path, args, match):
     if "{d}/m.onnx" in args:
         from scbp_edge.api import SeedOptions, Workbench
@@ -164,6 +165,7 @@ def test_ctrl_c_prints_the_resume_command_and_sigkill_leaves_no_worker(tmp_path)
     assert not alive, f"{len(alive)} workers outlived their build"
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_a_damaged_run_database_is_one_line_and_a_report_of_what_remains(tmp_path):
     res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.25,0.5",
               "--scope", "stream", "--runs", str(tmp_path), "--json")
@@ -231,6 +233,7 @@ def test_resuming_a_folder_that_is_no_run_leaves_it_as_it_was(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["a.jpg"]
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_resume_refuses_flags_that_differ_from_the_stored_run_and_replays_it_without_them(tmp_path):
     """Issue 57: --resume ran the stored configuration and said nothing of the flags it ignored."""
     res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--limit", "1",
@@ -246,6 +249,7 @@ def test_resume_refuses_flags_that_differ_from_the_stored_run_and_replays_it_wit
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_the_advice_package_gives_is_the_command_that_fixes_the_run(tmp_path):
     """Issue 57: package advised 'scbp-edge report RUN' (which rewrites nothing) and a --resume that did nothing."""
     import shutil
@@ -266,6 +270,7 @@ def test_the_advice_package_gives_is_the_command_that_fixes_the_run(tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_package_never_destroys_user_files(tmp_path):
     target = tmp_path / "t.toml"
     target.write_text(FAST_TARGET)
@@ -294,6 +299,7 @@ def test_package_never_destroys_user_files(tmp_path):
     ("ssh://root@host:99999", "has an invalid port"), ("ssh://root@host:port", "has an invalid port"),
     ("ssh://-oProxyCommand=x@host", "not allowed"), ("ssh://root@-oProxyCommand=x", "not allowed"),
 ])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_profile_refuses_a_malformed_device_url_in_one_line_and_runs_nothing(bad_files, tmp_path, url, match):
     """Issue 57: profile refused these with a thread's traceback, as if the host were down; build did not."""
     from scbp_edge.api import SeedOptions, Workbench

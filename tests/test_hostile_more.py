@@ -81,6 +81,7 @@ def test_an_energy_limit_without_a_sensor_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_a_limit_nothing_meets_fails_the_build_and_names_the_limit(tmp_path):
     res = _build(tmp_path, "--data", "none", "--ratios", "0,0.5", "--top-k", "0", "--max-size-mb", "0.001")
     line = _error_line(res, "no model selected")
@@ -148,6 +149,7 @@ def test_unreadable_and_oversized_images_are_named_and_counted(tmp_path):
     (["derive", "--config", "0.5,,0", "-o", "x.pt"], "--config '0.5,,0' has an empty item"),
     (["build", "--qat-threshold", "-1"], "--qat-threshold -1.0 must be 0 (always run QAT) or more"),
 ])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_list_options_refuse_empty_items_alike(tmp_path, args, match):
     _one_line(cli(*args, cwd=tmp_path, timeout=120), match)
 
@@ -167,6 +169,7 @@ def seed_run(tmp_path_factory) -> Path:
     return Path(json.loads(res.stdout)["run_dir"])
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_compare_says_unchanged_for_an_unchanged_figure(seed_run):
     res = cli("compare", str(seed_run / "report.json"), str(seed_run / "report.json"), "--max-regression", "0")
     assert res.returncode == 0, res.stderr
@@ -180,6 +183,7 @@ def test_without_data_no_accuracy_is_claimed_and_the_skipped_proxy_is_named(seed
     assert "the distillation proxy (--proxy distill)" in note and "no accuracy is claimed" in note
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_qat_threshold_zero_always_runs_qat(tmp_path):
     res = _build(tmp_path, "--ratios", "0,0.5", "--limit", "1", "--precision", "fp32,int8", "--top-k", "1",
                  "--epochs", "1", "--qat-epochs", "1", "--qat-threshold", "0", "--json")
@@ -247,10 +251,12 @@ def test_a_ray_build_killed_mid_run_resumes(tmp_path):
     (["--bn-images", "0"], "--bn-images 0 must be at least 1"),
     (["--val-fraction", "1.5"], "--val-fraction 1.5 must be between 0 and 1"),
 ])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_options_that_would_do_nothing_or_are_named_in_messages_are_real_flags(tmp_path, args, match):
     _one_line(_build(tmp_path, "--data", "none", *args, timeout=120), match)
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_bn_images_and_val_fraction_reach_the_proxy(tmp_path):
     res = _build(tmp_path, "--ratios", "0,0.5", "--limit", "1", "--top-k", "0", "--bn-images", "64",
                  "--val-fraction", "0.2", "--json")

@@ -61,6 +61,7 @@ def _errors(model: nn.Module, seed_out: dict[str, torch.Tensor], kept: dict[str,
     return errs
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_reconstruction_lowers_every_layers_error_on_held_out_images(family):
     wb, x, y, held, ratios = family
     l1 = wb.deriver.derive(ratios)
@@ -81,6 +82,7 @@ def test_reconstruction_lowers_every_layers_error_on_held_out_images(family):
     assert not worse, f"reconstruction did not lower these layers' held-out error: {worse}"
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_reconstruction_changes_only_weights_and_the_onnx_matches(family, tmp_path):
     import onnxruntime as ort
 
@@ -109,6 +111,7 @@ def test_reconstruction_changes_only_weights_and_the_onnx_matches(family, tmp_pa
     assert np.abs(got - ref).max() <= 1e-3 * max(1.0, float(np.abs(ref).max()))
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_no_reconstruct_reproduces_the_inherited_weights_bit_for_bit(family):
     wb, x, y, _, ratios = family
     inherited = wb.deriver.derive(ratios).state_dict()  # today's path: surgery only
@@ -186,6 +189,7 @@ def test_a_non_finite_solution_keeps_the_inherited_weights_and_names_the_layer()
 
 
 @pytest.mark.parametrize("criterion", ["taylor", "activation"])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_a_data_aware_criterion_keeps_other_channels_and_still_passes_the_masked_check(family, criterion):
     wb, x, y, _, ratios = family
     plan = wb.deriver.plan(ratios)
@@ -210,6 +214,7 @@ def test_a_data_aware_criterion_without_data_is_refused():
         wb.deriver.graph.score("random")
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_solved_filters_keep_their_inherited_norms_and_the_network_computes_the_same(family, monkeypatch):
     """A solved filter feeding a BatchNorm gets its inherited length back (SGD's step on it goes as 1 / norm^2)."""
     from scbp_edge.derive import reconstruct as rc

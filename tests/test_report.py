@@ -103,6 +103,7 @@ def test_html_report_highlights_the_selected_and_front_rows(run_dir):
     assert len(front) == len(set(rep["front"]) - {rep["selection"]["id"]})
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_report_of_a_build_without_data_says_no_accuracy_was_measured(tmp_path):
     res = cli("build", "--target", str(fast_target(tmp_path)), "--data", "none", "--ratios", "0,0.5", "--limit", "2",
               "--runs", str(tmp_path), "--json")
@@ -122,6 +123,7 @@ def test_report_command_prints_without_rewriting_the_run(run_dir):
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("report.*")} == before
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_terminal_summary_never_cuts_a_number(tmp_path):
     import os
     import subprocess

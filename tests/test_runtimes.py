@@ -100,6 +100,7 @@ def test_what_a_runtime_cannot_do_is_refused_in_one_line_before_any_work(plugin_
     assert not list(tmp_path.iterdir()), "a run directory was made for a build that could not start"
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_an_explicit_round_to_is_kept_over_the_targets(tmp_path):
     target = tmp_path / "t.toml"
     target.write_text('name = "t"\nbackend = "onnxruntime"\nthreads = 1\nround_to = 16\n'

@@ -41,6 +41,7 @@ def test_a_transformer_is_refused_naming_an_attention_layer_by_path_and_type():
         segment_model(seed.model, (3, 64, 64))
 
 
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_the_cli_refuses_a_transformer_in_one_line_with_exit_2(tmp_path):
     from tests.helpers import cli
 

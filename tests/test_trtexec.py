@@ -115,6 +115,7 @@ def onnx_file(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("version", ["8.2.1", "8.4.0", "10.16.1", "11.4.0"])
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
 def test_emulated_trtexec_accepts_the_worker_flags_and_engines_are_cached(tmp_path, onnx_file, version):
     bin_dir = install(tmp_path / "bin", version, None)
     first = _worker(tmp_path, onnx_file, bin_dir)
