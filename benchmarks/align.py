@@ -47,20 +47,19 @@ def widths(model: torch.nn.Module) -> list[int]:
     return [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
 
 
-def models(work: Path, calib: np.ndarray) -> dict[str, dict[str, Any]]:
+def models(seed, work: Path, calib: np.ndarray) -> dict[str, dict[str, Any]]:
     """key -> {ratios, multiple, widths, fp32 path, int8 path, params}; the seed under 'seed'."""
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.lab import export_onnx, quantize_int8
 
     ckpt = str(SHARED / "seeds/cifar10-resnet" / CKPT)
-    first = Workbench(SeedOptions(SEED, ckpt))
-    shape = tuple(first.seed.spec.input_shape)
+    benches = {k: Workbench(SeedOptions(SEED, ckpt, round_to=k), seed) for k in MULTIPLES}  # one analysis each
+    shape = tuple(seed.spec.input_shape)
     out: dict[str, dict[str, Any]] = {}
     seen: dict[tuple[int, ...], str] = {}
-    todo = [("seed", [0.0, 0.0, 0.0], 8)] + [(None, r, k) for r in NETWORKS for k in MULTIPLES]
+    todo = [("seed", [0.0, 0.0, 0.0], MULTIPLES[0])] + [(None, r, k) for r in NETWORKS for k in MULTIPLES]
     for key, ratios, k in todo:
-        wb = Workbench(SeedOptions(SEED, ckpt, round_to=k), first.seed)
-        model = wb.deriver.derive(ratios)
+        model = benches[k].deriver.derive(ratios)
         w = tuple(widths(model))
         key = key or f"r{'-'.join(str(round(r * 100)) for r in ratios)}@{k}"
         if w in seen:
@@ -162,12 +161,13 @@ def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.lab import read_split, write_results
 
-    spec = Workbench(SeedOptions(SEED)).seed.spec
+    seed = Workbench(SeedOptions(SEED, str(SHARED / "seeds/cifar10-resnet" / CKPT))).seed
+    spec = seed.spec
     train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
     calib = train.subset(np.random.default_rng(2).permutation(len(train))[:256]).tensors(spec.mean, spec.std)[0]
     work = ROOT / "benchmarks" / ".work" / "align"
     work.mkdir(parents=True, exist_ok=True)
-    nets = models(work, calib.numpy())
+    nets = models(seed, work, calib.numpy())
     log(f"{len(nets)} distinct networks exported; measuring {2 * len(nets)} models, {a.repeats} interleaved runs")
     got = measure(nets, a.repeats)
     rows = {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()} | got.get(k, {})

@@ -49,14 +49,14 @@ from scbp_vs_peers import ROOT, SEEDS, SHARED, Data, recipe  # noqa: E402
 T0 = time.perf_counter()
 FIRST_STEPS = 20
 # label -> (reconstruct, for_training: the classifier head left inherited, residual writers against the block
-# output, solved filters given their inherited norms back: reconstruct.KEEP_SCALE)
-VARIANTS = {"inherited": (False, False, False, False),
-            "solved, head re-solved (scbp_vs_peers)": (True, False, False, False),
-            "solved, head inherited (build)": (True, True, False, False),
-            "solved, norms kept": (True, True, False, True),
-            "block-output solve, norms kept": (True, True, True, True),
-            "block-output solve, BN re-estimated": (True, True, True, True)}
-BN_RESTAT = {"block-output solve, BN re-estimated"}  # variants whose BatchNorm statistics are re-estimated
+# output, solved filters given their inherited norms back: reconstruct.KEEP_SCALE, BatchNorm statistics
+# re-estimated after the solve)
+VARIANTS = {"inherited": (False, False, False, False, False),
+            "solved, head re-solved (scbp_vs_peers)": (True, False, False, False, False),
+            "solved, head inherited (build)": (True, True, False, False, False),
+            "solved, norms kept": (True, True, False, True, False),
+            "block-output solve, norms kept": (True, True, True, True, False),
+            "block-output solve, BN re-estimated": (True, True, True, True, True)}
 
 
 def log(msg: str) -> None:
@@ -174,7 +174,7 @@ def start(b: Benches, segments: str, ratios: list[float], label: str) -> tuple[t
     from scbp_edge.lab import evaluate
     from scbp_edge.lab import reconstruct_module as rc
 
-    rec_on, for_training, residual, keep_scale = VARIANTS[label]
+    rec_on, for_training, residual, keep_scale, bn_restat = VARIANTS[label]
     inherited = b.get(segments, "plain").deriver.derive(ratios)
     if not rec_on:
         return inherited, {}
@@ -188,7 +188,7 @@ def start(b: Benches, segments: str, ratios: list[float], label: str) -> tuple[t
     unknowns = {n: (m.weight[0].numel() + (m.bias is not None)) for n, m in model.named_modules()
                 if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
     scored = wb.derive(ratios)[1] if for_training else model  # the weights the proxy scores: classifier re-solved
-    if label in BN_RESTAT:
+    if bn_restat:
         from scbp_edge.lab import adapt_bn
 
         model, scored = adapt_bn(model, b.d.bn_x), adapt_bn(scored, b.d.bn_x)
