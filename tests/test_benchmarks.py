@@ -19,3 +19,13 @@ def test_scbp_vs_peers_refuses_a_budget_it_does_not_have(value):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "--budgets" in lines[0] and "1.25,1.5,2.0" in lines[0], res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_align_refuses_a_repeat_count_below_one(value):
+    res = subprocess.run([sys.executable, "benchmarks/align.py", "--repeats", value], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--repeats {value} must be at least 1" in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
