@@ -238,7 +238,7 @@ class Lab:
         return self.rows[key]["distill"]
 
     def scbp_pick(self, budget: float, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-        from scbp_edge.lab import Constraints, pick_for_training
+        from scbp_edge.lab import Constraints, pick_for_training, within_latency_budget
 
         cons = Constraints(speedup=budget)
         # the fields the product's shortlist reads from a ranking point
@@ -246,7 +246,7 @@ class Lab:
                                precision="fp32", p50_ms=r["p50_ms"], speedup=r["speedup"])
                for k, r in self.rows.items() if r["family"] not in ("peer", *exclude) and r.get("p50_ms")]
         picks = pick_for_training(pts, self.m["k"], cons, margin=self.m["margin"])
-        inside = [p for p in pts if p.id in picks and cons.within_latency_budget(p)]
+        inside = [p for p in pts if p.id in picks and within_latency_budget(cons, p)]
         if not inside:
             return {"budget": budget, "scbp": None, "shortlist": picks}
         scores = {p.id: self.distill(p.id) for p in pts if p.id in picks}

@@ -51,14 +51,14 @@ class ScopeLab(Lab):
 
     def pick(self, budget: float, mode: str) -> dict[str, Any]:
         """The build's choice at ``budget`` among the candidates of ``--scope mode``."""
-        from scbp_edge.lab import Constraints, pick_for_training
+        from scbp_edge.lab import Constraints, pick_for_training, within_latency_budget
 
         cons = Constraints(speedup=budget)
         pts = [SimpleNamespace(id=k, network=k, reference=r.get("reference"), proxy_accuracy=r["adabn"],
                                precision="fp32", p50_ms=r["p50_ms"], speedup=r["speedup"])
                for k, r in self.rows.items() if mode in r.get("modes", ()) and r.get("p50_ms")]
         picks = pick_for_training(pts, self.m["k"], cons, margin=self.m["margin"])
-        inside = [p for p in pts if p.id in picks and cons.within_latency_budget(p)]
+        inside = [p for p in pts if p.id in picks and within_latency_budget(cons, p)]
         if not inside:
             return {"budget": budget, "mode": mode, "scbp": None, "shortlist": picks}
         scores = {p.id: self.distill(p.id) for p in pts if p.id in picks}

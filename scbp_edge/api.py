@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -16,35 +14,10 @@ from scbp_edge.derive.bounded import bounded
 from scbp_edge.derive.costs import CostModel
 from scbp_edge.derive.io import save_derived
 from scbp_edge.derive.reconstruct import Reconstruction, SeedTargets, reconstruct
+from scbp_edge.records.config import SeedOptions, check_seed_options
 from scbp_edge.seeds import Seed, default_spec, load_seed
 from scbp_edge.segments import Segmentation, segment_model
 from scbp_edge.space import Candidate, build_space, candidate_id, parse_ratios
-
-
-@dataclass
-class SeedOptions:
-    """How to obtain and cut a seed; JSON-serialisable."""
-
-    seed: str = "cifar-resnet20"
-    weights: str | None = None
-    num_classes: int | None = None
-    input_size: int | None = None
-    in_channels: int | None = None
-    segments: str = "stages"
-    round_to: int | None = None  # channel multiple; None: the target's (8 outside a build)
-    trace_timeout: float | None = None  # seconds each trace may take; None: 30 under 10 M params, else 180; 0: none
-
-    def validate(self) -> None:
-        """Raise SeedError naming the first value that cannot describe a network."""
-        from scbp_edge.errors import SeedError
-
-        for flag, value, low in (("--input-size", self.input_size, 8), ("--num-classes", self.num_classes, 2),
-                                 ("--round-to", self.round_to, 1), ("--in-channels", self.in_channels, 1)):
-            if value is not None and value < low:
-                raise SeedError(f"{flag} {value} must be at least {low}")
-        t = self.trace_timeout
-        if t is not None and not (math.isfinite(t) and t >= 0):
-            raise SeedError(f"--trace-timeout {t} must be a finite number of seconds, 0 or more (0: no bound)")
 
 
 def calibration_images(spec, data: str, n: int, warn: Callable[[str], None] | None = None
@@ -69,7 +42,7 @@ class Workbench:
     """A seed, its segmentation and a deriver, built once and reused for many candidates."""
 
     def __init__(self, opts: SeedOptions, seed: Seed | None = None) -> None:
-        opts.validate()
+        check_seed_options(opts)
         self.opts = opts
         if seed is None:
             shape = None

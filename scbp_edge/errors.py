@@ -65,5 +65,15 @@ class RunError(ScbpError):
     """Run directory missing, corrupt, or not resumable."""
 
 
+class BuildInterrupted(ScbpError):
+    """Ctrl-C or SIGTERM: finished work is saved; the message says how to continue."""
+
+    exit_code = 130
+
+    def __init__(self, run_dir: object | None) -> None:
+        where = f"; continue with: scbp-edge build --resume {run_dir}" if run_dir else " (no run folder was made yet)"
+        super().__init__(f"interrupted: finished work is saved{where}")
+
+
 class RecordError(ScbpError):
     """A stored or exchanged value does not fit its record (a field missing, unknown, or of the wrong type)."""

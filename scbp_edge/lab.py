@@ -31,7 +31,7 @@ from scbp_edge.measure import measure_items, profile_one
 from scbp_edge.package import container
 from scbp_edge.pipeline.config import BuildConfig
 from scbp_edge.profile.runner import Item, profile_interleaved
-from scbp_edge.rank import Constraints, kendall_tau, pareto_front
+from scbp_edge.rank import Constraints, kendall_tau, pareto_front, within_latency_budget
 from scbp_edge.rank.budget import BudgetPoint, fit_latency, hypervolume, predict, run_budget
 from scbp_edge.rank.pick import pick_for_training
 from scbp_edge.records.task import DerivedNetwork, NetworkJob, ProxyData
@@ -54,7 +54,8 @@ __all__ = [
     "load_digits_split", "load_seed", "load_target", "magnitude_prune", "measure_items", "model_cost",
     "pareto_front", "pick_for_training", "predict", "profile_interleaved", "profile_one", "proxy_accuracy",
     "quantize_int8", "ratio_sets_from_sensitivity", "read_split", "reconstruct_module", "run_budget", "runtime_for",
-    "save_derived", "seed_payload", "speed_ranks", "split_val", "train", "typed_report", "write_results",
+    "save_derived", "seed_payload", "speed_ranks", "split_val", "train", "typed_report", "within_latency_budget",
+    "write_results",
 ]
 
 

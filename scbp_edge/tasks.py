@@ -47,9 +47,7 @@ INT8_KIND = "int8 QDQ on ONNX Runtime, validation split (after adaptive BN)"
 
 def seed_payload(wb, calib: Calibration | None = None) -> SeedPayload:
     """What a worker needs to rebuild ``wb``: options, seed spec, weights, and how it was calibrated (None: no data)."""
-    from dataclasses import asdict
-
-    return SeedPayload(asdict(wb.opts), wb.seed.spec.to_dict(), wb.seed.model.state_dict(), calib)
+    return SeedPayload(wb.opts, wb.seed.spec.to_dict(), wb.seed.model.state_dict(), calib)
 
 
 def _bench(payload: SeedPayload):
@@ -57,13 +55,13 @@ def _bench(payload: SeedPayload):
     key = hash((str(payload.opts), str(payload.spec), calib.criterion, calib.reconstruct, calib.residual,
                 _fingerprint(calib.x)))
     if key not in _BENCHES:  # one rebuild (and one seed pass for reconstruction) per worker process, not per task
-        from scbp_edge.api import SeedOptions, Workbench
+        from scbp_edge.api import Workbench
         from scbp_edge.seeds import Seed, SeedSpec, build_model
 
         spec = SeedSpec.from_dict(payload.spec)
         model = build_model(spec)
         model.load_state_dict(payload.state)
-        wb = Workbench(SeedOptions(**payload.opts), Seed(spec, model.eval()))
+        wb = Workbench(payload.opts, Seed(spec, model.eval()))
         wb.calibrate(calib.x, calib.y, criterion=calib.criterion, reconstruct=calib.reconstruct,
                      residual=calib.residual)
         _BENCHES.clear()  # one seed per build: keep only this one's targets in memory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -303,7 +304,8 @@ def test_tracing_is_bounded_in_time():
     from scbp_edge.errors import DeriveError
 
     wb = Workbench(SeedOptions("resnet50", input_size=SMALL))
-    wb.opts.trace_timeout = 0.05  # the segmentation is done; the dependency analysis takes longer than this
+    # the segmentation is done; the dependency analysis takes longer than this (the options are a frozen record)
+    wb.opts = dataclasses.replace(wb.opts, trace_timeout=0.05)
     with pytest.raises(DeriveError, match="dependency analysis stopped after 0.05 s"):
         _ = wb.deriver
 

@@ -10,7 +10,8 @@ import torch
 
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.errors import ExportError, ModelFileError
-from scbp_edge.export.onnx import check_onnx_file, export_onnx
+from scbp_edge.export.files import check_onnx_file
+from scbp_edge.export.onnx import export_onnx
 
 SEEDS = [("cifar-resnet20", None), ("cifar-resnet56", None), ("cifar-resnet110", None), ("resnet18", 64),
          ("resnet34", 64), ("resnet50", 64), ("resnet101", 64), ("resnet152", 64), ("mobilenet_v2", 64)]

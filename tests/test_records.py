@@ -175,3 +175,26 @@ def test_a_run_from_before_scopes_opens_and_reads_as_all_stream(tmp_path):
                            "scopes": ["inner"]}])
     assert [r.scopes for r in store.rows()] == [(), ("inner",)]
     store.close()
+
+
+def test_the_build_configuration_is_a_frozen_record_that_round_trips_and_reads_old_runs():
+    """Issue 59 step 1: BuildConfig, SeedOptions and Constraints are records; what older runs left out reads as
+    they meant it (no scope column: every segment's stream; a local run's stored retries: none)."""
+    from scbp_edge.pipeline.config import differences, stored_config
+    from scbp_edge.records import BuildConfig, Constraints, SeedOptions
+
+    cfg = BuildConfig(seed=SeedOptions("cifar-resnet56", round_to=16), exclude=("*,0.5,*",), precisions=("fp32",),
+                      constraints=Constraints(max_latency_ms=3.0), scope="inner")
+    assert stored_config(json.loads(json.dumps(encode(cfg)))) == cfg
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed.round_to = 8  # type: ignore[misc]
+    old = encode(BuildConfig())
+    del old["scope"]
+    old.update(retries=2, ray_address=None, executor="local")
+    back = stored_config(old)
+    assert (back.scope, back.retries, BuildConfig().scope) == ("stream", None, "both")
+    with pytest.raises(RecordError, match="unknown field 'colour'"):
+        stored_config({**old, "colour": "red"})
+    given = dataclasses.replace(BuildConfig(), ratios="0,0.25", lr=0.5, precisions=("int8",))
+    assert differences(given, back) == ["--ratios 0,0.25", "--lr 0.5", "--precision int8"]
+    assert differences(dataclasses.replace(BuildConfig(), ratios=back.ratios), back) == []

@@ -88,8 +88,7 @@ def profile(
     json_out: bool = JsonOpt,
 ) -> None:
     """Measure any ONNX file on a target (latency percentiles, memory, energy)."""
-    from scbp_edge.export.onnx import check_onnx_file
-    from scbp_edge.measure import profile_one
+    from scbp_edge.export.files import check_onnx_file
     from scbp_edge.remote.ssh import check_urls
     from scbp_edge.targets import load_target
 
@@ -97,6 +96,8 @@ def profile(
     check_urls(device)  # a malformed URL is one line here, not a thread's traceback in the pool
     if model.suffix != ".pt":
         check_onnx_file(model)
+    from scbp_edge.measure import profile_one  # loads torch: only once the inputs are known to be usable
+
     with console.status(f"profiling {model.name} on {t.name}"):
         m = profile_one(model, t, device)
     if json_out:
@@ -185,28 +186,28 @@ def build(
     json_out: bool = JsonOpt,
 ) -> None:
     """Derive every candidate, export it, measure it on the target, rank on the measured front, report."""
-    from scbp_edge.api import SeedOptions
-    from scbp_edge.pipeline import BuildConfig
     from scbp_edge.pipeline import build as run_build
-    from scbp_edge.rank import Constraints
+    from scbp_edge.pipeline.config import validate
+    from scbp_edge.records import BuildConfig, Constraints, SeedOptions
     from scbp_edge.space import split_list
 
     opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
                        trace_timeout=trace_timeout)
     cfg = BuildConfig(
-        seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=exclude, limit=limit, scope=scope,
+        seed=opts, target=target, ratios=ratios, monotone=monotone, exclude=tuple(exclude), limit=limit, scope=scope,
         sample_seed=sample_seed, max_params=max_params, max_macs=max_macs,
         data=None if data in (None, "none") else data, dynamic_batch=dynamic_batch, chunk=chunk, top_k=top_k,
         epochs=epochs, train_minutes=train_minutes, lr=lr, augment=augment, distill=distill, init=init,
-        measure_budget=measure_budget, devices=device, executor=executor,
+        measure_budget=measure_budget, devices=tuple(device), executor=executor,
         ray_address=ray_address, retries=retries, keep_models=keep_models, calib_images=calib_images,
         bn_images=bn_images, val_fraction=val_fraction,
         reconstruct=reconstruct, residual_solve=residual_solve, criterion=criterion,
         calibration=calibration, qat_epochs=qat_epochs, qat_threshold=qat_threshold, proxy=proxy, margin=margin,
-        precisions=None if precision is None else split_list(precision, "--precision", "fp32,int8"),
+        precisions=None if precision is None else tuple(split_list(precision, "--precision", "fp32,int8")),
         constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop, max_energy_mj,
                                 speedup),
     )
+    validate(cfg)  # a bad value is one line before torch loads (the build checks the stored run's again)
     with quiet_stdout(json_out):
         run_dir = run_build(cfg, runs=runs, resume=resume)
     from scbp_edge.report import typed

@@ -1,13 +1,17 @@
-"""Commands over one seed: seeds, inspect, search, derive."""
+"""Commands over one seed: seeds, inspect, search, derive.
+
+Torch loads inside each command, not with this module: ``--help`` and the
+refusal of a bad value elsewhere in the CLI never wait for it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.cli.common import (
     CalibImagesOpt,
     ClassesOpt,
@@ -37,13 +41,18 @@ from scbp_edge.cli.common import (
     out,
     quiet_stdout,
 )
-from scbp_edge.records import config_text
-from scbp_edge.seeds import known_seeds
+from scbp_edge.records import SeedOptions, config_text
+from scbp_edge.records.config import check_seed_options
 from scbp_edge.space import parse_config
+
+if TYPE_CHECKING:
+    from scbp_edge.api import Workbench
 
 
 def seeds(json_out: bool = JsonOpt) -> None:
     """List built-in seed names."""
+    from scbp_edge.seeds import known_seeds
+
     names = known_seeds()
     if json_out:
         emit_json(names)
@@ -57,11 +66,13 @@ def inspect(
     trace_timeout: float | None = TraceTimeoutOpt,
 ) -> None:
     """Show the seed's segments: blocks, conv layers, channels, params, MACs."""
+    opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, trace_timeout=trace_timeout)
+    check_seed_options(opts)  # a bad value is one line before torch loads
+    from scbp_edge.api import Workbench
     from scbp_edge.errors import ScbpError
 
     with console.status(f"tracing {seed}"):
-        wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments,
-                                   trace_timeout=trace_timeout))
+        wb = Workbench(opts)
     seg = wb.segmentation
     try:  # listing segments needs only the segmentation; what pruning can do needs the analysis
         with console.status("analysing channel dependencies (Torch-Pruning)"):
@@ -113,6 +124,8 @@ def search(
     num_classes: int | None = ClassesOpt, input_size: int | None = InputOpt, json_out: bool = JsonOpt,
 ) -> None:
     """List the candidates of a search space with params, MACs and size vs the seed (no training)."""
+    from scbp_edge.api import Workbench
+
     wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to))
     cands = wb.space(ratios, monotone=monotone, exclude=exclude, limit=limit, sample_seed=sample_seed,
                      max_params=max_params, max_macs=max_macs, scope=scope)
@@ -145,14 +158,17 @@ def derive(
     json_out: bool = JsonOpt, trace_timeout: float | None = TraceTimeoutOpt,
 ) -> None:
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
-    from scbp_edge.api import calibration_images
     from scbp_edge.errors import ScbpError
 
     if calib_images < 1:
         raise ScbpError(f"--calib-images {calib_images} must be at least 1")
+    opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
+                       trace_timeout=trace_timeout)
+    check_seed_options(opts)  # a bad value is one line before torch loads
+    from scbp_edge.api import Workbench, calibration_images
+
     with console.status(f"tracing {seed} and analysing its channel dependencies"):
-        wb = Workbench(SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
-                                   trace_timeout=trace_timeout))
+        wb = Workbench(opts)
         _ = wb.deriver  # the analysis, under the spinner
     ratios, scopes = parse_config(config, wb.num_segments, scope)
     if data is not None and data != "none":

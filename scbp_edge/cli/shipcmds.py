@@ -86,7 +86,7 @@ def serve(
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /healthz, GET /metrics (Prometheus)."""
     from scbp_edge.errors import TargetError
-    from scbp_edge.export.onnx import check_onnx_file
+    from scbp_edge.export.files import check_onnx_file
     from scbp_edge.runtimes import runtime_class
     from scbp_edge.serving import server
     from scbp_edge.targets import load_target

@@ -10,7 +10,6 @@ matrices, which any ONNX runtime runs.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from dataclasses import asdict, dataclass
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from scbp_edge.errors import ExportError, ModelFileError
+from scbp_edge.errors import ExportError
+from scbp_edge.export.files import sha256_file
 
 OPSET = 17
 PARITY_RTOL = 1e-3  # max abs diff allowed, relative to the output's max magnitude
@@ -43,14 +43,6 @@ class OnnxInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _ort_run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
@@ -197,17 +189,3 @@ def _try_slim(proto, data: bytes, ref: np.ndarray, x: np.ndarray, diff: float, r
     return slim_bytes, True, "onnxslim applied, outputs unchanged", s_diff, s_rel
 
 
-def check_onnx_file(path: str | Path) -> None:
-    """Raise ModelFileError unless ``path`` is a loadable, valid ONNX model."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file '{path}' does not exist")
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors and checker errors alike
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(
-            f"'{path}' is not a valid ONNX model ({first}); export one with scbp-edge derive -o x.onnx"
-        ) from None

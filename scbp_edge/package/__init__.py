@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from scbp_edge.errors import RecordError, RunError, TargetError
-from scbp_edge.export.onnx import sha256_file
+from scbp_edge.export.files import sha256_file
 from scbp_edge.records import CandidateRow, Report, encode
 from scbp_edge.resources import data_dir
 from scbp_edge.targets import Target

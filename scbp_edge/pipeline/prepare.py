@@ -14,7 +14,7 @@ import numpy as np
 
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.errors import ScbpError, TargetError
-from scbp_edge.pipeline.config import BuildConfig
+from scbp_edge.pipeline.config import BuildConfig, validate
 from scbp_edge.pipeline.ui import console, progress
 from scbp_edge.records.task import Calibration, ProxyData, SeedPayload, TrainData
 from scbp_edge.runtimes.base import Runtime
@@ -61,8 +61,9 @@ class BuildData:
 
 @dataclass
 class Prepared:
-    """A checked build: its target and runtime, the precisions searched, the seed, the data and the space."""
+    """A checked build: its configuration as completed, target and runtime, precisions, seed, data and space."""
 
+    cfg: BuildConfig
     target: Target
     runtime: Runtime
     precisions: list[str]
@@ -158,14 +159,15 @@ def resolve(cfg: BuildConfig) -> tuple[Target, Runtime, list[str], list[str]]:
 
 def prepare(cfg: BuildConfig) -> Prepared:
     """Check ``cfg`` in full (one line per problem, nothing written) and load what the build works on."""
-    cfg.validate()
+    validate(cfg)
     target, runtime, precisions, notes = resolve(cfg)
     opts = cfg.seed
     if target.input_size and not opts.input_size:
-        opts.input_size = target.input_size
+        opts = replace(opts, input_size=target.input_size)
     if opts.round_to is None:  # only an explicit --round-to overrides the target's multiple
-        opts.round_to = target.round_to
+        opts = replace(opts, round_to=target.round_to)
     wb = _workbench(opts, cfg)
+    cfg = replace(cfg, seed=wb.opts)  # stored as the build ran it: --resume replays these values
     data = load_data(cfg, wb)
     if data is not None and cfg.train_minutes and cfg.top_k > 0:
         _check_time_budget(cfg, wb, data)
@@ -178,7 +180,7 @@ def prepare(cfg: BuildConfig) -> Prepared:
         space = wb.space(cfg.ratios, monotone=cfg.monotone, exclude=cfg.exclude, limit=cfg.limit,
                          sample_seed=cfg.sample_seed, max_params=cfg.max_params, max_macs=cfg.max_macs,
                          scope=cfg.scope)
-    return Prepared(target, runtime, precisions, wb, data, space, notes)
+    return Prepared(cfg, target, runtime, precisions, wb, data, space, notes)
 
 
 def _workbench(opts: SeedOptions, cfg: BuildConfig) -> Workbench:
@@ -190,12 +192,12 @@ def _workbench(opts: SeedOptions, cfg: BuildConfig) -> Workbench:
     if not default:
         return Workbench(opts)
     if opts.weights is None and defaults.cached_seed_path().is_file():
-        opts.weights = str(defaults.cached_seed_path())  # no progress bar for work that is not done
+        opts = replace(opts, weights=str(defaults.cached_seed_path()))  # no progress bar for work that is not done
     elif opts.weights is None:
         with progress() as prog:
             task = prog.add_task("training the default seed on digits (once; cached)", total=defaults.RECIPE.epochs)
-            opts.weights = str(defaults.default_seed_weights(progress=lambda _e: prog.advance(task)))
-    opts.in_channels, opts.input_size = defaults.DEFAULT_INPUT[0], defaults.DEFAULT_INPUT[1]
+            opts = replace(opts, weights=str(defaults.default_seed_weights(progress=lambda _e: prog.advance(task))))
+    opts = replace(opts, in_channels=defaults.DEFAULT_INPUT[0], input_size=defaults.DEFAULT_INPUT[1])
     seed = load_seed(opts.seed, opts.weights, input_shape=defaults.DEFAULT_INPUT, mean=defaults.DIGITS_MEAN,
                      std=defaults.DIGITS_STD)
     return Workbench(opts, seed)

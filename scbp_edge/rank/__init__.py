@@ -7,10 +7,9 @@ fields): no backend, no torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from scbp_edge.records import FlopsDisagreement, RankingPoint, Selection, Undecided
+from scbp_edge.records import Constraints, FlopsDisagreement, RankingPoint, Selection, Undecided
 
 # (field, direction): accuracy is maximised, costs minimised.  Energy counts where it was
 # measured (pareto_front leaves out an objective no point has).
@@ -44,48 +43,41 @@ def pareto_front(points: Sequence[Any], objectives=OBJECTIVES) -> list[str]:
     return [p.id for p in usable if not any(dominates(q, p, objectives) for q in usable if q is not p)]
 
 
-@dataclass
-class Constraints:
-    """Hard limits; None means unconstrained."""
+def admits(cons: Constraints, p: RankingPoint) -> bool:
+    """``p`` meets every hard limit of ``cons`` (a limit on a figure ``p`` lacks is not met)."""
+    checks = ((p.p50_ms, cons.max_latency_ms), (p.memory_mb, cons.max_memory_mb), (p.size_mb, cons.max_size_mb),
+              (p.energy_mj, cons.max_energy_mj))
+    if cons.speedup is not None and (p.speedup is None or p.speedup < cons.speedup):
+        return False
+    return all(lim is None or (v is not None and v <= lim) for v, lim in checks)
 
-    max_latency_ms: float | None = None
-    max_memory_mb: float | None = None
-    max_size_mb: float | None = None
-    max_accuracy_drop: float = 1.0
-    max_energy_mj: float | None = None  # per inference; a candidate without a measured energy fails it
-    speedup: float | None = None  # at least this much faster (p50) than the seed measured in the same run
 
-    def admits(self, p: RankingPoint) -> bool:
-        checks = ((p.p50_ms, self.max_latency_ms), (p.memory_mb, self.max_memory_mb), (p.size_mb, self.max_size_mb),
-                  (p.energy_mj, self.max_energy_mj))
-        if self.speedup is not None and (p.speedup is None or p.speedup < self.speedup):
-            return False
-        return all(lim is None or (v is not None and v <= lim) for v, lim in checks)
+def has_latency_budget(cons: Constraints) -> bool:
+    """``cons`` limits latency, in ms or as a speed-up over the seed."""
+    return cons.max_latency_ms is not None or cons.speedup is not None
 
-    @property
-    def has_latency_budget(self) -> bool:
-        return self.max_latency_ms is not None or self.speedup is not None
 
-    def within_latency_budget(self, p: RankingPoint, slack: float = 1.0) -> bool:
-        """Meets the latency budget (``slack`` > 1 widens it: the margin just outside)."""
-        if self.max_latency_ms is not None and p.p50_ms > self.max_latency_ms * slack:
-            return False
-        return not (self.speedup is not None and (p.speedup or 0) * slack < self.speedup)
+def within_latency_budget(cons: Constraints, p: RankingPoint, slack: float = 1.0) -> bool:
+    """``p`` meets the latency budget of ``cons`` (``slack`` > 1 widens it: the margin just outside)."""
+    if cons.max_latency_ms is not None and p.p50_ms > cons.max_latency_ms * slack:
+        return False
+    return not (cons.speedup is not None and (p.speedup or 0) * slack < cons.speedup)
 
-    def validate(self) -> None:
-        """Raise ScbpError naming a limit that cannot mean anything."""
-        import math
 
-        from scbp_edge.errors import ScbpError
+def check_constraints(cons: Constraints) -> None:
+    """Raise ScbpError naming a limit of ``cons`` that cannot mean anything."""
+    import math
 
-        for flag, value in (("--max-latency-ms", self.max_latency_ms), ("--max-memory-mb", self.max_memory_mb),
-                            ("--max-size-mb", self.max_size_mb), ("--max-energy-mj", self.max_energy_mj)):
-            if value is not None and (not math.isfinite(value) or value <= 0):
-                raise ScbpError(f"{flag} {value} must be a positive number")
-        if not math.isfinite(self.max_accuracy_drop) or self.max_accuracy_drop < 0:
-            raise ScbpError(f"--max-accuracy-drop {self.max_accuracy_drop} must be 0 or more (points)")
-        if self.speedup is not None and (not math.isfinite(self.speedup) or self.speedup <= 0):
-            raise ScbpError(f"--speedup {self.speedup} must be a positive factor such as 1.5")
+    from scbp_edge.errors import ScbpError
+
+    for flag, value in (("--max-latency-ms", cons.max_latency_ms), ("--max-memory-mb", cons.max_memory_mb),
+                        ("--max-size-mb", cons.max_size_mb), ("--max-energy-mj", cons.max_energy_mj)):
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise ScbpError(f"{flag} {value} must be a positive number")
+    if not math.isfinite(cons.max_accuracy_drop) or cons.max_accuracy_drop < 0:
+        raise ScbpError(f"--max-accuracy-drop {cons.max_accuracy_drop} must be 0 or more (points)")
+    if cons.speedup is not None and (not math.isfinite(cons.speedup) or cons.speedup <= 0):
+        raise ScbpError(f"--speedup {cons.speedup} must be a positive factor such as 1.5")
 
 
 def speed_intervals(points: Sequence[RankingPoint]) -> dict[str, tuple[float, float]]:
@@ -149,8 +141,8 @@ def select(points: Sequence[RankingPoint], front: Sequence[str], cons: Constrain
     the most accurate of them wins (so noise cannot flip the choice).
     """
     real = accuracy_is_real and seed_accuracy is not None
-    if cons.has_latency_budget:
-        feasible = [p for p in points if cons.admits(p) and p.accuracy is not None]
+    if has_latency_budget(cons):
+        feasible = [p for p in points if admits(cons, p) and p.accuracy is not None]
         budget = " and ".join(x for x in (f"p50 <= {cons.max_latency_ms:g} ms" if cons.max_latency_ms else "",
                                           f">= {cons.speedup:g}x the seed's speed" if cons.speedup else "") if x)
         rule = f"most accurate candidate with {budget}"
@@ -159,7 +151,7 @@ def select(points: Sequence[RankingPoint], front: Sequence[str], cons: Constrain
                              "--ratios", (), {})
         best = max(feasible, key=_most_accurate)
         return Selection(best.id, rule, tuple(p.id for p in feasible), {})
-    feasible = [p for p in points if p.id in front and cons.admits(p)]
+    feasible = [p for p in points if p.id in front and admits(cons, p)]
     undecided = _undecided(feasible, cons.max_accuracy_drop) if real else {}
     if real:
         floor = seed_accuracy - cons.max_accuracy_drop  # type: ignore[operator]  # real: the seed has an accuracy

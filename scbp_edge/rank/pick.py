@@ -11,7 +11,7 @@ never picked: it is always fine-tuned, as the fair reference.
 
 from __future__ import annotations
 
-from scbp_edge.rank import Constraints, pareto_front
+from scbp_edge.rank import Constraints, has_latency_budget, pareto_front, within_latency_budget
 from scbp_edge.records import RankingPoint
 
 MARGIN_SLACK = 1.15  # "just outside": at most 15 % short of the budget
@@ -36,10 +36,10 @@ def pick_for_training(points: list[RankingPoint], k: int, cons: Constraints, mar
     if k <= 0 or not pts:
         return taken
     by_proxy = sorted(pts, key=lambda p: (-p.proxy_accuracy, p.p50_ms))
-    if cons.has_latency_budget:
-        inside = [p for p in by_proxy if cons.within_latency_budget(p)]
-        near = [p for p in by_proxy if not cons.within_latency_budget(p)
-                and cons.within_latency_budget(p, MARGIN_SLACK)]
+    if has_latency_budget(cons):
+        inside = [p for p in by_proxy if within_latency_budget(cons, p)]
+        near = [p for p in by_proxy if not within_latency_budget(cons, p)
+                and within_latency_budget(cons, p, MARGIN_SLACK)]
         _networks(inside, k, "inside the budget", taken)
         _networks(near, margin, "just outside the budget", taken)
         return taken

@@ -16,7 +16,8 @@ from scbp_edge.records.candidate import (
     TrainingResult,
     seed_judgement,
 )
-from scbp_edge.records.codec import compact, decode, encode, spread
+from scbp_edge.records.codec import compact, decode, encode, legacy, spread
+from scbp_edge.records.config import BuildConfig, Constraints, SeedOptions
 from scbp_edge.records.measurement import (
     BUSY_SHARE,
     MIN_QUIET_ROUNDS,
@@ -45,9 +46,10 @@ from scbp_edge.records.report import (
 )
 
 __all__ = [
-    "BUSY_SHARE", "Batched", "BudgetResult", "CandidateRow", "Card", "DataSummary", "Energy", "FailedCandidate",
-    "FlopsDisagreement", "LatencyStats", "MIN_QUIET_ROUNDS", "Measurement", "OnnxArtifact", "Paired", "Proxy",
-    "RankingPoint", "Reconstruction", "Report", "RunFacts", "SeedJudgement", "Selection", "StaticCosts", "Status",
-    "TrainedRow", "TrainedSummary", "TrainingResult", "Undecided", "WeightsSummary", "compact", "config_text",
-    "decode", "encode", "seed_judgement", "spread",
+    "BUSY_SHARE", "MIN_QUIET_ROUNDS", "Batched", "BudgetResult", "BuildConfig", "CandidateRow", "Card",
+    "Constraints", "DataSummary", "Energy", "FailedCandidate", "FlopsDisagreement", "LatencyStats", "Measurement",
+    "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Reconstruction", "Report", "RunFacts", "SeedJudgement",
+    "SeedOptions", "Selection", "StaticCosts", "Status", "TrainedRow", "TrainedSummary", "TrainingResult",
+    "Undecided", "WeightsSummary", "compact", "config_text", "decode", "encode", "legacy", "seed_judgement",
+    "spread",
 ]

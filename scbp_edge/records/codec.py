@@ -20,6 +20,7 @@ from scbp_edge.errors import RecordError
 
 _SPREAD = "scbp_spread"
 _TRANSIENT = "scbp_transient"
+_LEGACY = "scbp_legacy"
 
 
 def spread() -> Any:
@@ -30,6 +31,11 @@ def spread() -> Any:
 def transient(default_factory: Any) -> Any:
     """A field for analysis in this process that the codec never writes (and leaves at its default on reading)."""
     return dataclasses.field(default_factory=default_factory, repr=False, compare=False, metadata={_TRANSIENT: True})
+
+
+def legacy(default: Any, *, before: Any) -> Any:
+    """A field that is ``default`` now and read as ``before`` from records written before the field existed."""
+    return dataclasses.field(default=default, metadata={_LEGACY: before})
 
 
 def encode(obj: Any) -> Any:
@@ -141,6 +147,8 @@ def _record(cls: type, data: Any, where: str) -> Any:
             kwargs[f.name] = {k: data[k] for k in unknown}
         elif f.name in data:
             kwargs[f.name] = decode(hints[f.name], data[f.name], f"{where}.{f.name}")
+        elif _LEGACY in f.metadata:
+            kwargs[f.name] = f.metadata[_LEGACY]
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise RecordError(f"{where}: missing field '{f.name}'")
     return cls(**kwargs)

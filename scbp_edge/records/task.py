@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from scbp_edge.errors import ScbpError
 from scbp_edge.records.candidate import Proxy
+from scbp_edge.records.config import SeedOptions
 from scbp_edge.records.reconstruction import Reconstruction
 
 
@@ -188,7 +189,7 @@ class Calibration:
 class SeedPayload:
     """What a task needs to rebuild the build's workbench: seed options, spec, weights and calibration."""
 
-    opts: dict[str, Any]  # api.SeedOptions as a dict (records sit below the api)
+    opts: SeedOptions
     spec: dict[str, Any]  # seeds.SeedSpec.to_dict()
     state: dict[str, Any]  # the seed's state dict
     calib: Calibration | None = None

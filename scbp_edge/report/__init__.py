@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scbp_edge.errors import RecordError
-from scbp_edge.rank import Constraints, flops_disagreement, pareto_front, select
+from scbp_edge.rank import Constraints, flops_disagreement, has_latency_budget, pareto_front, select
 from scbp_edge.rank.points import points_of
 from scbp_edge.records import (
     BudgetResult,
@@ -70,7 +70,7 @@ def _selection(pts: list[RankingPoint], cons: Constraints, real: bool) -> Select
 
 def _budget_result(pts: list[RankingPoint], cons: Constraints, sel: Selection) -> BudgetResult | None:
     """For a latency budget: what was best inside it and how far it fell from the seed."""
-    if not cons.has_latency_budget:
+    if not has_latency_budget(cons):
         return None
     seed = next((p for p in pts if p.is_seed), None)
     best = next((p for p in pts if p.id == sel.id), None)
@@ -121,7 +121,7 @@ def build_report(store: RunStore) -> Report:
     pts = points_of(rows)
     kinds = {r.accuracy.kind for r in rows if r.accuracy}
     real = bool(kinds) and not any("stand-in" in k for k in kinds)
-    cons = Constraints(**cfg.get("constraints", {}))
+    cons = decode(Constraints, cfg.get("constraints", {}), "run constraints")
     sel = _selection(pts, cons, real)
     measured = [r.measurement for r in rows if r.status == "measured" and r.measurement]
     data = store.meta_or("data")
