@@ -29,3 +29,17 @@ def test_align_refuses_a_repeat_count_below_one(value):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--repeats {value} must be at least 1" in lines[0], res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--part", "seed", "--images", "0"], "--images 0 must be positive"),
+    (["--part", "seed", "--epochs", "-1"], "--epochs -1.0 must be positive"),
+    (["--part", "1.5", "--images", "7"], "--part 1.5 needs the fine-tuned seed (its teacher): run --part seed first"),
+])
+def test_users_table_refuses_bad_parts_in_one_line_before_any_work(args, match):
+    res = subprocess.run([sys.executable, "benchmarks/users_table.py", *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
