@@ -16,7 +16,6 @@ more than it saves)?  Writes benchmarks/results/align.{json,md}.  Run alone on a
 
 from __future__ import annotations
 
-import argparse
 import logging
 import platform
 import statistics
@@ -27,19 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
 from precision import vnni
-from scbp_vs_peers import SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED, CKPT = "cifar-resnet56", "resnet56-4bfd9763.th"
+SEED = "cifar-resnet56"
+CKPT = SEEDS[SEED]
 NETWORKS = ([0.5, 0.0, 0.0], [0.25, 0.25, 0.25], [0.0, 0.5, 0.25], [0.5, 0.5, 0.25], [0.25, 0.5, 0.5],
             [0.0, 0.25, 0.5])
 MULTIPLES = (8, 16)
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 def widths(model: torch.nn.Module) -> list[int]:
@@ -148,18 +142,18 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of the whole set (medians reported)")
     a = ap.parse_args()
     if a.repeats < 1:
         print(f"--repeats {a.repeats} must be at least 1", file=sys.stderr)
         return 2
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing advice, per model
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.lab import read_split, write_results
+    from scbp_edge.lab import read_split
 
     seed = Workbench(SeedOptions(SEED, str(SHARED / "seeds/cifar10-resnet" / CKPT))).seed
     spec = seed.spec
@@ -174,12 +168,11 @@ def main() -> int:
             for k, v in nets.items()}
     res = {"rows": rows, "cpu": vnni(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": f"{platform.machine()}, {platform.platform()}",
-           "command": " ".join(["python benchmarks/align.py", *sys.argv[1:]]),
+           "command": command(),
            "repeats": a.repeats}
     res["summary"] = summarize(rows)
     res["wall_min"] = (time.perf_counter() - T0) / 60
-    write_results(ROOT / "benchmarks" / "results", "align", res, markdown(res))
-    print(markdown(res))
+    publish(OUT, "align", res, markdown(res))
     return 0
 
 

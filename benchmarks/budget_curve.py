@@ -23,29 +23,21 @@ Writes benchmarks/results/budget_curve.{json,md,png} from every finished point.
 
 from __future__ import annotations
 
-import argparse
 import copy
+import dataclasses
 import json
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, log, missing_shared, parser, trained_seed
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "budget_curve"
-CKPT = "resnet56-4bfd9763.th"
+CKPT = SEEDS["cifar-resnet56"]
 KINDS = ("shared", "trained")
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 def the_pick() -> tuple[str, list[float]]:
@@ -70,25 +62,10 @@ class Splits:
         self.tx, self.ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(mean, std)
 
 
-def trained_seed(wb, d: Splits, epochs: int, lr: float) -> dict[str, Any]:
-    """The shared seed trained plainly on 44,000 images (cached): a seed that has seen the user's data."""
-    from scbp_edge.lab import evaluate, train
-
-    path, info = WORK / f"seed-trained-44000x{epochs}.pt", WORK / f"seed-trained-44000x{epochs}.json"
-    if not path.is_file():
-        log(f"training the seed on 44,000 images x {epochs} epochs (once; cached in {path})")
-        t = time.perf_counter()
-        model = train(copy.deepcopy(wb.seed.model), d.x[:44000], d.y[:44000], epochs=epochs, lr=lr, flip=True, seed=0)
-        torch.save(model.state_dict(), path)
-        info.write_text(json.dumps({"epochs": epochs, "lr": lr, "images": 44000, "test": evaluate(model, d.tx, d.ty),
-                                    "train_s": round(time.perf_counter() - t)}))
-    return {"state": torch.load(path, weights_only=True), **json.loads(info.read_text())}
-
-
 def point(kind: str, minutes: float, ratios: list[float], d: Splits, made: dict[str, Any] | None) -> dict[str, Any]:
     """One point of the curve: the seed and the pick, each fine-tuned for ``minutes``."""
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.lab import WARMUP, BuildConfig, evaluate, train
+    from scbp_edge.lab import WARMUP, BuildConfig, better_teacher, evaluate, fit
 
     cfg = BuildConfig()
     wb = Workbench(SeedOptions("cifar-resnet56", str(SHARED / "seeds/cifar10-resnet" / CKPT)))
@@ -97,15 +74,14 @@ def point(kind: str, minutes: float, ratios: list[float], d: Splits, made: dict[
     seed = wb.seed.model.eval()
 
     def tune(model: torch.nn.Module, teacher: torch.nn.Module | None) -> tuple[torch.nn.Module, dict[str, Any]]:
-        stats: dict[str, Any] = {}
         torch.manual_seed(0)
-        out = train(copy.deepcopy(model), d.x, d.y, epochs=1, lr=cfg.lr, warmup=WARMUP, flip=True, seed=0,
-                    max_seconds=60 * minutes, teacher=teacher, stats=stats)
-        return out.eval(), {"before": evaluate(model, d.tx, d.ty), "after": evaluate(out, d.tx, d.ty), **stats}
+        out, stats = fit(copy.deepcopy(model), d.x, d.y, epochs=1, lr=cfg.lr, warmup=WARMUP, flip=True, seed=0,
+                         max_seconds=60 * minutes, teacher=teacher)
+        return out.eval(), {"before": evaluate(model, d.tx, d.ty), "after": evaluate(out, d.tx, d.ty),
+                            **dataclasses.asdict(stats)}
 
     tuned, seed_row = tune(seed, None)
-    scores = {"seed": evaluate(seed, d.vx, d.vy), "fine-tuned seed": evaluate(tuned, d.vx, d.vy)}
-    teacher = tuned if scores["fine-tuned seed"] >= scores["seed"] else seed
+    teacher, scores = better_teacher(seed, tuned, d.vx, d.vy)
     wb.calibrate(d.cx, d.cy, criterion=cfg.criterion)
     _, pick = wb.candidate(ratios)
     _, pick_row = tune(pick, teacher)
@@ -119,7 +95,7 @@ def point(kind: str, minutes: float, ratios: list[float], d: Splits, made: dict[
 def main() -> int:
     from scbp_edge.lab import BuildConfig
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--kinds", default="shared", help="comma-separated of " + ",".join(KINDS))
     ap.add_argument("--minutes", default="2,5,10,20", help="fine-tune budgets per network, comma-separated")
     ap.add_argument("--trained-epochs", type=int, default=3, help="epochs of the 'trained' seed on 44,000 images")
@@ -128,8 +104,8 @@ def main() -> int:
     if not set(kinds) <= set(KINDS) or not all(m > 0 for m in minutes):
         print(f"--kinds: of {', '.join(KINDS)}; --minutes: positive numbers", file=sys.stderr)
         return 2
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     torch.set_num_threads(2)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -144,7 +120,8 @@ def main() -> int:
     made = None
     for kind in kinds:
         if kind == "trained":
-            made = trained_seed(wb, d, a.trained_epochs, cfg.lr)
+            made = trained_seed(wb.seed.model, d.x, d.y, d.tx, d.ty, images=44000, epochs=a.trained_epochs,
+                                lr=cfg.lr, cache=WORK / f"seed-trained-44000x{a.trained_epochs}")
             log(f"trained seed: {made['test']:.2f} % test top-1")
         for m in minutes:
             name = f"{kind}-{m:g}"

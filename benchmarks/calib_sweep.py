@@ -23,23 +23,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 import torch
+from _common import OUT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
-SEED, CKPT, PICK = "cifar-resnet56", "resnet56-4bfd9763.th", [0.5, 0.5, 0.25]
+SEED, PICK = "cifar-resnet56", [0.5, 0.5, 0.25]
+CKPT = SEEDS[SEED]
 COUNTS = (128, 256, 512, 1024)
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 class PeakRss:
@@ -110,12 +103,12 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--counts", default=",".join(map(str, COUNTS)), help="calibration image counts")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one count in this process; prints its row
     a = ap.parse_args()
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.lab import evaluate, read_split, split_val
@@ -131,12 +124,8 @@ def main() -> int:
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
            "threads": torch.get_num_threads(), "seed_test": evaluate(seed.model, tx, ty), "rows": rows,
            "wall_s": time.perf_counter() - T0,
-           "command": " ".join(["python benchmarks/calib_sweep.py", *sys.argv[1:]])}
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "calib_sweep", res, markdown(res))
-    print(markdown(res))
+           "command": command()}
+    publish(OUT, "calib_sweep", res, markdown(res))
     return 0
 
 

@@ -9,7 +9,6 @@ Run alone:  .venv/bin/python benchmarks/container.py [--base-image IMAGE] [--sta
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -20,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
+from _common import OUT, ROOT, parser, publish
+
 GOAL_MB, GOAL_READY_S = 300.0, 5.0
 
 
@@ -88,16 +87,12 @@ def markdown(r: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--base-image", default="localhost/scbp-base:bookworm")
     ap.add_argument("--starts", type=int, default=5)
     a = ap.parse_args()
     r = measure(a.base_image, a.starts)
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "container", r, markdown(r))
-    print(markdown(r))
+    publish(OUT, "container", r, markdown(r))
 
 
 if __name__ == "__main__":

@@ -14,16 +14,14 @@ to coverage_timm.{json,md} with a bound of 60 s per model.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
+from _common import OUT, ROOT, command, parser
+
 #: timm CNNs a robotics team is likely to start from: detector backbones (CSP, Darknet, DLA, HRNet), mobile nets
 #: (ghost modules, MobileNetV3, EfficientNet, LCNet, MixNet, FBNet, RexNet), RegNets, ResNet variants, RepVGG
 TIMM = ("cspdarknet53", "cspresnet50", "cspresnext50", "darknet53", "dla34", "hrnet_w18_small", "ghostnet_100",
@@ -145,7 +143,7 @@ def check(name: str, size: int, timeout: float) -> dict:
 def main() -> int:
     import torchvision
 
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--only", default="", help="re-run these models and update their rows of the saved table")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per model (300; 60 for timm)")
@@ -158,7 +156,7 @@ def main() -> int:
              for n in args.only.split(",")] if args.only else every
     stem = "coverage_timm" if timm else "coverage"
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "size": args.size, "models": [], "family": args.family,
-           "command": " ".join([".venv/bin/python benchmarks/coverage.py", *sys.argv[1:]])}
+           "command": command()}
     if args.only and (OUT / f"{stem}.json").is_file():
         res = json.loads((OUT / f"{stem}.json").read_text())
     for name in names:

@@ -20,7 +20,6 @@ Writes benchmarks/results/cpu_build.{json,md}.  Run alone on an idle machine:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,9 +31,8 @@ import time
 from itertools import combinations
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
+from _common import OUT, ROOT, SHARED, parser
+
 WORK = ROOT / "benchmarks" / ".work" / "cpu_build"
 CKPT = SHARED / "seeds/cifar10-resnet/resnet56-4bfd9763.th"
 CLI = [sys.executable, "-m", "scbp_edge.cli.main"]
@@ -192,7 +190,7 @@ def run_pair(i: int, protocol: str, target: str) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--pairs", type=int, default=10, help="pairs of identical builds, default protocol")
     ap.add_argument("--before-pairs", type=int, default=3, help="pairs with the protocol before issue 18")
     ap.add_argument("--skip-before", action="store_true", help="do not time the physical-derive search (3 min)")

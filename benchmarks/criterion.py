@@ -15,31 +15,21 @@ Writes benchmarks/results/criterion.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
-SEEDS = {"cifar-resnet20": "resnet20-12fca82f.th", "cifar-resnet56": "resnet56-4bfd9763.th"}
 CRITERIA = ("l1", "taylor", "activation")
 NETWORKS = ([0.5, 0.5, 0.25], [0.25, 0.25, 0.25], [0.5, 0.5, 0.5])
 MODES = {"default": {"train": 8000, "epochs": 1, "seeds": 2, "test": 5000},
          "smoke": {"train": 256, "epochs": 1, "seeds": 1, "test": 200}}
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 def splits(spec, m: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -122,26 +112,22 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
     ap.add_argument("--seeds", default=",".join(SEEDS))
     ap.add_argument("--criteria", default=",".join(CRITERIA))
     a = ap.parse_args()
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     torch.set_num_threads(2)
     m = MODES["smoke" if a.smoke else "default"]
     seeds = [run_seed(s, m, a.criteria.split(",")) for s in a.seeds.split(",")]
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
            "threads": torch.get_num_threads(), "settings": m, "seeds": seeds, "wall_s": time.perf_counter() - T0,
-           "command": " ".join(["python benchmarks/criterion.py", *sys.argv[1:]])}
+           "command": command()}
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
-    out.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(out, "criterion", res, markdown(res))
-    print(markdown(res))
+    publish(out, "criterion", res, markdown(res))
     return 0
 
 

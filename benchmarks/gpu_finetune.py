@@ -13,7 +13,6 @@ network distilled from the pristine seed, the seed both plainly and distilled), 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import ROOT, parser
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = [0.5, 0.5, 0.25]
 
 
@@ -32,7 +31,7 @@ def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.lab import adapt_bn, evaluate, read_split, split_val, train
 
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--images", type=int, default=45000)
     ap.add_argument("--seeds", type=int, default=1)

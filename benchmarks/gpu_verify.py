@@ -27,11 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import ROOT, SHARED
 
 from scbp_edge.lab import Item
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 
 
 def _space(work: Path):

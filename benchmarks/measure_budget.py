@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import OUT, ROOT, SHARED, publish
 
 from scbp_edge.lab import Item
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
 
 
 def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.lab import (
         BudgetPoint,
+        DeriveContext,
         NetworkJob,
         ProxyData,
         evaluate_network,
@@ -58,8 +55,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     points = []
     for c in cands:
-        res = evaluate_network(NetworkJob(c.id, tuple(c.ratios), ("fp32",)), seed_payload(wb), data, False,
-                               cands[0].params, {})
+        res = evaluate_network(NetworkJob(c.id, tuple(c.ratios), ("fp32",)),
+                               DeriveContext(seed_payload(wb), data, False, cands[0].params, {}))
         (work / f"{c.id}.onnx").write_bytes(res.onnx.data)
         points.append(BudgetPoint(c.id, res.variants["fp32"].accuracy.value, tuple(res.segment_macs),
                                   reference=c.reference))
@@ -94,11 +91,7 @@ def main() -> int:
         f"| hypervolume of the budget front / full front | {out['hypervolume_ratio']:.3f} (goal >= 0.95) |",
         f"| latency predictor MAPE on never-measured candidates | {100 * mape:.1f}% |" if mape is not None else "",
         ""])
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "measure_budget", out, md)
-    print(md)
+    publish(OUT, "measure_budget", out, md)
     return 0
 
 

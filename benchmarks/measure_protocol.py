@@ -12,18 +12,15 @@ Writes benchmarks/results/measure_protocol.{json,md}.  Run alone on an idle mach
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from _common import OUT, ROOT, SHARED, parser
 
 from scbp_edge.lab import Item
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "protocol"
 # name -> (extra worker config, measure-policy overrides)
 VARIANTS: dict[str, tuple[dict, dict]] = {
@@ -95,7 +92,7 @@ def _summary(passes: list[dict[str, dict]], seed_id: str) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--passes", type=int, default=4)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--models", default="", help="model sets to use (default: all)")

@@ -18,7 +18,6 @@ Run alone on an idle machine:  .venv/bin/python benchmarks/noisy_rounds.py
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import platform
 import random
@@ -28,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
+from _common import OUT, parser, publish
 
 
 def _burn(seed: int, stop) -> None:
@@ -62,7 +60,7 @@ def measure(work: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("-n", type=int, default=4, help="noisy passes")
     ap.add_argument("--hogs", type=int, default=6, help="processes burning CPU in bursts")
     a = ap.parse_args()
@@ -103,11 +101,7 @@ def main() -> int:
            "wall_min": (time.perf_counter() - t0) / 60, "hogs": a.hogs, "idle": idle, "noisy": noisy,
            "worst_paired_error": worst, "worst_pooled_error": max(abs(n["pooled_error"]) for n in noisy),
            "meets_goal": worst <= 0.10}
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "noisy_rounds", res, markdown(res))
-    print(markdown(res))
+    publish(OUT, "noisy_rounds", res, markdown(res))
     return 0
 
 

@@ -25,7 +25,6 @@ Writes benchmarks/results/precision.{json,md}.  Run alone on an idle machine:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import platform
@@ -35,20 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scbp_vs_peers import SHARED, Data, recipe
+from _common import ROOT, SEEDS, SHARED, T0, log, missing_shared, parser, publish
+from scbp_vs_peers import Data, recipe
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED, CKPT = "cifar-resnet56", "resnet56-4bfd9763.th"
+SEED = "cifar-resnet56"
+CKPT = SEEDS[SEED]
 MODES = {
     "default": {"train_images": 10000, "epochs": 2, "val_images": 2000, "calib": 512, "front": 3,
                 "ratios": "0,0.25,0.5"},
     "smoke": {"train_images": 512, "epochs": 1, "val_images": 200, "calib": 64, "front": 1, "ratios": "0,0.5"},
 }
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 class Bench:
@@ -135,7 +130,7 @@ class Bench:
         return out
 
     def finetune(self, key: str) -> None:
-        from scbp_edge.lab import evaluate, evaluate_onnx, train
+        from scbp_edge.lab import better_teacher, evaluate, evaluate_onnx, train
 
         rc, row = recipe(), self.rows[key]
         seed = key == self.seed_key
@@ -150,9 +145,7 @@ class Bench:
                        "int8": evaluate_onnx(int8, self.data.test_x, self.data.test_y, threads=2)}
         if seed:  # the teacher of every pruned network: the better of the seed as it came and fine-tuned
             came = self.wb.seed.model.eval()
-            scores = {"seed": evaluate(came, self.data.val_x, self.data.val_y),
-                      "fine-tuned seed": evaluate(model, self.data.val_x, self.data.val_y)}
-            self.teacher = model.eval() if scores["fine-tuned seed"] >= scores["seed"] else came
+            self.teacher, scores = better_teacher(came, model.eval(), self.data.val_x, self.data.val_y)
             row["teacher_validation"] = scores
             row["test_as_it_came"] = evaluate(came, self.data.test_x, self.data.test_y)
 
@@ -271,11 +264,11 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
     a = ap.parse_args()
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing advice, per model
     mode = "smoke" if a.smoke else "default"
@@ -289,10 +282,7 @@ def main() -> int:
     res["summary"] = summarize(res)
     out = ROOT / "benchmarks" / (".work" if a.smoke else "results")
     name = "precision_smoke" if a.smoke else "precision"
-    from scbp_edge.lab import write_results
-
-    write_results(out, f"{name}", res, markdown(res))
-    print(markdown(res))
+    publish(out, f"{name}", res, markdown(res))
     return 0
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
+from _common import OUT, publish
 
 
 def _proxy(res) -> float | None:
@@ -27,6 +25,7 @@ def _proxy(res) -> float | None:
 def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
     from scbp_edge.lab import (
+        DeriveContext,
         LocalExecutor,
         NetworkJob,
         ProxyData,
@@ -47,9 +46,8 @@ def main() -> int:
     rest, val = split_val(train, 0.1, 0)
     bn_x, _ = rest.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD)
     val_x, val_y = val.tensors(defaults.DIGITS_MEAN, defaults.DIGITS_STD)
-    shared = {"payload": seed_payload(wb), "dynamic_batch": False, "seed_params": cands[0].params,
-              "int8": {"calibration": "minmax", "scheme": "u8s8"},
-              "data": ProxyData(bn_x[:256], val_x, val_y, bn_x[:64])}
+    shared = DeriveContext(seed_payload(wb), ProxyData(bn_x[:256], val_x, val_y, bn_x[:64]), False, cands[0].params,
+                           {"calibration": "minmax", "scheme": "u8s8"})
     jobs = [NetworkJob(c.id, tuple(c.ratios), ("fp32",)) for c in cands]
     res: dict[str, dict] = {}
     t = time.perf_counter()
@@ -76,11 +74,7 @@ def main() -> int:
         f"| ray start-up | {init_s:.1f} |", "",
         f"Speed-up {out['speedup']:.2f}x ({out['speedup_with_init']:.2f}x counting Ray start-up); "
         f"identical proxy results: {same}.", ""])
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "ray_vs_local", out, md)
-    print(md)
+    publish(OUT, "ray_vs_local", out, md)
     return 0
 
 

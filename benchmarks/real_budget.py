@@ -17,27 +17,18 @@ the same arguments trains only what is left.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, T0, log, parser, publish
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
-CKPT = "resnet56-4bfd9763.th"
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
+CKPT = SEEDS["cifar-resnet56"]
 
 
 def the_pick() -> tuple[str, list[float], int]:
@@ -50,9 +41,9 @@ def the_pick() -> tuple[str, list[float], int]:
 
 def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.lab import WARMUP, BuildConfig, evaluate, read_split, split_val, train
+    from scbp_edge.lab import WARMUP, BuildConfig, better_teacher, evaluate, read_split, split_val, train
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--images", type=int, default=45000)
     ap.add_argument("--inherited", action="store_true", help="also the pick with inherited weights")
@@ -102,8 +93,7 @@ def main() -> int:
         tuned_seed = copy.deepcopy(seed)
         tuned_seed.load_state_dict(torch.load(tuned_path, weights_only=True))
     tuned_seed.eval()
-    scores = {"seed": evaluate(seed, vx, vy), "fine-tuned seed": evaluate(tuned_seed, vx, vy)}
-    teacher = tuned_seed if scores["fine-tuned seed"] >= scores["seed"] else seed
+    teacher, scores = better_teacher(seed, tuned_seed, vx, vy)
     wb.calibrate(cx, cy, criterion=cfg.criterion)
     _, pick = wb.candidate(ratios)
     tune(key, pick, teacher)
@@ -117,11 +107,7 @@ def main() -> int:
            "wall_s": time.perf_counter() - T0,
            "command": f"python benchmarks/real_budget.py --epochs {a.epochs}" + (" --inherited" if a.inherited else "")
            + (f" --images {a.images}" if a.images != 45000 else "")}
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "real_budget", res, markdown(res))
-    print(markdown(res))
+    publish(OUT, "real_budget", res, markdown(res))
     return 0
 
 

@@ -25,32 +25,21 @@ Writes benchmarks/results/recipe.{json,md} (or ``--out`` NAME.{json,md}).
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, T0, WORK, command, log, missing_shared, parser, publish, trained_seed
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
-SEEDS = {"cifar-resnet20": "resnet20-12fca82f.th", "cifar-resnet56": "resnet56-4bfd9763.th"}
 PRUNED = [0.5, 0.5, 0.25]
 SWEEP = [(0.005, 0.05), (0.01, 0.05), (0.02, 0.05), (0.05, 0.05), (0.02, 0.0)]  # (lr, warm-up share)
 MODES = {"default": {"train": 8000, "epochs": 2, "seeds": 2, "trained": (44000, 3)},
          "smoke": {"train": 256, "epochs": 1, "seeds": 1, "trained": (256, 1)}}
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 class Bench:
@@ -65,8 +54,14 @@ class Bench:
         train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
         rest, _ = split_val(train, 0.1, 0)
         self.tx, self.ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(spec.mean, spec.std)
-        self.made = trained_seed(self.wb, name, rest.tensors(spec.mean, spec.std), self.tx, self.ty,
-                                 *m["trained"]) if kind == "trained" else None
+        self.made = None
+        if kind == "trained":
+            from scbp_edge.lab import BuildConfig
+
+            images, epochs = m["trained"]
+            self.made = trained_seed(self.wb.seed.model, *rest.tensors(spec.mean, spec.std), self.tx, self.ty,
+                                     images=images, epochs=epochs, lr=BuildConfig().lr,
+                                     cache=WORK / "recipe" / f"{name}-trained-{images}x{epochs}")
         if self.made is not None:  # before the deriver and its reconstruction targets exist
             self.wb.seed.model.load_state_dict(self.made["state"])
         cx, cy = rest.subset(np.random.default_rng(2).permutation(len(rest))[:512]).tensors(spec.mean, spec.std)
@@ -95,26 +90,6 @@ class Bench:
             if which == "seed":
                 self.tuned_seed[(lr, warmup, flip, s)] = model.eval()
         return accs
-
-
-def trained_seed(wb, name: str, train: tuple[torch.Tensor, torch.Tensor], tx: torch.Tensor, ty: torch.Tensor,
-                 images: int, epochs: int) -> dict[str, Any]:
-    """The shared seed trained plainly on ``images`` training images (cached): a seed that has seen the user's data."""
-    from scbp_edge.lab import BuildConfig, evaluate
-    from scbp_edge.lab import train as fit
-
-    work = ROOT / "benchmarks" / ".work" / "recipe"
-    work.mkdir(parents=True, exist_ok=True)
-    path, info = work / f"{name}-trained-{images}x{epochs}.pt", work / f"{name}-trained-{images}x{epochs}.json"
-    if not path.is_file():
-        log(f"training {name} on {images:,} images x {epochs} epochs (once; cached in {path})")
-        t, lr = time.perf_counter(), BuildConfig().lr
-        model = fit(copy.deepcopy(wb.seed.model), train[0][:images], train[1][:images], epochs=epochs, lr=lr,
-                    flip=True, seed=0)
-        torch.save(model.state_dict(), path)
-        info.write_text(json.dumps({"epochs": epochs, "lr": lr, "images": images, "test": evaluate(model, tx, ty),
-                                    "train_s": round(time.perf_counter() - t)}))
-    return {"state": torch.load(path, weights_only=True), **json.loads(info.read_text())}
 
 
 def run_seed(name: str, m: dict[str, Any], criterion: str, sweep: list[tuple[float, float]],
@@ -183,7 +158,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
     ap.add_argument("--seeds", default=",".join(SEEDS))
     ap.add_argument("--criterion", default="l1", help="channel criterion of the pruned network")
@@ -197,8 +172,8 @@ def main() -> int:
                     "(recipe.md holds cifar-resnet20; recipe_cifar-resnet56.md the deeper seed)")
     a = ap.parse_args()
     sweep = [(float(lr), float(w)) for lr, w in (item.split(":") for item in a.sweep.split(","))]
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     torch.set_num_threads(2)
     m = MODES["smoke" if a.smoke else "default"]
@@ -206,13 +181,9 @@ def main() -> int:
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
            "threads": torch.get_num_threads(), "settings": m, "criterion": a.criterion, "seeds": seeds,
            "wall_s": time.perf_counter() - T0,
-           "command": " ".join(["python benchmarks/recipe.py", *sys.argv[1:]])}
+           "command": command()}
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
-    out.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(out, f"{a.out}", res, markdown(res))
-    print(markdown(res))
+    publish(out, f"{a.out}", res, markdown(res))
     return 0
 
 

@@ -20,22 +20,17 @@ Writes benchmarks/results/reconstruct.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
-SEEDS = {"cifar-resnet20": "resnet20-12fca82f.th", "cifar-resnet56": "resnet56-4bfd9763.th"}
 # label -> (criterion, reconstruct, classifier re-solved too)
 VARIANTS = {"l1, inherited (before)": ("l1", False, False), "l1 + reconstruction": ("l1", True, False),
             "l1 + reconstruction, classifier too": ("l1", True, True),
@@ -45,11 +40,6 @@ RATIOS = "0,0.25,0.5,0.75"
 TUNED = [[0.5, 0.5, 0.25]]  # cifar-resnet56's measured 1.5x pick (scbp_vs_peers.md)
 MODES = {"default": {"train": 8000, "epochs": 2, "seeds": 2, "val": 2000, "test_before": 2000, "limit": None},
          "smoke": {"train": 256, "epochs": 1, "seeds": 1, "val": 200, "test_before": 200, "limit": 4}}
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 def splits(spec, m: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -210,7 +200,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
     ap.add_argument("--seeds", default=",".join(SEEDS))
     ap.add_argument("--limit", type=int, default=None, help="at most this many networks of the space per seed "
@@ -222,8 +212,8 @@ def main() -> int:
                     "and rank: each variant's proxy against the fine-tuned accuracy (issue 43)")
     ap.add_argument("--out", default="reconstruct", help="results name under benchmarks/results (.json, .md)")
     a = ap.parse_args()
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     torch.set_num_threads(2)
     mode = "smoke" if a.smoke else "default"
@@ -237,13 +227,9 @@ def main() -> int:
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
            "threads": torch.get_num_threads(), "settings": m, "seeds": seeds, "wall_s": time.perf_counter() - T0,
            "recipe": product_recipe(),
-           "command": " ".join(["python benchmarks/reconstruct.py", *sys.argv[1:]])}
+           "command": command()}
     out = ROOT / "benchmarks" / ".work" if a.smoke else OUT
-    out.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(out, f"{a.out}", res, markdown(res))
-    print(markdown(res))
+    publish(out, f"{a.out}", res, markdown(res))
     return 0
 
 

@@ -44,9 +44,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scbp_vs_peers import ROOT, SEEDS, SHARED, Data, recipe  # noqa: E402
+from _common import OUT, ROOT, SHARED, log, missing_shared, parser, publish
+from scbp_vs_peers import SEEDS, Data, recipe  # noqa: E402
 
-T0 = time.perf_counter()
 FIRST_STEPS = 20
 # label -> (reconstruct, for_training: the classifier head left inherited, residual writers against the block
 # output, solved filters given their inherited norms back: reconstruct.KEEP_SCALE, BatchNorm statistics
@@ -57,10 +57,6 @@ VARIANTS = {"inherited": (False, False, False, False, False),
             "solved, norms kept": (True, True, False, True, False),
             "block-output solve, norms kept": (True, True, True, True, False),
             "block-output solve, BN re-estimated": (True, True, True, True, True)}
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 def solved_with_ridge(wb, ratios: list[float], for_training: bool) -> tuple[Any, Any, dict[str, float]]:
@@ -129,7 +125,7 @@ def first_steps(model: torch.nn.Module, teacher: torch.nn.Module, d: Data, lr: f
 def teacher_for(work: Path, seed_model: torch.nn.Module, d: Data, epochs: float
                 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """The build's teacher: the seed fine-tuned first where it beats the seed as it came on validation (cached)."""
-    from scbp_edge.lab import evaluate, train
+    from scbp_edge.lab import better_teacher, train
 
     seed = copy.deepcopy(seed_model).eval()
     f = work / "tuned_seed.pt"
@@ -142,8 +138,7 @@ def teacher_for(work: Path, seed_model: torch.nn.Module, d: Data, epochs: float
     tuned = copy.deepcopy(seed)
     tuned.load_state_dict(torch.load(f, weights_only=True))
     tuned.eval()
-    scores = {"seed": evaluate(seed, d.val_x, d.val_y), "fine-tuned seed": evaluate(tuned, d.val_x, d.val_y)}
-    return (tuned if scores["fine-tuned seed"] >= scores["seed"] else seed), scores
+    return better_teacher(seed, tuned, d.val_x, d.val_y)
 
 
 class Benches:
@@ -275,7 +270,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--seed", default="cifar-resnet56", choices=list(SEEDS))
     ap.add_argument("--ratios", default="0.5,0.5,0.75")
     ap.add_argument("--picks", action="store_true", help="the SCBP picks of scbp_vs_peers_<seed>.json instead")
@@ -286,19 +281,15 @@ def main() -> int:
     ap.add_argument("--epochs", type=float, default=2)
     ap.add_argument("--out", default="", help="results name under benchmarks/results (default from the seed)")
     a = ap.parse_args()
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     torch.set_num_threads(2)
     res = run(a)
     res.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine=platform.machine(),
                train_images=a.train_images, epochs=a.epochs,
                command="python benchmarks/reconstruct_tuned.py " + " ".join(sys.argv[1:]))
-    from scbp_edge.lab import write_results
-
-    name = a.out or f"reconstruct_tuned_{a.seed}"
-    write_results(ROOT / "benchmarks" / "results", name, res, markdown(res))
-    print(markdown(res))
+    publish(OUT, a.out or f"reconstruct_tuned_{a.seed}", res, markdown(res))
     return 0
 
 

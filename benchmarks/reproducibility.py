@@ -11,7 +11,6 @@ benchmarks/results/reproducibility.{json,md}.  Run alone:  .venv/bin/python benc
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -22,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
+from _common import OUT, ROOT, parser, publish
+
 CLI = [sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", "cpu", "--json"]
 
 
@@ -99,7 +98,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("-n", type=int, default=5, help="number of builds")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,11 +110,7 @@ def main() -> int:
            "machine": f"{platform.machine()}, {platform.platform()}",
            "command": "python benchmarks/reproducibility.py" + (f" -n {a.n}" if a.n != 5 else ""),
            "builds": builds, "summary": summarize(builds)}
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "reproducibility", res, markdown(res))
-    print(markdown(res))
+    publish(OUT, "reproducibility", res, markdown(res))
     return 0
 
 

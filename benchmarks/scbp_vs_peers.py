@@ -30,23 +30,18 @@ or one process per seed, then merge:  ... --seeds cifar-resnet20; ... --seeds ci
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, log, missing_shared, parser, publish
 from peers_report import lone_segment, markdown, summarize
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
-SEEDS = {"cifar-resnet20": "resnet20-12fca82f.th", "cifar-resnet56": "resnet56-4bfd9763.th"}
 MODES = {
     # Both seeds in <= 90 min alone on the 2-core VM: 8,000 images (10,000 took r56 alone near an hour), and the
     # distillation on/off ablation on cifar-resnet20 only.
@@ -68,11 +63,6 @@ FINE = "0,0.125,0.25,0.375,0.5,0.625,0.75"  # each segment pruned alone at these
 FLIP = True  # CIFAR's classes survive a mirror: the benchmarks fine-tune with --augment flip
 MATCH = 0.03
 PEERS = ("uniform", "tp-uniform", "tp-global")
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 def recipe() -> dict[str, Any]:
@@ -346,15 +336,14 @@ class Lab:
 
     def choose_teacher(self) -> dict[str, float]:
         """As the build does: the seed fine-tuned first teaches where it beats the seed as it came (validation)."""
-        from scbp_edge.lab import evaluate
+        from scbp_edge.lab import better_teacher
 
         d = self.data
         tuned = copy.deepcopy(self.teacher)
         tuned.load_state_dict(torch.load(self.work / "tuned_seed.pt", weights_only=True))
         tuned.eval()
-        scores = {"seed": evaluate(self.teacher, d.val_x, d.val_y),
-                  "fine-tuned seed": evaluate(tuned, d.val_x, d.val_y)}
-        if scores["fine-tuned seed"] >= scores["seed"]:
+        chosen, scores = better_teacher(self.teacher, tuned, d.val_x, d.val_y)
+        if chosen is tuned:
             self.student_teacher = tuned
         return scores
 
@@ -496,10 +485,7 @@ def merge() -> int:
              for p in parts for s in p["seeds"]]
     res = dict(parts[0], seeds=seeds, merged=True, wall_s=sum(p["wall_s"] for p in parts),
                command=" && ".join(p["command"] for p in parts))
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "scbp_vs_peers", res, markdown(res))
-    print(markdown(res))
+    publish(OUT, "scbp_vs_peers", res, markdown(res))
     return 0
 
 
@@ -515,7 +501,7 @@ def parse_budgets(text: str | None) -> tuple[float, ...] | None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--full", action="store_true", help="45k images, 15 epochs (GPU machines)")
     ap.add_argument("--seeds", help="comma-separated subset of " + ",".join(SEEDS))
     ap.add_argument("--smoke", action="store_true", help="tiny settings, results under benchmarks/.work")
@@ -533,8 +519,8 @@ def main() -> int:
               file=sys.stderr)
         return 2
     mode = "full" if a.full else "smoke" if a.smoke else "quick" if a.quick else "default"
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     m = dict(MODES[mode])
     if a.seeds:
@@ -550,10 +536,7 @@ def main() -> int:
     # One seed per process (--seeds X) keeps each seed's results safe from the next one's; --merge joins them.
     suffix = "_smoke" if a.smoke else ("" if mode == "default" else f"_{mode}") + \
         (f"_{a.seeds.replace(',', '+')}" if a.seeds else "")
-    from scbp_edge.lab import write_results
-
-    write_results(out, f"scbp_vs_peers{suffix}", res, markdown(res))
-    print(markdown(res))
+    publish(out, f"scbp_vs_peers{suffix}", res, markdown(res))
     return 0
 
 

@@ -20,14 +20,14 @@ Run alone on an idle machine, one seed per process (resumable: the same command 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from scbp_vs_peers import BUDGETS, MODES, OUT, PEERS, RATIOS, SEEDS, SHARED, Lab, log, parse_budgets, recipe
+from _common import OUT, log, missing_shared, parser, publish
+from scbp_vs_peers import BUDGETS, MODES, PEERS, RATIOS, SEEDS, Lab, parse_budgets, recipe
 
 SCOPES = ("stream", "inner", "both")
 
@@ -145,7 +145,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--seed", required=True, help="one of " + ", ".join(SEEDS))
     ap.add_argument("--budgets", help="fine-tune only these budgets' picks now, e.g. 2.0 (default: all of "
                     + ",".join(map(str, BUDGETS)) + "); a later run with the rest resumes")
@@ -156,17 +156,14 @@ def main() -> int:
         print(f"--seed {a.seed} --budgets {a.budgets}: give a seed of {', '.join(SEEDS)} and a subset of "
               f"{','.join(map(str, BUDGETS))}", file=sys.stderr)
         return 2
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     m = dict(MODES["smoke" if a.smoke else "default"], seeds=[a.seed], ablation=False)
     res = run_seed(a.seed, m, budgets, "scope-smoke" if a.smoke else "scope")
     res["command"] = f"python benchmarks/scope_picks.py --seed {a.seed}" + (f" --budgets {a.budgets}" if a.budgets
                                                                               else "") + (" --smoke" if a.smoke else "")
-    from scbp_edge.lab import write_results
-
-    write_results(OUT.parent / ".work" if a.smoke else OUT, f"scope_picks_{a.seed}", res, markdown(res))
-    print(markdown(res))
+    publish(OUT.parent / ".work" if a.smoke else OUT, f"scope_picks_{a.seed}", res, markdown(res))
     return 0
 
 

@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 import scbp_vs_peers as peers
+from _common import OUT, WORK, command, log, publish
 from peers_report import mean_std
 
-OUT = peers.OUT
 BUDGET = 1.5
 
 
@@ -42,7 +42,7 @@ def run(name: str, m: dict[str, Any]) -> dict[str, Any]:
     out = {"seed": name, "sets": sens["ratios"], "probes": sens["probes"], "added": sens["added"],
            "pick": pick, "incumbent": incumbent["config"], "models": {}}
     for k in keys:
-        peers.log(f"{name}: fine-tuning {k}")
+        log(f"{name}: fine-tuning {k}")
         lab.distill(k)
         accs = lab.finetune(k, m["train_seeds"])
         r = lab.rows[k]
@@ -87,12 +87,9 @@ def main() -> int:
     seeds = [run(n, m) for n in names]
     res = {"mode": mode, "settings": m, "seeds": seeds, "wall_s": time.perf_counter() - t0,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "command": " ".join(["python benchmarks/sens_six.py", *sys.argv[1:]])}
-    out = OUT if mode == "default" else peers.ROOT / "benchmarks" / ".work"
-    from scbp_edge.lab import write_results
-
-    write_results(out, f"sens_six{'_smoke' if mode == 'smoke' else ''}", res, markdown(res))
-    print(markdown(res))
+           "command": command()}
+    out = OUT if mode == "default" else WORK
+    publish(out, f"sens_six{'_smoke' if mode == 'smoke' else ''}", res, markdown(res))
     return 0
 
 

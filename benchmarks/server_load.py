@@ -12,7 +12,6 @@ benchmarks/results/server_load.{json,md}.  Run alone:  .venv/bin/python benchmar
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -28,10 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import OUT, ROOT, parser, publish
 from container import cli
-
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
 
 
 def pngs() -> list[bytes]:
@@ -96,7 +93,7 @@ def load_pass(url: str, images: list[bytes], clients: int, requests: int) -> dic
 def main() -> int:
     from scbp_edge.lab import container
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--base-image", default="localhost/scbp-base:bookworm")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=100)
@@ -130,11 +127,7 @@ def main() -> int:
            "goals": {"errors": sum(p["errors"] for p in passes) == 0,
                      "p99_within_3x_p50": all(p["p99_ms"] <= 3 * p["p50_ms"] for p in passes),
                      "rss_flat": growth <= 0.05}}
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "server_load", res, markdown(res))
-    print(markdown(res))
+    publish(OUT, "server_load", res, markdown(res))
     return 0
 
 

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import OUT, SHARED, publish
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
 OPTIONS = {"fp32 NCHW (before)": (False, False), "channels_last": (True, False), "bf16": (False, True),
            "channels_last + bf16": (True, True)}
 
@@ -61,11 +58,7 @@ def main() -> int:
         model = train(model, x, y, epochs=2, lr=0.02, channels_last=cl, bf16=bf)
         res["parity"][opt] = evaluate(model, tx, ty)
         print("parity", opt, res["parity"][opt], flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, "train_speed", res, markdown(res))
-    print(markdown(res))
+    publish(OUT, "train_speed", res, markdown(res))
     return 0
 
 

@@ -18,7 +18,6 @@ rewrites benchmarks/results/users_table_<kind>.{json,md} from what is finished.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -31,19 +30,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, command, log, missing_shared, parser, publish
 from align import measure
-from scbp_vs_peers import SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
-SEED, CKPT = "cifar-resnet56", "resnet56-4bfd9763.th"
+SEED = "cifar-resnet56"
+CKPT = SEEDS[SEED]
 BUDGETS = ("1.25", "1.5", "2.0")
 DROPS = (0.5, 1.0, 2.0)
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 def wilson(pct: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -148,7 +141,7 @@ def seed_part(p: Part) -> None:
 
 def network_part(p: Part, budget: str) -> None:
     """The build's pick at ``budget``: derived from the kind's seed, reconstructed, distilled, scored."""
-    from scbp_edge.lab import evaluate
+    from scbp_edge.lab import better_teacher
 
     name, ratios, scopes = the_pick(budget)
     if name in p.rows:
@@ -157,8 +150,7 @@ def network_part(p: Part, budget: str) -> None:
     tuned = copy.deepcopy(p.wb.seed.model)
     tuned.load_state_dict(torch.load(p.tuned_seed_path(), weights_only=True))
     tuned.eval()
-    scores = {"seed": evaluate(p.wb.seed.model.eval(), p.vx, p.vy), "fine-tuned seed": evaluate(tuned, p.vx, p.vy)}
-    teacher = tuned if scores["fine-tuned seed"] >= scores["seed"] else p.wb.seed.model
+    teacher, scores = better_teacher(p.wb.seed.model.eval(), tuned, p.vx, p.vy)
     wb = p.wb if p.kind == "shared" else p.bench(str(p.tuned_seed_path()))
     wb.calibrate(p.cx, p.cy, criterion=p.cfg.criterion, reconstruct=p.cfg.reconstruct, residual=p.cfg.residual_solve)
     _, model = wb.candidate(ratios, for_training=True, scopes=scopes)
@@ -223,7 +215,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--part", required=True, choices=("seed", *BUDGETS, "measure"))
     ap.add_argument("--kind", default="shared", choices=("shared", "trained"),
                     help="prune the checkpoint as it came, or the seed after its own fine-tune")
@@ -238,8 +230,8 @@ def main() -> int:
     if a.part in BUDGETS and not (work_dir(a.images, a.epochs) / "seed-fine-tuned.pt").is_file():
         print(f"--part {a.part} needs the fine-tuned seed (its teacher): run --part seed first", file=sys.stderr)
         return 2
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing advice
     torch.set_num_threads(2)
@@ -250,15 +242,12 @@ def main() -> int:
         measure_part(p, a.repeats)
     else:
         network_part(p, a.part)
-    from scbp_edge.lab import write_results
-
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "kind": a.kind, "images": a.images,
            "epochs": a.epochs, "machine": f"{platform.processor() or platform.machine()}, {platform.platform()}",
-           "command": " ".join(["python benchmarks/users_table.py", *sys.argv[1:]]), "rows": p.rows,
+           "command": command(), "rows": p.rows,
            "table": table(p)}
-    write_results(OUT, f"users_table_{a.kind}" + ("" if (a.images, a.epochs) == (45000, 5) else "_smoke"), res,
-                  markdown(res))
-    print(markdown(res))
+    publish(OUT, f"users_table_{a.kind}" + ("" if (a.images, a.epochs) == (45000, 5) else "_smoke"), res,
+            markdown(res))
     return 0
 
 

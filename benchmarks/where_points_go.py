@@ -19,28 +19,20 @@ Writes benchmarks/results/where_points_go[_trained].{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import OUT, ROOT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "results"
-SEED, CKPT = "cifar-resnet56", "resnet56-4bfd9763.th"
+SEED = "cifar-resnet56"
+CKPT = SEEDS[SEED]
 PICK = [0.5, 0.5, 0.25]
 TRAINED = ROOT / "benchmarks" / ".work" / "budget_curve" / "seed-trained-44000x3.pt"  # budget_curve.py makes it
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{(time.perf_counter() - T0) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
 
 
 def bench(kind: str):
@@ -120,11 +112,11 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--kind", choices=("shared", "trained"), default="shared")
     a = ap.parse_args()
-    if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
-        print("needs ../shared (CIFAR-10 JPEG and the pretrained seeds)", file=sys.stderr)
+    if problem := missing_shared():
+        print(problem, file=sys.stderr)
         return 2
     if a.kind == "trained" and not TRAINED.is_file():
         print(f"--kind trained needs {TRAINED}: run benchmarks/budget_curve.py --kinds trained first", file=sys.stderr)
@@ -141,12 +133,9 @@ def main() -> int:
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
            "kind": a.kind, "seed_test": seed_test, "pick": pick, "layers": layers,
            "segments": per_segment(wb, tx, ty), "wall_s": time.perf_counter() - T0,
-           "command": " ".join(["python benchmarks/where_points_go.py", *sys.argv[1:]])}
+           "command": command()}
     stem = "where_points_go" + ("_trained" if a.kind == "trained" else "")
-    from scbp_edge.lab import write_results
-
-    write_results(OUT, f"{stem}", res, markdown(res))
-    print(markdown(res))
+    publish(OUT, f"{stem}", res, markdown(res))
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,21 +20,22 @@ from scbp_edge.records.task import Job
 OnResult = Callable[[str, Any, str | None], None]
 
 
-def check_jobs(fn: Callable[..., Any], jobs: Sequence[Job], shared: dict[str, Any],
-               extra: dict[str, Any] | None = None) -> None:
-    """Raise TypeError, before any task runs, where ``fn(job, **shared)`` does not fit ``fn``'s signature.
+def check_context(fn: Callable[..., Any], ctx: object) -> None:
+    """Raise TypeError, before any task runs, where ``ctx`` is not the context record ``fn`` takes.
 
-    A renamed or missing argument is the caller's bug: without this check each
-    task's TypeError would be recorded as that candidate's own failure and the
-    build would go on, so a rename would surface only as a run of failed
-    candidates. (A job is a record: a renamed field fails where it is built.)
+    Handing a task another stage's context is the caller's bug: without this
+    check each task's AttributeError would be recorded as that candidate's own
+    failure and the build would go on, so the mistake would surface only as a
+    run of failed candidates. (A context is a record: a renamed field fails
+    where it is built.)
     """
-    sig = inspect.signature(fn)
-    for job in jobs[:1]:  # every job is the same record type: one binding checks them all
-        try:
-            sig.bind(job, **shared, **(extra or {}))
-        except TypeError as exc:
-            raise TypeError(f"{fn.__name__} cannot take job '{job.network}': {exc}") from None
+    params = list(inspect.signature(fn).parameters)
+    try:
+        want = typing.get_type_hints(fn).get(params[1]) if len(params) > 1 else None
+    except NameError:  # a hint this module cannot resolve: nothing to check against
+        return
+    if isinstance(want, type) and not isinstance(ctx, want):
+        raise TypeError(f"{fn.__name__} takes a {want.__name__}, not a {type(ctx).__name__}")
 
 
 class LocalExecutor:
@@ -41,14 +43,14 @@ class LocalExecutor:
 
     name = "local"
 
-    def map(self, fn: Callable[..., Any], jobs: Sequence[Job], shared: dict[str, Any],
-            on_result: OnResult, *, gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
-        """Calls ``fn(job, **shared)`` per job; ``on_progress`` goes to tasks that report progress (epochs)."""
+    def map(self, fn: Callable[..., Any], jobs: Sequence[Job], ctx: object, on_result: OnResult, *,
+            gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
+        """Calls ``fn(job, ctx)`` per job; ``on_progress`` goes to tasks that report progress (epochs)."""
         extra = {"on_progress": on_progress} if on_progress is not None else {}
-        check_jobs(fn, jobs, shared, extra)
+        check_context(fn, ctx)
         for job in jobs:
             try:
-                res = fn(job, **shared, **extra)
+                res = fn(job, ctx, **extra)
             except Exception as exc:  # noqa: BLE001 - the task's failure is that candidate's alone
                 on_result(job.network, None, f"{type(exc).__name__}: {str(exc)[:300]}")
                 continue
@@ -82,15 +84,15 @@ class RayExecutor:
                 raise ScbpError(f"cannot reach Ray cluster at '{address}' ({exc}); start one with "
                                 "'ray start --head' or leave --ray-address out for a local one") from None
 
-    def map(self, fn: Callable[..., Any], jobs: Sequence[Job], shared: dict[str, Any],
-            on_result: OnResult, *, gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
-        """Calls ``fn(job, **shared)`` per job as a Ray task; bars advance per finished task, not within one."""
+    def map(self, fn: Callable[..., Any], jobs: Sequence[Job], ctx: object, on_result: OnResult, *,
+            gpu: bool = False, on_progress: Callable[[], None] | None = None) -> None:
+        """Calls ``fn(job, ctx)`` per job as a Ray task; bars advance per finished task, not within one."""
         ray = self.ray
-        check_jobs(fn, jobs, shared)
+        check_context(fn, ctx)
         gpus = 1 if gpu and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries, retry_exceptions=False)(fn)
-        refs = {k: ray.put(v) for k, v in shared.items()}  # shared inputs go to the object store once
-        pending = {remote.remote(job, **refs): job.network for job in jobs}
+        ref = ray.put(ctx)  # the shared context goes to the object store once
+        pending = {remote.remote(job, ref): job.network for job in jobs}
         # Ray's log monitor prints worker-death notices with print(); keep stdout for --json output.
         with contextlib.redirect_stdout(sys.stderr):
             self._drain(pending, on_result)

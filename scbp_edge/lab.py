@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from scbp_edge import defaults
-from scbp_edge.accuracy import WARMUP, adapt_bn, bf16_supported, distill_score, evaluate, evaluate_onnx, train
+from scbp_edge.accuracy import (
+    WARMUP,
+    adapt_bn,
+    better_teacher,
+    bf16_supported,
+    distill_score,
+    evaluate,
+    evaluate_onnx,
+    fit,
+    train,
+)
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.data import read_split, split_val
 from scbp_edge.data.digits import load_digits_split
@@ -34,7 +44,7 @@ from scbp_edge.profile.runner import Item, profile_interleaved
 from scbp_edge.rank import Constraints, kendall_tau, pareto_front, within_latency_budget
 from scbp_edge.rank.budget import BudgetPoint, fit_latency, hypervolume, predict, run_budget
 from scbp_edge.rank.pick import pick_for_training
-from scbp_edge.records.task import DerivedNetwork, NetworkJob, ProxyData
+from scbp_edge.records.task import PROXY_STEPS, DeriveContext, DerivedNetwork, NetworkJob, ProxyData
 from scbp_edge.report import typed as typed_report
 from scbp_edge.report.sections.candidates import speed_ranks
 from scbp_edge.runtimes import get_runtime, runtime_for
@@ -43,14 +53,15 @@ from scbp_edge.runtimes.torch_cuda import TorchCuda, TorchSession
 from scbp_edge.seeds import load_seed
 from scbp_edge.space import SegmentProbe, ratio_sets_from_sensitivity
 from scbp_edge.targets import load_target
-from scbp_edge.tasks import PROXY_STEPS, evaluate_network, proxy_accuracy, seed_payload
+from scbp_edge.tasks import evaluate_network, proxy_accuracy, seed_payload
 
 __all__ = [
-    "PROXY_STEPS", "WARMUP", "BudgetPoint", "BuildConfig", "Constraints", "DerivedNetwork", "Item", "LocalExecutor",
-    "NetworkJob",
+    "PROXY_STEPS", "WARMUP", "BudgetPoint", "BuildConfig", "Constraints", "DeriveContext", "DerivedNetwork", "Item",
+    "LocalExecutor", "NetworkJob",
     "ProxyData", "RayExecutor", "ScbpError", "SeedOptions", "SegmentProbe", "TensorRT", "TorchCuda", "TorchSession",
-    "Workbench", "adapt_bn", "bf16_supported", "container", "defaults", "distill_score", "evaluate", "evaluate_network",
-    "evaluate_onnx", "export_onnx", "fit_latency", "get_runtime", "hypervolume", "kendall_tau", "load_derived",
+    "Workbench", "adapt_bn", "better_teacher", "bf16_supported", "container", "defaults", "distill_score", "evaluate",
+    "evaluate_network",
+    "evaluate_onnx", "export_onnx", "fit", "fit_latency", "get_runtime", "hypervolume", "kendall_tau", "load_derived",
     "load_digits_split", "load_seed", "load_target", "magnitude_prune", "measure_items", "model_cost",
     "pareto_front", "pick_for_training", "predict", "profile_interleaved", "profile_one", "proxy_accuracy",
     "quantize_int8", "ratio_sets_from_sensitivity", "read_split", "reconstruct_module", "run_budget", "runtime_for",

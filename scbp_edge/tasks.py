@@ -15,6 +15,7 @@ real crashes.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,18 @@ from scbp_edge.records import Proxy
 from scbp_edge.records.reconstruction import Reconstruction
 from scbp_edge.records.task import (
     Calibration,
+    DeriveContext,
     DerivedNetwork,
     DistillScore,
     Exported,
     Failure,
     NetworkJob,
+    ProxyContext,
     ProxyData,
     ProxyJob,
     Score,
     SeedPayload,
+    TrainContext,
     TrainData,
     TrainedNetwork,
     TrainJob,
@@ -102,23 +106,23 @@ def quantized(fp32_bytes: bytes, calib: torch.Tensor, int8: dict[str, Any], x: t
     return Variant(score, blob, {**int8, "images": len(calib)})
 
 
-def evaluate_network(job: NetworkJob, payload: SeedPayload, data: ProxyData | None, dynamic_batch: bool,
-                     seed_params: int, int8: dict[str, Any], keep_model: bool = False) -> DerivedNetwork | Failure:
+def evaluate_network(job: NetworkJob, ctx: DeriveContext) -> DerivedNetwork | Failure:
     """Derive one network, score it by the adaptive-BN proxy, export it, and make each precision's artifact.
 
     The exported fp32 model is the BN-adapted one that the proxy scored, so
-    the shipped file is the evaluated one.  ``keep_model`` also returns the
+    the shipped file is the evaluated one.  ``ctx.keep_model`` also returns the
     weights (for runtimes that time the PyTorch model).
     """
+    data, int8 = ctx.data, ctx.int8
     stage = "derive"
     try:
-        wb = _bench(payload)
+        wb = _bench(ctx.payload)
         cand, model = wb.candidate(list(job.ratios), scopes=job.scopes)
         stage = "accuracy"
         seg_macs = cand.extra["segment_macs"]
-        proxy = proxy_accuracy(model, data, cand.params or 0, seed_params)
+        proxy = proxy_accuracy(model, data, cand.params or 0, ctx.seed_params)
         stage = "export"
-        onnx = _onnx(model, wb.seed.spec.input_shape, dynamic_batch)
+        onnx = _onnx(model, wb.seed.spec.input_shape, ctx.dynamic_batch)
     except Exception as exc:  # noqa: BLE001 - one network's crash must not end the build
         return Failure.of(stage, exc)
     variants: dict[str, Variant] = {}
@@ -132,7 +136,7 @@ def evaluate_network(job: NetworkJob, payload: SeedPayload, data: ProxyData | No
         else:
             variants[p] = Variant(proxy)
     weights = None
-    if keep_model:
+    if ctx.keep_model:
         weights = Weights(model.state_dict(), wb.deriver.plan(list(job.ratios), job.scopes), wb.deriver.ignored,
                           job.ratios, job.scopes)
     return DerivedNetwork(onnx, variants, {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes},
@@ -165,32 +169,30 @@ def proxy_accuracy(model, data: ProxyData | None, params: int, seed_params: int)
                  bn_images=len(data.bn_x), val_images=len(data.val_x), skipped_images=data.skipped)
 
 
-PROXY_STEPS = 200  # distillation steps of the second-stage proxy (benchmarks/results/scbp_vs_peers.md)
 PTQ_KIND = "int8 QDQ on ONNX Runtime, test split (post-training quantization of the fine-tuned model)"
 QAT_KIND = "int8 QDQ on ONNX Runtime, test split (quantization-aware fine-tuning, then calibration)"
 
 
-def train_network(job: TrainJob, payload: SeedPayload, train: TrainData, epochs: int, lr: float, init: str,
-                  distill: bool, int8: dict[str, Any], qat_epochs: int = 0, qat_threshold: float = 0.5,
-                  flip: bool = False, teacher_state: dict[str, torch.Tensor] | None = None,
-                  on_progress=None) -> TrainedNetwork:
+def train_network(job: TrainJob, ctx: TrainContext, on_progress: Callable[[], None] | None = None
+                  ) -> TrainedNetwork:
     """One-shot fine-tune (or scratch training) of one network; test accuracy before, after, and per precision.
 
-    Pruned networks are distilled from ``teacher_state`` (the seed fine-tuned
-    on the user's data, where the build chose it) or else from the seed as it
-    came; the seed itself trains plainly, and is put back as it came where
-    that scores better on ``train.val_x``.  ``job.seconds``: a time budget in
-    place of ``epochs``.  int8 is the fine-tuned model quantized after
-    training; where that loses more than ``qat_threshold`` points against fp32
-    and ``qat_epochs`` > 0, a quantization-aware fine-tune follows and the
-    better int8 model is kept (both figures are returned).
+    Pruned networks are distilled from ``ctx.teacher_state`` (the seed
+    fine-tuned on the user's data, where the build chose it) or else from the
+    seed as it came; the seed itself trains plainly, and is put back as it
+    came where that scores better on ``ctx.train.val_x``.  ``job.seconds``: a
+    time budget in place of ``ctx.epochs``.  int8 is the fine-tuned model
+    quantized after training; where that loses more than ``ctx.qat_threshold``
+    points against fp32 and ``ctx.qat_epochs`` > 0, a quantization-aware
+    fine-tune follows and the better int8 model is kept (both figures are
+    returned).
     """
-    from scbp_edge.accuracy import correct, evaluate
-    from scbp_edge.accuracy import train as fit
+    from scbp_edge.accuracy import correct, evaluate, fit
     from scbp_edge.rank.stats import pack
 
+    train, epochs, lr, init, int8 = ctx.train, ctx.epochs, ctx.lr, ctx.init, ctx.int8
     ratios = list(job.ratios)
-    wb = _bench(payload)
+    wb = _bench(ctx.payload)
     cand, model = wb.candidate(ratios, for_training=True, scopes=job.scopes)
     if init == "scratch":
         for m in model.modules():
@@ -200,14 +202,12 @@ def train_network(job: TrainJob, payload: SeedPayload, train: TrainData, epochs:
     torch.manual_seed(0)
     # The seed itself is never distilled from itself: that only pulls it back to its own outputs and cost the
     # cifar-resnet20 reference 2.2 pt, while distillation gave its 1.5x network +1.6 pt (scbp_vs_peers.md).
-    teacher = _teacher(wb, teacher_state) if distill and any(r > 0 for r in ratios) else None
+    teacher = _teacher(wb, ctx.teacher_state) if ctx.distill and any(r > 0 for r in ratios) else None
     tick = (lambda _e: on_progress()) if on_progress is not None else None
-    stats: dict[str, Any] = {}
     judge = _judge_seed(model, train, ratios, init)
-    model = fit(model, train.x, train.y, epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick, flip=flip,
-                max_seconds=job.seconds, stats=stats)
-    if judge is not None:
-        stats["validation"] = judge(model)
+    model, stats = fit(model, train.x, train.y, epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick, flip=ctx.flip,
+                       max_seconds=job.seconds)
+    validation = judge(model) if judge is not None else None
     right = correct(model, train.test_x, train.test_y)
     fp32 = 100.0 * float(right.sum()) / max(1, len(right))
     onnx = _onnx(model, wb.seed.spec.input_shape, False)
@@ -217,14 +217,16 @@ def train_network(job: TrainJob, payload: SeedPayload, train: TrainData, epochs:
             per[p] = Variant(Score(fp32, correct=pack(right.numpy()), images=len(right)))
             continue
         q = quantized(onnx.data, train.calib_x, int8, train.test_x, train.test_y, PTQ_KIND)
-        if q.failure is None and qat_epochs > 0 and (qat_threshold == 0 or fp32 - _value(q) > qat_threshold):
-            q = _with_qat(q, model, wb, train, qat_epochs, lr, teacher, int8)
+        if q.failure is None and ctx.qat_epochs > 0 and (ctx.qat_threshold == 0
+                                                         or fp32 - _value(q) > ctx.qat_threshold):
+            q = _with_qat(q, model, wb, train, ctx.qat_epochs, lr, teacher, int8)
         per[p] = q
     weights = Weights(model.state_dict(), wb.deriver.plan(ratios, job.scopes), wb.deriver.ignored, job.ratios,
                       job.scopes)
     return TrainedNetwork(fp32, before, per, weights, onnx, len(train.x), len(train.test_x),
-                          None if teacher is None else ("fine-tuned seed" if teacher_state else "seed"),
-                          Reconstruction.from_dict(cand.extra["reconstruction"]), wb.deriver.graph.criterion, stats)
+                          None if teacher is None else ("fine-tuned seed" if ctx.teacher_state else "seed"),
+                          Reconstruction.from_dict(cand.extra["reconstruction"]), wb.deriver.graph.criterion, stats,
+                          validation)
 
 
 def _value(v: Variant) -> float:
@@ -239,7 +241,7 @@ def _judge_seed(model, train: TrainData, ratios: list[float], init: str):
     (benchmarks/results/budget_curve.md). Pruned networks are not judged: one
     never scores better before its fine-tune, and a validation pass costs time.
     """
-    from scbp_edge.accuracy import evaluate
+    from scbp_edge.accuracy import evaluate, keeps_fine_tune
 
     vx, vy = train.val_x, train.val_y
     if any(r > 0 for r in ratios) or init == "scratch" or vx is None or len(vy) == 0:
@@ -249,10 +251,11 @@ def _judge_seed(model, train: TrainData, ratios: list[float], init: str):
 
     def judge(tuned_model) -> dict[str, Any]:
         tuned = evaluate(tuned_model, vx, vy)
-        if as_came > tuned:
+        keep = keeps_fine_tune(as_came, tuned)
+        if not keep:
             tuned_model.load_state_dict(start)
         return {"as it came": as_came, "fine-tuned": tuned, "images": len(vy),
-                "kept": "as it came" if as_came > tuned else "fine-tuned"}
+                "kept": "fine-tuned" if keep else "as it came"}
 
     return judge
 
@@ -286,12 +289,12 @@ def _with_qat(ptq: Variant, model, wb, train: TrainData, epochs: int, lr: float,
     return replace(best, accuracy=replace(best.accuracy, ptq_value=_value(ptq), qat=summary))
 
 
-def distill_proxy(job: ProxyJob, payload: SeedPayload, train: TrainData, val: ProxyData,
-                  steps: int = PROXY_STEPS) -> DistillScore:
+def distill_proxy(job: ProxyJob, ctx: ProxyContext) -> DistillScore:
     """Second-stage proxy of one candidate: :func:`scbp_edge.accuracy.distill_score` from the seed."""
     from scbp_edge.accuracy import distill_score
 
-    wb = _bench(payload)
+    train, val, steps = ctx.train, ctx.val, ctx.steps
+    wb = _bench(ctx.payload)
     _, model = wb.candidate(list(job.ratios), for_training=True, scopes=job.scopes)
     value = distill_score(model, wb.seed.model, train.x, train.y, val.val_x, val.val_y, val.bn_x, steps=steps)
     return DistillScore(value, min(steps, -(-len(train.x) // 64)))  # distill_score's batch of 64

@@ -27,26 +27,37 @@ class _Job:
     x: int
 
 
-def _square(job: _Job, offset: int) -> int:
+@dataclass(frozen=True)
+class _Offset:
+    offset: int
+
+
+@dataclass(frozen=True)
+class _Scale:
+    scale: int
+
+
+def _square(job: _Job, ctx: _Offset) -> int:
     if job.x == 3:
         raise ValueError("three is bad")
-    return job.x * job.x + offset
+    return job.x * job.x + ctx.offset
 
 
 def test_local_executor_isolates_failures():
     got = {}
-    LocalExecutor().map(_square, [_Job(str(i), i) for i in range(5)], {"offset": 1},
+    LocalExecutor().map(_square, [_Job(str(i), i) for i in range(5)], _Offset(1),
                         lambda k, r, e: got.__setitem__(k, (r, e)))
     assert got["2"] == (5, None) and got["3"][0] is None and "three is bad" in got["3"][1]
     with pytest.raises(ScbpError, match="not one of local, ray"):
         make_executor("spark")
 
 
-def test_a_job_that_does_not_fit_the_task_is_the_callers_bug_not_a_failed_candidate():
-    """A renamed argument raises before any task runs, instead of failing every candidate one by one."""
+def test_a_context_that_does_not_fit_the_task_is_the_callers_bug_not_a_failed_candidate():
+    """Another task's context raises before any task runs, instead of failing every candidate one by one
+    (issue 59 step 4: tasks take a typed context record; a renamed field fails where the record is built)."""
     got = {}
-    with pytest.raises(TypeError, match="_square cannot take job '0': missing a required argument: 'offset'"):
-        LocalExecutor().map(_square, [_Job(str(i), i) for i in range(3)], {"offest": 1},
+    with pytest.raises(TypeError, match="_square takes a _Offset, not a _Scale"):
+        LocalExecutor().map(_square, [_Job(str(i), i) for i in range(3)], _Scale(1),
                             lambda k, r, e: got.__setitem__(k, (r, e)))
     assert got == {}
 

@@ -177,13 +177,13 @@ def test_candidate_task_keeps_the_model_the_torch_backend_times(tmp_path):
     import torch
 
     from scbp_edge.derive.io import load_derived, write_derived
-    from scbp_edge.records.task import DerivedNetwork, NetworkJob
+    from scbp_edge.records.task import DeriveContext, DerivedNetwork, NetworkJob
     from scbp_edge.tasks import evaluate_network, seed_payload
 
     wb = Workbench(SeedOptions())
     int8 = {"calibration": "minmax", "scheme": "u8s8"}
     job = NetworkJob("c", (0.5, 0.0, 0.25), ("fp32",))
-    res = evaluate_network(job, seed_payload(wb), None, False, 1, int8, keep_model=True)
+    res = evaluate_network(job, DeriveContext(seed_payload(wb), None, False, 1, int8, keep_model=True))
     assert isinstance(res, DerivedNetwork) and res.weights is not None, res
     w = res.weights
     pt = write_derived(tmp_path / "c.pt", w.state, wb.seed.spec, ignored=w.ignored, keep=w.keep,
@@ -195,4 +195,4 @@ def test_candidate_task_keeps_the_model_the_torch_backend_times(tmp_path):
     with torch.inference_mode():
         got = model(torch.from_numpy(x)).numpy()
     assert np.abs(got - ref).max() < 1e-4 and meta["ratios"] == [0.5, 0.0, 0.25]
-    assert evaluate_network(job, seed_payload(wb), None, False, 1, int8).weights is None
+    assert evaluate_network(job, DeriveContext(seed_payload(wb), None, False, 1, int8)).weights is None

@@ -45,15 +45,15 @@ def test_int8_accuracy_is_measured_on_the_file_and_close_to_fp32(digits_bench, f
 
 
 def test_qat_runs_when_post_training_quantization_loses_too_much(digits_bench):
-    from scbp_edge.records.task import TrainData, TrainJob
+    from scbp_edge.records.task import TrainContext, TrainData, TrainJob
     from scbp_edge.tasks import seed_payload, train_network
 
     wb, (x, y), (tx, ty) = digits_bench
     train = TrainData(x[:512], y[:512], tx, ty, x[:64])
     job = TrainJob("half", (0.5, 0.5, 0.5), ("fp32", "int8"))
-    res = train_network(job, seed_payload(wb), train, epochs=1, lr=0.02, init="inherit", distill=False,
+    res = train_network(job, TrainContext(seed_payload(wb), train, epochs=1, lr=0.02, init="inherit", distill=False,
                         int8={"calibration": "minmax", "scheme": "u8s8"},
-                        qat_epochs=1, qat_threshold=-100.0)  # any loss at all triggers it here
+                        qat_epochs=1, qat_threshold=-100.0))  # any loss at all triggers it here
     v = res.per_precision["int8"]
     q = v.accuracy
     assert v.failure is None and q.qat["ok"] and q.qat["epochs"] == 1

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from scbp_edge.records.task import TrainStats
 
 
 def _device() -> torch.device:
@@ -107,7 +111,12 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - rise) / max(1, total - rise))))
 
 
-def train(
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **options: Any) -> nn.Module:
+    """:func:`fit` for callers that want only the trained model."""
+    return fit(model, x, y, **options)[0]
+
+
+def fit(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -124,13 +133,13 @@ def train(
     on_epoch=None,
     channels_last: bool = True,
     bf16: bool | None = None,
-    stats: dict | None = None,
-) -> nn.Module:
+) -> tuple[nn.Module, TrainStats]:
     """SGD, linear warm-up then cosine to zero, per-image shifts (and flips), optional distillation from ``teacher``.
 
+    Returns the trained model and what the fine-tune did (:class:`TrainStats`: the
+    steps and epochs actually trained, the seconds they took).
     ``max_seconds``: a time budget instead of ``epochs``: the first steps are
-    timed and the schedule is set to the steps that fit.  ``stats`` (a dict)
-    receives the steps and epochs actually trained.  ``channels_last`` and
+    timed and the schedule is set to the steps that fit.  ``channels_last`` and
     ``bf16`` (autocast on CPUs with native bf16, on CUDA always when asked;
     ``None``: where the CPU has it) only change speed;
     benchmarks/results/train_speed.md has their measured images/s and accuracy.
@@ -168,14 +177,13 @@ def train(
                 plan["steps"] = max(probe + 1, int(max_seconds / (spent / probe)))
         if on_epoch is not None:
             on_epoch(step // per_epoch)
-    if stats is not None:
-        stats.update(steps=step, epochs=round(step / per_epoch, 2), seconds=round(time.perf_counter() - start, 1))
+    stats = TrainStats(step, round(step / per_epoch, 2), round(time.perf_counter() - start, 1))
     # A short fine-tune leaves BN running stats dominated by the pre-training
     # values (momentum 0.1 over few batches); re-estimate them on clean inputs,
     # drawn at random: a split read from class folders is sorted by class.
     pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:1024]
     model = model.to(memory_format=torch.contiguous_format)
-    return adapt_bn(model.cpu(), x[pick])
+    return adapt_bn(model.cpu(), x[pick]), stats
 
 
 def _step(model: nn.Module, teacher: nn.Module | None, opt, xb: torch.Tensor, yb: torch.Tensor, bf16: bool,
@@ -195,6 +203,22 @@ def _step(model: nn.Module, teacher: nn.Module | None, opt, xb: torch.Tensor, yb
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+
+
+def keeps_fine_tune(as_it_came: float, fine_tuned: float) -> bool:
+    """The seed reference's rule: keep the seed's fine-tune unless the seed as it came scored higher (a tie keeps it).
+
+    The build judges the seed by it and distils pruned networks from the seed it kept; benchmarks call
+    :func:`better_teacher` rather than restate it.
+    """
+    return not as_it_came > fine_tuned
+
+
+def better_teacher(seed: nn.Module, tuned: nn.Module, x: torch.Tensor, y: torch.Tensor
+                   ) -> tuple[nn.Module, dict[str, float]]:
+    """The teacher the build would choose: the seed or its fine-tune, by top-1 on (``x``, ``y``), with both scores."""
+    scores = {"seed": evaluate(seed, x, y), "fine-tuned seed": evaluate(tuned, x, y)}
+    return (tuned if keeps_fine_tune(scores["seed"], scores["fine-tuned seed"]) else seed), scores
 
 
 def distill_score(model: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, val_x: torch.Tensor,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -209,10 +208,8 @@ def build(
     )
     validate(cfg)  # a bad value is one line before torch loads (the build checks the stored run's again)
     with quiet_stdout(json_out):
-        run_dir = run_build(cfg, runs=runs, resume=resume)
-    from scbp_edge.report import typed
-
-    rep = typed(json.loads((run_dir / "report.json").read_text()))
+        rep = run_build(cfg, runs=runs, resume=resume)
+    run_dir = Path(rep.run_dir or ".")
     if json_out:
         emit_json({"run_dir": str(run_dir), "selection": rep.selection, "counts": rep.counts})
         return

@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from scbp_edge.errors import BuildInterrupted
-from scbp_edge.records import BuildConfig
+from scbp_edge.records import BuildConfig, Report
 
 __all__ = ["BuildConfig", "BuildInterrupted", "build"]
 
 
-def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = None) -> Path:
-    """Run (or resume) a build; returns the run directory (:func:`scbp_edge.pipeline.run.build`)."""
+def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = None) -> Report:
+    """Run (or resume) a build; returns its report, ``run_dir`` set (:func:`scbp_edge.pipeline.run.build`)."""
     from scbp_edge.pipeline.run import build as run_build
 
     return run_build(cfg, runs, resume)

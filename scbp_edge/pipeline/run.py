@@ -26,7 +26,7 @@ from scbp_edge.pipeline.config import BuildConfig, differences, stored_config
 from scbp_edge.pipeline.prepare import Prepared, adapt_classifier, prepare
 from scbp_edge.pipeline.stages import derive_stage, profile_stage
 from scbp_edge.pipeline.train import train_stage
-from scbp_edge.records import encode
+from scbp_edge.records import Report, encode
 from scbp_edge.store import RunLock, RunStore, disk_full
 
 __all__ = ["build", "new_run_dir"]
@@ -98,8 +98,8 @@ def _open_resume(resume: Path) -> tuple[Path, RunLock, RunStore, BuildConfig]:
     return run_dir, lock, store, stored_config(saved)
 
 
-def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = None) -> Path:
-    """Run (or resume) a build; returns the run directory."""
+def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = None) -> Report:
+    """Run (or resume) a build; returns its report (``Report.run_dir``: where it and the models are)."""
     run_dir: Path | None = None
     try:
         if resume is not None:
@@ -126,7 +126,7 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
             store = RunStore(run_dir / "run.sqlite", create=True)
             _init_store(store, cfg, prep)
         try:
-            _run(prep, store, run_dir, cfg)
+            rep = _run(prep, store, run_dir, cfg)
         finally:
             store.close()
             lock.release()
@@ -140,7 +140,7 @@ def build(cfg: BuildConfig, runs: Path = Path("runs"), resume: Path | None = Non
         if "full" in str(exc) and run_dir is not None:
             raise disk_full(run_dir) from None
         raise
-    return run_dir
+    return rep
 
 
 def _redo_missing(store: RunStore, run_dir: Path) -> None:
@@ -156,7 +156,7 @@ def _redo_missing(store: RunStore, run_dir: Path) -> None:
             store.update(r.id, trained=None)
 
 
-def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> None:
+def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> Report:
     from scbp_edge.executors import make_executor
     from scbp_edge.report import write_reports
 
@@ -177,6 +177,7 @@ def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> No
     _fail_if_nothing_measured(store, run_dir)
     if rep.selection.id is None:  # a limit nothing met is a failed build, not a success without a model
         raise RunError(f"no model selected: {rep.selection.reason} (the report is in {run_dir})")
+    return rep
 
 
 @contextmanager

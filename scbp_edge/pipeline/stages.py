@@ -13,7 +13,7 @@ from scbp_edge.pipeline.prepare import Prepared
 from scbp_edge.pipeline.ui import progress
 from scbp_edge.records import CandidateRow, Proxy, compact, encode
 from scbp_edge.records.reconstruction import Reconstruction
-from scbp_edge.records.task import DerivedNetwork, Failure, NetworkJob, Score, Variant
+from scbp_edge.records.task import DeriveContext, DerivedNetwork, Failure, NetworkJob, Score, Variant
 from scbp_edge.store import RunStore
 
 
@@ -57,9 +57,9 @@ def derive_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfi
                 for n, rows in nets.items()]
         # a target timed at several batch sizes needs (and ships) an ONNX with a dynamic batch axis
         dynamic = cfg.dynamic_batch or max(prep.target.batch_sizes) > 1
-        shared = {"payload": prep.payload(cfg), "data": prep.proxy_data(), "dynamic_batch": dynamic,
-                  "seed_params": seed_params, "keep_model": keep, "int8": int8_settings(cfg, prep)}
-        executor.map(evaluate_network, jobs, shared, on_result)
+        ctx = DeriveContext(prep.payload(cfg), prep.proxy_data(), dynamic, seed_params, int8_settings(cfg, prep),
+                            keep_model=keep)
+        executor.map(evaluate_network, jobs, ctx, on_result)
 
 
 def _tell_once(net: str, res: DerivedNetwork | Failure | None, told: set[str]) -> None:

@@ -23,7 +23,7 @@ from scbp_edge.pipeline.ui import console, progress
 from scbp_edge.rank.pick import pick_for_training
 from scbp_edge.rank.points import points_of
 from scbp_edge.records import CandidateRow, Proxy, TrainingResult, compact, encode
-from scbp_edge.records.task import DistillScore, ProxyJob, Score, TrainedNetwork, TrainJob
+from scbp_edge.records.task import DistillScore, ProxyContext, ProxyJob, Score, TrainContext, TrainedNetwork, TrainJob
 from scbp_edge.store import RunStore
 
 
@@ -129,19 +129,20 @@ def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig,
             write_derived(run_dir / "trained" / f"{net}.pt", w.state, spec, ignored=w.ignored, keep=w.keep,
                           ratios=list(rows[0].ratios), candidate_id=net,
                           extra={"reconstruction": encode(res.reconstruction), "criterion": res.criterion,
-                                 "trained": res.stats, "teacher": res.teacher})
+                                 "trained": {**encode(res.stats or {}), **({"validation": res.validation}
+                                                                           if res.validation else {})},
+                                 "teacher": res.teacher})
             (run_dir / "trained" / f"{net}.onnx").write_bytes(res.onnx.data)
             for r in rows:
                 _commit_trained(store, run_dir, cfg, net, r, res)
 
         assert prep.data is not None  # train_stage runs only with data
-        shared = {"payload": prep.payload(cfg), "train": prep.data.for_training(spec), "epochs": cfg.epochs,
-                  "lr": cfg.lr, "init": cfg.init, "distill": cfg.distill, "int8": int8_settings(cfg, prep),
-                  "qat_epochs": cfg.qat_epochs, "qat_threshold": cfg.qat_threshold, "flip": cfg.augment == "flip",
-                  "teacher_state": teacher}
+        ctx = TrainContext(prep.payload(cfg), prep.data.for_training(spec), cfg.epochs, cfg.lr, cfg.init,
+                           cfg.distill, int8_settings(cfg, prep), qat_epochs=cfg.qat_epochs,
+                           qat_threshold=cfg.qat_threshold, flip=cfg.augment == "flip", teacher_state=teacher)
         jobs = [TrainJob(n, rows[0].ratios, tuple(r.precision for r in rows), seconds.get(n), rows[0].scopes)
                 for n, rows in nets.items()]
-        executor.map(train_network, jobs, shared, on_result, gpu=True,
+        executor.map(train_network, jobs, ctx, on_result, gpu=True,
                      on_progress=None if seconds else lambda: prog.advance(task))
 
 
@@ -155,12 +156,13 @@ def _commit_trained(store: RunStore, run_dir: Path, cfg: BuildConfig, net: str, 
              "ptq_test_accuracy": score.value if score.ptq_value is None else score.ptq_value} if own else {}
     trained = TrainingResult(
         test_accuracy=score.value if v.failure is None and score else None, fp32_test_accuracy=res.test_accuracy,
-        test_accuracy_before=res.test_accuracy_before, epochs=res.stats.get("epochs", cfg.epochs),
-        steps=res.stats.get("steps"), train_seconds=res.stats.get("seconds"), init=cfg.init, distill=cfg.distill,
+        test_accuracy_before=res.test_accuracy_before, epochs=res.stats.epochs if res.stats else cfg.epochs,
+        steps=res.stats.steps if res.stats else None, train_seconds=res.stats.seconds if res.stats else None,
+        init=cfg.init, distill=cfg.distill,
         teacher=res.teacher, augment=cfg.augment, lr=cfg.lr, train_images=res.train_images,
         test_images=res.test_images, checkpoint=f"trained/{net}.pt", onnx=rel,
         test_correct=score.correct if v.failure is None and score else None,  # per image: paired with the seed's
-        validation=res.stats.get("validation"),  # the seed: as it came vs fine-tuned, and which was kept
+        validation=res.validation,  # the seed: as it came vs fine-tuned, and which was kept
         extra=extra)
     if v.failure is not None:
         store.update(row.id, stage=v.failure.stage, error=v.failure.error, trained=encode(trained))
@@ -198,7 +200,6 @@ def _second_proxy(prep: Prepared, store: RunStore, cfg: BuildConfig, executor, n
                               kind=f"proxy: {res.steps} distillation steps, then top-1 on validation split")
                 store.update(r.id, accuracy=compact(acc))
 
-        shared = {"payload": prep.payload(cfg), "train": prep.data.for_training(prep.wb.seed.spec),
-                  "val": prep.data.proxy()}
+        ctx = ProxyContext(prep.payload(cfg), prep.data.for_training(prep.wb.seed.spec), prep.data.proxy())
         jobs = [ProxyJob(n, nets[n][0].ratios, nets[n][0].scopes) for n in todo]
-        executor.map(distill_proxy, jobs, shared, on_result, gpu=True)
+        executor.map(distill_proxy, jobs, ctx, on_result, gpu=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scbp_edge.records.codec import decode, encode, spread
+from scbp_edge.records.codec import decode, encode, spread, transient
 from scbp_edge.records.measurement import Batched, Paired
 from scbp_edge.records.reconstruction import Reconstruction
 
@@ -222,6 +222,7 @@ class Report:
     failed: tuple[FailedCandidate, ...] = ()
     card: Card | None = None
     extra: dict[str, Any] = spread()  # keys a newer scbp-edge wrote
+    run_dir: str | None = transient(lambda: None)  # where the build wrote it (never written into report.json)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Report:

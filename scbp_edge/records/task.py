@@ -10,13 +10,15 @@ that runs a build, not as a run of failed candidates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from scbp_edge.errors import ScbpError
 from scbp_edge.records.candidate import Proxy
 from scbp_edge.records.config import SeedOptions
 from scbp_edge.records.reconstruction import Reconstruction
+
+PROXY_STEPS = 200  # distillation steps of the second-stage proxy (benchmarks/results/scbp_vs_peers.md)
 
 
 class Job(Protocol):
@@ -150,6 +152,15 @@ class DerivedNetwork:
 
 
 @dataclass(frozen=True)
+class TrainStats:
+    """What one fine-tune did: the steps it took, the epochs they make, and its wall seconds."""
+
+    steps: int
+    epochs: float
+    seconds: float
+
+
+@dataclass(frozen=True)
 class TrainedNetwork:
     """What :func:`scbp_edge.tasks.train_network` returns: accuracies, per-precision results, the weights."""
 
@@ -163,7 +174,8 @@ class TrainedNetwork:
     teacher: str | None
     reconstruction: Reconstruction | None
     criterion: str
-    stats: dict[str, Any] = field(default_factory=dict)  # epochs, steps, seconds; the seed's validation judgement
+    stats: TrainStats | None = None
+    validation: dict[str, Any] | None = None  # the seed reference's judgement: as it came vs fine-tuned, and kept
 
 
 @dataclass(frozen=True)
@@ -193,3 +205,42 @@ class SeedPayload:
     spec: dict[str, Any]  # seeds.SeedSpec.to_dict()
     state: dict[str, Any]  # the seed's state dict
     calib: Calibration | None = None
+
+
+@dataclass(frozen=True)
+class DeriveContext:
+    """What every derive task of a build shares: the seed, the proxy's data and how to make each artifact."""
+
+    payload: SeedPayload
+    data: ProxyData | None  # None without data: the proxy is the share of parameters kept
+    dynamic_batch: bool
+    seed_params: int
+    int8: dict[str, Any]  # the target's int8 settings (pipeline.stages.int8_settings)
+    keep_model: bool = False  # also return the derived weights (a runtime that times .pt files needs them)
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What every fine-tune of a build shares: the seed, the images, the recipe and the teacher."""
+
+    payload: SeedPayload
+    train: TrainData
+    epochs: int
+    lr: float
+    init: str
+    distill: bool
+    int8: dict[str, Any]
+    qat_epochs: int = 0
+    qat_threshold: float = 0.5
+    flip: bool = False
+    teacher_state: dict[str, Any] | None = None  # the fine-tuned seed's weights where it is the better teacher
+
+
+@dataclass(frozen=True)
+class ProxyContext:
+    """What every second-stage proxy of a build shares: the seed, the training images and the validation split."""
+
+    payload: SeedPayload
+    train: TrainData
+    val: ProxyData
+    steps: int = PROXY_STEPS

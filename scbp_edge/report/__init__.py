@@ -152,7 +152,7 @@ def write_reports(run_dir: Path, store: RunStore) -> Report:
     from scbp_edge.report.render import render_html, render_markdown
 
     rep = build_report(store)
-    rep = replace(rep, card=summary_card(rep, str(run_dir)))
+    rep = replace(rep, card=summary_card(rep, str(run_dir)), run_dir=str(run_dir))
     (run_dir / "report.json").write_text(json.dumps(encode(rep), indent=2, default=str))
     plots = write_plots(run_dir, rep)
     (run_dir / "report.md").write_text(render_markdown(rep, plots, str(run_dir)))
