@@ -11,24 +11,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _refusal(script: str, *args: str) -> str:
+    """Run ``benchmarks/script`` with ``args``; assert exit 2, one stderr line, no traceback; return the line."""
+    res = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
 @pytest.mark.parametrize("value", ["3.0", "1.5,x"])
 def test_scbp_vs_peers_refuses_a_budget_it_does_not_have(value):
-    res = subprocess.run([sys.executable, "benchmarks/scbp_vs_peers.py", "--budgets", value], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--budgets" in lines[0] and "1.25,1.5,2.0" in lines[0], res.stderr
-    assert "Traceback" not in res.stderr
+    line = _refusal("scbp_vs_peers.py", "--budgets", value)
+    assert "--budgets" in line and "1.25,1.5,2.0" in line, line
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_align_refuses_a_repeat_count_below_one(value):
-    res = subprocess.run([sys.executable, "benchmarks/align.py", "--repeats", value], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"--repeats {value} must be at least 1" in lines[0], res.stderr
-    assert "Traceback" not in res.stderr
+    assert f"--repeats {value} must be at least 1" in _refusal("align.py", "--repeats", value)
 
 
 @pytest.mark.parametrize(("args", "match"), [
@@ -37,9 +39,4 @@ def test_align_refuses_a_repeat_count_below_one(value):
     (["--part", "1.5", "--images", "7"], "--part 1.5 needs the fine-tuned seed (its teacher): run --part seed first"),
 ])
 def test_users_table_refuses_bad_parts_in_one_line_before_any_work(args, match):
-    res = subprocess.run([sys.executable, "benchmarks/users_table.py", *args], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and match in lines[0], res.stderr
-    assert "Traceback" not in res.stderr
+    assert match in _refusal("users_table.py", *args)
