@@ -379,3 +379,18 @@ def test_mixed_scopes_equal_the_masked_seed_and_costs_are_exact(bench):
     assert bench.costs.cost(ratios, scopes)[:3] == (real.params, real.macs, real.size_bytes)
     if "inner" in canon:  # the inner segments keep more of the network than the stream cut would
         assert real.params > bench.costs.cost(ratios)[0]
+
+
+def test_torch_pruning_loads_without_timm_unless_a_timm_seed_loaded_it():
+    """Issue 60: Torch-Pruning imports timm (and timm torchvision) for ViT op-count hooks, 1.9 s of every build.
+    The adapter hides timm for that import; a timm seed, which imports timm first, still gets Torch-Pruning's hooks."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("timm", reason="timm is not installed (pip install 'scbp-edge[timm]')")
+    probe = ("import sys; {first}import scbp_edge.derive.tp_adapter; from torch_pruning.utils import op_counter; "
+             "print('timm' in sys.modules, op_counter.has_timm); import timm")
+    for first, want in (("", "False False"), ("import timm; ", "True True")):
+        res = subprocess.run([sys.executable, "-c", probe.format(first=first)], capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 0 and res.stdout.split() == want.split(), (res.stdout, res.stderr[-800:])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from scbp_edge.rank import Constraints, flops_disagreement, kendall_tau, pareto_front, select
 from tests.helpers import point
 
@@ -50,6 +52,19 @@ def test_flops_disagreement_names_misordered():
     assert got.misordered_candidates == ("b",)
     assert got.kendall_tau is not None and got.kendall_tau < 1
     assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
+
+
+@pytest.mark.parametrize("n", [2, 5, 40, 1500])
+def test_kendall_tau_is_scipys_tau_b_with_ties(n):
+    """Issue 60: counted with numpy so that a build does not import scipy.stats; it must stay scipy's tau-b."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(n)
+    a, b = rng.integers(0, 7, n).tolist(), rng.normal(size=n).round(1).tolist()  # ties in both
+    a[0], b[0] = a[1] + 1, b[1] + 1  # neither list constant
+    assert kendall_tau(a, b) == kendalltau(a, b).statistic  # to the bit: report.json's golden rows hold it
+    assert kendall_tau(a, [-v for v in a]) == pytest.approx(-1.0)
 
 
 def test_a_constant_list_has_no_rank_correlation_and_no_warning():

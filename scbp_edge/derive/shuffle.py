@@ -14,6 +14,7 @@ exactly what the seed computes with those channels removed.
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,9 +60,13 @@ def _traced_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @contextmanager
 def opaque_shuffles(model: nn.Module) -> Iterator[None]:
     """Within the block, ShuffleNet-v2 blocks of ``model`` trace with opaque split and shuffle nodes."""
-    from torchvision.models.shufflenetv2 import InvertedResidual
+    blocks = []
+    # A ShuffleNet block's class is torchvision's, loaded with the seed: no other network pays torchvision's
+    # import (1.8 s, torch._dynamo included) at every trace.
+    if "torchvision.models.shufflenetv2" in sys.modules:
+        from torchvision.models.shufflenetv2 import InvertedResidual
 
-    blocks = [m for m in model.modules() if type(m) is InvertedResidual]
+        blocks = [m for m in model.modules() if type(m) is InvertedResidual]
     for b in blocks:
         b.forward = types.MethodType(_traced_forward, b)
     try:

@@ -10,13 +10,13 @@ and does the surgery.
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from scbp_edge.derive.coupled import coupled_classes, split_classes
@@ -24,6 +24,17 @@ from scbp_edge.derive.refusals import trace_failure
 from scbp_edge.derive.shuffle import SHUFFLE_MARK, opaque_shuffles
 from scbp_edge.errors import DeriveError
 from scbp_edge.seeds.family import CustomLayer, custom_layer_for, custom_layers
+
+# Torch-Pruning imports timm where installed, for op-count hooks on ViT attention that we never use, and timm
+# imports torchvision: 1.9 of every build's seconds.  Hidden for the import unless a timm seed loaded it first.
+_HIDE_TIMM = "timm" not in sys.modules
+if _HIDE_TIMM:
+    sys.modules["timm"] = None  # type: ignore[assignment]  # None makes `import timm` fail, as if absent
+try:
+    import torch_pruning as tp
+finally:
+    if _HIDE_TIMM:
+        del sys.modules["timm"]
 
 
 class _CustomPruner(tp.pruner.BasePruningFunc):
@@ -115,11 +126,8 @@ class PruningGraph:
             if why:
                 self.frozen[root] = why
                 continue
-            outs = [
-                self._names[dep.target.module]
-                for dep, _ in group
-                if self._dg.is_out_channel_pruning_fn(dep.handler) and dep.target.module in self._names
-            ]
+            outs = [self._names[dep.target.module] for dep, _ in group
+                    if self._dg.is_out_channel_pruning_fn(dep.handler) and dep.target.module in self._names]
             channels = int(self._dg.get_out_channels(group[0].dep.target.module))
             self.groups.append(ChannelGroup(root, channels, outs, _passes_add(group)))
             self._importance[root] = importance
@@ -128,11 +136,8 @@ class PruningGraph:
                 self.classes[root] = classes
 
     def _all_groups(self, ignored: list[nn.Module]) -> list[Any]:
-        """Torch-Pruning's channel groups, each root named to the time bound while it is resolved.
-
-        Grouping, not the trace, is what takes minutes on some small networks (timm's RexNet), so a bound that
-        hits here names the group it was in (derive/bounded.py).
-        """
+        """Torch-Pruning's channel groups, each root named to the time bound while it is resolved: grouping, not
+        the trace, takes minutes on some small networks (timm's RexNet), and a bound that hits names its group."""
         from scbp_edge.derive.bounded import note
 
         resolve = self._dg.get_pruning_group
@@ -163,8 +168,7 @@ class PruningGraph:
                               "give --data, or use --criterion l1")
         mods = dict(self._model.named_modules())
         if criterion == "l1":
-            scorer = tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
-            self._rescore(mods, scorer)
+            self._rescore(mods, tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None))
         elif criterion == "taylor":
             self._model.zero_grad(set_to_none=True)
             step = _batch_for(x)
@@ -221,12 +225,8 @@ class PruningGraph:
     def _build(self, model: nn.Module) -> tp.DependencyGraph:
         try:
             with opaque_shuffles(model):
-                return tp.DependencyGraph().build_dependency(
-                    model,
-                    example_inputs=torch.randn(1, *self._input_shape),
-                    customized_pruners=_custom_pruners(),
-                    verbose=True,
-                )
+                return tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, *self._input_shape),
+                                                             customized_pruners=_custom_pruners(), verbose=True)
         except Exception as exc:  # noqa: BLE001 - any tracing failure is the seed's, report it
             names = {m: n for n, m in model.named_modules()}
             raise DeriveError(trace_failure(exc, self.unhandled_layers(), names)) from None
@@ -237,8 +237,8 @@ class PruningGraph:
         A subclass of a known layer with a parameter of its own (timm's ScaledStdConv2d and its per-filter
         ``gain``) is pruned as its base class, and that parameter keeps its width.
         """
-        known = tuple(tp.ops.type2class(t) for t in tp.DependencyGraph().REGISTERED_PRUNERS) + tuple(
-            c.module for c in custom_layers())
+        known = (*(tp.ops.type2class(t) for t in tp.DependencyGraph().REGISTERED_PRUNERS),
+                 *(c.module for c in custom_layers()))
         out = []
         for n, m in self._model.named_modules():
             own = [p for p, _ in m.named_parameters(recurse=False)]

@@ -209,13 +209,23 @@ def _undecided(points: Sequence[RankingPoint], limit: float) -> dict[str, Undeci
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Kendall rank correlation (tau-b) of two paired lists; None if undefined."""
-    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:  # constant: undefined, and scipy would warn
-        return None
-    from scipy.stats import kendalltau
+    """Kendall rank correlation (tau-b) of two paired lists; None if undefined.
 
-    tau = kendalltau(a, b).statistic
-    return None if tau != tau else float(tau)  # NaN when a list is constant
+    Counted over all pairs with numpy, a block of rows at a time: importing scipy.stats for this one
+    figure cost every build 0.6-1.6 s (tests/test_rank.py checks that both agree, ties included).
+    """
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:  # constant: undefined
+        return None
+    import numpy as np
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    concordant = tied_x = tied_y = 0.0  # each pair is seen twice; the ratio does not mind
+    for i in range(0, len(x), 1024):
+        sx, sy = np.sign(x[i : i + 1024, None] - x), np.sign(y[i : i + 1024, None] - y)
+        concordant, tied_x, tied_y = concordant + (sx * sy).sum(), tied_x + abs(sx).sum(), tied_y + abs(sy).sum()
+    # halved, the counts are scipy's integers, and this is its order of operations: the same float to the last bit
+    tau = float((concordant / 2) / np.sqrt(tied_x / 2) / np.sqrt(tied_y / 2))
+    return None if tau != tau else min(1.0, max(-1.0, tau))  # NaN in a list
 
 
 def flops_disagreement(points: Sequence[RankingPoint], noise: float = 0.05) -> FlopsDisagreement:

@@ -64,6 +64,9 @@ def _entry_points() -> tuple[metadata.EntryPoint, ...]:
     return tuple(entry_points(GROUP).values())
 
 
+_LOADED: list[SeedFamily] = []  # in load order
+
+
 @cache
 def _load(ep: metadata.EntryPoint) -> SeedFamily:
     try:
@@ -73,6 +76,7 @@ def _load(ep: metadata.EntryPoint) -> SeedFamily:
                         f"{type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(fam, SeedFamily):
         raise SeedError(f"seed family '{ep.name}' ({ep.value}) is not a scbp_edge.seeds.family.SeedFamily")
+    _LOADED.append(fam)
     return fam
 
 
@@ -90,10 +94,13 @@ def family_of(seed: str) -> SeedFamily | None:
     return None
 
 
-@lru_cache(maxsize=1)
 def custom_layers() -> tuple[CustomLayer, ...]:
-    """The custom layers of every registered family."""
-    return tuple(layer for f in families() for layer in f.custom_layers)
+    """The custom layers of every family loaded so far.
+
+    A network's layers come from the family that built it (``build_model`` loads it first, in every worker too),
+    so the others need not load: torchvision's import alone took 1.9 s of every CIFAR build when this loaded all.
+    """
+    return tuple(layer for f in _LOADED for layer in f.custom_layers)
 
 
 def custom_layer_for(m: nn.Module) -> CustomLayer | None:
