@@ -16,6 +16,10 @@ Each network (one given with ``--ratios``, or the 1.25x/1.5x/2.0x picks of
 * ``block-output solve, BN re-estimated``: as that, then every BatchNorm's statistics
   re-estimated on the build's 1,024 BN images (issue 55 step 2's "re-estimate
   BatchNorm statistics after the solve"; adaptive BN, as the proxy does it).
+* ``block-output solve, ReLU-aware``: as the block-output solve, but each layer whose
+  output a ReLU cuts (through its BatchNorm, or through the add it writes) is re-solved
+  ten more times with the rows the seed's ReLU zeroes released wherever the fit is below
+  the cut too (derive/relu.py; reconstruct.RELU_RELAX).
 
 For each, before any training: test top-1 (10,000 images), the ridge strength
 each layer ended with, rows per unknown, each layer's weight norm over its
@@ -50,13 +54,14 @@ from scbp_vs_peers import SEEDS, Data, recipe  # noqa: E402
 FIRST_STEPS = 20
 # label -> (reconstruct, for_training: the classifier head left inherited, residual writers against the block
 # output, solved filters given their inherited norms back: reconstruct.KEEP_SCALE, BatchNorm statistics
-# re-estimated after the solve)
-VARIANTS = {"inherited": (False, False, False, False, False),
-            "solved, head re-solved (scbp_vs_peers)": (True, False, False, False, False),
-            "solved, head inherited (build)": (True, True, False, False, False),
-            "solved, norms kept": (True, True, False, True, False),
-            "block-output solve, norms kept": (True, True, True, True, False),
-            "block-output solve, BN re-estimated": (True, True, True, True, True)}
+# re-estimated after the solve, iterations of the ReLU-aware re-solve: reconstruct.RELU_RELAX)
+VARIANTS = {"inherited": (False, False, False, False, False, 0),
+            "solved, head re-solved (scbp_vs_peers)": (True, False, False, False, False, 0),
+            "solved, head inherited (build)": (True, True, False, False, False, 0),
+            "solved, norms kept": (True, True, False, True, False, 0),
+            "block-output solve, norms kept": (True, True, True, True, False, 0),
+            "block-output solve, BN re-estimated": (True, True, True, True, True, 0),
+            "block-output solve, ReLU-aware": (True, True, True, True, False, 10)}
 
 
 def solved_with_ridge(wb, ratios: list[float], for_training: bool) -> tuple[Any, Any, dict[str, float]]:
@@ -169,20 +174,20 @@ def start(b: Benches, segments: str, ratios: list[float], label: str) -> tuple[t
     from scbp_edge.lab import evaluate
     from scbp_edge.lab import reconstruct_module as rc
 
-    rec_on, for_training, residual, keep_scale, bn_restat = VARIANTS[label]
+    rec_on, for_training, residual, keep_scale, bn_restat, relax = VARIANTS[label]
     inherited = b.get(segments, "plain").deriver.derive(ratios)
     if not rec_on:
         return inherited, {}
     wb = b.get(segments, "residual" if residual else "solved")
-    rc.KEEP_SCALE = keep_scale
+    rc.KEEP_SCALE, relax_was, rc.RELU_RELAX = keep_scale, rc.RELU_RELAX, relax
     try:
         model, rec, ridge = solved_with_ridge(wb, ratios, for_training)
+        scored = wb.derive(ratios)[1] if for_training else model  # the weights the proxy scores: head re-solved
     finally:
-        rc.KEEP_SCALE = True
+        rc.KEEP_SCALE, rc.RELU_RELAX = True, relax_was
     rows = {n: len(s.n) for n, s in wb._targets.sites.items()}
     unknowns = {n: (m.weight[0].numel() + (m.bias is not None)) for n, m in model.named_modules()
                 if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
-    scored = wb.derive(ratios)[1] if for_training else model  # the weights the proxy scores: classifier re-solved
     if bn_restat:
         from scbp_edge.lab import adapt_bn
 

@@ -14,7 +14,7 @@ from scbp_edge.accuracy import adapt_bn
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.data import load_dataset
 from scbp_edge.derive.reconstruct import SeedTargets, reconstruct
-from scbp_edge.derive.residual import find_writers
+from scbp_edge.derive.residual import find_writers, trace_graph
 from scbp_edge.seeds import load_seed
 
 
@@ -61,6 +61,20 @@ def test_mobilenet_v2_writers_are_the_projections_of_inverted_residuals_only():
 
 def test_a_network_with_no_residual_add_has_no_writers():
     assert find_writers(torchvision.models.vgg11(), torch.randn(1, 3, 32, 32)) == {}
+
+
+def test_relu_gated_convs_are_those_whose_norm_feeds_only_a_relu():
+    """Issue 55: the ReLU-aware re-solve applies where conv -> BatchNorm -> ReLU, found in the graph, not by name:
+    a CIFAR ResNet's stem and every block's conv1 (a functional ReLU), torchvision's too (one ReLU module
+    called twice); not a block's conv2 (its norm feeds the add), nor MobileNetV2's (ReLU6 also clips above)."""
+    model = load_seed("cifar-resnet20", None).model
+    blocks = [n for n, m in model.named_modules() if hasattr(m, "shortcut")]
+    assert trace_graph(model, torch.randn(1, 3, 32, 32))[2] == {"conv1"} | {f"{b}.conv1" for b in blocks}
+    tv = torchvision.models.resnet18()
+    basic = torchvision.models.resnet.BasicBlock
+    want = {"conv1"} | {f"{n}.conv1" for n, m in tv.named_modules() if isinstance(m, basic)}
+    assert trace_graph(tv, torch.randn(1, 3, 64, 64))[2] == want
+    assert trace_graph(torchvision.models.mobilenet_v2(), torch.randn(1, 3, 64, 64))[2] == set()
 
 
 class _Block(nn.Module):
@@ -146,3 +160,41 @@ def test_block_output_solve_changes_only_weights_and_the_onnx_matches(resnet20, 
     assert np.abs(got - ref).max() <= 1e-3 * max(1.0, float(np.abs(ref).max()))
     wb.calibrate(x, residual=False)  # --no-residual-solve: no writer is solved against the sum
     assert wb.candidate(ratios)[0].extra["reconstruction"]["residual"] == []
+
+
+def _after_relu(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    outs: dict[str, torch.Tensor] = {}
+    hooks = [getattr(model, b).bn1.register_forward_hook(lambda _m, _i, o, b=b: outs.__setitem__(b, torch.relu(o)))
+             for b in ("block1", "block2")]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return outs
+
+
+def test_the_relu_aware_solve_predicts_held_out_activations_after_the_relu_better(monkeypatch):
+    """Issue 55: below the ReLU's cut any value is the same value; released there, the fit spends its unknowns on
+    the rows that pass, and what comes out of each ReLU comes closer to the seed's on images it never saw: after a
+    block's first conv (its norm's ReLU) and after the block (the ReLU of the add its writer solves against)."""
+    import scbp_edge.derive.reconstruct as rc
+
+    torch.manual_seed(0)
+    seed = _TwoBlocks()
+    x, held = _images(160, 16), _images(64, 16, offset=200)
+    adapt_bn(seed, x)
+    drifted = copy.deepcopy(seed)
+    with torch.no_grad():
+        drifted.stem[0].weight.add_(0.4 * drifted.stem[0].weight.std() * torch.randn_like(drifted.stem[0].weight))
+    inner, outer = _after_relu(seed, held), _block_outputs(seed, held)
+    err = {}
+    for relax in (0, rc.RELU_RELAX):
+        monkeypatch.setattr(rc, "RELU_RELAX", relax)
+        model = copy.deepcopy(drifted)
+        reconstruct(model, SeedTargets(seed, x, residual=True), {}, skip=("stem.0", "fc"))
+        got = {**{f"{b}.conv1": o for b, o in _after_relu(model, held).items()}, **_block_outputs(model, held)}
+        ref = {**{f"{b}.conv1": o for b, o in inner.items()}, **outer}
+        err[relax] = {k: float((o - ref[k]).norm() / ref[k].norm()) for k, o in got.items()}
+    assert rc.RELU_RELAX > 0 and len(err[0]) == 4
+    for k in err[0]:
+        assert err[rc.RELU_RELAX][k] < err[0][k], err

@@ -23,7 +23,10 @@ norm's statistics scaled to match (the same function; ``KEEP_SCALE``), and a
 layer with no norm after it whose weights grew beyond ``MAX_GROWTH`` keeps its
 inherited weights there.  Optionally (``SeedTargets(residual=True)``) each
 residual writer is fitted to the seed's residual sum minus the pruned network's
-own shortcut (derive/residual.py) instead of to its own output.
+own shortcut (derive/residual.py) instead of to its own output.  A layer whose
+output a ReLU cuts (through its BatchNorm, or through the add it writes) is then
+solved again with the rows the seed's ReLU zeroes released wherever the fit is
+below the cut too (derive/relu.py, ``RELU_RELAX``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from scbp_edge.derive.relu import Gate, norm_gate, relaxed
 from scbp_edge.derive.residual import StreamTaps, Writer, sampler, trace_graph
+from scbp_edge.derive.rows import assign, flat_rows, flat_weight, groups, patches, rel_error, split_groups
 from scbp_edge.records.reconstruction import Reconstruction
 
 # Ridge strengths (relative to the Gram matrix's mean diagonal) tried per layer; the one that best predicts the
@@ -55,6 +60,10 @@ KEEP_SCALE = True
 # than this over the inherited ones is ill-conditioned as a starting point and keeps its inherited weights, named.
 # The classifier re-solved on 16 channels grew 7.9x on that ResNet-56 pick and left it 8.6 pt behind.
 MAX_GROWTH = 3.0
+# Re-solves of a layer whose output a ReLU cuts, with the rows the seed's ReLU zeroes released (derive/relu.py);
+# 0 turns it off.  Before training, cifar-resnet56 r50-50-25 scored 73.31 % without, 74.74 at 3, 75.11 at 10
+# (benchmarks/results/reconstruct_tuned_*.md); each costs one right-hand side and one solve per layer.
+RELU_RELAX = 10
 
 
 @dataclass
@@ -100,9 +109,9 @@ class SeedTargets:
             n, r = flat // per, flat % per
             self.sites[name] = _Site(n, r // spatial[1], r % spatial[1])
         try:
-            writers, self.norms = trace_graph(seed, x[:1])
+            writers, self.norms, self.gated = trace_graph(seed, x[:1])
         except (RuntimeError, TypeError, AttributeError, IndexError):  # a forward the tracer cannot follow
-            writers, self.norms = {}, {}
+            writers, self.norms, self.gated = {}, {}, set()
         self.writers: dict[str, Writer] = {n: w for n, w in writers.items() if n in self.sites} if residual else {}
         self._fill(layers)
 
@@ -116,7 +125,7 @@ class SeedTargets:
                 s = self.sites[name]
                 sel = (s.n >= bounds[0]) & (s.n < bounds[1])
                 n = s.n[sel] - bounds[0]
-                chunks[name].append(out[n, :, s.h[sel], s.w[sel]] if out.dim() == 4 else _rows(out)[n])
+                chunks[name].append(out[n, :, s.h[sel], s.w[sel]] if out.dim() == 4 else flat_rows(out)[n])
             return record
 
         handles = [layers[n].register_forward_hook(hook(n)) for n in self.sites]
@@ -141,11 +150,6 @@ class SeedTargets:
             if b.shape == c.shape:  # else the add broadcast: not a plain residual sum, fitted as other layers
                 self.sites[name].stream = b + c
         self.writers = {n: w for n, w in self.writers.items() if self.sites[n].stream is not None}
-
-
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    """A linear layer's input or output as (images, features): extra middle dims are averaged away."""
-    return t if t.dim() == 2 else t.flatten(1, -2).mean(1)
 
 
 @torch.no_grad()
@@ -187,12 +191,12 @@ def reconstruct(pruned: nn.Module, targets: SeedTargets, kept_out: dict[str, lis
     start = time.perf_counter()
     pruned.eval()
     seed_mods = dict(targets.seed.named_modules())
-    run = _Pass(max_growth=MAX_GROWTH if for_training else None, normed=set(targets.norms))
+    mods = dict(pruned.named_modules())
+    gates = {c: g for c in targets.gated if (g := norm_gate(mods.get(targets.norms[c]))) is not None}
+    run = _Pass(max_growth=MAX_GROWTH if for_training else None, normed=set(targets.norms), gates=gates)
     handles = []
     for name, m in pruned.named_modules():
-        if not isinstance(m, (nn.Conv2d, nn.Linear)):
-            continue
-        if name in skip:
+        if not isinstance(m, (nn.Conv2d, nn.Linear)) or name in skip:
             continue
         why = _cannot(name, m, seed_mods.get(name), targets)
         if why:
@@ -230,6 +234,7 @@ class _Pass:
     norm0: dict[str, torch.Tensor] = field(default_factory=dict)  # inherited filter norms of the solved layers
     max_growth: float | None = None
     normed: set[str] = field(default_factory=set)  # convs that feed only a BatchNorm
+    gates: dict[str, Gate] = field(default_factory=dict)  # conv -> where the ReLU after its norm cuts
 
 
 @torch.no_grad()
@@ -265,6 +270,11 @@ def _cannot(name: str, m: nn.Module, seed_m: nn.Module | None, targets: SeedTarg
     return None
 
 
+
+
+
+
+
 def _solver(name: str, site: _Site, keep: list[int] | None, run: _Pass):
     """The pre-forward hook that re-solves one layer from its actual input."""
     done = []
@@ -277,82 +287,43 @@ def _solver(name: str, site: _Site, keep: list[int] | None, run: _Pass):
         if y.shape[1] != m.weight.shape[0]:
             run.kept_l1[name] = f"its {m.weight.shape[0]} outputs do not map onto the seed's {y.shape[1]}"
             return
+        gate = run.gates.get(name)
         if run.taps is not None and site.stream is not None:  # a residual writer: fit the sum, not the conv
-            z = run.taps.target(name, site.stream if keep is None else site.stream[:, keep])
-            if z is not None:
-                y = z
+            got = run.taps.target(name, site.stream if keep is None else site.stream[:, keep])
+            if got is not None:
+                y, gate = got
                 run.streamed.append(name)
-        a = _patches(m, args[0], site)
-        w, fewer, why = _solve(m, a, y, site.n % HOLDOUT == 0)
+        a = patches(m, args[0], site)
+        w, fewer, why = _solve(m, a, y, site.n % HOLDOUT == 0, gate if RELU_RELAX else None)
         if fewer:
             run.strong.append(name)
         if why:
             run.kept_l1[name] = why
         if w is None:
             return
-        growth = float(w.norm() / _flat_weight(m).norm().clamp(min=1e-12))
+        growth = float(w.norm() / flat_weight(m).norm().clamp(min=1e-12))
         if run.max_growth is not None and name not in run.normed and growth > run.max_growth:
             run.kept_l1[name] = (f"its re-solved weights were {growth:.1f}x the inherited ones' norm, an "
                                  "ill-conditioned start for a fine-tune")
             return
-        run.errors[name] = (_rel_error(m, a, y, None), _rel_error(m, a, y, w))
+        run.errors[name] = (rel_error(m, a, y, None), rel_error(m, a, y, w))
         run.norm0[name] = m.weight.detach().flatten(1).norm(dim=1).clone()
-        _assign(m, w)
+        assign(m, w)
 
     return hook
 
 
-def _patches(m: nn.Module, x: torch.Tensor, site: _Site) -> torch.Tensor:
-    """The layer's input at the sampled positions: rows x (in_channels * kernel), plus a ones column for a bias."""
-    if isinstance(m, nn.Linear):
-        a = _rows(x)[site.n]
-    else:
-        kh, kw = m.kernel_size
-        xp = nn.functional.pad(x, m._reversed_padding_repeated_twice)
-        rows = site.h[:, None] * m.stride[0] + torch.arange(kh) * m.dilation[0]  # M, kh
-        cols = site.w[:, None] * m.stride[1] + torch.arange(kw) * m.dilation[1]  # M, kw
-        a = xp[site.n[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # M, kh, kw, C
-        a = a.permute(0, 3, 1, 2).reshape(len(site.n), -1)  # M, C*kh*kw in the weight's (c, i, j) order
-    if m.bias is not None:
-        a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], 1)
-    return a
-
-
-def _groups(m: nn.Module) -> int:
-    return m.groups if isinstance(m, nn.Conv2d) else 1
-
-
-def _flat_weight(m: nn.Module) -> torch.Tensor:
-    """The layer's weights (and bias) as groups x unknowns-per-group x outputs-per-group."""
-    g = _groups(m)
-    w = m.weight.detach().reshape(m.weight.shape[0], -1)  # out, unknowns per group
-    if m.bias is not None:
-        w = torch.cat([w, m.bias.detach()[:, None]], 1)
-    return w.reshape(g, -1, w.shape[1]).transpose(1, 2)  # g, d, out/g
-
-
-def _split_groups(m: nn.Module, a: torch.Tensor) -> torch.Tensor:
-    """Rows x unknowns -> groups x rows x unknowns-per-group (each group reads its own slice of channels)."""
-    g = _groups(m)
-    bias = m.bias is not None
-    core = a[:, : a.shape[1] - bias] if bias else a
-    parts = core.reshape(len(a), g, -1).transpose(0, 1)  # g, M, d
-    if bias:
-        parts = torch.cat([parts, torch.ones(g, len(a), 1, dtype=a.dtype)], 2)
-    return parts
-
-
-def _solve(m: nn.Module, a: torch.Tensor, y: torch.Tensor,
-           held: torch.Tensor) -> tuple[torch.Tensor | None, bool, str | None]:
+def _solve(m: nn.Module, a: torch.Tensor, y: torch.Tensor, held: torch.Tensor,
+           gate: Gate | None = None) -> tuple[torch.Tensor | None, bool, str | None]:
     """Ridge least squares toward the inherited weights, per group, its strength chosen on the ``held`` rows.
 
     Returns (groups x d x out/g, or None to keep the inherited weights; fewer rows than unknowns; why None where
     the user should know).  The chosen strength is refit on every row.
     """
-    g = _groups(m)
-    parts = _split_groups(m, a)  # g, M, d
+    g = groups(m)
+    parts = split_groups(m, a)  # g, M, d
     yg = y.reshape(len(y), g, -1).transpose(0, 1)  # g, M, out/g
-    w0 = _flat_weight(m).double()
+    w0 = flat_weight(m).double()
 
     def normal(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = parts[:, rows]
@@ -385,6 +356,8 @@ def _solve(m: nn.Module, a: torch.Tensor, y: torch.Tensor,
         alphas = (min(good, key=good.get),)
         g_fit, b_fit = g_fit + g_h, b_fit + b_h
     w = _ridge(g_fit, b_fit, w0, alphas[0])
+    if w is not None and gate is not None:
+        w = relaxed(parts, y, w, gate, RELU_RELAX, lambda rhs: _ridge(g_fit, rhs, w0, alphas[0]))
     return (None, fewer, "the solution was not finite") if w is None else (w.float(), fewer, None)
 
 
@@ -397,20 +370,3 @@ def _ridge(gram: torch.Tensor, rhs: torch.Tensor, w0: torch.Tensor, alpha: float
     except RuntimeError:  # singular even with the ridge
         return None
     return w if torch.isfinite(w).all() else None
-
-
-def _rel_error(m: nn.Module, a: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> float:
-    """||A W - Y|| / ||Y|| on the sampled rows, for the layer's current (w None) or proposed weights."""
-    w = _flat_weight(m) if w is None else w
-    pred = (_split_groups(m, a) @ w).transpose(0, 1).reshape(len(a), -1)
-    return float((pred - y).norm() / y.norm().clamp(min=1e-12))
-
-
-@torch.no_grad()
-def _assign(m: nn.Module, w: torch.Tensor) -> None:
-    """Write groups x d x out/g back into the layer's weight (and bias)."""
-    flat = w.transpose(1, 2).reshape(m.weight.shape[0], -1)  # out, d
-    if m.bias is not None:
-        m.bias.copy_(flat[:, -1])
-        flat = flat[:, :-1]
-    m.weight.copy_(flat.reshape(m.weight.shape))

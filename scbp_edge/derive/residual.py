@@ -24,10 +24,12 @@ A network with no residual add has no writers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
+
+from scbp_edge.derive.relu import Gate
 
 _NORMS = (nn.BatchNorm2d,)
 
@@ -46,6 +48,7 @@ class Writer:
     shortcut: str
     shortcut_is_input: bool
     via: str | None = None  # a parameter-free module the value passes through before the add
+    relu: bool = False  # the add's sum feeds only a ReLU
 
 
 @dataclass
@@ -60,8 +63,9 @@ def find_writers(model: nn.Module, example: torch.Tensor) -> dict[str, Writer]:
     return trace_graph(model, example)[0]
 
 
-def trace_graph(model: nn.Module, example: torch.Tensor) -> tuple[dict[str, Writer], dict[str, str]]:
-    """The residual writers, and each convolution whose output feeds only a BatchNorm: conv name -> norm name."""
+def trace_graph(model: nn.Module, example: torch.Tensor) -> tuple[dict[str, Writer], dict[str, str], set[str]]:
+    """The residual writers; each convolution whose output feeds only a BatchNorm (conv name -> norm name); and
+    those of them whose norm's output feeds only a ReLU."""
     mods = dict(model.named_modules())
     tags: dict[int, list[_Tag]] = {}
     calls: dict[str, int] = {}
@@ -105,10 +109,12 @@ def trace_graph(model: nn.Module, example: torch.Tensor) -> tuple[dict[str, Writ
 
 
 def _walk(root, tags: dict[int, list[_Tag]], mods: dict[str, nn.Module], calls: dict[str, int],
-          starts: dict[str, int]) -> tuple[dict[str, Writer], dict[str, str]]:
+          starts: dict[str, int]) -> tuple[dict[str, Writer], dict[str, str], set[str]]:
     """Every add node reachable from ``root`` turned into a writer where it is one; every conv -> BatchNorm pair."""
     writers: dict[str, Writer] = {}
     norms: dict[str, str] = {}
+    relu_of: dict[int, int] = {}  # a ReLU's input node -> the ReLU node
+    adds: dict[str, int] = {}  # writer -> its add node
     readers: dict[int, int] = {}  # node -> how many nodes read it
     seen: set[int] = set()
     stack = [root]
@@ -125,13 +131,20 @@ def _walk(root, tags: dict[int, list[_Tag]], mods: dict[str, nn.Module], calls: 
         if node.name().startswith("AddBackward") and len(inputs) == 2 and all(f is not None for f in inputs):
             w = _writer(inputs, tags, mods, calls, starts)
             if w is not None:
-                writers[w.conv] = w
+                writers[w.conv], adds[w.conv] = w, id(node)
+        if node.name().startswith("ReluBackward") and inputs and inputs[0] is not None:
+            relu_of[id(inputs[0])] = id(node)
         branch = _branch(node, tags, mods)
         if branch is not None and branch[1] is not None:
             norms[branch[0]] = branch[1]
     # a conv whose output something else reads too cannot be rescaled behind its norm's back
     once = {c: n for c, n in norms.items() if calls.get(c) == 1 and calls.get(n) == 1}
-    return writers, {c: n for c, n in once.items() if all(readers.get(k, 0) <= 1 for k in _outputs(c, tags))}
+    once = {c: n for c, n in once.items() if all(readers.get(k, 0) <= 1 for k in _outputs(c, tags))}
+    # conv -> BatchNorm -> ReLU, the norm's output read by the ReLU alone: below zero, any value is the same value
+    gated = {c for c, n in once.items() if (outs := _outputs(n, tags))
+             and all(k in relu_of and readers.get(k, 0) == 1 for k in outs)}
+    writers = {c: replace(w, relu=adds[c] in relu_of and readers.get(adds[c], 0) == 1) for c, w in writers.items()}
+    return writers, once, gated
 
 
 def _outputs(name: str, tags: dict[int, list[_Tag]]) -> list[int]:
@@ -207,6 +220,7 @@ class StreamTaps:
         mods = dict(model.named_modules())
         self.values: dict[str, list[torch.Tensor]] = {n: [] for n in writers}
         self.norms = {n: mods.get(w.norm) if w.norm else None for n, w in writers.items()}
+        self.relu = {n: w.relu for n, w in writers.items()}
         bounds = [0, images]
         self.handles = [self.tap(mods[w.shortcut], w.shortcut_is_input, sampler(sites[n], bounds, self.values[n]),
                                  mods.get(w.via) if w.via else None)
@@ -226,19 +240,24 @@ class StreamTaps:
             return module.register_forward_pre_hook(lambda _m, args: give(args[0] if args else None))
         return module.register_forward_hook(lambda _m, _a, out: give(out))
 
-    def target(self, name: str, stream: torch.Tensor) -> torch.Tensor | None:
-        """What writer ``name``'s conv should output: (seed sum - own shortcut) through the inverse BN; None: no tap."""
+    def target(self, name: str, stream: torch.Tensor) -> tuple[torch.Tensor, Gate | None] | None:
+        """What writer ``name``'s conv should output: (seed sum - own shortcut) through the inverse BN, and where
+        a ReLU after the add cuts in those units (the value that makes the sum zero; None: no ReLU); None: no tap."""
         got = self.values.get(name)
         if not got or got[0].shape != stream.shape:
             return None
-        y = stream - got[0]
+        short = got[0]
         norm = self.norms.get(name)
         if norm is None:
-            return y
+            return stream - short, ((-short, torch.ones(short.shape[1], dtype=torch.bool)) if self.relu[name] else None)
         scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
         floor = 1e-3 * scale.abs().max().clamp(min=1e-12)  # a near-zero gain: that channel barely matters
         scale = torch.where(scale.abs() < floor, floor * torch.where(scale < 0, -1.0, 1.0), scale)
-        return (y - norm.bias.detach()) / scale + norm.running_mean
+
+        def back(v: torch.Tensor) -> torch.Tensor:
+            return (v - norm.bias.detach()) / scale + norm.running_mean
+
+        return back(stream - short), ((back(-short), scale > 0) if self.relu[name] else None)
 
     def close(self) -> None:
         for h in self.handles:
