@@ -61,7 +61,7 @@ KEEP_SCALE = True
 # The classifier re-solved on 16 channels grew 7.9x on that ResNet-56 pick and left it 8.6 pt behind.
 MAX_GROWTH = 3.0
 # Re-solves of a layer whose output a ReLU cuts, with the rows the seed's ReLU zeroes released (derive/relu.py);
-# 0 turns it off.  Before training, cifar-resnet56 r50-50-25 scored 73.31 % without, 74.74 at 3, 75.11 at 10
+# 0 turns it off.  Before training, the ResNet-56 pick r50-50-25 scored 73.31 % without, 74.74 at 3, 75.11 at 10
 # (benchmarks/results/reconstruct_tuned_*.md); each costs one right-hand side and one solve per layer.
 RELU_RELAX = 10
 
