@@ -20,6 +20,7 @@ non-finite numbers and deeply nested JSON get 400.  With ``--token-file`` (or
 
 import argparse
 import asyncio
+import contextlib
 import hmac
 import io
 import json
@@ -307,6 +308,11 @@ def serve(model_path, session_cls, host="127.0.0.1", port=8080, threads=None, to
     print("serving %s on %s%s" % (model_path, url, " (bearer token required)" if token else ""), flush=True)
     if ready is not None:
         ready(url)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # the loop stops between callbacks: a KeyboardInterrupt raised inside one printed a traceback;
+        # not the main thread, or no signals here: they keep their handlers
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(sig, loop.stop)
     try:
         loop.run_forever()
     except KeyboardInterrupt:
