@@ -98,10 +98,12 @@ class _TwoBlocks(nn.Module):
         return self.fc(self.block2(self.block1(self.stem(x))).mean((2, 3)))
 
 
-def _block_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def _block_outputs(model: nn.Module, x: torch.Tensor, after_bn1: bool = False) -> dict[str, torch.Tensor]:
+    """Each block's output, or (``after_bn1``) what comes out of the ReLU after its first BatchNorm."""
     outs: dict[str, torch.Tensor] = {}
-    hooks = [getattr(model, b).register_forward_hook(lambda _m, _i, o, b=b: outs.__setitem__(b, o))
-             for b in ("block1", "block2")]
+    mods = {b: getattr(model, b).bn1 if after_bn1 else getattr(model, b) for b in ("block1", "block2")}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, b=b: outs.__setitem__(b, torch.relu(o) if after_bn1 else o))
+             for b, m in mods.items()]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -109,14 +111,21 @@ def _block_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]
     return outs
 
 
-def test_the_block_output_solve_predicts_held_out_block_outputs_better_when_the_shortcut_drifted():
+def _seed_and_drifted() -> tuple[nn.Module, nn.Module, torch.Tensor, torch.Tensor]:
+    """The two-block seed on real images, a copy whose stream drifts before the blocks (its stem perturbed and
+    left so), calibration images and held-out ones."""
     torch.manual_seed(0)
     seed = _TwoBlocks()
     x, held = _images(160, 16), _images(64, 16, offset=200)
     adapt_bn(seed, x)
     drifted = copy.deepcopy(seed)
-    with torch.no_grad():  # the stream drifts before the blocks, and stays so (the stem is left as it is)
+    with torch.no_grad():
         drifted.stem[0].weight.add_(0.4 * drifted.stem[0].weight.std() * torch.randn_like(drifted.stem[0].weight))
+    return seed, drifted, x, held
+
+
+def test_the_block_output_solve_predicts_held_out_block_outputs_better_when_the_shortcut_drifted():
+    seed, drifted, x, held = _seed_and_drifted()
     skip = ("stem.0", "fc")
     plain, block = copy.deepcopy(drifted), copy.deepcopy(drifted)
     rec_plain = reconstruct(plain, SeedTargets(seed, x), {}, skip=skip)
@@ -162,37 +171,21 @@ def test_block_output_solve_changes_only_weights_and_the_onnx_matches(resnet20, 
     assert wb.candidate(ratios)[0].extra["reconstruction"]["residual"] == []
 
 
-def _after_relu(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    outs: dict[str, torch.Tensor] = {}
-    hooks = [getattr(model, b).bn1.register_forward_hook(lambda _m, _i, o, b=b: outs.__setitem__(b, torch.relu(o)))
-             for b in ("block1", "block2")]
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return outs
-
-
 def test_the_relu_aware_solve_predicts_held_out_activations_after_the_relu_better(monkeypatch):
     """Issue 55: below the ReLU's cut any value is the same value; released there, the fit spends its unknowns on
     the rows that pass, and what comes out of each ReLU comes closer to the seed's on images it never saw: after a
     block's first conv (its norm's ReLU) and after the block (the ReLU of the add its writer solves against)."""
     import scbp_edge.derive.reconstruct as rc
 
-    torch.manual_seed(0)
-    seed = _TwoBlocks()
-    x, held = _images(160, 16), _images(64, 16, offset=200)
-    adapt_bn(seed, x)
-    drifted = copy.deepcopy(seed)
-    with torch.no_grad():
-        drifted.stem[0].weight.add_(0.4 * drifted.stem[0].weight.std() * torch.randn_like(drifted.stem[0].weight))
-    inner, outer = _after_relu(seed, held), _block_outputs(seed, held)
+    seed, drifted, x, held = _seed_and_drifted()
+    inner, outer = _block_outputs(seed, held, after_bn1=True), _block_outputs(seed, held)
     err = {}
     for relax in (0, rc.RELU_RELAX):
         monkeypatch.setattr(rc, "RELU_RELAX", relax)
         model = copy.deepcopy(drifted)
         reconstruct(model, SeedTargets(seed, x, residual=True), {}, skip=("stem.0", "fc"))
-        got = {**{f"{b}.conv1": o for b, o in _after_relu(model, held).items()}, **_block_outputs(model, held)}
+        inside = _block_outputs(model, held, after_bn1=True)
+        got = {**{f"{b}.conv1": o for b, o in inside.items()}, **_block_outputs(model, held)}
         ref = {**{f"{b}.conv1": o for b, o in inner.items()}, **outer}
         err[relax] = {k: float((o - ref[k]).norm() / ref[k].norm()) for k, o in got.items()}
     assert rc.RELU_RELAX > 0 and len(err[0]) == 4
