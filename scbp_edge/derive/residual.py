@@ -113,7 +113,7 @@ def _walk(root, tags: dict[int, list[_Tag]], mods: dict[str, nn.Module], calls: 
     """Every add node reachable from ``root`` turned into a writer where it is one; every conv -> BatchNorm pair."""
     writers: dict[str, Writer] = {}
     norms: dict[str, str] = {}
-    relu_of: dict[int, int] = {}  # a ReLU's input node -> the ReLU node
+    relu_inputs: set[int] = set()  # nodes a ReLU reads
     adds: dict[str, int] = {}  # writer -> its add node
     readers: dict[int, int] = {}  # node -> how many nodes read it
     seen: set[int] = set()
@@ -133,7 +133,7 @@ def _walk(root, tags: dict[int, list[_Tag]], mods: dict[str, nn.Module], calls: 
             if w is not None:
                 writers[w.conv], adds[w.conv] = w, id(node)
         if node.name().startswith("ReluBackward") and inputs and inputs[0] is not None:
-            relu_of[id(inputs[0])] = id(node)
+            relu_inputs.add(id(inputs[0]))
         branch = _branch(node, tags, mods)
         if branch is not None and branch[1] is not None:
             norms[branch[0]] = branch[1]
@@ -142,8 +142,8 @@ def _walk(root, tags: dict[int, list[_Tag]], mods: dict[str, nn.Module], calls: 
     once = {c: n for c, n in once.items() if all(readers.get(k, 0) <= 1 for k in _outputs(c, tags))}
     # conv -> BatchNorm -> ReLU, the norm's output read by the ReLU alone: below zero, any value is the same value
     gated = {c for c, n in once.items() if (outs := _outputs(n, tags))
-             and all(k in relu_of and readers.get(k, 0) == 1 for k in outs)}
-    writers = {c: replace(w, relu=adds[c] in relu_of and readers.get(adds[c], 0) == 1) for c, w in writers.items()}
+             and all(k in relu_inputs and readers.get(k, 0) == 1 for k in outs)}
+    writers = {c: replace(w, relu=adds[c] in relu_inputs and readers.get(adds[c], 0) == 1) for c, w in writers.items()}
     return writers, once, gated
 
 
