@@ -72,9 +72,9 @@ def solved_with_ridge(wb, ratios: list[float], for_training: bool) -> tuple[Any,
     calls: list[float] = []
     ridge, solver = rc._ridge, rc._solver
 
-    def ridge_spy(gram, rhs, w0, alpha):
+    def ridge_spy(gram, w0, alpha):
         calls.append(alpha)
-        return ridge(gram, rhs, w0, alpha)
+        return ridge(gram, w0, alpha)
 
     def solver_spy(name, *a):
         hook = solver(name, *a)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -347,7 +348,7 @@ def _solve(m: nn.Module, a: torch.Tensor, y: torch.Tensor, held: torch.Tensor,
         base = held_error(w0)
         if base <= 1e-6 * max(yy, 1e-30):  # float32 sums leave ~1e-7 where nothing differs
             return None, fewer, None  # its input and output are the seed's already: nothing to re-solve
-        scores = {al: held_error(w) for al in alphas if (w := _ridge(g_fit, b_fit, w0, al)) is not None}
+        scores = {al: held_error(w) for al in alphas if (w := _apply(_ridge(g_fit, w0, al), b_fit)) is not None}
         good = {al: e for al, e in scores.items() if e < base}
         if not good:
             why = ("its re-solved weights did not predict held-out images better" if scores
@@ -355,18 +356,33 @@ def _solve(m: nn.Module, a: torch.Tensor, y: torch.Tensor, held: torch.Tensor,
             return None, fewer, why
         alphas = (min(good, key=good.get),)
         g_fit, b_fit = g_fit + g_h, b_fit + b_h
-    w = _ridge(g_fit, b_fit, w0, alphas[0])
+    solve = _ridge(g_fit, w0, alphas[0])  # factored once: the ReLU re-solves change only the right-hand side
+    w = _apply(solve, b_fit)
     if w is not None and gate is not None:
-        w = relaxed(parts, y, w, gate, RELU_RELAX, lambda rhs: _ridge(g_fit, rhs, w0, alphas[0]))
+        w = relaxed(parts, y, w, gate, RELU_RELAX, lambda rhs: _apply(solve, rhs))
     return (None, fewer, "the solution was not finite") if w is None else (w.float(), fewer, None)
 
 
-def _ridge(gram: torch.Tensor, rhs: torch.Tensor, w0: torch.Tensor, alpha: float) -> torch.Tensor | None:
-    """argmin ||A W - Y||^2 + lam ||W - W0||^2 per group, lam = alpha x the Gram's mean diagonal; None if not finite."""
-    lam = alpha * gram.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12)
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
-    try:
-        w = torch.linalg.solve(gram + lam[:, None, None] * eye, rhs + lam[:, None, None] * w0)
-    except RuntimeError:  # singular even with the ridge
+Solve = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _ridge(gram: torch.Tensor, w0: torch.Tensor, alpha: float) -> Solve | None:
+    """The solver of argmin ||A W - Y||^2 + lam ||W - W0||^2 per group for any right-hand side A^T Y, lam = alpha x
+    the Gram's mean diagonal; None where the regularised Gram matrix is not positive definite.
+
+    One Cholesky factor per (layer, strength); each right-hand side then costs two triangular solves.  LU per
+    right-hand side spent 4.2 of 9.5 s reconstructing a DenseNet-121 (1,132 solves for 119 layers).
+    """
+    lam = (alpha * gram.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12))[:, None, None]
+    factor, info = torch.linalg.cholesky_ex(gram + lam * torch.eye(gram.shape[-1], dtype=gram.dtype))
+    if bool((info != 0).any()) or not bool(torch.isfinite(factor).all()):
         return None
+    return lambda rhs: torch.cholesky_solve(rhs + lam * w0, factor)
+
+
+def _apply(solve: Solve | None, rhs: torch.Tensor) -> torch.Tensor | None:
+    """``solve(rhs)``, or None where there is no solver or its solution is not finite."""
+    if solve is None:
+        return None
+    w = solve(rhs)
     return w if torch.isfinite(w).all() else None
