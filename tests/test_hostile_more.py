@@ -207,7 +207,7 @@ def _statuses(db: Path) -> dict[str, tuple[str, float]]:
 def _kill_mid_derive_then_resume(tmp: Path, *extra: str) -> None:
     """SIGKILL the build once some networks are derived and others are not; resume; nothing finished is redone."""
     args = [sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(fast_target(tmp)), "--data",
-            "digits", "--ratios", "0,0.25,0.5", "--scope", "stream", "--top-k", "0", "--runs", str(tmp / "runs"),
+            "digits", "--ratios", "0,0.5", "--scope", "stream", "--top-k", "0", "--runs", str(tmp / "runs"),
             *extra]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     db = _wait_for(lambda: next(iter((tmp / "runs").glob("*/run.sqlite")), None), timeout=300)

@@ -68,8 +68,9 @@ def test_ties_within_measurement_noise_go_to_the_more_accurate():
 
 @pytest.mark.slow
 def test_a_budgeted_build_with_the_second_proxy(tmp_path):
-    res = cli("build", "--target", str(fast_target(tmp_path)), "--ratios", "0,0.5", "--runs", str(tmp_path),
-              "--speedup", "1.05", "--top-k", "1", "--margin", "1", "--proxy", "distill", "--epochs", "1", "--json")
+    res = cli("build", "--target", str(fast_target(tmp_path)), "--ratios", "0,0.5", "--scope", "stream", "--runs",
+              str(tmp_path), "--speedup", "1.05", "--top-k", "1", "--margin", "1", "--proxy", "distill",
+              "--epochs", "1", "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads((Path(json.loads(res.stdout)["run_dir"]) / "report.json").read_text())
     distilled = [c for c in rep["candidates"] if (c["accuracy"] or {}).get("distill")]

@@ -208,7 +208,7 @@ def test_jetson_target_build_over_ssh(sshd, shared, tmp_path):
     before = set(glob.glob("/tmp/scbp-edge.*"))
     url = f"{sshd['url']}&bin={bin_dir}&cache={tmp_path / 'engines'}"
     res = subprocess.run([sys.executable, "-m", "scbp_edge.cli.main", "build", "--target", str(target), "--data",
-                          "none", "--ratios", "0,0.5", "--limit", "3", "--runs", str(tmp_path / "runs"),
+                          "none", "--ratios", "0,0.5", "--limit", "1", "--runs", str(tmp_path / "runs"),
                           "--device", url], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     db = next((tmp_path / "runs").glob("*/run.sqlite"))
