@@ -1,4 +1,5 @@
-"""What every benchmark script shares: the paths, the shared seed's checkpoint, a timed log line, the ../shared check.
+"""What every benchmark script shares: the paths, the shared seed's checkpoint, CIFAR-10's splits, a timed log
+line, the ../shared check.
 
 Scripts import it as a sibling (``from _common import ROOT, log``), as they import each other's public names.
 """
@@ -42,6 +43,20 @@ def publish(out: Path, name: str, res: dict[str, Any], text: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_results(out, name, res, text)
     print(text)
+
+
+def cifar(split: str) -> Any:
+    """CIFAR-10's ``split`` ("train" or "test") from ../shared at 32 x 32, as the product reads a folder of images."""
+    from scbp_edge.lab import read_split
+
+    return read_split(SHARED / f"data/cifar10-jpeg/{split}.tar.gz", (32, 32))
+
+
+def cifar_train_val(fraction: float = 0.1, seed: int = 0) -> tuple[Any, Any]:
+    """CIFAR-10's training split less a validation share, and that share, drawn as a build draws them."""
+    from scbp_edge.lab import split_val
+
+    return split_val(cifar("train"), fraction, seed)
 
 
 def missing_shared(*needed: str) -> str | None:

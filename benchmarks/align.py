@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
+from _common import OUT, ROOT, SEEDS, SHARED, T0, cifar, command, log, missing_shared, parser, publish
 from precision import vnni
 
 SEED = "cifar-resnet56"
@@ -153,11 +153,10 @@ def main() -> int:
         return 2
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing advice, per model
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.lab import read_split
 
     seed = Workbench(SeedOptions(SEED, str(SHARED / "seeds/cifar10-resnet" / CKPT))).seed
     spec = seed.spec
-    train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+    train = cifar("train")
     calib = train.subset(np.random.default_rng(2).permutation(len(train))[:256]).tensors(spec.mean, spec.std)[0]
     work = ROOT / "benchmarks" / ".work" / "align"
     work.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, log, missing_shared, parser, trained_seed
+from _common import OUT, ROOT, SEEDS, SHARED, cifar, cifar_train_val, log, missing_shared, parser, trained_seed
 
 WORK = ROOT / "benchmarks" / ".work" / "budget_curve"
 CKPT = SEEDS["cifar-resnet56"]
@@ -52,14 +52,12 @@ class Splits:
     """The shared CIFAR-10 JPEG splits as tensors: training, calibration, validation and test images."""
 
     def __init__(self, mean, std, images: int, calib: int) -> None:
-        from scbp_edge.lab import read_split, split_val
-
-        rest, val = split_val(read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32)), 0.1, 0)
+        rest, val = cifar_train_val()
         take = lambda n, s: rest.subset(np.random.default_rng(s).permutation(len(rest))[:n])  # noqa: E731
         self.x, self.y = take(images, 0).tensors(mean, std)
         self.cx, self.cy = take(calib, 2).tensors(mean, std)  # as a build samples its calibration images
         self.vx, self.vy = val.tensors(mean, std)
-        self.tx, self.ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(mean, std)
+        self.tx, self.ty = cifar("test").tensors(mean, std)
 
 
 def point(kind: str, minutes: float, ratios: list[float], d: Splits, made: dict[str, Any] | None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import psutil
 import torch
-from _common import OUT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
+from _common import OUT, SEEDS, SHARED, T0, cifar, cifar_train_val, command, log, missing_shared, parser, publish
 
 SEED, PICK = "cifar-resnet56", "0.5,0.5,0.25"
 COUNTS = (128, 256, 512, 1024)
@@ -123,14 +123,14 @@ def main() -> int:
         print(problem, file=sys.stderr)
         return 2
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.lab import evaluate, read_split, split_val
+    from scbp_edge.lab import evaluate
 
     torch.set_num_threads(2)
     pick = _pick(a.pick)
     seed = Workbench(SeedOptions(a.seed, str(SHARED / "seeds/cifar10-resnet" / SEEDS[a.seed]))).seed
-    tx, ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(seed.spec.mean, seed.spec.std)
+    tx, ty = cifar("test").tensors(seed.spec.mean, seed.spec.std)
     if a.one:
-        rest, _ = split_val(read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32)), 0.1, 0)
+        rest, _ = cifar_train_val()
         print(json.dumps(one(a.seed, pick, a.one, rest, tx, ty)))
         return 0
     rows = [_fresh(a.seed, a.pick, int(n)) for n in a.counts.split(",")]

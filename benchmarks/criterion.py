@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
+from _common import OUT, ROOT, SEEDS, SHARED, T0, cifar, cifar_train_val, command, log, missing_shared, parser, publish
 
 CRITERIA = ("l1", "taylor", "activation")
 NETWORKS = ([0.5, 0.5, 0.25], [0.25, 0.25, 0.25], [0.5, 0.5, 0.5])
@@ -34,10 +34,10 @@ MODES = {"default": {"train": 8000, "epochs": 1, "seeds": 2, "test": 5000},
 
 def splits(spec, m: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Calibration images as a build samples them, the fine-tune subset, every other test image."""
-    from scbp_edge.lab import BuildConfig, read_split, split_val
+    from scbp_edge.lab import BuildConfig
 
-    rest, _ = split_val(read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32)), 0.1, 0)
-    test = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32))
+    rest, _ = cifar_train_val()
+    test = cifar("test")
     take = lambda n, s: rest.subset(np.random.default_rng(s).permutation(len(rest))[:n])  # noqa: E731
     d: dict[str, torch.Tensor] = {}
     d["calib_x"], d["calib_y"] = take(BuildConfig().calib_images, 2).tensors(spec.mean, spec.std)

@@ -13,7 +13,7 @@ import sys
 import time
 
 import numpy as np
-from _common import OUT, ROOT, SHARED, publish
+from _common import OUT, ROOT, SHARED, cifar, publish
 
 from scbp_edge.lab import Item
 
@@ -32,7 +32,6 @@ def main() -> int:
         load_target,
         predict,
         profile_interleaved,
-        read_split,
         run_budget,
         seed_payload,
         split_val,
@@ -45,7 +44,7 @@ def main() -> int:
     t0 = time.perf_counter()
     wb = Workbench(SeedOptions("cifar-resnet20", str(ckpt), segments="6"))
     cands = wb.space("0,0.25,0.5", limit=100, sample_seed=0)
-    test = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32))
+    test = cifar("test")
     train, val = split_val(test, 0.2, 0)  # benchmark-only: BN images from one part, proxy on the other
     spec = wb.seed.spec
     bn_x, _ = train.subset(np.random.default_rng(0).permutation(len(train))[:256]).tensors(spec.mean, spec.std)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, T0, log, parser, publish
+from _common import OUT, ROOT, SEEDS, SHARED, T0, cifar, log, parser, publish
 
 CKPT = SEEDS["cifar-resnet56"]
 
@@ -41,7 +41,7 @@ def the_pick() -> tuple[str, list[float], int]:
 
 def main() -> int:
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.lab import WARMUP, BuildConfig, better_teacher, evaluate, read_split, split_val, train
+    from scbp_edge.lab import WARMUP, BuildConfig, better_teacher, evaluate, split_val, train
 
     ap = parser(__doc__)
     ap.add_argument("--epochs", type=int, default=5)
@@ -55,13 +55,13 @@ def main() -> int:
                        segments="stages" if nseg == 3 else str(nseg))
     wb, plain = Workbench(opts), None
     spec = wb.seed.spec
-    train_set = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+    train_set = cifar("train")
     rest, val = split_val(train_set, 0.1, 0)
     cx, cy = rest.subset(np.random.default_rng(2).permutation(len(rest))[: cfg.calib_images]).tensors(spec.mean,
                                                                                                      spec.std)
     x, y = rest.subset(np.random.default_rng(0).permutation(len(rest))[: a.images]).tensors(spec.mean, spec.std)
     vx, vy = val.tensors(spec.mean, spec.std)
-    tx, ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(spec.mean, spec.std)
+    tx, ty = cifar("test").tensors(spec.mean, spec.std)
     rc = {"lr": cfg.lr, "warmup": WARMUP, "flip": True}
     work = ROOT / "benchmarks" / ".work" / f"real_budget-{a.images}x{a.epochs}"
     work.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, T0, WORK, command, log, missing_shared, parser, publish, trained_seed
+from _common import (
+    OUT,
+    ROOT,
+    SEEDS,
+    SHARED,
+    T0,
+    WORK,
+    cifar,
+    command,
+    log,
+    missing_shared,
+    parser,
+    publish,
+    trained_seed,
+)
 
 PRUNED = [0.5, 0.5, 0.25]
 SWEEP = [(0.005, 0.05), (0.01, 0.05), (0.02, 0.05), (0.05, 0.05), (0.02, 0.0)]  # (lr, warm-up share)
@@ -47,13 +61,13 @@ class Bench:
 
     def __init__(self, name: str, m: dict[str, Any], criterion: str, kind: str = "shared") -> None:
         from scbp_edge.api import SeedOptions, Workbench
-        from scbp_edge.lab import evaluate, read_split, split_val
+        from scbp_edge.lab import evaluate, split_val
 
         self.wb = Workbench(SeedOptions(name, str(SHARED / "seeds/cifar10-resnet" / SEEDS[name])))
         spec = self.wb.seed.spec
-        train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+        train = cifar("train")
         rest, _ = split_val(train, 0.1, 0)
-        self.tx, self.ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(spec.mean, spec.std)
+        self.tx, self.ty = cifar("test").tensors(spec.mean, spec.std)
         self.made = None
         if kind == "trained":
             from scbp_edge.lab import BuildConfig

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
+from _common import OUT, ROOT, SEEDS, SHARED, T0, cifar, command, log, missing_shared, parser, publish
 
 # label -> (criterion, reconstruct, classifier re-solved too)
 VARIANTS = {"l1, inherited (before)": ("l1", False, False), "l1 + reconstruction": ("l1", True, False),
@@ -44,11 +44,11 @@ MODES = {"default": {"train": 8000, "epochs": 2, "seeds": 2, "val": 2000, "test_
 
 def splits(spec, m: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Calibration (512, as the build samples it), BN, fine-tune, validation and test tensors."""
-    from scbp_edge.lab import read_split, split_val
+    from scbp_edge.lab import split_val
 
-    train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+    train = cifar("train")
     rest, val = split_val(train, 0.1, 0)
-    test = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32))
+    test = cifar("test")
     rng = np.random.default_rng(0)
     d: dict[str, torch.Tensor] = {}
     d["calib_x"], d["calib_y"] = rest.subset(np.random.default_rng(2).permutation(len(rest))[:512]).tensors(

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, log, missing_shared, parser, publish
+from _common import OUT, ROOT, SEEDS, SHARED, cifar, log, missing_shared, parser, publish
 from peers_report import lone_segment, markdown, summarize
 
 MODES = {
@@ -77,9 +77,9 @@ class Data:
     """The shared CIFAR-10 splits as tensors: fine-tune subset, calibration and BN images, validation, test."""
 
     def __init__(self, m: dict[str, Any], mean, std) -> None:
-        from scbp_edge.lab import read_split, split_val
+        from scbp_edge.lab import split_val
 
-        train = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+        train = cifar("train")
         rest, val = split_val(train, 0.1, 0)
         rng = np.random.default_rng(0)
         self.x, self.y = rest.subset(rng.permutation(len(rest))[: m["train_images"]]).tensors(mean, std)
@@ -88,7 +88,7 @@ class Data:
         self.calib_x, self.calib_y = rest.subset(pick(recipe()["calib_images"], 2)).tensors(mean, std)
         self.bn_x, _ = rest.subset(pick(1024, 1)).tensors(mean, std)
         self.val_x, self.val_y = val.subset(rng.permutation(len(val))[: m["val_images"]]).tensors(mean, std)
-        self.test_x, self.test_y = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(mean, std)
+        self.test_x, self.test_y = cifar("test").tensors(mean, std)
 
 
 class Lab:

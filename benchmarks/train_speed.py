@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from _common import OUT, SHARED, publish
+from _common import OUT, SHARED, cifar, publish
 
 OPTIONS = {"fp32 NCHW (before)": (False, False), "channels_last": (True, False), "bf16": (False, True),
            "channels_last + bf16": (True, True)}
@@ -27,14 +27,14 @@ def main() -> int:
         print(__doc__)
         return 0
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.lab import bf16_supported, evaluate, read_split, train
+    from scbp_edge.lab import bf16_supported, evaluate, train
 
     if not (SHARED / "data/cifar10-jpeg/train.tar.gz").is_file():
         print("needs ../shared", file=sys.stderr)
         return 2
     torch.set_num_threads(torch.get_num_threads())
-    train_set = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
-    test_set = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32))
+    train_set = cifar("train")
+    test_set = cifar("test")
     rng = np.random.default_rng(0)
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "threads": torch.get_num_threads(),
                  "bf16_native": bf16_supported(), "speed": {}, "parity": {}}

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, T0, command, log, missing_shared, parser, publish
+from _common import OUT, ROOT, SEEDS, SHARED, T0, cifar, cifar_train_val, command, log, missing_shared, parser, publish
 
 SEED = "cifar-resnet56"
 CKPT = SEEDS[SEED]
@@ -38,16 +38,15 @@ TRAINED = ROOT / "benchmarks" / ".work" / "budget_curve" / "seed-trained-44000x3
 def bench(kind: str):
     """The seed (as it came or trained), calibrated as a build calibrates; the test split as tensors."""
     from scbp_edge.api import SeedOptions, Workbench
-    from scbp_edge.lab import read_split, split_val
 
     wb = Workbench(SeedOptions(SEED, str(SHARED / "seeds/cifar10-resnet" / CKPT)))
     if kind == "trained":  # before the deriver and its reconstruction targets exist
         wb.seed.model.load_state_dict(torch.load(TRAINED, weights_only=True))
     spec = wb.seed.spec
-    rest, _ = split_val(read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32)), 0.1, 0)
+    rest, _ = cifar_train_val()
     cx, cy = rest.subset(np.random.default_rng(2).permutation(len(rest))[:512]).tensors(spec.mean, spec.std)
     wb.calibrate(cx, cy, criterion="l1")
-    tx, ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(spec.mean, spec.std)
+    tx, ty = cifar("test").tensors(spec.mean, spec.std)
     return wb, tx, ty
 
 
