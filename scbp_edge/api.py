@@ -14,6 +14,7 @@ from scbp_edge.derive.bounded import bounded
 from scbp_edge.derive.costs import CostModel
 from scbp_edge.derive.io import save_derived
 from scbp_edge.derive.reconstruct import Reconstruction, SeedTargets, reconstruct
+from scbp_edge.records.codec import encode
 from scbp_edge.records.config import SeedOptions, check_seed_options
 from scbp_edge.seeds import Seed, default_spec, load_seed
 from scbp_edge.segments import Segmentation, segment_model
@@ -120,7 +121,7 @@ class Workbench:
         cand, model = self.static(ratios, scopes), self.deriver.derive(ratios, scopes=scopes)
         skip = self.head_layers if for_training else ()
         rec = self._reconstruct(model, self.deriver.plan(ratios, scopes), skip, for_training)
-        cand.extra["reconstruction"] = rec.to_dict()
+        cand.extra["reconstruction"] = encode(rec)  # as stored with the candidate (without per_layer)
         return cand, model, rec
 
     def _reconstruct(self, model: nn.Module, plan: dict[str, int], skip: tuple[str, ...],

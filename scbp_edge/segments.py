@@ -9,8 +9,7 @@ contiguous run of blocks that shares one width modifier.  The first block
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -49,9 +48,6 @@ class Segmentation:
                 if module_name == block or module_name.startswith(block + "."):
                     return seg.index
         return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _conv_count(module: nn.Module) -> int:

@@ -12,7 +12,7 @@ import itertools
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from scbp_edge.errors import SpaceError
@@ -34,9 +34,6 @@ class Candidate:
     extra: dict[str, Any] = field(default_factory=dict)
     #: what each segment's ratio cuts ("stream" or "inner"); empty: every segment cuts its stream
     scopes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _ratio(text: str) -> float:

@@ -15,11 +15,14 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from scbp_edge.errors import RunError
-from scbp_edge.records import CandidateRow, encode
+from scbp_edge.records import CandidateRow, decode, encode
+from scbp_edge.records.run import RunManifest, RunProgress
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -140,32 +143,53 @@ class RunStore:
             return one_line(str(exc))
         return None if row and row[0] == "ok" else (one_line(row[0]) if row else "unknown damage")
 
-    def set_meta(self, key: str, value: Any) -> None:
+    def start(self, manifest: RunManifest) -> None:
+        """Write the run's manifest in one transaction: a run holds all of it or none (then it cannot resume)."""
         with self.db:
-            self._do("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+            for key, value in encode(manifest).items():
+                self._do("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
-    def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self._do("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+    def manifest(self) -> RunManifest:
+        """The manifest as written; a field on a damaged page, or from before it existed, reads as its default."""
+        return decode(RunManifest, self._fields(RunManifest), f"the manifest of '{self.path.parent}'")
 
-    def meta_or(self, key: str, default: Any = None) -> Any:
-        """``get_meta`` that answers ``default`` where the page holding it is damaged (for reports)."""
-        try:
-            return self.get_meta(key, default)
-        except (RunError, ValueError):
-            return default
+    def progress(self) -> RunProgress:
+        """How far the build got; a field on a damaged page, or never written, reads as its default."""
+        return decode(RunProgress, self._fields(RunProgress), f"the progress of '{self.path.parent}'")
 
-    def add_candidates(self, cands: list[dict[str, Any]]) -> int:
-        """Insert candidates not yet present; returns how many were new."""
+    def update_progress(self, **changes: Any) -> RunProgress:
+        """Set fields of the run's progress (records, as :class:`RunProgress` names them) and commit at once."""
+        now = replace(self.progress(), **changes)  # a field RunProgress does not have is a TypeError here
+        with self.db:
+            for key in changes:
+                self._do("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(encode(getattr(now, key)))))
+        return now
+
+    def _fields(self, record: type) -> dict[str, Any]:
+        """``record``'s fields as stored, leaving out those absent, null or unreadable (for reports of damaged runs)."""
+        out = {}
+        for f in fields(record):
+            try:
+                row = self._do("SELECT value FROM meta WHERE key = ?", (f.name,)).fetchone()
+                value = json.loads(row[0]) if row else None
+            except (RunError, ValueError):
+                continue
+            if value is not None:
+                out[f.name] = value
+        return out
+
+    def add_candidates(self, rows: Sequence[CandidateRow]) -> int:
+        """Insert the rows not yet present, at their place in ``rows`` (their id, network, precision, ratios,
+        scopes, reference and static costs; what is learnt later starts empty); returns how many were new."""
         now = time.time()
         with self.db:
             before = self.db.total_changes
-            for pos, c in enumerate(cands):
+            for pos, r in enumerate(rows):
                 self._do(
                     "INSERT OR IGNORE INTO candidates (id, position, network, precision, ratios, scopes, reference, "
                     "static, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (c["id"], pos, c["network"], c["precision"], json.dumps(c["ratios"]),
-                     json.dumps(c.get("scopes", [])), c.get("reference"), json.dumps(c.get("static")), now),
+                    (r.id, pos, r.network, r.precision, json.dumps(list(r.ratios)), json.dumps(list(r.scopes)),
+                     r.reference, json.dumps(encode(r.static)), now),
                 )
             return self.db.total_changes - before
 
@@ -191,7 +215,7 @@ class RunStore:
     def fail(self, cid: str, stage: str, error: str) -> None:
         self.update(cid, status="failed", stage=stage, error=error)
 
-    def candidates(self, status: str | None = None) -> list[dict[str, Any]]:
+    def _candidates(self, status: str | None = None) -> list[dict[str, Any]]:
         """All candidates (optionally of one status) in their original order, JSON decoded."""
         q = "SELECT * FROM candidates" + (" WHERE status = ?" if status else "") + " ORDER BY position"
         try:
@@ -200,14 +224,18 @@ class RunStore:
             raise _damaged(self.path, exc) from None
         return [_decode(r) for r in rows]
 
+    def count(self, status: str) -> int:
+        """How many candidates have ``status``."""
+        return int(self._do("SELECT count(*) FROM candidates WHERE status = ?", (status,)).fetchone()[0])
+
     def rows(self, status: str | None = None) -> list[CandidateRow]:
         """:meth:`candidates` as typed records; a row that does not fit its record raises RecordError naming it."""
-        return [CandidateRow.from_row(c) for c in self.candidates(status)]
+        return [CandidateRow.from_row(c) for c in self._candidates(status)]
 
     def salvage(self) -> tuple[list[dict[str, Any]], int]:
         """Every candidate row that can still be read, row by row; and how many could not."""
         try:
-            return self.candidates(), 0
+            return self._candidates(), 0
         except RunError:
             pass
         rows, lost, rowid, misses = [], 0, 0, 0

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from scbp_edge.records import Proxy
+from scbp_edge.records import Proxy, decode, encode
 from scbp_edge.records.reconstruction import Reconstruction
 from scbp_edge.records.task import (
     Calibration,
@@ -51,7 +51,7 @@ INT8_KIND = "int8 QDQ on ONNX Runtime, validation split (after adaptive BN)"
 
 def seed_payload(wb, calib: Calibration | None = None) -> SeedPayload:
     """What a worker needs to rebuild ``wb``: options, seed spec, weights, and how it was calibrated (None: no data)."""
-    return SeedPayload(wb.opts, wb.seed.spec.to_dict(), wb.seed.model.state_dict(), calib)
+    return SeedPayload(wb.opts, encode(wb.seed.spec), wb.seed.model.state_dict(), calib)
 
 
 def _bench(payload: SeedPayload):
@@ -62,7 +62,7 @@ def _bench(payload: SeedPayload):
         from scbp_edge.api import Workbench
         from scbp_edge.seeds import Seed, SeedSpec, build_model
 
-        spec = SeedSpec.from_dict(payload.spec)
+        spec = decode(SeedSpec, payload.spec, "the seed's spec")
         model = build_model(spec)
         model.load_state_dict(payload.state)
         wb = Workbench(payload.opts, Seed(spec, model.eval()))
@@ -86,7 +86,7 @@ def _onnx(model, shape, dynamic_batch: bool) -> Exported:
 
     with tempfile.TemporaryDirectory() as tmp:
         info = export_onnx(model, shape, Path(tmp) / "m.onnx", dynamic_batch=dynamic_batch)
-        return Exported((Path(tmp) / "m.onnx").read_bytes(), info.to_dict())
+        return Exported((Path(tmp) / "m.onnx").read_bytes(), encode(info))
 
 
 def quantized(fp32_bytes: bytes, calib: torch.Tensor, int8: dict[str, Any], x: torch.Tensor, y: torch.Tensor,
@@ -140,8 +140,8 @@ def evaluate_network(job: NetworkJob, ctx: DeriveContext) -> DerivedNetwork | Fa
         weights = Weights(model.state_dict(), wb.deriver.plan(list(job.ratios), job.scopes), wb.deriver.ignored,
                           job.ratios, job.scopes)
     return DerivedNetwork(onnx, variants, {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes},
-                          seg_macs, Reconstruction.from_dict(cand.extra["reconstruction"]), wb.deriver.graph.criterion,
-                          weights)
+                          seg_macs, decode(Reconstruction, cand.extra["reconstruction"], "reconstruction"),
+                          wb.deriver.graph.criterion, weights)
 
 
 def proxy_accuracy(model, data: ProxyData | None, params: int, seed_params: int) -> Proxy:
@@ -225,8 +225,8 @@ def train_network(job: TrainJob, ctx: TrainContext, on_progress: Callable[[], No
                       job.scopes)
     return TrainedNetwork(fp32, before, per, weights, onnx, len(train.x), len(train.test_x),
                           None if teacher is None else ("fine-tuned seed" if ctx.teacher_state else "seed"),
-                          Reconstruction.from_dict(cand.extra["reconstruction"]), wb.deriver.graph.criterion, stats,
-                          validation)
+                          decode(Reconstruction, cand.extra["reconstruction"], "reconstruction"),
+                          wb.deriver.graph.criterion, stats, validation)
 
 
 def _value(v: Variant) -> float:

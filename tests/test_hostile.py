@@ -190,6 +190,7 @@ _CI_COMPLAINT = ("*** in database main ***\nPage 10: btreeInitPage() returns err
 
 
 def test_sqlite_complaints_become_one_bounded_line(tmp_path):
+    from scbp_edge.records import CandidateRow
     from scbp_edge.store import RunStore, one_line
 
     assert one_line(_CI_COMPLAINT) == ("Page 10: btreeInitPage() returns error code 11; On tree page 9 cell 0: "
@@ -198,7 +199,7 @@ def test_sqlite_complaints_become_one_bounded_line(tmp_path):
     # A real file, damaged at many places: whatever SQLite says, the complaint is one line.
     good = tmp_path / "good.sqlite"
     store = RunStore(good, create=True)
-    rows = [{"id": f"c{i}", "network": f"n{i}", "ratios": [0.5] * 3, "precision": "fp32"} for i in range(400)]
+    rows = [CandidateRow(f"c{i}", i, f"n{i}", "fp32", (0.5,) * 3) for i in range(400)]
     store.add_candidates(rows)
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()

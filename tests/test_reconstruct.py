@@ -13,6 +13,7 @@ from scbp_edge.accuracy import adapt_bn
 from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.data import load_dataset
 from scbp_edge.derive.reconstruct import SeedTargets, reconstruct
+from scbp_edge.records import decode, encode
 
 # A CIFAR ResNet (option-A shortcuts), MobileNetV2 (depthwise convolutions), DenseNet (concatenations).
 FAMILIES = [("cifar-resnet20", None, [0.5, 0.25, 0.5]), ("mobilenet_v2", 64, None), ("densenet121", 64, None)]
@@ -73,7 +74,7 @@ def test_reconstruction_lowers_every_layers_error_on_held_out_images(family):
     # the per-layer record behind those means (benchmarks/where_points_go.py), kept out of what is stored
     assert len(report.per_layer) == report.layers and set(report.per_layer) <= set(dict(rec.named_modules()))
     assert sum(b for b, _ in report.per_layer.values()) / report.layers == pytest.approx(report.error_before)
-    assert "per_layer" not in report.to_dict()
+    assert "per_layer" not in encode(report)
     seed_out = _layer_outputs(wb.seed.model, held)
     before, after = _errors(l1, seed_out, kept, held), _errors(rec, seed_out, kept, held)
     off = {n: (before[n], after[n]) for n in before if before[n] > 1e-4}  # layers the pruning disturbed
@@ -168,7 +169,7 @@ def test_fewer_samples_than_unknowns_solves_with_a_stronger_ridge_and_says_so():
     wb = Workbench(SeedOptions("cifar-resnet20"))
     wb.calibrate(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))  # 4 x 8 x 8 rows for 433-577 unknowns
     cand, _ = wb.candidate([0, 0, 0.25])
-    rec = Reconstruction.from_dict(cand.extra["reconstruction"])
+    rec = decode(Reconstruction, cand.extra["reconstruction"])
     assert rec.strong_ridge and all(n.startswith("layer3.") or n == "linear" for n in rec.strong_ridge)
     assert not any(n.startswith(("layer1.", "layer2.")) for n in rec.strong_ridge)  # 4 x 32 x 32, 4 x 16 x 16 rows
     assert "stronger ridge" in rec.notice() and "--calib-images" in rec.notice()

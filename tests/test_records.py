@@ -113,8 +113,7 @@ def test_the_store_reads_and_writes_records(tmp_path):
 
     store = RunStore(tmp_path / "run.sqlite", create=True)
     originals = ROWS[:6]
-    store.add_candidates([{k: r[k] for k in ("id", "network", "precision", "ratios", "reference", "static")}
-                          for r in originals])
+    store.add_candidates([CandidateRow.from_row(r) for r in originals])  # only what is known before any work
     for r in originals:  # each JSON column written as a record, not a dict
         rec = CandidateRow.from_row(r)
         store.update(r["id"], status=rec.status, stage=rec.stage, error=rec.error, onnx=rec.onnx,
@@ -128,7 +127,7 @@ def test_the_store_reads_and_writes_records(tmp_path):
         "as it came": 89.6, "fine-tuned": 89.4, "images": 500, "kept": "as it came"}))
     got = next(r for r in store.rows() if r.id == seed["id"])
     assert seed_judgement(got.trained).kept == "as it came"
-    assert next(c for c in store.candidates() if c["id"] == seed["id"])["trained"]["test_accuracy"] == 88.0
+    assert next(c for c in store.salvage()[0] if c["id"] == seed["id"])["trained"]["test_accuracy"] == 88.0  # as stored
     store.close()
 
 
@@ -141,7 +140,7 @@ def test_a_measurement_keeps_its_larger_batches_through_the_store_and_the_codec(
     assert old.batched == [] and old.at_batch(8) is None
     lat = LatencyStats.from_samples([4.0, 4.2, 4.1], batch=8)
     new = dataclasses.replace(old, batched=[Batched(lat, 1.7)])
-    back = decode(Measurement, json.loads(json.dumps(new.to_dict())))
+    back = decode(Measurement, json.loads(json.dumps(encode(new))))
     assert back.at_batch(8) == Batched(lat, 1.7) and back.at_batch(4) is None
     assert decode(Measurement, encode(new)).at_batch(8).latency.throughput_ips == pytest.approx(8000 / 4.1, rel=1e-3)
 
@@ -171,8 +170,7 @@ def test_a_run_from_before_scopes_opens_and_reads_as_all_stream(tmp_path):
     readonly.close()
     store = RunStore(path)
     assert [(r.id, r.scopes) for r in store.rows()] == [("n_r50_fp32", ())]
-    store.add_candidates([{"id": "n_r50i_fp32", "network": "n_r50i", "precision": "fp32", "ratios": [0.5],
-                           "scopes": ["inner"]}])
+    store.add_candidates([CandidateRow("n_r50i_fp32", 0, "n_r50i", "fp32", (0.5,), scopes=("inner",))])
     assert [r.scopes for r in store.rows()] == [(), ("inner",)]
     store.close()
 
@@ -198,3 +196,38 @@ def test_the_build_configuration_is_a_frozen_record_that_round_trips_and_reads_o
     given = dataclasses.replace(BuildConfig(), ratios="0,0.25", lr=0.5, precisions=("int8",))
     assert differences(given, back) == ["--ratios 0,0.25", "--lr 0.5", "--precision int8"]
     assert differences(dataclasses.replace(BuildConfig(), ratios=back.ratios), back) == []
+
+
+def test_the_run_ledger_is_a_manifest_and_a_progress_record_that_reads_old_runs(tmp_path):
+    """Issue 59 step 2: the run's facts go in and come out of the store as two records; a run written key by key
+    before them (the meta table's JSON) reads as the same records, and what it never wrote as the defaults."""
+    from scbp_edge.records import DataSummary, MeasureBudget, RunManifest, RunProgress, TeacherChoice, TrainingPlan
+    from scbp_edge.store import SCHEMA, RunStore
+
+    gold = json.loads((GOLDEN / "report.json").read_text())
+    old = {**gold["run"], "fingerprints": gold["fingerprints"], "data": gold["data"], "teacher": gold["weights"][
+        "teacher"], "stage_seconds": gold["stage_seconds"], "budget": {"budget": 4, "measured": 4, "not_measured": 2}}
+    path = tmp_path / "run.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in old.items()])
+    db.execute("INSERT INTO meta VALUES ('training', 'not json')")  # an unreadable field reads as its default
+    db.commit()
+    db.close()
+    store = RunStore(path)
+    run, done = store.manifest(), store.progress()
+    assert run.config == gold["run"]["config"] and run.precisions == tuple(gold["run"]["precisions"])
+    assert run.facts().target == gold["run"]["target"] and run.data == DataSummary(**{**gold["data"], "skipped": ()})
+    assert done.teacher == TeacherChoice(**gold["weights"]["teacher"]) and done.budget == MeasureBudget(4, 4, 2)
+    assert done.training is None and done.classifier_replaced is None and done.stage_seconds == gold["stage_seconds"]
+    plan = TrainingPlan("running", ("a", "b"), {"a": "on the front"})
+    now = store.update_progress(training=plan, stage_seconds={"derive": 1.5})
+    assert now == store.progress() == dataclasses.replace(done, training=plan, stage_seconds={"derive": 1.5})
+    with pytest.raises(TypeError):
+        store.update_progress(stage_secs={})  # a misspelt field is refused, not stored beside the others
+    store.close()
+    fresh = RunStore(tmp_path / "new.sqlite", create=True)
+    assert (fresh.manifest(), fresh.progress()) == (RunManifest(), RunProgress())  # stopped before any work
+    fresh.start(run)
+    assert fresh.manifest() == run
+    fresh.close()

@@ -239,22 +239,21 @@ def test_a_real_builds_rows_give_the_report_json_they_gave_before(tmp_path):
     tests/golden/report.json was written by a real default build before ranking and the report moved onto
     records; its rows and run facts go into a fresh run.sqlite and the report is built again from them.
     """
-    from scbp_edge.records import CandidateRow, encode
+    from scbp_edge.records import CandidateRow, RunManifest, TeacherChoice, TrainingPlan, decode, encode
     from scbp_edge.report import build_report
     from scbp_edge.report.card import summary_card
     from scbp_edge.store import RunStore
 
     gold = json.loads((GOLDEN / "report.json").read_text())
     store = RunStore(tmp_path / "run.sqlite", create=True)
-    for key in ("created", "config", "target", "runtime", "precisions", "notes", "seed", "segmentation"):
-        store.set_meta(key, gold["run"][key])
-    for key in ("fingerprints", "data", "stage_seconds"):
-        store.set_meta(key, gold[key])
-    store.set_meta("training", {k: v for k, v in gold["training"].items() if k in ("state", "networks", "why", "done")})
-    store.set_meta("teacher", gold["weights"]["teacher"])
+    store.start(decode(RunManifest, {**{k: gold["run"][k] for k in ("created", "config", "target", "runtime",
+                                                                     "precisions", "notes", "seed", "segmentation")},
+                                     **{k: gold[k] for k in ("fingerprints", "data")}}))
+    plan = {k: v for k, v in gold["training"].items() if k in ("state", "networks", "why", "done")}
+    store.update_progress(stage_seconds=gold["stage_seconds"], training=decode(TrainingPlan, plan),
+                          teacher=decode(TeacherChoice, gold["weights"]["teacher"]))
     cands = gold["candidates"]
-    store.add_candidates([{k: c[k] for k in ("id", "network", "precision", "ratios", "reference", "static")}
-                          for c in cands])
+    store.add_candidates([CandidateRow.from_row(c) for c in cands])
     for c in cands:
         rec = CandidateRow.from_row(c)
         store.update(c["id"], status=rec.status, stage=rec.stage, error=rec.error, onnx=rec.onnx,
@@ -277,16 +276,16 @@ def test_a_real_builds_rows_give_the_report_json_they_gave_before(tmp_path):
 
 def test_an_interrupted_fine_tune_counts_the_networks_it_finished(tmp_path):
     """Issue 57: 4 of 6 networks fine-tuned before an interrupt read '0 of 6' (the stage's list is written last)."""
-    from scbp_edge.records import TrainingResult
+    from scbp_edge.records import CandidateRow, TrainingPlan, TrainingResult
     from scbp_edge.report import build_report
     from scbp_edge.store import RunStore
 
     store = RunStore(tmp_path / "run.sqlite", create=True)
     nets = [f"n{i}" for i in range(6)]
-    store.add_candidates([{"id": f"{n}_fp32", "network": n, "precision": "fp32", "ratios": [0.5]} for n in nets])
+    store.add_candidates([CandidateRow(f"{n}_fp32", 0, n, "fp32", (0.5,)) for n in nets])
     for n in nets[:4]:
         store.update(f"{n}_fp32", trained=TrainingResult(test_accuracy=80.0))
-    store.set_meta("training", {"state": "running", "networks": nets, "why": {}, "done": []})
+    store.update_progress(training=TrainingPlan("running", tuple(nets)))
     t = build_report(store).training
     assert t["interrupted"] and (t["trained"], t["wanted"]) == (4, 6)
     store.close()

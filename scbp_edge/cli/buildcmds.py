@@ -45,6 +45,7 @@ def targets(json_out: bool = JsonOpt) -> None:
     from rich.markup import escape
 
     from scbp_edge.errors import TargetError
+    from scbp_edge.records import encode
     from scbp_edge.runtimes import check_target, runtime_class, runtime_for
     from scbp_edge.targets import list_targets, load_target
 
@@ -62,7 +63,7 @@ def targets(json_out: bool = JsonOpt) -> None:
         except TargetError as exc:
             short, status = "unavailable here", str(exc)
         try:
-            caps = runtime_class(t.backend).capabilities.to_dict()
+            caps = encode(runtime_class(t.backend).capabilities)
         except TargetError:
             caps = None
         rows.append({**t.to_dict(), "status": status, "short": short, "capabilities": caps})
@@ -96,11 +97,12 @@ def profile(
     if model.suffix != ".pt":
         check_onnx_file(model)
     from scbp_edge.measure import profile_one  # loads torch: only once the inputs are known to be usable
+    from scbp_edge.records import encode
 
     with console.status(f"profiling {model.name} on {t.name}"):
         m = profile_one(model, t, device)
     if json_out:
-        emit_json(m.to_dict())
+        emit_json(encode(m))
         return
     lat = m.latency
     table = Table(title=f"{model.name} on {t.name} ({m.backend}, {m.threads} threads)")

@@ -41,7 +41,7 @@ from scbp_edge.cli.common import (
     out,
     quiet_stdout,
 )
-from scbp_edge.records import SeedOptions, config_text
+from scbp_edge.records import SeedOptions, config_text, encode
 from scbp_edge.records.config import check_seed_options
 from scbp_edge.space import parse_config
 
@@ -81,7 +81,7 @@ def inspect(
     except ScbpError as exc:
         prunable, analysis = None, str(exc)
     if json_out:
-        emit_json({"seed": wb.seed.spec.to_dict(), "segmentation": seg.to_dict(), "prunable_groups": prunable,
+        emit_json({"seed": encode(wb.seed.spec), "segmentation": encode(seg), "prunable_groups": prunable,
                    "frozen_groups": None if analysis else wb.deriver.graph.frozen, "analysis_error": analysis})
         return
     stem, head = ", ".join(seg.stem), ", ".join(seg.head)
@@ -131,7 +131,7 @@ def search(
                      max_params=max_params, max_macs=max_macs, scope=scope)
     base = wb.static([0.0] * wb.num_segments)
     if json_out:
-        emit_json({"seed": base.to_dict(), "candidates": [c.to_dict() for c in cands]})
+        emit_json({"seed": encode(base), "candidates": [encode(c) for c in cands]})
         return
     table = Table(title=f"{len(cands)} candidates of {seed} ({wb.num_segments} segments)")
     for col in ("id", "ratios", "params", "MACs", "fp32 size", "params vs seed", "MACs vs seed", "ref"):
@@ -190,11 +190,11 @@ def derive(
         from scbp_edge.export.onnx import export_onnx
 
         info = export_onnx(model, wb.seed.spec.input_shape, output, dynamic_batch=dynamic_batch)
-        cand.extra["onnx"] = info.to_dict()
+        cand.extra["onnx"] = encode(info)
     else:
         wb.write(cand, model, output)
     if json_out:
-        emit_json({**cand.to_dict(), "output": str(output)})
+        emit_json({**encode(cand), "output": str(output)})
     else:
         console.print(f"wrote {output}: {cand.id}, {human(cand.params)} params, {human(cand.macs)} MACs; "
                       f"{_reconstruction_line(cand.extra['reconstruction'])}", markup=False)

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from scbp_edge.cli.common import JsonOpt, console, emit_json, out
+from scbp_edge.records import encode
 
 
 def package(
@@ -146,7 +147,7 @@ def compare(
         raise RunError("the two reports share no measured candidate; compare runs of the same seed and space")
     bad = [d for d in deltas if d.verdict == "regression"]
     if json_out:
-        emit_json({"regressions": len(bad), "deltas": [d.to_dict() for d in deltas]})
+        emit_json({"regressions": len(bad), "deltas": [encode(d) for d in deltas]})
     else:
         table = Table(title=f"compare (threshold {thr:.0%})")
         for col in ("candidate", "metric", "baseline", "current", "change", "verdict", "why"):

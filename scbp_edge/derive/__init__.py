@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -48,9 +48,6 @@ class DerivedCost:
     params: int
     macs: int
     size_bytes: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> DerivedCost:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from scbp_edge.errors import ModelFileError
+from scbp_edge.records import decode, encode
 from scbp_edge.seeds import SeedSpec, build_model
 from scbp_edge.seeds.weights import apply_state_dict, read_state_dict
 
@@ -56,7 +57,7 @@ def write_derived(
     path.parent.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "format": FORMAT,
-        "seed": spec.to_dict(),
+        "seed": encode(spec),
         "ignored": list(ignored),
         "keep": dict(keep),
         "ratios": list(ratios),
@@ -84,7 +85,7 @@ def load_derived(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise ModelFileError(f"'{path}' is not a {FORMAT} file; create one with scbp-edge derive -o file.pt")
     from scbp_edge.derive.tp_adapter import PruningGraph
 
-    spec = SeedSpec.from_dict(meta["seed"])
+    spec = decode(SeedSpec, meta["seed"], "the file's seed")
     skeleton = build_model(spec)
     graph = PruningGraph(skeleton, spec.input_shape, meta["ignored"])
     model = graph.derive({k: int(v) for k, v in meta["keep"].items()})

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,9 +39,6 @@ class OnnxInfo:
     rel_diff: float
     slimmed: bool
     slim_note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _ort_run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:

@@ -51,7 +51,7 @@ def _time_batch(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Path
                 return
             own = rows[cid].measurement
             timing = Batched(m.latency, m.paired.speedup if m.paired else None)
-            store.update(cid, measurement=replace(own, batched=[*own.batched, timing]).to_dict())
+            store.update(cid, measurement=replace(own, batched=[*own.batched, timing]))
             stop.check()
 
         items = []

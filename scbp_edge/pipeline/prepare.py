@@ -16,6 +16,7 @@ from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.errors import ScbpError, TargetError
 from scbp_edge.pipeline.config import BuildConfig, validate
 from scbp_edge.pipeline.ui import console, progress
+from scbp_edge.records.report import DataSummary
 from scbp_edge.records.task import Calibration, ProxyData, SeedPayload, TrainData
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.space import Candidate
@@ -80,12 +81,12 @@ class Prepared:
                                                             cfg.reconstruct, cfg.residual_solve)
         return seed_payload(self.wb, calib)
 
-    def data_counts(self) -> dict[str, Any] | None:
+    def data_counts(self) -> DataSummary | None:
         """Images per split and the files left out, for the report."""
         if self.data is None:
             return None
-        return {"train": len(self.data.train), "val": len(self.data.val_y), "test": len(self.data.test),
-                "skipped": self.data.skipped_files}
+        return DataSummary(len(self.data.train), len(self.data.val_y), len(self.data.test),
+                           tuple(self.data.skipped_files))
 
     def proxy_data(self) -> ProxyData | None:
         """The proxy's images (None without data: the proxy is the share of parameters kept)."""

@@ -26,7 +26,7 @@ from scbp_edge.pipeline.config import BuildConfig, differences, stored_config
 from scbp_edge.pipeline.prepare import Prepared, adapt_classifier, prepare
 from scbp_edge.pipeline.stages import derive_stage, profile_stage
 from scbp_edge.pipeline.train import train_stage
-from scbp_edge.records import Report, encode
+from scbp_edge.records import CandidateRow, Report, RunManifest, StaticCosts, decode, encode
 from scbp_edge.store import RunLock, RunStore, disk_full
 
 __all__ = ["build", "new_run_dir"]
@@ -54,23 +54,19 @@ def _make_run_dir(runs: Path, cfg: BuildConfig) -> Path:
 
 
 def _init_store(store: RunStore, cfg: BuildConfig, prep: Prepared) -> None:
-    """Candidates (each network at each precision), then the settings; the config last: it marks a usable run."""
+    """Candidates (each network at each precision, in order), then the manifest: a run that has one can resume."""
     store.add_candidates([
-        {"id": f"{c.id}_{p}", "network": c.id, "precision": p, "ratios": c.ratios, "scopes": c.scopes,
-         "reference": c.reference,
-         "static": {"params": c.params, "macs": c.macs, "size_bytes": c.size_bytes, **c.extra}}
+        CandidateRow(f"{c.id}_{p}", 0, c.id, p, tuple(c.ratios), scopes=tuple(c.scopes), reference=c.reference,
+                     static=decode(StaticCosts, {"params": c.params, "macs": c.macs, "size_bytes": c.size_bytes,
+                                                 **c.extra}, f"the costs of {c.id}"))
         for c in prep.space for p in prep.precisions
     ])
-    store.set_meta("target", prep.target.to_dict())
-    store.set_meta("runtime", {"name": prep.runtime.name, "capabilities": prep.runtime.capabilities.to_dict()})
-    store.set_meta("precisions", prep.precisions)
-    store.set_meta("fingerprints", prep.fingerprints())
-    store.set_meta("notes", prep.notes)
-    store.set_meta("data", prep.data_counts())
-    store.set_meta("seed", prep.wb.seed.spec.to_dict())
-    store.set_meta("segmentation", prep.wb.segmentation.to_dict())
-    store.set_meta("created", dt.datetime.now().isoformat(timespec="seconds"))
-    store.set_meta("config", encode(cfg))
+    store.start(RunManifest(
+        created=dt.datetime.now().isoformat(timespec="seconds"), config=encode(cfg), target=prep.target.to_dict(),
+        runtime={"name": prep.runtime.name, "capabilities": encode(prep.runtime.capabilities)},
+        precisions=tuple(prep.precisions), notes=tuple(prep.notes), seed=encode(prep.wb.seed.spec),
+        segmentation=encode(prep.wb.segmentation), fingerprints=prep.fingerprints(),
+        data=prep.data_counts()))
 
 
 def _open_resume(resume: Path) -> tuple[Path, RunLock, RunStore, BuildConfig]:
@@ -86,8 +82,13 @@ def _open_resume(resume: Path) -> tuple[Path, RunLock, RunStore, BuildConfig]:
     except ScbpError:
         lock.release()
         raise
-    problem = store.integrity_problem()
-    saved = None if problem else store.get_meta("config")
+    try:
+        problem = store.integrity_problem()
+        saved = None if problem else (store.manifest().config or None)
+    except ScbpError:  # a manifest field that does not fit its record: one line, and the run is left as it is
+        store.close()
+        lock.release()
+        raise
     if problem or saved is None:
         store.close()
         lock.release()
@@ -162,7 +163,7 @@ def _run(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig) -> Re
 
     if prep.data is not None and len(prep.data.train.classes) != prep.wb.seed.spec.num_classes:
         prep.wb, info = adapt_classifier(prep.wb, prep.data, cfg, run_dir)
-        store.set_meta("classifier_replaced", info)
+        store.update_progress(classifier_replaced=info)
     executor = make_executor(cfg.executor, cfg.ray_address, cfg.retries)
     with _timed(store, "derive"):
         derive_stage(prep, store, run_dir, cfg, executor)
@@ -187,9 +188,9 @@ def _timed(store: RunStore, stage: str) -> Iterator[None]:
     try:
         yield
     finally:
-        spent = dict(store.get_meta("stage_seconds") or {})
+        spent = dict(store.progress().stage_seconds)
         spent[stage] = round(spent.get(stage, 0.0) + time.perf_counter() - start, 3)
-        store.set_meta("stage_seconds", spent)
+        store.update_progress(stage_seconds=spent)
     stop.check()  # a Ctrl-C whose KeyboardInterrupt Python swallowed still ends the build here
 
 

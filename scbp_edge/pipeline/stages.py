@@ -11,7 +11,7 @@ from scbp_edge.errors import ScbpError
 from scbp_edge.pipeline.config import BuildConfig
 from scbp_edge.pipeline.prepare import Prepared
 from scbp_edge.pipeline.ui import progress
-from scbp_edge.records import CandidateRow, Proxy, compact, encode
+from scbp_edge.records import CandidateRow, MeasureBudget, Proxy, compact, encode
 from scbp_edge.records.reconstruction import Reconstruction
 from scbp_edge.records.task import DeriveContext, DerivedNetwork, Failure, NetworkJob, Score, Variant
 from scbp_edge.store import RunStore
@@ -136,7 +136,7 @@ def profile_stage(prep: Prepared, store: RunStore, cfg: BuildConfig, run_dir: Pa
 
         def on_result(cid: str, m, err: str | None) -> None:
             if m is not None:
-                store.update(cid, status="measured", measurement=m.to_dict())
+                store.update(cid, status="measured", measurement=m)
                 got[cid] = m.latency.p50_ms
             else:
                 store.fail(cid, "profile", err or "unknown error")
@@ -212,5 +212,4 @@ def _budgeted(store: RunStore, cfg: BuildConfig, measure) -> None:
               for r in store.rows() if r.status in ("exported", "measured")]
     left = max(0, cfg.measure_budget - len(measured))
     run_budget(points, left, cfg.chunk, lambda ids: measure([i for i in ids if i not in measured]))
-    store.set_meta("budget", {"budget": cfg.measure_budget, "measured": len(store.candidates("measured")),
-                              "not_measured": len(store.candidates("exported"))})
+    store.update_progress(budget=MeasureBudget(cfg.measure_budget, store.count("measured"), store.count("exported")))

@@ -22,7 +22,7 @@ from scbp_edge.pipeline.stages import by_network, int8_settings
 from scbp_edge.pipeline.ui import console, progress
 from scbp_edge.rank.pick import pick_for_training
 from scbp_edge.rank.points import points_of
-from scbp_edge.records import CandidateRow, Proxy, TrainingResult, compact, encode
+from scbp_edge.records import CandidateRow, Proxy, TeacherChoice, TrainingPlan, TrainingResult, compact, encode
 from scbp_edge.records.task import DistillScore, ProxyContext, ProxyJob, Score, TrainContext, TrainedNetwork, TrainJob
 from scbp_edge.store import RunStore
 
@@ -43,8 +43,8 @@ def train_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig
                     None)
     wanted = [n for n in [*picks, seed_net] if n is not None]
     todo = [n for n in wanted if any(r.trained is None and r.status == "measured" for r in nets[n])]
-    store.set_meta("training", {"state": "running", "networks": wanted, "why": picks,
-                                "done": [n for n in wanted if n not in todo]})
+    store.update_progress(training=TrainingPlan("running", tuple(wanted), dict(picks),
+                                                tuple(n for n in wanted if n not in todo)))
     seconds = _shares(prep, cfg, wanted, nets) if cfg.train_minutes else {}
     # The seed first: the pruned networks learn from the better of it and the seed as it came.
     first = [n for n in todo if n == seed_net]
@@ -54,7 +54,7 @@ def train_stage(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig
     if rest:
         teacher = _teacher(prep, store, run_dir, seed_net) if cfg.distill else None
         _fine_tune(prep, store, run_dir, cfg, executor, {n: nets[n] for n in rest}, seconds, teacher)
-    store.set_meta("training", {"state": "done", "networks": wanted, "why": picks, "done": wanted})
+    store.update_progress(training=TrainingPlan("done", tuple(wanted), dict(picks), tuple(wanted)))
 
 
 def split_budget(total_s: float, step_s: dict[str, float]) -> dict[str, float]:
@@ -94,11 +94,11 @@ def _teacher(prep: Prepared, store: RunStore, run_dir: Path, seed_net: str | Non
     rows = store.rows() if seed_net is not None else []
     judged = next((j for r in rows if r.network == seed_net and (j := seed_judgement(r.trained))), None)
     if judged is None or not path.is_file():
-        store.set_meta("teacher", {"chosen": "seed", "why": "no fine-tuned seed or no validation split"})
+        store.update_progress(teacher=TeacherChoice("seed", why="no fine-tuned seed or no validation split"))
         return None
     chosen = "fine-tuned seed" if judged.kept == "fine-tuned" else "seed"
     scores = {"seed": judged.as_it_came, "fine-tuned seed": judged.fine_tuned}
-    store.set_meta("teacher", {"chosen": chosen, "validation_accuracy": scores, "val_images": judged.images})
+    store.update_progress(teacher=TeacherChoice(chosen, validation_accuracy=scores, val_images=judged.images))
     return load_derived(path)[0].state_dict() if chosen != "seed" else None
 
 

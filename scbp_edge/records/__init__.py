@@ -44,12 +44,13 @@ from scbp_edge.records.report import (
     WeightsSummary,
     config_text,
 )
+from scbp_edge.records.run import MeasureBudget, RunManifest, RunProgress, TeacherChoice, TrainingPlan
 
 __all__ = [
     "BUSY_SHARE", "MIN_QUIET_ROUNDS", "Batched", "BudgetResult", "BuildConfig", "CandidateRow", "Card",
-    "Constraints", "DataSummary", "Energy", "FailedCandidate", "FlopsDisagreement", "LatencyStats", "Measurement",
-    "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Reconstruction", "Report", "RunFacts", "SeedJudgement",
-    "SeedOptions", "Selection", "StaticCosts", "Status", "TrainedRow", "TrainedSummary", "TrainingResult",
-    "Undecided", "WeightsSummary", "compact", "config_text", "decode", "encode", "legacy", "seed_judgement",
-    "spread",
+    "Constraints", "DataSummary", "Energy", "FailedCandidate", "FlopsDisagreement", "LatencyStats", "MeasureBudget",
+    "Measurement", "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Reconstruction", "Report", "RunFacts",
+    "RunManifest", "RunProgress", "SeedJudgement", "SeedOptions", "Selection", "StaticCosts", "Status",
+    "TeacherChoice", "TrainedRow", "TrainedSummary", "TrainingPlan", "TrainingResult", "Undecided", "WeightsSummary",
+    "compact", "config_text", "decode", "encode", "legacy", "seed_judgement", "spread",
 ]

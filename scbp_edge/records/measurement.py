@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -123,9 +123,6 @@ class Measurement:
     info: dict[str, Any] = field(default_factory=dict)  # runtime version, GPU, power mode, clocks pinned, ...
     paired: Paired | None = None  # against the reference measured in the same rounds
     batched: list[Batched] = field(default_factory=list)  # the target's batch sizes above 1, where it has any
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def at_batch(self, batch: int) -> Batched | None:
         """The timing at ``batch`` (> 1), where this candidate has one."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scbp_edge.records.codec import decode, encode, spread, transient
+from scbp_edge.records.codec import spread, transient
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,6 @@ class Reconstruction:
     #: layer -> (relative output error before, after) on the calibration rows; for analysis, never stored (one
     #: pair per layer would swell every stored candidate and report)
     per_layer: dict[str, tuple[float, float]] = transient(dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """As stored with the candidate and in derived-model files (without ``per_layer``)."""
-        return encode(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Reconstruction:
-        """A stored reconstruction; a value that does not fit raises RecordError."""
-        return decode(cls, d, "reconstruction")
 
     @classmethod
     def skipped(cls, reason: str) -> Reconstruction:

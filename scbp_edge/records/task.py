@@ -202,7 +202,7 @@ class SeedPayload:
     """What a task needs to rebuild the build's workbench: seed options, spec, weights and calibration."""
 
     opts: SeedOptions
-    spec: dict[str, Any]  # seeds.SeedSpec.to_dict()
+    spec: dict[str, Any]  # a seeds.SeedSpec, encoded (records cannot import seeds)
     state: dict[str, Any]  # the seed's state dict
     calib: Calibration | None = None
 

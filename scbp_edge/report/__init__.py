@@ -16,16 +16,16 @@ from scbp_edge.rank.points import points_of
 from scbp_edge.records import (
     BudgetResult,
     CandidateRow,
-    DataSummary,
     FailedCandidate,
     Measurement,
     RankingPoint,
     Report,
-    RunFacts,
     Selection,
     TrainedRow,
     TrainedSummary,
+    TrainingPlan,
     WeightsSummary,
+    compact,
     decode,
     encode,
 )
@@ -84,16 +84,14 @@ def _budget_result(pts: list[RankingPoint], cons: Constraints, sel: Selection) -
                         best.speedup if best else None, ba, sa, ba - sa if ba is not None and sa is not None else None)
 
 
-def _training_state(store: RunStore, rows: list[CandidateRow]) -> dict[str, Any] | None:
+def _training_state(t: TrainingPlan | None, rows: list[CandidateRow]) -> dict[str, Any] | None:
     """The fine-tune stage's plan and progress; a network counts as done once a row of it holds its training."""
-    t = store.meta_or("training")
     if t is None:
         return None
-    wanted = set(t.get("networks", []))
-    # the meta's list is written at the stage's start and end only: an interrupted stage's finished networks
+    # the plan's list is written at the stage's start and end only: an interrupted stage's finished networks
     # are in the rows (each committed as it finished)
-    done = set(t.get("done", [])) | {r.network for r in rows if r.trained is not None and r.network in wanted}
-    return {**t, "interrupted": t.get("state") != "done", "trained": len(done), "wanted": len(t.get("networks", []))}
+    done = set(t.done) | {r.network for r in rows if r.trained is not None and r.network in t.networks}
+    return {**encode(t), "interrupted": t.state != "done", "trained": len(done), "wanted": len(t.networks)}
 
 
 def _rows(cands: list[dict[str, Any]]) -> tuple[list[CandidateRow], int]:
@@ -107,15 +105,10 @@ def _rows(cands: list[dict[str, Any]]) -> tuple[list[CandidateRow], int]:
     return rows, bad
 
 
-def _run_facts(store: RunStore, cfg: dict[str, Any]) -> RunFacts:
-    m = store.meta_or
-    return RunFacts(m("created"), cfg, m("target"), m("runtime"), tuple(m("precisions", [])), tuple(m("notes", [])),
-                    m("seed"), m("segmentation"))
-
-
 def build_report(store: RunStore) -> Report:
     """The report (from whatever rows can be read, if the database is damaged)."""
-    cfg = store.meta_or("config", {})
+    run, done = store.manifest(), store.progress()
+    cfg = run.config
     cands, unreadable = store.salvage()
     rows, bad = _rows(cands)
     pts = points_of(rows)
@@ -124,19 +117,18 @@ def build_report(store: RunStore) -> Report:
     cons = decode(Constraints, cfg.get("constraints", {}), "run constraints")
     sel = _selection(pts, cons, real)
     measured = [r.measurement for r in rows if r.status == "measured" and r.measurement]
-    data = store.meta_or("data")
     return Report(
-        run=_run_facts(store, cfg), fingerprints=store.meta_or("fingerprints", {}),
-        data=decode(DataSummary, data, "run data") if data else None,
+        run=run.facts(), fingerprints=run.fingerprints, data=run.data,
         accuracy_kind=tuple(sorted(kinds)),
         counts={s: sum(r.status == s for r in rows) for s in ("pending", "exported", "measured", "failed")},
         unreadable_rows=unreadable + bad, candidates=tuple(cands), points=tuple(pts),
         front=tuple(pareto_front(pts, PROXY_FRONT)), selection=sel,
         seed_point=next((p for p in pts if p.is_seed), None),
-        trained=_trained_summary(pts), training=_training_state(store, rows),
+        trained=_trained_summary(pts), training=_training_state(done.training, rows),
         budget_result=_budget_result(pts, cons, sel),
-        budget=store.meta_or("budget"), classifier_replaced=store.meta_or("classifier_replaced"),
-        stage_seconds=store.meta_or("stage_seconds", {}), weights=_weights_summary(rows, cfg, store.meta_or("teacher")),
+        budget=None if done.budget is None else encode(done.budget), classifier_replaced=done.classifier_replaced,
+        stage_seconds=done.stage_seconds,
+        weights=_weights_summary(rows, cfg, None if done.teacher is None else compact(done.teacher)),
         flops_vs_measured=flops_disagreement(pts),
         energy_note=tuple(sorted({m.energy.reason for m in measured if m.energy.reason})),
         energy_sources=tuple(sorted({m.energy.source for m in measured if m.energy.mj_per_inference is not None})),

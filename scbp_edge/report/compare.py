@@ -14,7 +14,7 @@ without a spread (size, params, accuracy, memory, energy) go by the threshold.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from scbp_edge.errors import RecordError, RunError
@@ -39,9 +39,6 @@ class Delta:
     verdict: str  # "ok", "improved", "noise", "regression"
     why: str
     p: float | None = None  # Holm-adjusted, latency metrics only
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def as_report(name: str, data: Any) -> Report:

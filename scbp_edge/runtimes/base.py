@@ -12,7 +12,7 @@ stay runtime-agnostic.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,9 +45,6 @@ class Capabilities:
     consumes: str = "onnx"
     #: the int8 QDQ form it runs fast and builds: "s8s8" (symmetric, TensorRT) or "u8s8" (ONNX Runtime's CPU kernels)
     int8_scheme: str = "s8s8"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def refusal(self, target: Target, runtime: str) -> str | None:
         """None when ``target`` asks only for what this runtime can do, else one line naming file and field."""

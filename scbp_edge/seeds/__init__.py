@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
@@ -36,21 +35,6 @@ class SeedSpec:
     std: tuple[float, ...] = IMAGENET_STD
     weights: str | None = None
     class_names: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SeedSpec:
-        return cls(
-            name=d["name"],
-            num_classes=int(d["num_classes"]),
-            input_shape=tuple(d["input_shape"]),  # type: ignore[arg-type]
-            mean=tuple(d["mean"]),
-            std=tuple(d["std"]),
-            weights=d.get("weights"),
-            class_names=tuple(d.get("class_names", ())),
-        )
 
 
 @dataclass

@@ -7,7 +7,7 @@ gives ``complete=False`` with the missing items named, never an exception.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 _STAT = re.compile(r"(min|max|mean|median|percentile\((\d+)%\))\s*=\s*([-\d.eE+]+)\s*ms")
@@ -31,9 +31,6 @@ class TrtexecResult:
     total_gpu_compute_s: float | None = None
     passed: bool | None = None
     command: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _version(digits: str) -> str:

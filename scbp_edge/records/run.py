@@ -1,0 +1,84 @@
+"""The run ledger: what a build is (its manifest, written once) and how far it got (its progress).
+
+The store keeps each field under its own key of the run database's ``meta``
+table, with the JSON it always held there, so run directories written before
+these records still open, resume and report. Encoding happens in the store
+only (``RunStore.start``, ``RunStore.update_progress``); every other module
+passes these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scbp_edge.records.report import DataSummary, RunFacts
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """What the build is, written once as it starts; a resume replays it.
+
+    ``config`` is the ``BuildConfig`` as stored (``pipeline.config.stored_config`` reads it, older runs'
+    missing fields included); target, runtime, seed and segmentation as their records encode.
+    """
+
+    created: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] | None = None
+    runtime: dict[str, Any] | None = None
+    precisions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    seed: dict[str, Any] | None = None
+    segmentation: dict[str, Any] | None = None
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+    data: DataSummary | None = None
+
+    def facts(self) -> RunFacts:
+        """The report's ``run`` section."""
+        return RunFacts(self.created, self.config, self.target, self.runtime, self.precisions, self.notes, self.seed,
+                        self.segmentation)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The fine-tune stage: the networks it trains, why each pruned one was picked, and those finished.
+
+    ``done`` is written at the stage's start and end only; each network's row holds its own result as soon as it
+    finishes, so an interrupted stage is counted from the rows (``report._training_state``).
+    """
+
+    state: str  # "running" or "done"
+    networks: tuple[str, ...] = ()
+    why: dict[str, str] = field(default_factory=dict)
+    done: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TeacherChoice:
+    """Which teacher the pruned networks learnt from, and the validation top-1 that chose it."""
+
+    chosen: str
+    why: str | None = None
+    validation_accuracy: dict[str, float | None] | None = None
+    val_images: int | None = None
+
+
+@dataclass(frozen=True)
+class MeasureBudget:
+    """A measurement budget's outcome: the budget, the rows measured, and those left unmeasured."""
+
+    budget: int
+    measured: int
+    not_measured: int
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """What the build did so far, updated as it goes (``RunStore.update_progress``)."""
+
+    training: TrainingPlan | None = None
+    teacher: TeacherChoice | None = None
+    classifier_replaced: dict[str, Any] | None = None  # pipeline.prepare.adapt_classifier's account
+    budget: MeasureBudget | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage, summed over resumes
