@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OUT, ROOT, SEEDS, SHARED, command, log, missing_shared, parser, publish
+from _common import OUT, ROOT, SEEDS, SHARED, cifar, command, log, missing_shared, parser, publish
 from align import measure
 
 SEED = "cifar-resnet56"
@@ -64,7 +64,7 @@ class Part:
     """The shared set-up of every part: the data, the seed kind, the finished rows and where they live."""
 
     def __init__(self, kind: str, images: int, epochs: int) -> None:
-        from scbp_edge.lab import BuildConfig, read_split, split_val
+        from scbp_edge.lab import BuildConfig, split_val
 
         self.kind, self.images, self.epochs, self.cfg = kind, images, epochs, BuildConfig()
         self.work = work_dir(images, epochs)
@@ -76,14 +76,14 @@ class Part:
             self.rows.update(json.loads(f.read_text()) if f.is_file() else {})
         self.wb = self.bench(str(SHARED / "seeds/cifar10-resnet" / CKPT))
         spec = self.wb.seed.spec
-        train_set = read_split(SHARED / "data/cifar10-jpeg/train.tar.gz", (32, 32))
+        train_set = cifar("train")
         rest, val = split_val(train_set, self.cfg.val_fraction, 0)
         pick = np.random.default_rng(2).permutation(len(rest))[: self.cfg.calib_images]
         self.cx, self.cy = rest.subset(pick).tensors(spec.mean, spec.std)
         self.x, self.y = rest.subset(np.random.default_rng(0).permutation(len(rest))[:images]).tensors(
             spec.mean, spec.std)
         self.vx, self.vy = val.tensors(spec.mean, spec.std)
-        self.tx, self.ty = read_split(SHARED / "data/cifar10-jpeg/test.tar.gz", (32, 32)).tensors(spec.mean, spec.std)
+        self.tx, self.ty = cifar("test").tensors(spec.mean, spec.std)
 
     def bench(self, weights: str):
         from scbp_edge.lab import SeedOptions, Workbench
