@@ -229,7 +229,7 @@ class RunStore:
         return int(self._do("SELECT count(*) FROM candidates WHERE status = ?", (status,)).fetchone()[0])
 
     def rows(self, status: str | None = None) -> list[CandidateRow]:
-        """:meth:`candidates` as typed records; a row that does not fit its record raises RecordError naming it."""
+        """:meth:`_candidates` as typed records; a row that does not fit its record raises RecordError naming it."""
         return [CandidateRow.from_row(c) for c in self._candidates(status)]
 
     def salvage(self) -> tuple[list[dict[str, Any]], int]:

@@ -23,7 +23,6 @@ from typing import Any
 import torch
 
 from scbp_edge.records import Proxy, decode, encode
-from scbp_edge.records.reconstruction import Reconstruction
 from scbp_edge.records.task import (
     Calibration,
     DeriveContext,
@@ -117,7 +116,7 @@ def evaluate_network(job: NetworkJob, ctx: DeriveContext) -> DerivedNetwork | Fa
     stage = "derive"
     try:
         wb = _bench(ctx.payload)
-        cand, model = wb.candidate(list(job.ratios), scopes=job.scopes)
+        cand, model, rec = wb.derive(list(job.ratios), scopes=job.scopes)
         stage = "accuracy"
         seg_macs = cand.extra["segment_macs"]
         proxy = proxy_accuracy(model, data, cand.params or 0, ctx.seed_params)
@@ -140,8 +139,7 @@ def evaluate_network(job: NetworkJob, ctx: DeriveContext) -> DerivedNetwork | Fa
         weights = Weights(model.state_dict(), wb.deriver.plan(list(job.ratios), job.scopes), wb.deriver.ignored,
                           job.ratios, job.scopes)
     return DerivedNetwork(onnx, variants, {"params": cand.params, "macs": cand.macs, "size_bytes": cand.size_bytes},
-                          seg_macs, decode(Reconstruction, cand.extra["reconstruction"], "reconstruction"),
-                          wb.deriver.graph.criterion, weights)
+                          seg_macs, rec, wb.deriver.graph.criterion, weights)
 
 
 def proxy_accuracy(model, data: ProxyData | None, params: int, seed_params: int) -> Proxy:
@@ -193,7 +191,7 @@ def train_network(job: TrainJob, ctx: TrainContext, on_progress: Callable[[], No
     train, epochs, lr, init, int8 = ctx.train, ctx.epochs, ctx.lr, ctx.init, ctx.int8
     ratios = list(job.ratios)
     wb = _bench(ctx.payload)
-    cand, model = wb.candidate(ratios, for_training=True, scopes=job.scopes)
+    cand, model, rec = wb.derive(ratios, for_training=True, scopes=job.scopes)
     if init == "scratch":
         for m in model.modules():
             if hasattr(m, "reset_parameters"):
@@ -225,8 +223,7 @@ def train_network(job: TrainJob, ctx: TrainContext, on_progress: Callable[[], No
                       job.scopes)
     return TrainedNetwork(fp32, before, per, weights, onnx, len(train.x), len(train.test_x),
                           None if teacher is None else ("fine-tuned seed" if ctx.teacher_state else "seed"),
-                          decode(Reconstruction, cand.extra["reconstruction"], "reconstruction"),
-                          wb.deriver.graph.criterion, stats, validation)
+                          rec, wb.deriver.graph.criterion, stats, validation)
 
 
 def _value(v: Variant) -> float:

@@ -271,11 +271,6 @@ def _cannot(name: str, m: nn.Module, seed_m: nn.Module | None, targets: SeedTarg
     return None
 
 
-
-
-
-
-
 def _solver(name: str, site: _Site, keep: list[int] | None, run: _Pass):
     """The pre-forward hook that re-solves one layer from its actual input."""
     done = []

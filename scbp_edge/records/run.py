@@ -9,35 +9,27 @@ passes these records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from scbp_edge.records.report import DataSummary, RunFacts
 
 
 @dataclass(frozen=True)
-class RunManifest:
-    """What the build is, written once as it starts; a resume replays it.
+class RunManifest(RunFacts):
+    """What the build is, written once as it starts; a resume replays it: the report's run facts, plus what makes
+    two runs comparable (fingerprints) and the images per split.
 
     ``config`` is the ``BuildConfig`` as stored (``pipeline.config.stored_config`` reads it, older runs'
     missing fields included); target, runtime, seed and segmentation as their records encode.
     """
 
-    created: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    target: dict[str, Any] | None = None
-    runtime: dict[str, Any] | None = None
-    precisions: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-    seed: dict[str, Any] | None = None
-    segmentation: dict[str, Any] | None = None
     fingerprints: dict[str, Any] = field(default_factory=dict)
     data: DataSummary | None = None
 
     def facts(self) -> RunFacts:
-        """The report's ``run`` section."""
-        return RunFacts(self.created, self.config, self.target, self.runtime, self.precisions, self.notes, self.seed,
-                        self.segmentation)
+        """The report's ``run`` section: the manifest without the fields report.json keeps beside it."""
+        return RunFacts(**{f.name: getattr(self, f.name) for f in fields(RunFacts)})
 
 
 @dataclass(frozen=True)
