@@ -317,3 +317,20 @@ def test_profile_refuses_a_malformed_device_url_in_one_line_and_runs_nothing(bad
                          timeout=120, cwd=tmp_path, env=env)
     _one_line(res, match)
     assert not (tmp_path / "ssh-ran").exists(), "a command ran for a URL that was refused"
+
+
+def test_a_run_whose_manifest_does_not_fit_its_record_is_one_line_on_resume(tmp_path):
+    """Issue 59 step 2: a stored manifest field of the wrong type (here precisions as a number) is refused in one
+    line that names it, and the run is left as it was (its lock released: a second try says the same)."""
+    from scbp_edge.store import SCHEMA
+
+    run = tmp_path / "runs" / "20260101-000000-x-cpu"
+    run.mkdir(parents=True)
+    db = sqlite3.connect(run / "run.sqlite")
+    db.executescript(SCHEMA)
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [("config", json.dumps({"ratios": "0,0.5"})),
+                                                       ("precisions", "5")])
+    db.commit()
+    db.close()
+    for _ in range(2):
+        _one_line(cli("build", "--resume", str(run)), "precisions")
