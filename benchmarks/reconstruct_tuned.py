@@ -20,6 +20,8 @@ Each network (one given with ``--ratios``, or the 1.25x/1.5x/2.0x picks of
   output a ReLU cuts (through its BatchNorm, or through the add it writes) is re-solved
   ten more times with the rows the seed's ReLU zeroes released wherever the fit is below
   the cut too (derive/relu.py; reconstruct.RELU_RELAX).
+* ``ReLU-aware + few-shot distillation``: as that, then 50 Adam steps distilling the
+  network from the seed on the same 512 unlabeled calibration images (derive/refine.py).
 
 For each, before any training: test top-1 (10,000 images), the ridge strength
 each layer ended with, rows per unknown, each layer's weight norm over its
@@ -52,16 +54,19 @@ from _common import OUT, ROOT, SHARED, log, missing_shared, parser, publish
 from scbp_vs_peers import SEEDS, Data, recipe  # noqa: E402
 
 FIRST_STEPS = 20
+REFINE = 50  # steps of the few-shot distillation variant (derive/refine.py's STEPS)
 # label -> (reconstruct, for_training: the classifier head left inherited, residual writers against the block
 # output, solved filters given their inherited norms back: reconstruct.KEEP_SCALE, BatchNorm statistics
-# re-estimated after the solve, iterations of the ReLU-aware re-solve: reconstruct.RELU_RELAX)
-VARIANTS = {"inherited": (False, False, False, False, False, 0),
-            "solved, head re-solved (scbp_vs_peers)": (True, False, False, False, False, 0),
-            "solved, head inherited (build)": (True, True, False, False, False, 0),
-            "solved, norms kept": (True, True, False, True, False, 0),
-            "block-output solve, norms kept": (True, True, True, True, False, 0),
-            "block-output solve, BN re-estimated": (True, True, True, True, True, 0),
-            "block-output solve, ReLU-aware": (True, True, True, True, False, 10)}
+# re-estimated after the solve, iterations of the ReLU-aware re-solve: reconstruct.RELU_RELAX, steps of the
+# few-shot distillation after the solve: derive/refine.py)
+VARIANTS = {"inherited": (False, False, False, False, False, 0, 0),
+            "solved, head re-solved (scbp_vs_peers)": (True, False, False, False, False, 0, 0),
+            "solved, head inherited (build)": (True, True, False, False, False, 0, 0),
+            "solved, norms kept": (True, True, False, True, False, 0, 0),
+            "block-output solve, norms kept": (True, True, True, True, False, 0, 0),
+            "block-output solve, BN re-estimated": (True, True, True, True, True, 0, 0),
+            "block-output solve, ReLU-aware": (True, True, True, True, False, 10, 0),
+            "ReLU-aware + few-shot distillation": (True, True, True, True, False, 10, 50)}
 
 
 def solved_with_ridge(wb, ratios: list[float], for_training: bool) -> tuple[Any, Any, dict[str, float]]:
@@ -164,7 +169,7 @@ class Benches:
             wb = Workbench(SeedOptions(self.name, self.ckpt, segments=segments), self.first.seed)
             if kind != "plain":
                 wb.calibrate(self.d.calib_x, self.d.calib_y, criterion=recipe()["criterion"],
-                             residual=kind == "residual")
+                             residual=kind != "solved", refine_steps=REFINE if kind == "refined" else 0)
             self.cache[key] = wb
         return self.cache[key]
 
@@ -174,11 +179,11 @@ def start(b: Benches, segments: str, ratios: list[float], label: str) -> tuple[t
     from scbp_edge.lab import evaluate
     from scbp_edge.lab import reconstruct_module as rc
 
-    rec_on, for_training, residual, keep_scale, bn_restat, relax = VARIANTS[label]
+    rec_on, for_training, residual, keep_scale, bn_restat, relax, refine = VARIANTS[label]
     inherited = b.get(segments, "plain").deriver.derive(ratios)
     if not rec_on:
         return inherited, {}
-    wb = b.get(segments, "residual" if residual else "solved")
+    wb = b.get(segments, "refined" if refine else "residual" if residual else "solved")
     rc.KEEP_SCALE, relax_was, rc.RELU_RELAX = keep_scale, rc.RELU_RELAX, relax
     try:
         model, rec, ridge = solved_with_ridge(wb, ratios, for_training)
@@ -195,7 +200,8 @@ def start(b: Benches, segments: str, ratios: list[float], label: str) -> tuple[t
     return model, {"ridge": ridge, "rows_per_unknown": {n: rows[n] / u for n, u in unknowns.items() if n in rows},
                    "test_scored": evaluate(scored, b.d.test_x, b.d.test_y),
                    "norm_ratio": norms(model, inherited), "per_layer_error": rec.per_layer,
-                   "kept_inherited": rec.kept_l1, "residual": list(rec.residual), "seconds": rec.seconds}
+                   "kept_inherited": rec.kept_l1, "residual": list(rec.residual),
+                   "seconds": rec.seconds + (rec.refined.seconds if rec.refined else 0.0)}
 
 
 def networks(a: argparse.Namespace) -> list[tuple[str, str, list[float]]]:

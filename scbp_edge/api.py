@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from scbp_edge.derive.bounded import bounded
 from scbp_edge.derive.costs import CostModel
 from scbp_edge.derive.io import save_derived
 from scbp_edge.derive.reconstruct import Reconstruction, SeedTargets, reconstruct
+from scbp_edge.derive.refine import refine
 from scbp_edge.records.codec import encode
 from scbp_edge.records.config import SeedOptions, check_seed_options
 from scbp_edge.seeds import Seed, default_spec, load_seed
@@ -57,9 +59,11 @@ class Workbench:
             self.segmentation: Segmentation = segment_model(seed.model, seed.spec.input_shape, opts.segments)
         self._targets: SeedTargets | None = None
         self._no_reconstruction = "no calibration data (give --data)"
+        self._refine: tuple[int, float | None] = (0, None)
 
     def calibrate(self, x: torch.Tensor | None, y: torch.Tensor | None = None, *, criterion: str = "l1",
-                  reconstruct: bool = True, residual: bool = True) -> None:
+                  reconstruct: bool = True, residual: bool = True, refine_steps: int = 0,
+                  refine_seconds: float | None = None) -> None:
         """Use calibration images (and labels) to choose channels by ``criterion`` and to re-solve weights.
 
         With ``reconstruct`` every derived network is re-solved layer by layer
@@ -68,7 +72,11 @@ class Workbench:
         weights and their records say why.  ``residual``: each residual writer is
         fitted to the seed's residual sum minus the pruned network's own shortcut
         (:mod:`scbp_edge.derive.residual`) instead of its own output.
+        ``refine_steps``: after the solve, distil each network from the seed on
+        ``x`` for this many steps (:mod:`scbp_edge.derive.refine`; 0: none), in at
+        most ``refine_seconds`` per network.
         """
+        self._refine = (refine_steps, refine_seconds)
         if criterion != "l1" or self.deriver.graph.criterion != "l1":
             self.deriver.graph.score(criterion, x, y)
         self._targets = None
@@ -131,7 +139,11 @@ class Workbench:
             return Reconstruction.skipped("nothing pruned")
         if self._targets is None:
             return Reconstruction.skipped(self._no_reconstruction)
-        return reconstruct(model, self._targets, kept, skip=skip, for_training=for_training)
+        rec = reconstruct(model, self._targets, kept, skip=skip, for_training=for_training)
+        steps, seconds = self._refine
+        if steps > 0:
+            rec = replace(rec, refined=refine(model, self.seed.model, self._targets.x, steps, seconds=seconds))
+        return rec
 
     @cached_property
     def head_layers(self) -> tuple[str, ...]:

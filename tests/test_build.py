@@ -157,6 +157,7 @@ def test_no_reconstruct_and_a_time_budget(tmp_path):
         (["inspect", "--seed", "timm-no_such_net"], "timm has no model 'no_such_net'"),
         (["derive", "--config", "0.5x,0,0", "-o", "x.pt"], "'0.5x' in --config is neither a ratio nor"),
         (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--scope", "both"], "names no single network"),
+        (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--refine-seconds", "-1"], "must be 0 (off) or more"),
         (["search", "--scope", "outer"], "--scope 'outer' is not one of stream, inner, both"),
         (["build", "--scope", "outer"], "--scope 'outer' is not one of stream, inner, both"),
         (["search", "--exclude", "*,0.5q,*"], "'0.5q' in --exclude is neither a ratio nor"),
@@ -211,9 +212,10 @@ def test_cli_derive_with_data_reconstructs_like_the_build(tmp_path):
     seed_pt = tmp_path / "seed.pt"
     torch.save(Workbench(SeedOptions("cifar-resnet20")).seed.model.state_dict(), seed_pt)
     res = cli("derive", "--config", "0.5,0.25,0.5", "--weights", str(seed_pt), "--data", "digits",
-              "--calib-images", "128", "-o", str(tmp_path / "r.pt"))
+              "--calib-images", "128", "--refine-seconds", "0", "-o", str(tmp_path / "r.pt"))
     assert res.returncode == 0, res.stderr
     assert "layers re-solved on 128 images" in " ".join(res.stderr.split())  # rich wraps at 80 columns
+    assert "refine" not in res.stderr
     model, meta = load_derived(tmp_path / "r.pt")
     rec = meta["reconstruction"]
     # every convolution and the classifier re-solved (the network as shipped; a fine-tune starts from the inherited
@@ -227,6 +229,33 @@ def test_cli_derive_with_data_reconstructs_like_the_build(tmp_path):
     _, same = wb.candidate([0.5, 0.25, 0.5])
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(model.state_dict().values(),
                                                                  same.state_dict().values()))
+
+
+@pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)
+def test_cli_derive_refines_the_solved_network_by_default_and_says_so(tmp_path):
+    """The default --refine-seconds distils the solved network from the seed; the file and the line say what it did
+    (whether it helps is tests/test_refine.py's, on a trained seed: this one has random weights)."""
+    from scbp_edge.derive.io import load_derived
+    from scbp_edge.derive.refine import STEPS
+
+    res = cli("derive", "--config", "0.5,0.25,0.5", "--data", "digits", "--calib-images", "128",
+              "-o", str(tmp_path / "r.pt"))
+    assert res.returncode == 0, res.stderr
+    _, meta = load_derived(tmp_path / "r.pt")
+    ref = meta["reconstruction"]["refined"]
+    assert ref["steps"] == STEPS and ref["loss_before"] > 0
+    line = " ".join(res.stderr.split())
+    assert (f"refined {STEPS} steps" in line) if ref["kept"] else ("refinement undone" in line), line
+
+
+def test_the_derive_line_says_when_the_refinement_found_no_time_or_was_undone():
+    from scbp_edge.cli.seedcmds import _refined_phrase
+
+    assert "no refinement (under 5 steps fit in --refine-seconds)" in _refined_phrase(
+        {"steps": 0, "kept": False, "loss_before": 1.0, "loss_after": 1.0, "seconds": 0.1})
+    assert "refinement undone (held-out distillation loss 1.000 -> 9.000)" in _refined_phrase(
+        {"steps": 50, "kept": False, "loss_before": 1.0, "loss_after": 9.0, "seconds": 3.0})
+    assert _refined_phrase(None) == ""
 
 
 @pytest.mark.slow  # over 4 s (issue 60: the not-slow inner loop)

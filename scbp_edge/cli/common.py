@@ -86,5 +86,8 @@ ReconstructOpt = typer.Option(True, "--reconstruct/--no-reconstruct", help="Re-s
 ResidualOpt = typer.Option(True, "--residual-solve/--no-residual-solve", help="With --reconstruct: fit each "
                            "convolution that writes into a residual add to the seed's sum there minus the pruned "
                            "network's own shortcut, so it absorbs the stream's drift")
+RefineOpt = typer.Option(60.0, "--refine-seconds", help="With --reconstruct: after the solve, distil the network "
+                         "from the seed on the same unlabeled calibration images for up to 50 steps within this "
+                         "many seconds (0: off)")
 CriterionOpt = typer.Option("l1", "--criterion", help="Which channels a pruned layer keeps: l1 (largest filters), "
                             "taylor or activation (both measured on --data)")

@@ -27,6 +27,7 @@ from scbp_edge.cli.common import (
     MonotoneOpt,
     RatiosOpt,
     ReconstructOpt,
+    RefineOpt,
     ResidualOpt,
     RoundOpt,
     SampleSeedOpt,
@@ -154,7 +155,7 @@ def derive(
     data: str | None = typer.Option(None, "--data", help="Training images to choose channels and re-solve weights "
                                     "on: 'digits' or a folder with train/ (without it the weights are inherited)"),
     calib_images: int = CalibImagesOpt, reconstruct: bool = ReconstructOpt, criterion: str = CriterionOpt,
-    residual_solve: bool = ResidualOpt, scope: str = ConfigScopeOpt,
+    residual_solve: bool = ResidualOpt, refine_seconds: float = RefineOpt, scope: str = ConfigScopeOpt,
     json_out: bool = JsonOpt, trace_timeout: float | None = TraceTimeoutOpt,
 ) -> None:
     """Write one derived model: a .pt the tool can load back, or a validated .onnx."""
@@ -162,10 +163,13 @@ def derive(
 
     if calib_images < 1:
         raise ScbpError(f"--calib-images {calib_images} must be at least 1")
+    if not refine_seconds >= 0:
+        raise ScbpError(f"--refine-seconds {refine_seconds} must be 0 (off) or more")
     opts = SeedOptions(seed, weights, num_classes, input_size, segments=segments, round_to=round_to,
                        trace_timeout=trace_timeout)
     check_seed_options(opts)  # a bad value is one line before torch loads
     from scbp_edge.api import Workbench, calibration_images
+    from scbp_edge.derive.refine import STEPS as REFINE_STEPS
 
     with console.status(f"tracing {seed} and analysing its channel dependencies"):
         wb = Workbench(opts)
@@ -175,7 +179,8 @@ def derive(
         with console.status(f"reading '{data}' and computing the seed's outputs on {calib_images} images"):
             x, y = calibration_images(wb.seed.spec, data, calib_images,
                                       warn=lambda line: console.print(f"warning: {line}", markup=False))
-            wb.calibrate(x, y, criterion=criterion, reconstruct=reconstruct, residual=residual_solve)
+            wb.calibrate(x, y, criterion=criterion, reconstruct=reconstruct, residual=residual_solve,
+                         refine_steps=REFINE_STEPS if refine_seconds else 0, refine_seconds=refine_seconds)
     elif criterion != "l1":
         raise ScbpError(f"--criterion {criterion} chooses channels with data: give --data, or use l1")
     same = [i for i, r in enumerate(ratios) if r and wb.deriver.plan(ratios, scopes) == wb.deriver.plan(
@@ -206,4 +211,17 @@ def _reconstruction_line(rec: dict) -> str:
         return f"weights inherited (reconstruction: {rec['reason']})"
     kept = f", {len(rec['kept_l1'])} kept their inherited weights" if rec["kept_l1"] else ""
     return (f"{rec['layers']} layers re-solved on {rec['images']} images in {rec['seconds']:.1f} s (output error "
-            f"{rec['error_before']:.3f} -> {rec['error_after']:.3f}){kept}")
+            f"{rec['error_before']:.3f} -> {rec['error_after']:.3f}){kept}{_refined_phrase(rec.get('refined'))}")
+
+
+def _refined_phrase(ref: dict | None) -> str:
+    """What the few-shot refinement after the solve did, as the end of that phrase."""
+    if not ref:
+        return ""
+    if not ref["steps"]:
+        return "; no refinement (under 5 steps fit in --refine-seconds)"
+    if not ref["kept"]:
+        after = "diverged" if ref["loss_after"] is None else f"{ref['loss_after']:.3f}"
+        return f"; refinement undone (held-out distillation loss {ref['loss_before']:.3f} -> {after})"
+    return (f"; refined {ref['steps']} steps in {ref['seconds']:.1f} s (held-out distillation loss "
+            f"{ref['loss_before']:.3f} -> {ref['loss_after']:.3f})")

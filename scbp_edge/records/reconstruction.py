@@ -13,6 +13,17 @@ from scbp_edge.records.codec import spread, transient
 
 
 @dataclass(frozen=True)
+class Refined:
+    """What the few-shot refinement after the solve did (derive/refine.py): held-out distillation loss, kept or not."""
+
+    steps: int
+    kept: bool  # False: the loss did not fall on the held-out images and the solved weights came back
+    loss_before: float
+    loss_after: float | None  # None: not finite (a diverged refinement)
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Reconstruction:
     """What reconstruction did to one network (stored with the candidate and in derived-model files)."""
 
@@ -29,6 +40,7 @@ class Reconstruction:
     seconds: float = 0.0
     #: residual writers fitted to the seed's residual sum minus the pruned network's own shortcut (derive/residual.py)
     residual: tuple[str, ...] = ()
+    refined: Refined | None = None  # the few-shot refinement after the solve, where one ran
     #: keys a later or earlier version stored beside these
     rest: dict[str, Any] = spread()
     #: layer -> (relative output error before, after) on the calibration rows; for analysis, never stored (one
