@@ -267,6 +267,7 @@ def test_a_real_builds_rows_give_the_report_json_they_gave_before(tmp_path):
         assert p.pop("batched") == []  # timed at larger batches: added after the golden build, empty on a CPU default
         if p.get("reconstruction"):  # residual writers: a field newer than the golden rows, which decode it empty
             assert p["reconstruction"].pop("residual") == []
+            assert p["reconstruction"].pop("refined") is None  # the few-shot refinement: newer still, and off
         assert p.pop("scopes") == []  # issue 56: every segment of the golden build cut its stream
     assert got["weights"].pop("residual") == []  # issue 55: newer than the golden rows, which decode it empty
     for key in set(gold) - {"candidates"}:
