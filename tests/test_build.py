@@ -243,7 +243,7 @@ def test_cli_derive_refines_the_solved_network_by_default_and_says_so(tmp_path):
     assert res.returncode == 0, res.stderr
     _, meta = load_derived(tmp_path / "r.pt")
     ref = meta["reconstruction"]["refined"]
-    assert ref["steps"] == STEPS and ref["loss_before"] > 0
+    assert ref["steps"] == STEPS and ref["loss_before"] >= 0  # random weights: near-uniform outputs, KL near 0
     line = " ".join(res.stderr.split())
     assert (f"refined {STEPS} steps" in line) if ref["kept"] else ("refinement undone" in line), line
 
