@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import sys
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from scbp_edge.errors import TargetError
+from scbp_edge.records.codec import decode
 from scbp_edge.resources import data_dir
 
 if sys.version_info >= (3, 11):
@@ -65,16 +66,13 @@ class Target:
     measure: MeasurePolicy = field(default_factory=MeasurePolicy)
     source: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Target:
-        d = dict(d)
-        if "precision" in d:  # runs recorded before precision became a list
-            d["precisions"] = [d.pop("precision")]
-        d["measure"] = MeasurePolicy(**d.get("measure", {}))
-        return cls(**d)
+def stored_target(saved: dict[str, Any]) -> Target:
+    """The target a run stored (report.json's ``run.target``) as its record; where it came from is not kept."""
+    d = {k: v for k, v in saved.items() if k != "source"}
+    if "precision" in d:  # runs recorded before precision became a list
+        d["precisions"] = [d.pop("precision")]
+    return decode(Target, d, "the run's target")
 
 
 def _type_ok(value: Any, typ: Any) -> bool:

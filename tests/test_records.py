@@ -16,6 +16,7 @@ import pytest
 
 from scbp_edge.errors import RecordError
 from scbp_edge.records import (
+    BuildConfig,
     CandidateRow,
     LatencyStats,
     Measurement,
@@ -30,6 +31,10 @@ GOLDEN = Path(__file__).parent / "golden"
 ROWS = json.loads((GOLDEN / "rows.json").read_text())
 
 
+#: fields whose value in a file written before them is what the run meant then (codec.legacy), not empty
+LEGACY = {f.name: f.metadata["scbp_legacy"] for f in dataclasses.fields(BuildConfig) if "scbp_legacy" in f.metadata}
+
+
 def _without_filled_defaults(back, original):
     """``back`` less the optional keys the original never had, which decoding fills with their defaults."""
     if isinstance(back, list):
@@ -38,7 +43,7 @@ def _without_filled_defaults(back, original):
     out = {}
     for k, v in back.items():
         if k not in original:
-            assert v is None or v == () or v == [] or v == {}, f"{k} was added with a value: {v!r}"
+            assert v in (None, (), [], {}), f"{k} was added with a value: {v!r}"
             continue
         out[k] = _without_filled_defaults(v, original[k]) if isinstance(v, (dict, list)) and isinstance(
             original[k], type(v)) else v
@@ -72,7 +77,15 @@ def test_a_real_report_json_round_trips(name):
     """Exactly, less the fields added since it was written (a point's ``batched``), which decode to their defaults."""
     data = json.loads((GOLDEN / f"{name}.json").read_text())
     rep = Report.from_json(data)
-    assert _without_filled_defaults(json.loads(json.dumps(rep.to_json())), data) == data
+    back = json.loads(json.dumps(rep.to_json()))
+    # the configuration is a record now: each stored option reads back as stored, every later one as its default
+    # (or what an older run meant by it)
+    config = back["run"].pop("config")
+    assert {k: config[k] for k in data["run"]["config"]} == data["run"]["config"]
+    assert {k: v for k, v in config.items() if k not in data["run"]["config"]} == {
+        k: LEGACY.get(k, v) for k, v in encode(BuildConfig()).items() if k not in data["run"]["config"]}
+    assert _without_filled_defaults(back, data) == {**data, "run": {k: v for k, v in data["run"].items()
+                                                                     if k != "config"}}
     assert rep.selection.id == data["selection"]["id"] and len(rep.points) == len(data["points"])
     assert rep.card is not None and rep.card.title == data["card"]["title"]
 
@@ -216,7 +229,8 @@ def test_the_run_ledger_is_a_manifest_and_a_progress_record_that_reads_old_runs(
     db.close()
     store = RunStore(path)
     run, done = store.manifest(), store.progress()
-    assert run.config == gold["run"]["config"] and run.precisions == tuple(gold["run"]["precisions"])
+    assert run.config == decode(BuildConfig, gold["run"]["config"])
+    assert run.precisions == tuple(gold["run"]["precisions"])
     assert run.facts().target == gold["run"]["target"] and run.data == DataSummary(**{**gold["data"], "skipped": ()})
     assert done.teacher == TeacherChoice(**gold["weights"]["teacher"]) and done.budget == MeasureBudget(4, 4, 2)
     assert done.training is None and done.classifier_replaced is None and done.stage_seconds == gold["stage_seconds"]

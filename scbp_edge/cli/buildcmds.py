@@ -66,7 +66,7 @@ def targets(json_out: bool = JsonOpt) -> None:
             caps = encode(runtime_class(t.backend).capabilities)
         except TargetError:
             caps = None
-        rows.append({**t.to_dict(), "status": status, "short": short, "capabilities": caps})
+        rows.append({**encode(t), "status": status, "short": short, "capabilities": caps})
     if json_out:
         emit_json([{k: v for k, v in r.items() if k != "short"} for r in rows])
         return

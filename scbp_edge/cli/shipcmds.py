@@ -30,15 +30,16 @@ def package(
                                              "(e.g. host, where the bridge cannot reach the package index)"),
 ) -> None:
     """Write a Docker build context (model, Dockerfile, manifest, serving code) for one candidate."""
+    from scbp_edge.errors import RecordError
     from scbp_edge.package import package as make
     from scbp_edge.runtimes import check_target
-    from scbp_edge.targets import Target, load_target
+    from scbp_edge.targets import load_target, stored_target
 
     if target is None:
         try:
             saved = json.loads((run_dir / "report.json").read_text())["run"]["target"]
-            t = Target.from_dict({k: v for k, v in saved.items() if k != "source"})
-        except (OSError, ValueError, KeyError, TypeError):
+            t = stored_target(saved)
+        except (OSError, ValueError, KeyError, TypeError, RecordError):
             t = load_target("cpu")
     else:
         t = load_target(target)

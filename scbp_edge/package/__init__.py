@@ -155,7 +155,7 @@ def package(run_dir: Path, candidate: str, target: Target, out: Path, *, force: 
         "package": {"format": MARKER, "files": written},
         "model": "model.onnx", "sha256": sha256_file(out / "model.onnx"), "weights": "trained" if trained else "proxy",
         "candidate": cand.id, "ratios": list(cand.ratios), "precision": precision, "seed": report.run.seed,
-        "config": report.run.config, "target": target.to_dict(), "measured": encode(cand.measurement),
+        "config": encode(report.run.config), "target": encode(target), "measured": encode(cand.measurement),
         "accuracy": encode(cand.accuracy), "trained": encode(cand.trained),
         "engine": {"workspace_mb": target.workspace_mb, "max_batch": max(target.batch_sizes)},
         "versions": {p: _version(p) for p in ("scbp-edge", "onnxruntime", "onnx", "numpy", "torch")},

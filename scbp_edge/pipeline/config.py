@@ -26,9 +26,9 @@ AUGMENTS = ("shift", "flip")  # shift: per-image shifts; flip: shifts plus horiz
 __all__ = ["BuildConfig", "differences", "stored_config", "validate"]
 
 
-def stored_config(saved: dict[str, Any]) -> BuildConfig:
+def stored_config(saved: BuildConfig | dict[str, Any]) -> BuildConfig:
     """The configuration a run stored, as its record (older runs' missing fields read as they meant then)."""
-    cfg = decode(BuildConfig, saved, "the run's configuration")
+    cfg = saved if isinstance(saved, BuildConfig) else decode(BuildConfig, saved, "the run's configuration")
     if cfg.executor != "ray":  # runs saved before the Ray-only options were refused stored 2 here
         cfg = replace(cfg, retries=None, ray_address=None)
     return cfg

@@ -62,7 +62,7 @@ def _init_store(store: RunStore, cfg: BuildConfig, prep: Prepared) -> None:
         for c in prep.space for p in prep.precisions
     ])
     store.start(RunManifest(
-        created=dt.datetime.now().isoformat(timespec="seconds"), config=encode(cfg), target=prep.target.to_dict(),
+        created=dt.datetime.now().isoformat(timespec="seconds"), config=cfg, target=encode(prep.target),
         runtime={"name": prep.runtime.name, "capabilities": encode(prep.runtime.capabilities)},
         precisions=tuple(prep.precisions), notes=tuple(prep.notes), seed=encode(prep.wb.seed.spec),
         segmentation=encode(prep.wb.segmentation), fingerprints=prep.fingerprints(),
@@ -84,7 +84,7 @@ def _open_resume(resume: Path) -> tuple[Path, RunLock, RunStore, BuildConfig]:
         raise
     try:
         problem = store.integrity_problem()
-        saved = None if problem else (store.manifest().config or None)
+        saved = None if problem else store.manifest().config
     except ScbpError:  # a manifest field that does not fit its record: one line, and the run is left as it is
         store.close()
         lock.release()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scbp_edge.records.codec import decode, encode, spread, transient
+from scbp_edge.records.config import BuildConfig
 from scbp_edge.records.measurement import Batched, Paired
 from scbp_edge.records.reconstruction import Reconstruction
 
@@ -96,7 +97,7 @@ class RunFacts:
     """What the run was: when, its configuration, target, runtime, precisions, notes, seed and segmentation."""
 
     created: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    config: BuildConfig | None = None  # None: a run that stopped before it stored one
     target: dict[str, Any] | None = None
     runtime: dict[str, Any] | None = None
     precisions: tuple[str, ...] = ()

@@ -15,6 +15,7 @@ from scbp_edge.rank import Constraints, flops_disagreement, has_latency_budget, 
 from scbp_edge.rank.points import points_of
 from scbp_edge.records import (
     BudgetResult,
+    BuildConfig,
     CandidateRow,
     FailedCandidate,
     Measurement,
@@ -26,7 +27,6 @@ from scbp_edge.records import (
     TrainingPlan,
     WeightsSummary,
     compact,
-    decode,
     encode,
 )
 from scbp_edge.store import RunStore
@@ -108,13 +108,13 @@ def _rows(cands: list[dict[str, Any]]) -> tuple[list[CandidateRow], int]:
 def build_report(store: RunStore) -> Report:
     """The report (from whatever rows can be read, if the database is damaged)."""
     run, done = store.manifest(), store.progress()
-    cfg = run.config
+    cfg = run.config or BuildConfig()  # a run stopped before it stored one: the defaults
     cands, unreadable = store.salvage()
     rows, bad = _rows(cands)
     pts = points_of(rows)
     kinds = {r.accuracy.kind for r in rows if r.accuracy}
     real = bool(kinds) and not any("stand-in" in k for k in kinds)
-    cons = decode(Constraints, cfg.get("constraints", {}), "run constraints")
+    cons = cfg.constraints
     sel = _selection(pts, cons, real)
     measured = [r.measurement for r in rows if r.status == "measured" and r.measurement]
     return Report(
@@ -152,7 +152,7 @@ def write_reports(run_dir: Path, store: RunStore) -> Report:
     return rep
 
 
-def _weights_summary(rows: list[CandidateRow], cfg: dict[str, Any], teacher: Any) -> WeightsSummary:
+def _weights_summary(rows: list[CandidateRow], cfg: BuildConfig, teacher: Any) -> WeightsSummary:
     """How the candidates' weights were made: channel criterion, reconstruction (what it did, where it could not)."""
     recs = {r.network: r.accuracy.reconstruction if r.accuracy else None for r in rows}
     recs = {n: r for n, r in recs.items() if r}
@@ -162,7 +162,7 @@ def _weights_summary(rows: list[CandidateRow], cfg: dict[str, Any], teacher: Any
         kept.update(r.kept_l1)
     skipped = sorted({r.reason for r in recs.values() if not r.applied and r.reason != "nothing pruned"})
     secs = sorted(r.seconds for r in done)
-    return WeightsSummary(cfg.get("criterion", "l1"), cfg.get("reconstruct", True), len(done), tuple(skipped),
+    return WeightsSummary(cfg.criterion, cfg.reconstruct, len(done), tuple(skipped),
                           max((r.images for r in done), default=0), secs[len(secs) // 2] if secs else None, kept,
                           tuple(sorted({n for r in done for n in r.strong_ridge})), teacher,
                           tuple(sorted({n for r in done for n in r.residual})))

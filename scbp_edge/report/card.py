@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scbp_edge.records import Card, Constraints, RankingPoint, Report, decode
+from scbp_edge.records import Card, Constraints, RankingPoint, Report
 
 
 def _num(x: float | None, unit: str, nd: int = 3) -> str:
@@ -166,7 +166,7 @@ def machine_note(points: list[RankingPoint]) -> str | None:
 def _undecided_warnings(rep: Report) -> list[str]:
     """Where the accuracy limit hung on noise: say so, per candidate, with the test size that would decide it."""
     und = rep.selection.undecided or {}
-    limit = decode(Constraints, rep.run.config.get("constraints", {}), "run constraints").max_accuracy_drop
+    limit = (rep.run.config.constraints if rep.run.config else Constraints()).max_accuracy_drop
     out = []
     for cid, u in sorted(und.items(), key=lambda kv: kv[1].diff_pt)[:3]:
         lo, hi = u.interval_pt

@@ -88,7 +88,7 @@ def _fine_tune_line(rep: Report) -> str | None:
             got.setdefault(r.network, r.trained)
     if not got:
         return None
-    minutes = rep.run.config.get("train_minutes")
+    minutes = rep.run.config.train_minutes if rep.run.config else None
     how = (f"within --train-minutes {minutes:g}, shared by each network's measured step time"
            if minutes else "for --epochs")
     return f"Fine-tune ({how}): " + "; ".join(
