@@ -18,6 +18,7 @@ from scbp_edge.derive.reconstruct import Reconstruction, SeedTargets, reconstruc
 from scbp_edge.derive.refine import refine
 from scbp_edge.records.codec import encode
 from scbp_edge.records.config import SeedOptions, check_seed_options
+from scbp_edge.records.reconstruction import Refined
 from scbp_edge.seeds import Seed, default_spec, load_seed
 from scbp_edge.segments import Segmentation, segment_model
 from scbp_edge.space import Candidate, build_space, candidate_id, parse_ratios
@@ -144,6 +145,13 @@ class Workbench:
         if steps > 0:
             rec = replace(rec, refined=refine(model, self.seed.model, self._targets.x, steps, seconds=seconds))
         return rec
+
+    def refine(self, model: nn.Module, seconds: float | None = None) -> Refined | None:
+        """Distil a derived ``model`` from the seed on the calibration images (:mod:`scbp_edge.derive.refine`), in
+        place, within ``seconds``; None without calibration images."""
+        if self._targets is None:
+            return None
+        return refine(model, self.seed.model, self._targets.x, seconds=seconds)
 
     @cached_property
     def head_layers(self) -> tuple[str, ...]:

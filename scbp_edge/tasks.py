@@ -192,10 +192,17 @@ def train_network(job: TrainJob, ctx: TrainContext, on_progress: Callable[[], No
     ratios = list(job.ratios)
     wb = _bench(ctx.payload)
     cand, model, rec = wb.derive(ratios, for_training=True, scopes=job.scopes)
+    budget = job.seconds
     if init == "scratch":
         for m in model.modules():
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
+    elif ctx.refine_seconds > 0 and any(r > 0 for r in ratios) and rec.applied:
+        # part of the network's training time: a --train-minutes share pays for it
+        limit = ctx.refine_seconds if budget is None else min(ctx.refine_seconds, budget / 4)
+        rec = replace(rec, refined=wb.refine(model, limit))
+        if budget is not None and rec.refined is not None:
+            budget = max(1.0, budget - rec.refined.seconds)
     before = evaluate(model, train.test_x, train.test_y)
     torch.manual_seed(0)
     # The seed itself is never distilled from itself: that only pulls it back to its own outputs and cost the
@@ -204,7 +211,7 @@ def train_network(job: TrainJob, ctx: TrainContext, on_progress: Callable[[], No
     tick = (lambda _e: on_progress()) if on_progress is not None else None
     judge = _judge_seed(model, train, ratios, init)
     model, stats = fit(model, train.x, train.y, epochs=epochs, lr=lr, teacher=teacher, on_epoch=tick, flip=ctx.flip,
-                       max_seconds=job.seconds)
+                       max_seconds=budget)
     validation = judge(model) if judge is not None else None
     right = correct(model, train.test_x, train.test_y)
     fp32 = 100.0 * float(right.sum()) / max(1, len(right))

@@ -158,6 +158,7 @@ def test_no_reconstruct_and_a_time_budget(tmp_path):
         (["derive", "--config", "0.5x,0,0", "-o", "x.pt"], "'0.5x' in --config is neither a ratio nor"),
         (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--scope", "both"], "names no single network"),
         (["derive", "--config", "0.5,0,0", "-o", "x.pt", "--refine-seconds", "-1"], "must be 0 (off) or more"),
+        (["build", "--refine-seconds", "-1"], "--refine-seconds -1.0 must be 0 (off) or more"),
         (["search", "--scope", "outer"], "--scope 'outer' is not one of stream, inner, both"),
         (["build", "--scope", "outer"], "--scope 'outer' is not one of stream, inner, both"),
         (["search", "--exclude", "*,0.5q,*"], "'0.5q' in --exclude is neither a ratio nor"),

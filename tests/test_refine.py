@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -80,3 +81,24 @@ def test_calibrate_with_refine_steps_records_the_refinement_with_the_candidate(b
     assert rec.applied and rec.refined is not None and rec.refined.steps == refine_module.STEPS and rec.refined.kept
     assert decode(Reconstruction, encode(rec)) == rec
     assert any(not torch.equal(v, solved.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_a_fine_tunes_start_is_refined_within_its_time_and_the_result_says_so(digits_bench):
+    """--refine-seconds: the pruned network is refined before its fine-tune, paid from its training seconds; the
+    unpruned seed is not (nothing to recover)."""
+    from scbp_edge.records.task import Calibration, TrainContext, TrainData, TrainJob
+    from scbp_edge.tasks import seed_payload, train_network
+
+    wb, (x, y), (tx, ty) = digits_bench
+    train = TrainData(x[:256], y[:256], tx, ty, x[:32])
+    payload = seed_payload(wb, Calibration(x[:128], y[:128]))
+    # under a time share the fine-tune trains until it is spent: the refinement's seconds must come out of it
+    ctx = TrainContext(payload, train, epochs=50, lr=0.02, init="inherit", distill=True, int8={}, refine_seconds=60)
+    pruned = train_network(TrainJob("half", (RATIOS,) * wb.num_segments, ("fp32",), 8.0), ctx)
+    ref = pruned.reconstruction.refined
+    assert ref is not None and ref.steps > 0 and ref.seconds <= 8.0 / 4 + 0.5  # a quarter of its share at most
+    assert pruned.stats is not None and pruned.stats.seconds + ref.seconds <= 8.0 + 1.0  # an epoch's overshoot
+    seed = train_network(TrainJob("seed", (0.0,) * wb.num_segments, ("fp32",), 2.0), ctx)
+    assert seed.reconstruction.refined is None
+    off = train_network(TrainJob("half", (RATIOS,) * wb.num_segments, ("fp32",), 2.0), replace(ctx, refine_seconds=0))
+    assert off.reconstruction.refined is None

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from scbp_edge.cli.common import (
+    BuildRefineOpt,
     CalibImagesOpt,
     ClassesOpt,
     CriterionOpt,
@@ -143,7 +144,7 @@ def build(
     precision: str | None = typer.Option(None, "--precision", help="Precisions to search, e.g. fp32,int8 (default: "
                                          "the target's, within what its runtime runs)"),
     calib_images: int = CalibImagesOpt, reconstruct: bool = ReconstructOpt, criterion: str = CriterionOpt,
-    residual_solve: bool = ResidualOpt,
+    residual_solve: bool = ResidualOpt, refine_seconds: float = BuildRefineOpt,
     bn_images: int = typer.Option(1024, "--bn-images", help="Train images that re-estimate each candidate's "
                                   "batch-norm statistics (adaptive-BN proxy)"),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of the train split held out for "
@@ -202,7 +203,7 @@ def build(
         measure_budget=measure_budget, devices=tuple(device), executor=executor,
         ray_address=ray_address, retries=retries, keep_models=keep_models, calib_images=calib_images,
         bn_images=bn_images, val_fraction=val_fraction,
-        reconstruct=reconstruct, residual_solve=residual_solve, criterion=criterion,
+        reconstruct=reconstruct, residual_solve=residual_solve, refine_seconds=refine_seconds, criterion=criterion,
         calibration=calibration, qat_epochs=qat_epochs, qat_threshold=qat_threshold, proxy=proxy, margin=margin,
         precisions=None if precision is None else tuple(split_list(precision, "--precision", "fp32,int8")),
         constraints=Constraints(max_latency_ms, max_memory_mb, max_size_mb, max_accuracy_drop, max_energy_mj,

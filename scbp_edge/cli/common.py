@@ -12,6 +12,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from scbp_edge.records.config import BuildConfig
+
 console = Console(stderr=True)
 out = Console()
 
@@ -89,5 +91,9 @@ ResidualOpt = typer.Option(True, "--residual-solve/--no-residual-solve", help="W
 RefineOpt = typer.Option(60.0, "--refine-seconds", help="With --reconstruct: after the solve, distil the network "
                          "from the seed on the same unlabeled calibration images for up to 50 steps within this "
                          "many seconds (0: off)")
+BuildRefineOpt = typer.Option(BuildConfig().refine_seconds, "--refine-seconds", help="With --reconstruct: before "
+                              "each pruned network's fine-tune, distil it from the seed on the calibration images "
+                              "for up to 50 steps within this many seconds, paid from its --train-minutes share "
+                              "(0: off)")
 CriterionOpt = typer.Option("l1", "--criterion", help="Which channels a pruned layer keeps: l1 (largest filters), "
                             "taylor or activation (both measured on --data)")

@@ -64,6 +64,8 @@ def validate(cfg: BuildConfig) -> None:
         given = " and ".join(f for f, v in (("--retries", cfg.retries), ("--ray-address", cfg.ray_address))
                              if v is not None)
         raise ScbpError(f"{given}: for --executor ray only; add --executor ray, or drop {given}")
+    if not cfg.refine_seconds >= 0:
+        raise ScbpError(f"--refine-seconds {cfg.refine_seconds} must be 0 (off) or more")
     if cfg.criterion != "l1" and not cfg.data:
         raise ScbpError(f"--criterion {cfg.criterion} chooses channels with data: give --data, or use l1")
     if cfg.top_k > 0 and cfg.epochs == 0 and cfg.data:

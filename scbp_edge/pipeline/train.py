@@ -139,7 +139,8 @@ def _fine_tune(prep: Prepared, store: RunStore, run_dir: Path, cfg: BuildConfig,
         assert prep.data is not None  # train_stage runs only with data
         ctx = TrainContext(prep.payload(cfg), prep.data.for_training(spec), cfg.epochs, cfg.lr, cfg.init,
                            cfg.distill, int8_settings(cfg, prep), qat_epochs=cfg.qat_epochs,
-                           qat_threshold=cfg.qat_threshold, flip=cfg.augment == "flip", teacher_state=teacher)
+                           qat_threshold=cfg.qat_threshold, flip=cfg.augment == "flip", teacher_state=teacher,
+                           refine_seconds=cfg.refine_seconds)
         jobs = [TrainJob(n, rows[0].ratios, tuple(r.precision for r in rows), seconds.get(n), rows[0].scopes)
                 for n, rows in nets.items()]
         executor.map(train_network, jobs, ctx, on_result, gpu=True,

@@ -94,6 +94,11 @@ class BuildConfig:
     calib_images: int = 512  # int8 calibration and reconstruction images, from the train split
     reconstruct: bool = True  # re-solve every derived network's weights against the seed (derive/reconstruct.py)
     residual_solve: bool = True  # residual writers fitted to the seed's block output (derive/residual.py)
+    # the few-shot refinement of each pruned fine-tune's start (derive/refine.py), seconds per network, at most a
+    # quarter of its --train-minutes share and taken from it; 0: off.  After the build's fine-tune it tied at 1.25x
+    # and 1.5x and won at 2.0x on both CIFAR seeds (+0.75, +0.84 pt; benchmarks/results/reconstruct_refine_*.md).
+    # Runs saved before it had none.
+    refine_seconds: float = legacy(60.0, before=0.0)
     criterion: str = "l1"  # how a group's kept channels are chosen (README: data-aware ones not yet benchmarked)
     calibration: str = "minmax"
     qat_epochs: int = 0  # quantization-aware fine-tuning when post-training int8 loses more than qat_threshold

@@ -234,6 +234,7 @@ class TrainContext:
     qat_threshold: float = 0.5
     flip: bool = False
     teacher_state: dict[str, Any] | None = None  # the fine-tuned seed's weights where it is the better teacher
+    refine_seconds: float = 0.0  # the few-shot refinement of each pruned start (derive/refine.py); 0: none
 
 
 @dataclass(frozen=True)
