@@ -292,7 +292,7 @@ def test_an_interrupted_fine_tune_counts_the_networks_it_finished(tmp_path):
         store.update(f"{n}_fp32", trained=TrainingResult(test_accuracy=80.0))
     store.update_progress(training=TrainingPlan("running", tuple(nets)))
     t = build_report(store).training
-    assert t["interrupted"] and (t["trained"], t["wanted"]) == (4, 6)
+    assert t is not None and t.interrupted and (t.trained, t.wanted) == (4, 6)
     store.close()
 
 

@@ -16,7 +16,7 @@ from scbp_edge.api import SeedOptions, Workbench
 from scbp_edge.errors import ScbpError, TargetError
 from scbp_edge.pipeline.config import BuildConfig, validate
 from scbp_edge.pipeline.ui import console, progress
-from scbp_edge.records.report import DataSummary
+from scbp_edge.records.report import ClassifierSwap, DataSummary
 from scbp_edge.records.task import Calibration, ProxyData, SeedPayload, TrainData
 from scbp_edge.runtimes.base import Runtime
 from scbp_edge.space import Candidate
@@ -249,7 +249,8 @@ def _check_time_budget(cfg: BuildConfig, wb: Workbench, data: BuildData) -> None
                         f"{cfg.top_k + 1} networks, or use --epochs")
 
 
-def adapt_classifier(wb: Workbench, data: BuildData, cfg: BuildConfig, run_dir: Path) -> tuple[Workbench, dict]:
+def adapt_classifier(wb: Workbench, data: BuildData, cfg: BuildConfig, run_dir: Path
+                     ) -> tuple[Workbench, ClassifierSwap]:
     """The data has another class count: a new classifier, fine-tuned with the seed, kept in the run for resumes."""
     import torch
 
@@ -273,6 +274,5 @@ def adapt_classifier(wb: Workbench, data: BuildData, cfg: BuildConfig, run_dir: 
         torch.save(model.state_dict(), saved.with_suffix(".part"))
         saved.with_suffix(".part").replace(saved)
     tx, ty = data.test.tensors(spec.mean, spec.std)
-    info = {"from_classes": old.num_classes, "to_classes": len(classes), "epochs": max(1, cfg.epochs),
-            "test_accuracy": evaluate(model, tx, ty)}
+    info = ClassifierSwap(old.num_classes, len(classes), max(1, cfg.epochs), evaluate(model, tx, ty))
     return Workbench(wb.opts, Seed(spec, model.eval())), info

@@ -31,26 +31,31 @@ from scbp_edge.records.reconstruction import Reconstruction
 from scbp_edge.records.report import (
     BudgetResult,
     Card,
+    ClassifierSwap,
     DataSummary,
     FailedCandidate,
     FlopsDisagreement,
+    MeasureBudget,
     RankingPoint,
     Report,
     RunFacts,
     Selection,
     TrainedRow,
     TrainedSummary,
+    TrainingPlan,
+    TrainingState,
     Undecided,
     WeightsSummary,
     config_text,
 )
-from scbp_edge.records.run import MeasureBudget, RunManifest, RunProgress, TeacherChoice, TrainingPlan
+from scbp_edge.records.run import RunManifest, RunProgress, TeacherChoice
 
 __all__ = [
     "BUSY_SHARE", "MIN_QUIET_ROUNDS", "Batched", "BudgetResult", "BuildConfig", "CandidateRow", "Card",
-    "Constraints", "DataSummary", "Energy", "FailedCandidate", "FlopsDisagreement", "LatencyStats", "MeasureBudget",
-    "Measurement", "OnnxArtifact", "Paired", "Proxy", "RankingPoint", "Reconstruction", "Report", "RunFacts",
-    "RunManifest", "RunProgress", "SeedJudgement", "SeedOptions", "Selection", "StaticCosts", "Status",
-    "TeacherChoice", "TrainedRow", "TrainedSummary", "TrainingPlan", "TrainingResult", "Undecided", "WeightsSummary",
-    "compact", "config_text", "decode", "encode", "legacy", "seed_judgement", "spread",
+    "ClassifierSwap", "Constraints", "DataSummary", "Energy", "FailedCandidate", "FlopsDisagreement",
+    "LatencyStats", "MeasureBudget", "Measurement", "OnnxArtifact", "Paired", "Proxy", "RankingPoint",
+    "Reconstruction", "Report", "RunFacts", "RunManifest", "RunProgress", "SeedJudgement", "SeedOptions",
+    "Selection", "StaticCosts", "Status", "TeacherChoice", "TrainedRow", "TrainedSummary", "TrainingPlan",
+    "TrainingResult", "TrainingState", "Undecided", "WeightsSummary", "compact", "config_text", "decode", "encode",
+    "legacy", "seed_judgement", "spread",
 ]

@@ -192,6 +192,48 @@ class FailedCandidate:
 
 
 @dataclass(frozen=True)
+class TrainingPlan:
+    """The fine-tune stage: the networks it trains, why each pruned one was picked, and those finished.
+
+    ``done`` is written at the stage's start and end only; each network's row holds its own result as soon as it
+    finishes, so an interrupted stage is counted from the rows (``report._training_state``).
+    """
+
+    state: str  # "running" or "done"
+    networks: tuple[str, ...] = ()
+    why: dict[str, str] = field(default_factory=dict)
+    done: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingState(TrainingPlan):
+    """The fine-tune stage as the report shows it: the plan, and how many networks have their training."""
+
+    interrupted: bool = False
+    trained: int = 0
+    wanted: int = 0
+
+
+@dataclass(frozen=True)
+class MeasureBudget:
+    """A measurement budget's outcome: the budget, the rows measured, and those left unmeasured."""
+
+    budget: int
+    measured: int
+    not_measured: int
+
+
+@dataclass(frozen=True)
+class ClassifierSwap:
+    """The data had another class count than the seed: the new classifier, its training and the seed's accuracy."""
+
+    from_classes: int
+    to_classes: int
+    epochs: int
+    test_accuracy: float
+
+
+@dataclass(frozen=True)
 class Report:
     """report.json: the run, every measured point, the front, the selection and its card, what failed, and the rest.
 
@@ -210,10 +252,10 @@ class Report:
     candidates: tuple[dict[str, Any], ...] = ()  # the store's rows as it holds them (store.salvage)
     seed_point: RankingPoint | None = None
     trained: TrainedSummary = field(default_factory=TrainedSummary)
-    training: dict[str, Any] | None = None  # the training stage's state (pipeline/train.py), with its counts
+    training: TrainingState | None = None  # the fine-tune stage's plan, with its counts
     budget_result: BudgetResult | None = None
-    budget: dict[str, Any] | None = None  # the measurement budget: budget, measured, not_measured
-    classifier_replaced: dict[str, Any] | None = None
+    budget: MeasureBudget | None = None
+    classifier_replaced: ClassifierSwap | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     weights: WeightsSummary = field(default_factory=WeightsSummary)
     flops_vs_measured: FlopsDisagreement = field(default_factory=FlopsDisagreement)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from scbp_edge.records.report import DataSummary, RunFacts
+from scbp_edge.records.report import ClassifierSwap, DataSummary, MeasureBudget, RunFacts, TrainingPlan
 
 
 @dataclass(frozen=True)
@@ -33,20 +33,6 @@ class RunManifest(RunFacts):
 
 
 @dataclass(frozen=True)
-class TrainingPlan:
-    """The fine-tune stage: the networks it trains, why each pruned one was picked, and those finished.
-
-    ``done`` is written at the stage's start and end only; each network's row holds its own result as soon as it
-    finishes, so an interrupted stage is counted from the rows (``report._training_state``).
-    """
-
-    state: str  # "running" or "done"
-    networks: tuple[str, ...] = ()
-    why: dict[str, str] = field(default_factory=dict)
-    done: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class TeacherChoice:
     """Which teacher the pruned networks learnt from, and the validation top-1 that chose it."""
 
@@ -57,20 +43,11 @@ class TeacherChoice:
 
 
 @dataclass(frozen=True)
-class MeasureBudget:
-    """A measurement budget's outcome: the budget, the rows measured, and those left unmeasured."""
-
-    budget: int
-    measured: int
-    not_measured: int
-
-
-@dataclass(frozen=True)
 class RunProgress:
     """What the build did so far, updated as it goes (``RunStore.update_progress``)."""
 
     training: TrainingPlan | None = None
     teacher: TeacherChoice | None = None
-    classifier_replaced: dict[str, Any] | None = None  # pipeline.prepare.adapt_classifier's account
+    classifier_replaced: ClassifierSwap | None = None  # pipeline.prepare.adapt_classifier's account
     budget: MeasureBudget | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per stage, summed over resumes

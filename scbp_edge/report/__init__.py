@@ -25,6 +25,7 @@ from scbp_edge.records import (
     TrainedRow,
     TrainedSummary,
     TrainingPlan,
+    TrainingState,
     WeightsSummary,
     compact,
     encode,
@@ -84,14 +85,15 @@ def _budget_result(pts: list[RankingPoint], cons: Constraints, sel: Selection) -
                         best.speedup if best else None, ba, sa, ba - sa if ba is not None and sa is not None else None)
 
 
-def _training_state(t: TrainingPlan | None, rows: list[CandidateRow]) -> dict[str, Any] | None:
+def _training_state(t: TrainingPlan | None, rows: list[CandidateRow]) -> TrainingState | None:
     """The fine-tune stage's plan and progress; a network counts as done once a row of it holds its training."""
     if t is None:
         return None
     # the plan's list is written at the stage's start and end only: an interrupted stage's finished networks
     # are in the rows (each committed as it finished)
     done = set(t.done) | {r.network for r in rows if r.trained is not None and r.network in t.networks}
-    return {**encode(t), "interrupted": t.state != "done", "trained": len(done), "wanted": len(t.networks)}
+    return TrainingState(t.state, t.networks, t.why, t.done, interrupted=t.state != "done", trained=len(done),
+                         wanted=len(t.networks))
 
 
 def _rows(cands: list[dict[str, Any]]) -> tuple[list[CandidateRow], int]:
@@ -126,7 +128,7 @@ def build_report(store: RunStore) -> Report:
         seed_point=next((p for p in pts if p.is_seed), None),
         trained=_trained_summary(pts), training=_training_state(done.training, rows),
         budget_result=_budget_result(pts, cons, sel),
-        budget=None if done.budget is None else encode(done.budget), classifier_replaced=done.classifier_replaced,
+        budget=done.budget, classifier_replaced=done.classifier_replaced,
         stage_seconds=done.stage_seconds,
         weights=_weights_summary(rows, cfg, None if done.teacher is None else compact(done.teacher)),
         flops_vs_measured=flops_disagreement(pts),

@@ -135,8 +135,8 @@ def summary_card(rep: Report | dict[str, Any], run_dir: str = "RUN_DIR") -> Card
 def _warnings(rep: Report) -> list[str]:
     out = []
     t = rep.training
-    if t and t.get("interrupted"):
-        out.append(f"Training was interrupted ({t['trained']} of {t['wanted']} networks fine-tuned): the choice "
+    if t and t.interrupted:
+        out.append(f"Training was interrupted ({t.trained} of {t.wanted} networks fine-tuned): the choice "
                    "below uses proxy accuracy where no test accuracy exists; resume the build to finish it.")
     noisy = [p.id for p in rep.points if p.noisy]
     if noisy:

@@ -32,12 +32,12 @@ def _details(rep: Report) -> list[str]:
                      f"({b.accuracy_kind} accuracy) vs the seed's {number(b.seed_accuracy, 4)} %.")
     if rep.budget:
         mb = rep.budget
-        lines.append(f"Measurement budget: {mb['measured']} of {mb['measured'] + mb['not_measured']} candidates "
-                     f"measured (budget {mb['budget']}), chosen near the front a per-segment latency model predicted.")
+        lines.append(f"Measurement budget: {mb.measured} of {mb.measured + mb.not_measured} candidates "
+                     f"measured (budget {mb.budget}), chosen near the front a per-segment latency model predicted.")
     if rep.classifier_replaced:
         c = rep.classifier_replaced
-        lines.append(f"Classifier replaced: seed had {c['from_classes']} classes, data {c['to_classes']}; new head "
-                     f"trained {c['epochs']} epoch(s), seed test accuracy {c['test_accuracy']:.2f} %.")
+        lines.append(f"Classifier replaced: seed had {c.from_classes} classes, data {c.to_classes}; new head "
+                     f"trained {c.epochs} epoch(s), seed test accuracy {c.test_accuracy:.2f} %.")
     d = rep.data
     if d:
         left = (f"; {len(d.skipped)} unreadable image(s) left out: {', '.join(d.skipped[:3])}"
