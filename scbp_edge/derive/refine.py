@@ -27,7 +27,7 @@ from torch import nn
 
 from scbp_edge.records.reconstruction import Refined
 
-STEPS = 50  # Adam steps of ``BATCH`` images; the ablation is benchmarks/results/reconstruct_tuned_*.md
+STEPS = 50  # Adam steps of ``BATCH`` images; the ablation is benchmarks/results/reconstruct_refine_*.md
 LR = 1e-3
 BATCH = 128
 TEMPERATURE = 4.0
@@ -35,7 +35,7 @@ HOLDOUT = 5
 # The refined weights come back out when the held-out distillation loss rose more than this (or is not finite):
 # a guard against a diverged refinement, not a selection.  On a seed that has memorised its training images, that
 # loss on held-out training images rose 4-11 % in refinements that raised test top-1 by 1.4-2.1 points
-# (cifar-resnet20's 1.25x pick), so a strict "must fall" threw good refinements away.
+# (a 20-layer residual seed's 1.25x pick), so a strict "must fall" threw good refinements away.
 MAX_RISE = 1.25
 MIN_STEPS = 5  # under a time bound, fewer steps than this are not worth taking
 
