@@ -239,7 +239,7 @@ def test_cli_derive_refines_the_solved_network_by_default_and_says_so(tmp_path):
     from scbp_edge.derive.io import load_derived
     from scbp_edge.derive.refine import STEPS
 
-    res = cli("derive", "--config", "0.5,0.25,0.5", "--data", "digits", "--calib-images", "128",
+    res = cli("derive", "--config", "0.5,0.25,0.5", "--data", "digits", "--calib-images", "64",
               "-o", str(tmp_path / "r.pt"))
     assert res.returncode == 0, res.stderr
     _, meta = load_derived(tmp_path / "r.pt")
