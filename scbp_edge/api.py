@@ -15,6 +15,7 @@ from scbp_edge.derive.bounded import bounded
 from scbp_edge.derive.costs import CostModel
 from scbp_edge.derive.io import save_derived
 from scbp_edge.derive.reconstruct import Reconstruction, SeedTargets, reconstruct
+from scbp_edge.derive.refine import STEPS as REFINE_STEPS
 from scbp_edge.derive.refine import refine
 from scbp_edge.records.codec import encode
 from scbp_edge.records.config import SeedOptions, check_seed_options
@@ -143,15 +144,15 @@ class Workbench:
         rec = reconstruct(model, self._targets, kept, skip=skip, for_training=for_training)
         steps, seconds = self._refine
         if steps > 0:
-            rec = replace(rec, refined=refine(model, self.seed.model, self._targets.x, steps, seconds=seconds))
+            rec = replace(rec, refined=self.refine(model, seconds, steps))
         return rec
 
-    def refine(self, model: nn.Module, seconds: float | None = None) -> Refined | None:
+    def refine(self, model: nn.Module, seconds: float | None = None, steps: int = REFINE_STEPS) -> Refined | None:
         """Distil a derived ``model`` from the seed on the calibration images (:mod:`scbp_edge.derive.refine`), in
-        place, within ``seconds``; None without calibration images."""
+        place, for ``steps`` within ``seconds``; None without calibration images."""
         if self._targets is None:
             return None
-        return refine(model, self.seed.model, self._targets.x, seconds=seconds)
+        return refine(model, self.seed.model, self._targets.x, steps, seconds=seconds)
 
     @cached_property
     def head_layers(self) -> tuple[str, ...]:

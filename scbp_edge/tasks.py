@@ -197,7 +197,7 @@ def train_network(job: TrainJob, ctx: TrainContext, on_progress: Callable[[], No
         for m in model.modules():
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
-    elif ctx.refine_seconds > 0 and any(r > 0 for r in ratios) and rec.applied:
+    elif ctx.refine_seconds > 0 and rec.applied:  # applied: something was pruned and solved
         # part of the network's training time: a --train-minutes share pays for it
         limit = ctx.refine_seconds if budget is None else min(ctx.refine_seconds, budget / 4)
         rec = replace(rec, refined=wb.refine(model, limit))

@@ -46,8 +46,12 @@ def _loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
+def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """``model``'s outputs on ``x`` in batches; None unless each is one (batch x classes) tensor."""
+    parts = [model(x[i : i + BATCH]) for i in range(0, len(x), BATCH)]
+    if not all(isinstance(o, torch.Tensor) and o.dim() == 2 for o in parts):
+        return None
+    return torch.cat(parts)
 
 
 def refine(model: nn.Module, seed: nn.Module, x: torch.Tensor, steps: int = STEPS, lr: float = LR,
@@ -67,14 +71,14 @@ def refine(model: nn.Module, seed: nn.Module, x: torch.Tensor, steps: int = STEP
         return None
     model.eval()
     seed.eval()
-    probe = _outputs(model, held[:2])
-    if not isinstance(probe, torch.Tensor) or probe.dim() != 2:
+    own, held_t = _outputs(model, held), _outputs(seed, held)
+    if own is None or held_t is None:
         return None
     flips = x.dim() == 4  # images: a mirrored image is as valid an input as the image
     fit_t = _outputs(seed, fit)
     flip_t = _outputs(seed, fit.flip(3)) if flips else fit_t
-    held_t = _outputs(seed, held)
-    before = float(_loss(_outputs(model, held), held_t))
+    assert fit_t is not None and flip_t is not None  # the seed answered the held-out images in the same form
+    before = float(_loss(own, held_t))
     gen = torch.Generator().manual_seed(sample_seed)
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,10 +114,10 @@ def refine(model: nn.Module, seed: nn.Module, x: torch.Tensor, steps: int = STEP
             i += 1
     for p in params:
         p.grad = None
-    if steps == 0:
-        model.load_state_dict(saved)
+    if steps == 0:  # stopped before the first update: the weights are the solved ones
         return Refined(0, False, round(before, 5), round(before, 5), round(time.perf_counter() - start, 3))
-    after = float(_loss(_outputs(model, held), held_t))
+    after_out = _outputs(model, held)
+    after = float(_loss(after_out, held_t)) if after_out is not None else math.nan
     kept = math.isfinite(after) and after <= MAX_RISE * before
     if not kept:
         model.load_state_dict(saved)

@@ -92,8 +92,7 @@ def _training_state(t: TrainingPlan | None, rows: list[CandidateRow]) -> Trainin
     # the plan's list is written at the stage's start and end only: an interrupted stage's finished networks
     # are in the rows (each committed as it finished)
     done = set(t.done) | {r.network for r in rows if r.trained is not None and r.network in t.networks}
-    return TrainingState(t.state, t.networks, t.why, t.done, interrupted=t.state != "done", trained=len(done),
-                         wanted=len(t.networks))
+    return TrainingState(**vars(t), interrupted=t.state != "done", trained=len(done), wanted=len(t.networks))
 
 
 def _rows(cands: list[dict[str, Any]]) -> tuple[list[CandidateRow], int]:
